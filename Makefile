@@ -1,0 +1,53 @@
+# tandem front door. `make up` and `make test` are all a user needs.
+#   make build   release build (build/)
+#   make test    deps + ASan/UBSan build with -Werror (build-test/) + every test via ctest
+#   make up      deps + build + run the local stack on localhost:8000
+#   make bench   run the benchmarks in bench/ and print their tables
+#   make fuzz    longer libFuzzer runs (FUZZ_SECONDS each)
+#   make format  clang-format every source file
+
+CC ?= cc
+JOBS ?= $(shell nproc)
+PORT ?= 8000
+FUZZ_SECONDS ?= 300
+
+.PHONY: all build test up bench fuzz format clean deps
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j$(JOBS)
+
+# Tests build with clang: libFuzzer targets need it, and one compiler keeps the
+# sanitizer runtimes consistent.
+build-test: deps
+	@CC=clang cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
+	  -DTANDEM_FUZZ=ON >/dev/null
+	@cmake --build build-test -j$(JOBS)
+
+test: build-test
+	@cd build-test && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS)
+
+up: build
+	@scripts/up.sh $(PORT)
+
+bench: build
+	@BENCH=1 scripts/deps.sh
+	@bench/run-all.sh
+
+fuzz: build-test
+	@for f in build-test/fuzz_*; do \
+	  c=tests/fuzz/corpus/$$(basename $$f | sed 's/^fuzz_//'); \
+	  echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) $$c || exit 1; done
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-test
