@@ -35,6 +35,9 @@ static struct arena_chunk *chunk_new(size_t size)
 
 void *arena_alloc(struct arena *a, size_t n)
 {
+    /* Rounding up below would wrap to a tiny block; nothing this big can be served. */
+    if (n > SIZE_MAX / 2)
+        abort();
     size_t need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
     if (need == 0)
         need = ARENA_ALIGN;

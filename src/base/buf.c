@@ -1,6 +1,7 @@
 /* Growable buffer. Invariant: data == NULL iff cap == 0; otherwise data[len] == '\0'. */
 #include "base/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,9 @@
 
 void buf_reserve(struct buf *b, size_t extra)
 {
+    /* len + extra + 1 must not wrap, nor the doubling below overflow. */
+    if (extra > SIZE_MAX / 2 - b->len)
+        abort();
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return;

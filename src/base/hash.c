@@ -33,7 +33,17 @@ uint64_t hash_rand_next(uint64_t *state)
 
 uint64_t hash_rand_below(uint64_t *state, uint64_t n)
 {
-    return n ? hash_rand_next(state) % n : 0;
+    if (n == 0)
+        return 0;
+    /* Plain modulo favours small results when n does not divide 2^64; drop the first
+     * (2^64 mod n) values so every residue is equally likely. For the small n callers
+     * use, a rejection almost never happens, so sequences match plain modulo. */
+    uint64_t threshold = (0 - n) % n;
+    uint64_t r;
+    do
+        r = hash_rand_next(state);
+    while (r < threshold);
+    return r % n;
 }
 
 void hash_uuid4(char out[37])

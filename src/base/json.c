@@ -69,9 +69,10 @@ int json_get_int(const json_t *obj, const char *key, long long *out, struct json
     if (!v)
         return 0;
     if (json_is_real(v)) {
-        /* 5.0 is an integer to Python's pydantic in lax mode; accept exact integrals. */
+        /* 5.0 is an integer to Python's pydantic in lax mode; accept exact integrals.
+         * Range-check first: converting an out-of-range double is undefined. */
         double d = json_real_value(v);
-        if (d == (double)(long long)d) {
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(long long)d) {
             *out = (long long)d;
             return 1;
         }

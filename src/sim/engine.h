@@ -15,9 +15,10 @@
  * never: abort is silent). A sequence's callbacks never fire after it finished or was
  * aborted.
  *
- * Block accounting follows vLLM: a running sequence holds ceil(computed_tokens /
- * block_size) blocks (computed = prompt + generated, minus what is still to prefill);
- * every full block gets a chained hash h_i = xxh64(token ids of block i, seed=h_{i-1}),
+ * Block accounting: a sequence is admitted only when its whole prompt fits (cached
+ * blocks are shared, the rest allocated at admission); decoding adds a block each time
+ * its length crosses a block boundary. Every full block of computed tokens gets a
+ * chained hash h_i = xxh64(token ids of block i, seed=h_{i-1}),
  * h_{-1} = tok_hash_seed(model, hash_seed). Blocks of generated tokens are hashed too.
  * Freed blocks keep their hash and join an LRU of evictable blocks; a cached block is
  * reused by a later sequence whose leading blocks have the same hashes, and evicted
@@ -90,7 +91,7 @@ struct sim_engine_ops {
 
 struct sim_engine_stats {
     uint32_t running;             /* sequences in the running set */
-    uint32_t waiting;             /* sequences in the waiting queue (incl. preempted) */
+    uint32_t waiting;             /* waiting queue (incl. preempted and remote-KV waits) */
     uint32_t blocks_total;
     uint32_t blocks_used;         /* held by running or pinned sequences */
     uint32_t blocks_cached_free;  /* evictable blocks that still carry a hash */
@@ -131,7 +132,9 @@ uint64_t sim_engine_step_begin(struct sim_engine *e, uint64_t now);
 /* Completes the in-flight step at `now`, firing callbacks. */
 void sim_engine_step_end(struct sim_engine *e, uint64_t now);
 bool sim_engine_step_in_flight(const struct sim_engine *e);
-/* True when any sequence is waiting or running (a step would do work). */
+/* True when a step would do work: a sequence is running, or the head of the waiting
+ * queue can be admitted now. Sequences waiting for remote KV, pinned ones and a head
+ * that does not fit yet do not count. */
 bool sim_engine_has_work(const struct sim_engine *e);
 
 void sim_engine_stats(const struct sim_engine *e, struct sim_engine_stats *out);

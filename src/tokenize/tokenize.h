@@ -7,9 +7,9 @@
  * the same text always gives the same ids on every process. Roughly 1 token per 4
  * characters of English.
  *
- * Ids cannot be reversed in general (the map is a hash). tok_vocab_piece() returns the
- * text of ids that came from the sim's fixed generation vocabulary; detokenizing other
- * ids is lossy (see tok_decode). */
+ * Ids cannot be reversed in general (the map is a hash). tok_piece_text() returns the
+ * text of ids that came from the sim's fixed generation vocabulary (or of a single ASCII
+ * character); detokenizing other ids is lossy. */
 #ifndef TANDEM_TOKENIZE_TOKENIZE_H
 #define TANDEM_TOKENIZE_TOKENIZE_H
 

@@ -1,0 +1,94 @@
+/* The OpenAI request model: parse a request body once into the fields engines and
+ * routers need, render chat messages into one prompt, and write OpenAI-style errors.
+ *
+ * Ownership: openai_request_parse takes no ownership of body; the request keeps its own
+ * reference to the parsed JSON (root) and allocates everything else from the arena the
+ * caller passes, so the request lives until openai_request_free and the arena's end,
+ * whichever is first. Strings point into root or the arena. */
+#ifndef TANDEM_OPENAI_OPENAI_H
+#define TANDEM_OPENAI_OPENAI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "base/arena.h"
+#include "base/buf.h"
+
+enum openai_api {
+    OPENAI_COMPLETIONS,
+    OPENAI_CHAT,
+};
+
+/* Maps a path to an API; false for paths that are not generation endpoints. */
+bool openai_api_from_path(const char *path, enum openai_api *out);
+
+/* One prompt of a (possibly batched) completions request, or the rendered chat. */
+struct openai_prompt {
+    const char *text; /* NULL when given as token ids */
+    size_t text_len;
+    const uint32_t *ids; /* when given as token ids, else NULL */
+    size_t n_ids;
+};
+
+#define OPENAI_MAX_STOP 8
+
+struct openai_request {
+    enum openai_api api;
+    json_t *root; /* owned reference */
+    const char *model;
+    struct openai_prompt *prompts; /* arena; >= 1 */
+    size_t n_prompts;
+    /* Chat only: the last message's text (echo mode repeats it). */
+    const char *last_message;
+    size_t last_message_len;
+    bool stream;
+    bool include_usage;          /* stream_options.include_usage */
+    bool continuous_usage_stats; /* stream_options.continuous_usage_stats */
+    long long max_tokens;        /* -1 when absent (chat: max_completion_tokens first) */
+    long long min_tokens;        /* 0 when absent */
+    bool echo;                   /* completions */
+    int logprobs;                /* completions: top-k (-1 = none); chat: 0 = logprobs on */
+    int top_logprobs;            /* chat */
+    bool chat_logprobs;          /* chat: "logprobs": true */
+    const char *stop[OPENAI_MAX_STOP];
+    size_t n_stop;
+    bool has_seed;
+    long long seed;
+    bool ignore_eos;
+    double temperature; /* accepted, unused by the sim */
+    const char *user;   /* may be NULL */
+    json_t *kv_transfer_params; /* borrowed from root; NULL when absent or null */
+};
+
+/* Errors, in OpenAI's form:
+ *   {"error":{"message":"...","type":"BadRequestError","param":"max_tokens","code":400}} */
+struct openai_error {
+    int status;        /* 400, 404, 413, ... */
+    const char *type;  /* "BadRequestError", "NotFoundError", ... (static string) */
+    char param[64];    /* the offending field, "" if none */
+    char message[512];
+};
+
+void openai_error_set(struct openai_error *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Appends the JSON error body. */
+void openai_error_body(struct buf *out, const struct openai_error *e);
+/* The type name OpenAI clients expect for a status (400 -> BadRequestError ...). */
+const char *openai_error_type(int status);
+
+/* Parses and validates a request body. Returns true on success; false with err set
+ * (status 400, message naming the field). */
+bool openai_request_parse(enum openai_api api, const char *body, size_t len, struct arena *a,
+                          struct openai_request *out, struct openai_error *err);
+void openai_request_free(struct openai_request *r);
+
+/* Renders chat messages into one prompt with a ChatML-like template:
+ *   <|im_start|>ROLE\nCONTENT<|im_end|>\n ... <|im_start|>assistant\n
+ * Content may be a string or a list of {"type":"text","text":...} parts (other part
+ * types are skipped). Returns false with err on malformed messages. */
+bool openai_render_chat(const json_t *messages, struct buf *out, struct openai_error *err);
+
+#endif

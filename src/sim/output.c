@@ -1,0 +1,506 @@
+/* What the sim says and how it is framed. Output is decided when a request arrives
+ * (random words or echo, cut at max_tokens or a drawn length, clipped at stop strings),
+ * so the engine only has to count tokens. Responses are built by hand rather than
+ * through a JSON DOM: chunks are on the hot path of streaming (one per token). Shapes
+ * follow vLLM's OpenAI server. */
+#define _GNU_SOURCE /* memmem */
+#include <math.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/hash.h"
+#include "base/json.h"
+#include "net/sse.h"
+#include "sim/sim_internal.h"
+#include "tokenize/tokenize.h"
+
+static void output_push(struct sim_output *o, uint32_t *cap, uint32_t id, const char *text,
+                        size_t len)
+{
+    if (o->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        o->ids = xrealloc(o->ids, *cap * sizeof *o->ids);
+        o->off = xrealloc(o->off, *cap * sizeof *o->off);
+        o->len = xrealloc(o->len, *cap * sizeof *o->len);
+    }
+    o->ids[o->n] = id;
+    o->off[o->n] = (uint32_t)o->text.len;
+    o->len[o->n] = (uint32_t)len;
+    buf_append(&o->text, text, len);
+    o->n++;
+}
+
+/* Appends the tokens of text, at most `limit` in total. */
+static void push_text(struct sim_output *o, uint32_t *cap, const char *text, size_t len,
+                      uint32_t limit)
+{
+    struct tok_result t = {0};
+    tok_encode(text, len, TOK_DEFAULT_VOCAB, &t);
+    for (size_t i = 0; i < t.n && o->n < limit; i++)
+        output_push(o, cap, t.pieces[i].id, text + t.pieces[i].offset, t.pieces[i].len);
+    tok_result_free(&t);
+}
+
+void sim_detokenize(const uint32_t *ids, size_t n, struct buf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = tok_piece_text(ids[i], TOK_DEFAULT_VOCAB);
+        if (p)
+            buf_append_str(out, p);
+        else
+            buf_printf(out, "<|%u|>", ids[i]);
+    }
+}
+
+/* Finds the earliest stop string; clips text and tokens at it. */
+static void apply_stop(const struct openai_request *q, struct sim_output *o)
+{
+    size_t best = SIZE_MAX;
+    const char *which = NULL;
+    for (size_t i = 0; i < q->n_stop; i++) {
+        const char *hit = memmem(o->text.data ? o->text.data : "", o->text.len, q->stop[i],
+                                 strlen(q->stop[i]));
+        if (hit && (size_t)(hit - o->text.data) < best) {
+            best = (size_t)(hit - o->text.data);
+            which = q->stop[i];
+        }
+    }
+    if (!which)
+        return;
+    size_t end = best + strlen(which); /* the stop string completes at byte end-1 */
+    uint32_t keep = 0;
+    while (keep < o->n && o->off[keep] < end)
+        keep++;
+    o->n = keep;
+    o->final_len = best;
+    o->finish = SIM_FINISH_STOP;
+    o->stop_reason = which;
+}
+
+void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
+                         const struct sim_choice *c, uint32_t max_tokens, struct sim_output *o)
+{
+    const struct openai_request *q = &r->oreq;
+    memset(o, 0, sizeof *o);
+    uint32_t cap = 0;
+    /* Same prompt + same seed = same answer, on every sim process. */
+    uint64_t rng = cfg->seed ^ 0x5eedull;
+    rng ^= hash_xxh64(c->prompt_ids, c->n_prompt * sizeof *c->prompt_ids, 0);
+    if (q->has_seed)
+        rng ^= hash_xxh64(&q->seed, sizeof q->seed, 1);
+
+    uint32_t target = max_tokens;
+    bool natural_stop = false;
+    if (!q->ignore_eos && cfg->mode == SIM_MODE_RANDOM) {
+        uint32_t lo = q->min_tokens > 0 ? (uint32_t)q->min_tokens : 1;
+        if (lo > max_tokens)
+            lo = max_tokens;
+        target = lo + (uint32_t)hash_rand_below(&rng, max_tokens - lo + 1);
+        natural_stop = target < max_tokens;
+    }
+
+    if (cfg->mode == SIM_MODE_ECHO) {
+        if (q->api == OPENAI_CHAT) {
+            push_text(o, &cap, q->last_message, q->last_message_len, max_tokens);
+        } else if (c->prompt_text) {
+            push_text(o, &cap, c->prompt_text, c->prompt_text_len, max_tokens);
+        } else {
+            for (uint32_t i = 0; i < c->n_prompt && o->n < max_tokens; i++) {
+                struct buf t = BUF_INIT;
+                sim_detokenize(&c->prompt_ids[i], 1, &t);
+                output_push(o, &cap, c->prompt_ids[i], t.data, t.len);
+                buf_free(&t);
+            }
+        }
+        natural_stop = o->n < max_tokens; /* the echo ran out before the cap */
+    } else {
+        while (o->n < target) {
+            size_t w = (size_t)hash_rand_below(&rng, tok_vocab_size());
+            const char *word = tok_vocab_word(w);
+            push_text(o, &cap, word, strlen(word), target);
+        }
+    }
+    if (o->n == 0) {
+        /* Echo of an empty prompt: still produce one token, as engines always do. */
+        const char *word = tok_vocab_word(0);
+        push_text(o, &cap, word, strlen(word), 1);
+        natural_stop = max_tokens > 1;
+    }
+    o->final_len = o->text.len;
+    o->finish = natural_stop ? SIM_FINISH_STOP : SIM_FINISH_LENGTH;
+    if (!q->ignore_eos || q->n_stop)
+        apply_stop(q, o);
+}
+
+void sim_output_free(struct sim_output *o)
+{
+    free(o->ids);
+    free(o->off);
+    free(o->len);
+    buf_free(&o->text);
+    memset(o, 0, sizeof *o);
+}
+
+/* --- rendering ------------------------------------------------------------------- */
+
+static const char *finish_str(enum sim_finish f)
+{
+    return f == SIM_FINISH_STOP ? "stop" : "length";
+}
+
+/* Text token i contributes to the reported output (clipped at a stop string). */
+static void token_text(const struct sim_output *o, uint32_t i, const char **p, size_t *len)
+{
+    size_t a = o->off[i], b = o->off[i] + o->len[i];
+    if (b > o->final_len)
+        b = o->final_len;
+    if (a > b)
+        a = b;
+    *p = o->text.data + a;
+    *len = b - a;
+}
+
+/* Deterministic pseudo log-probabilities in (-4, 0). */
+static double fake_logprob(uint32_t id, uint32_t pos, uint32_t rank)
+{
+    uint64_t h = hash_xxh64(&id, sizeof id, ((uint64_t)pos << 8) | rank);
+    return -((double)(h % 4000) / 1000.0 + 0.0001) - rank * 0.5;
+}
+
+static void append_double(struct buf *out, double v)
+{
+    if (!isfinite(v)) {
+        buf_append_str(out, "-9999.0");
+        return;
+    }
+    buf_printf(out, "%.6g", v);
+}
+
+static void append_bytes_array(struct buf *out, const char *p, size_t n)
+{
+    buf_append_char(out, '[');
+    for (size_t i = 0; i < n; i++)
+        buf_printf(out, i ? ",%u" : "%u", (unsigned char)p[i]);
+    buf_append_char(out, ']');
+}
+
+/* Chat logprobs entries for tokens [from, to). */
+static void chat_logprobs(const struct sim_req *r, const struct sim_output *o, uint32_t from,
+                          uint32_t to, struct buf *out)
+{
+    buf_append_str(out, "{\"content\":[");
+    for (uint32_t i = from; i < to; i++) {
+        const char *p;
+        size_t n;
+        token_text(o, i, &p, &n);
+        if (i > from)
+            buf_append_char(out, ',');
+        buf_append_str(out, "{\"token\":");
+        json_quote(out, p, n);
+        buf_append_str(out, ",\"logprob\":");
+        append_double(out, fake_logprob(o->ids[i], i, 0));
+        buf_append_str(out, ",\"bytes\":");
+        append_bytes_array(out, p, n);
+        buf_append_str(out, ",\"top_logprobs\":[");
+        for (int k = 0; k < r->oreq.top_logprobs; k++) {
+            const char *alt = k == 0 ? p : tok_vocab_word((o->ids[i] + (uint32_t)k) %
+                                                          tok_vocab_size());
+            size_t alen = k == 0 ? n : strlen(alt);
+            if (k)
+                buf_append_char(out, ',');
+            buf_append_str(out, "{\"token\":");
+            json_quote(out, alt, alen);
+            buf_append_str(out, ",\"logprob\":");
+            append_double(out, fake_logprob(o->ids[i], i, (uint32_t)k));
+            buf_append_str(out, ",\"bytes\":");
+            append_bytes_array(out, alt, alen);
+            buf_append_char(out, '}');
+        }
+        buf_append_str(out, "]}");
+    }
+    buf_append_str(out, "]}");
+}
+
+/* Completions logprobs for output tokens [from, to), with the prompt first when echo. */
+static void completion_logprobs(const struct sim_req *r, const struct sim_choice *c,
+                                uint32_t from, uint32_t to, bool with_prompt, struct buf *out)
+{
+    const struct sim_output *o = &c->out;
+    int k = r->oreq.logprobs;
+    struct buf toks = BUF_INIT, lps = BUF_INIT, tops = BUF_INIT, offs = BUF_INIT;
+    size_t text_pos = 0;
+    bool first = true;
+    if (with_prompt) {
+        /* Prompt token texts: slices of the prompt when we have its text (exact), else
+         * the ids detokenized (lossy for words outside the sim's vocabulary). */
+        struct tok_result pt = {0};
+        if (c->prompt_text)
+            tok_encode(c->prompt_text, c->prompt_text_len, TOK_DEFAULT_VOCAB, &pt);
+        struct buf t = BUF_INIT;
+        for (uint32_t i = 0; i < c->n_prompt; i++) {
+            buf_reset(&t);
+            if (i < pt.n)
+                buf_append(&t, c->prompt_text + pt.pieces[i].offset, pt.pieces[i].len);
+            else
+                sim_detokenize(&c->prompt_ids[i], 1, &t);
+            if (!first) {
+                buf_append_char(&toks, ',');
+                buf_append_char(&lps, ',');
+                buf_append_char(&tops, ',');
+                buf_append_char(&offs, ',');
+            }
+            json_quote(&toks, t.data ? t.data : "", t.len);
+            if (i == 0) {
+                buf_append_str(&lps, "null");
+                buf_append_str(&tops, "null");
+            } else {
+                append_double(&lps, fake_logprob(c->prompt_ids[i], i, 0));
+                buf_append_char(&tops, '{');
+                json_quote(&tops, t.data ? t.data : "", t.len);
+                buf_append_char(&tops, ':');
+                append_double(&tops, fake_logprob(c->prompt_ids[i], i, 0));
+                buf_append_char(&tops, '}');
+            }
+            buf_printf(&offs, "%zu", text_pos);
+            text_pos += t.len;
+            first = false;
+        }
+        buf_free(&t);
+        tok_result_free(&pt);
+    }
+    for (uint32_t i = 0; i < from; i++)
+        text_pos += o->len[i];
+    for (uint32_t i = from; i < to; i++) {
+        const char *p;
+        size_t n;
+        token_text(o, i, &p, &n);
+        if (!first) {
+            buf_append_char(&toks, ',');
+            buf_append_char(&lps, ',');
+            buf_append_char(&tops, ',');
+            buf_append_char(&offs, ',');
+        }
+        first = false;
+        json_quote(&toks, p, n);
+        append_double(&lps, fake_logprob(o->ids[i], i, 0));
+        buf_append_char(&tops, '{');
+        for (int j = 0; j < (k > 0 ? k : 1); j++) {
+            const char *alt = j == 0 ? p : tok_vocab_word((o->ids[i] + (uint32_t)j) %
+                                                          tok_vocab_size());
+            size_t alen = j == 0 ? n : strlen(alt);
+            if (j)
+                buf_append_char(&tops, ',');
+            json_quote(&tops, alt, alen);
+            buf_append_char(&tops, ':');
+            append_double(&tops, fake_logprob(o->ids[i], i, (uint32_t)j));
+        }
+        buf_append_char(&tops, '}');
+        buf_printf(&offs, "%zu", text_pos);
+        text_pos += o->len[i];
+    }
+    buf_printf(out, "{\"text_offset\":[%s],\"token_logprobs\":[%s],\"tokens\":[%s],"
+                    "\"top_logprobs\":[%s]}",
+               offs.data ? offs.data : "", lps.data ? lps.data : "", toks.data ? toks.data : "",
+               tops.data ? tops.data : "");
+    buf_free(&toks);
+    buf_free(&lps);
+    buf_free(&tops);
+    buf_free(&offs);
+}
+
+static void append_stop_reason(struct buf *out, const struct sim_choice *c)
+{
+    buf_append_str(out, ",\"stop_reason\":");
+    if (c->out.stop_reason)
+        json_quote(out, c->out.stop_reason, strlen(c->out.stop_reason));
+    else
+        buf_append_str(out, "null");
+}
+
+void sim_render_usage(const struct sim_req *r, struct buf *out)
+{
+    uint64_t prompt = 0, completion = 0, cached = 0;
+    for (uint32_t i = 0; i < r->n_choices; i++) {
+        prompt += r->choices[i].n_prompt;
+        completion += r->choices[i].produced;
+        cached += r->choices[i].cached_tokens;
+    }
+    buf_printf(out,
+               "{\"prompt_tokens\":%llu,\"total_tokens\":%llu,\"completion_tokens\":%llu,"
+               "\"prompt_tokens_details\":",
+               (unsigned long long)prompt, (unsigned long long)(prompt + completion),
+               (unsigned long long)completion);
+    if (r->s->cfg->prompt_tokens_details)
+        buf_printf(out, "{\"cached_tokens\":%llu}}", (unsigned long long)cached);
+    else
+        buf_append_str(out, "null}");
+}
+
+static void header_fields(const struct sim_req *r, const char *object, struct buf *out)
+{
+    buf_append_str(out, "{\"id\":");
+    json_quote(out, r->id, strlen(r->id));
+    buf_printf(out, ",\"object\":\"%s\",\"created\":%llu,\"model\":", object,
+               (unsigned long long)r->created);
+    json_quote(out, r->s->cfg->model, strlen(r->s->cfg->model));
+}
+
+void sim_render_response(const struct sim_req *r, const char *kv_params, struct buf *out)
+{
+    bool chat = r->oreq.api == OPENAI_CHAT;
+    header_fields(r, chat ? "chat.completion" : "text_completion", out);
+    buf_append_str(out, ",\"choices\":[");
+    for (uint32_t i = 0; i < r->n_choices; i++) {
+        const struct sim_choice *c = &r->choices[i];
+        const struct sim_output *o = &c->out;
+        if (i)
+            buf_append_char(out, ',');
+        buf_printf(out, "{\"index\":%u,", c->index);
+        if (chat) {
+            buf_append_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
+            json_quote(out, o->text.data ? o->text.data : "", o->final_len);
+            buf_append_str(out, ",\"refusal\":null,\"tool_calls\":[],\"reasoning_content\":null},"
+                                "\"logprobs\":");
+            if (r->oreq.chat_logprobs)
+                chat_logprobs(r, o, 0, c->produced, out);
+            else
+                buf_append_str(out, "null");
+        } else {
+            buf_append_str(out, "\"text\":\"");
+            if (r->oreq.echo) {
+                if (c->prompt_text) {
+                    json_escape(out, c->prompt_text, c->prompt_text_len);
+                } else {
+                    struct buf t = BUF_INIT;
+                    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
+                    json_escape(out, t.data ? t.data : "", t.len);
+                    buf_free(&t);
+                }
+            }
+            json_escape(out, o->text.data ? o->text.data : "", o->final_len);
+            buf_append_str(out, "\",\"logprobs\":");
+            if (r->oreq.logprobs >= 0)
+                completion_logprobs(r, c, 0, c->produced, r->oreq.echo, out);
+            else
+                buf_append_str(out, "null");
+        }
+        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+        append_stop_reason(out, c);
+        if (!chat)
+            buf_append_str(out, ",\"prompt_logprobs\":null");
+        buf_append_char(out, '}');
+    }
+    buf_append_str(out, "],\"usage\":");
+    sim_render_usage(r, out);
+    buf_append_str(out, ",\"prompt_logprobs\":null,\"kv_transfer_params\":");
+    buf_append_str(out, kv_params ? kv_params : "null");
+    buf_append_char(out, '}');
+}
+
+/* One SSE frame around a chunk object built in scratch. */
+static void frame(struct buf *out, struct buf *chunk)
+{
+    sse_append_data(out, chunk->data, chunk->len);
+    buf_reset(chunk);
+}
+
+void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf *out)
+{
+    bool chat = r->oreq.api == OPENAI_CHAT;
+    struct buf chunk = BUF_INIT;
+    if (chat && !r->role_sent) {
+        /* vLLM's first chat chunk: the role, empty content, sent with the first output. */
+        for (uint32_t i = 0; i < r->n_choices; i++) {
+            header_fields(r, "chat.completion.chunk", &chunk);
+            buf_printf(&chunk,
+                       ",\"choices\":[{\"index\":%u,\"delta\":{\"role\":\"assistant\","
+                       "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}",
+                       r->choices[i].index);
+            frame(out, &chunk);
+        }
+        r->role_sent = true;
+    }
+    if (!chat && r->oreq.echo && c->streamed == 0 && c->produced > 0) {
+        /* echo: the prompt goes out first, as its own chunk. */
+        header_fields(r, "text_completion", &chunk);
+        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"text\":\"", c->index);
+        if (c->prompt_text) {
+            json_escape(&chunk, c->prompt_text, c->prompt_text_len);
+        } else {
+            struct buf t = BUF_INIT;
+            sim_detokenize(c->prompt_ids, c->n_prompt, &t);
+            json_escape(&chunk, t.data ? t.data : "", t.len);
+            buf_free(&t);
+        }
+        buf_append_str(&chunk, "\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}]}");
+        frame(out, &chunk);
+    }
+    for (uint32_t i = c->streamed; i < c->produced; i++) {
+        const char *p;
+        size_t n;
+        token_text(&c->out, i, &p, &n);
+        if (n == 0)
+            continue; /* a token inside a stop string: nothing to show */
+        header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
+        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,", c->index);
+        if (chat) {
+            buf_append_str(&chunk, "\"delta\":{\"content\":");
+            json_quote(&chunk, p, n);
+            buf_append_str(&chunk, "},\"logprobs\":");
+            if (r->oreq.chat_logprobs)
+                chat_logprobs(r, &c->out, i, i + 1, &chunk);
+            else
+                buf_append_str(&chunk, "null");
+            buf_append_str(&chunk, ",\"finish_reason\":null}]");
+        } else {
+            buf_append_str(&chunk, "\"text\":");
+            json_quote(&chunk, p, n);
+            buf_append_str(&chunk, ",\"logprobs\":");
+            if (r->oreq.logprobs >= 0)
+                completion_logprobs(r, c, i, i + 1, false, &chunk);
+            else
+                buf_append_str(&chunk, "null");
+            buf_append_str(&chunk, ",\"finish_reason\":null,\"stop_reason\":null}]");
+        }
+        if (r->oreq.continuous_usage_stats) {
+            buf_printf(&chunk,
+                       ",\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u,"
+                       "\"completion_tokens\":%u}",
+                       c->n_prompt, c->n_prompt + i + 1, i + 1);
+        }
+        buf_append_char(&chunk, '}');
+        frame(out, &chunk);
+    }
+    c->streamed = c->produced;
+    buf_free(&chunk);
+}
+
+void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c,
+                             struct buf *out)
+{
+    bool chat = r->oreq.api == OPENAI_CHAT;
+    struct buf chunk = BUF_INIT;
+    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
+    if (chat)
+        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"delta\":{},\"logprobs\":null", c->index);
+    else
+        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
+                   c->index);
+    buf_printf(&chunk, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+    append_stop_reason(&chunk, c);
+    buf_append_str(&chunk, "}]}");
+    frame(out, &chunk);
+    buf_free(&chunk);
+}
+
+void sim_render_usage_chunk(const struct sim_req *r, struct buf *out)
+{
+    bool chat = r->oreq.api == OPENAI_CHAT;
+    struct buf chunk = BUF_INIT;
+    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
+    buf_append_str(&chunk, ",\"choices\":[],\"usage\":");
+    sim_render_usage(r, &chunk);
+    buf_append_char(&chunk, '}');
+    frame(out, &chunk);
+    buf_free(&chunk);
+}
