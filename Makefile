@@ -43,8 +43,10 @@ bench: build
 
 fuzz: build-test
 	@for f in build-test/fuzz_*; do \
-	  c=tests/fuzz/corpus/$$(basename $$f | sed 's/^fuzz_//'); \
-	  echo "== $$f ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) $$c || exit 1; done
+	  n=$$(basename $$f | sed 's/^fuzz_//'); mkdir -p build-test/fuzz-corpus/$$n; \
+	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) build-test/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -14,6 +14,10 @@ if [ "${BENCH:-0}" = 1 ]; then
 fi
 
 missing=()
+# Node.js + npm run one test-only check (the stock OpenAI JS client against the sim).
+# Some machines carry a non-Debian node that bundles npm: look for the commands.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")

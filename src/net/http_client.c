@@ -22,6 +22,7 @@
  * through a free list with their request buffers, so steady traffic does not malloc. */
 #include "net/http_client.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -283,8 +284,7 @@ static bool call_maybe_retry(struct http_call *c)
     struct cconn *k = c->conn;
     if (!k || !k->reused || c->retried || c->got_byte || c->cancelled || c->done)
         return false;
-    LOG_D("http-client", "%s:%d: pooled connection was closed, retrying", c->up->host,
-          c->up->port);
+    LOG_D("http-client", "%s:%d: pooled connection was closed, retrying", c->up->host, c->up->port);
     c->retried = true;
     c->sent_any = false;
     call_detach(c);
@@ -702,8 +702,23 @@ static struct upstream *upstream_get(struct http_client *cl, const char *host, i
 
 /* --- public API -------------------------------------------------------------------- */
 
+/* A peer that vanishes turns our next write into SIGPIPE, whose default action kills
+ * the process; every role wants EPIPE instead. Only a default disposition is changed,
+ * so an application's own handler stays. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
 struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_config *cfg)
 {
+    ignore_sigpipe();
     struct http_client *cl = xcalloc(1, sizeof *cl);
     cl->loop = loop;
     if (cfg)
@@ -795,8 +810,8 @@ static void serialize(struct http_call *c, const struct http_call_request *r)
         /* Framing headers are ours: a forwarded one would contradict the body we send. */
         if (header_is(&hh, "content-length") || header_is(&hh, "transfer-encoding"))
             continue;
-        if (memchr(h->name, '\r', nl) || memchr(h->name, '\n', nl) ||
-            memchr(h->value, '\r', vl) || memchr(h->value, '\n', vl))
+        if (memchr(h->name, '\r', nl) || memchr(h->name, '\n', nl) || memchr(h->value, '\r', vl) ||
+            memchr(h->value, '\n', vl))
             continue;
         if (header_is(&hh, "host"))
             user_host = true;
@@ -915,8 +930,8 @@ static void fetch_on_body(struct http_call *c, const char *data, size_t len, voi
 static void fetch_on_done(struct http_call *c, enum http_call_error err, int status, void *ctx)
 {
     if (c->fetch_done)
-        c->fetch_done(err, status, c->fetch_body.data ? c->fetch_body.data : "",
-                      c->fetch_body.len, c->fetch_ctx);
+        c->fetch_done(err, status, c->fetch_body.data ? c->fetch_body.data : "", c->fetch_body.len,
+                      c->fetch_ctx);
 }
 
 struct http_call *http_fetch(struct http_client *client, const struct http_call_request *req,

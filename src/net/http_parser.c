@@ -54,17 +54,19 @@ static void head_field(struct head_state hs, const char *at, size_t len)
     (*hs.spans)[*hs.n - 1].name_len += (uint32_t)len;
 }
 
-static void head_field_complete(struct head_state hs)
+/* Returns false for an empty header name (llhttp lets ": value" through). */
+static bool head_field_complete(struct head_state hs)
 {
     if (*hs.hstate != HS_NAME)
-        return;
-    buf_append_char(hs.head, '\0');
+        return false;
     struct http_hdr_span *s = &(*hs.spans)[*hs.n - 1];
+    if (s->name_len == 0)
+        return false;
+    buf_append_char(hs.head, '\0');
     s->value_off = (uint32_t)hs.head->len;
     s->value_len = 0;
-    buf_reserve(hs.head, 1);
-    hs.head->data[hs.head->len] = '\0';
     *hs.hstate = HS_VALUE;
+    return true;
 }
 
 static void head_value(struct head_state hs, const char *at, size_t len)
@@ -185,9 +187,13 @@ static int req_on_header_field(llhttp_t *ll, const char *at, size_t len)
 
 static int req_on_header_field_complete(llhttp_t *ll)
 {
-    if (req_of(ll)->headers_done)
+    struct http_req_parser *p = req_of(ll);
+    if (p->headers_done)
         return 0;
-    head_field_complete(req_hs(req_of(ll)));
+    if (!head_field_complete(req_hs(p))) {
+        req_fail(p, 400, "empty header name");
+        return -1;
+    }
     return 0;
 }
 
@@ -211,15 +217,25 @@ static int req_on_header_value_complete(llhttp_t *ll)
     return 0;
 }
 
+/* Pauses so the feed loop sees the exact end of the head: limits are then checked
+ * against the true head size whatever the read boundaries were. */
 static int req_on_headers_complete(llhttp_t *ll)
 {
     struct http_req_parser *p = req_of(ll);
     head_done(req_hs(p));
     p->headers_done = true;
-    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body_bytes) {
-        req_fail(p, 413, "request body too large");
-        return -1;
-    }
+    p->hc_pause = true;
+    return HPE_PAUSED;
+}
+
+/* The head is complete and ends at `end`: apply the limits. Returns 0 or an error. */
+static int req_after_head(struct http_req_parser *p, const char *end)
+{
+    llhttp_t *ll = &p->ll;
+    if (p->head_bytes + (size_t)(end - p->feed_start) > p->max_header_bytes)
+        return req_fail(p, 431, "request header fields too large");
+    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body_bytes)
+        return req_fail(p, 413, "request body too large");
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0)
         buf_reserve(&p->body, (size_t)ll->content_length);
     for (size_t i = 0; i < p->n_spans; i++) {
@@ -261,8 +277,7 @@ static const llhttp_settings_t req_settings = {
     .on_message_complete = req_on_message_complete,
 };
 
-void http_req_parser_init(struct http_req_parser *p, size_t max_header_bytes,
-                          size_t max_body_bytes)
+void http_req_parser_init(struct http_req_parser *p, size_t max_header_bytes, size_t max_body_bytes)
 {
     memset(p, 0, sizeof *p);
     llhttp_init(&p->ll, HTTP_REQUEST, &req_settings);
@@ -293,25 +308,46 @@ size_t http_req_parser_feed(struct http_req_parser *p, const char *data, size_t 
         return 0;
     }
     p->feed_start = data;
-    llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
-    if (e == HPE_OK) {
-        if (!p->headers_done) {
-            p->head_bytes += len;
-            if (p->head_bytes > p->max_header_bytes) {
-                req_fail(p, 431, "request header fields too large");
-                p->dead = true;
-                *st = HTTP_PARSE_ERROR;
-                return len;
+    size_t off = 0;
+    llhttp_errno_t e;
+    for (;;) {
+        e = llhttp_execute(&p->ll, data + off, len - off);
+        if (e == HPE_OK) {
+            if (!p->headers_done) {
+                p->head_bytes += len;
+                if (p->head_bytes > p->max_header_bytes) {
+                    req_fail(p, 431, "request header fields too large");
+                    p->dead = true;
+                    *st = HTTP_PARSE_ERROR;
+                    return len;
+                }
             }
+            *st = HTTP_PARSE_MORE;
+            return len;
         }
-        *st = HTTP_PARSE_MORE;
-        return len;
-    }
-    if (e == HPE_PAUSED && p->complete) {
-        *st = HTTP_PARSE_DONE;
-        return (size_t)(llhttp_get_error_pos(&p->ll) - data);
+        const char *pos = llhttp_get_error_pos(&p->ll);
+        if (e == HPE_PAUSED && p->hc_pause) {
+            p->hc_pause = false;
+            if (req_after_head(p, pos) != 0)
+                break;
+            llhttp_resume(&p->ll);
+            off = (size_t)(pos - data);
+            continue;
+        }
+        if (e == HPE_PAUSED && p->complete) {
+            *st = HTTP_PARSE_DONE;
+            return (size_t)(pos - data);
+        }
+        break;
     }
     p->dead = true;
+    const char *epos = llhttp_get_error_pos(&p->ll);
+    if (!p->err_status && !p->headers_done && epos && epos >= data && epos <= data + len &&
+        p->head_bytes + (size_t)(epos - data) > p->max_header_bytes) {
+        /* The head was over the limit before it went bad: report what came first, so
+         * the answer does not depend on how the bytes were split into reads. */
+        req_fail(p, 431, "request header fields too large");
+    }
     if (!p->err_status) {
         p->err_status = 400;
         p->err_msg = e == HPE_PAUSED_UPGRADE ? "protocol upgrade is not supported"
@@ -320,8 +356,7 @@ size_t http_req_parser_feed(struct http_req_parser *p, const char *data, size_t 
             p->err_msg = llhttp_errno_name(e);
     }
     *st = HTTP_PARSE_ERROR;
-    const char *pos = llhttp_get_error_pos(&p->ll);
-    return pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+    return epos && epos >= data && epos <= data + len ? (size_t)(epos - data) : len;
 }
 
 void http_req_parser_build(struct http_req_parser *p, struct arena *a, struct http_request *req)
@@ -345,9 +380,8 @@ void http_req_parser_build(struct http_req_parser *p, struct arena *a, struct ht
         struct http_header *items = arena_alloc(a, p->n_spans * sizeof *items);
         for (size_t i = 0; i < p->n_spans; i++) {
             const struct http_hdr_span *s = &p->spans[i];
-            items[i] = (struct http_header){p->head.data + s->name_off,
-                                            p->head.data + s->value_off, s->name_len,
-                                            s->value_len};
+            items[i] = (struct http_header){p->head.data + s->name_off, p->head.data + s->value_off,
+                                            s->name_len, s->value_len};
         }
         req->headers.items = items;
     }
@@ -436,9 +470,13 @@ static int resp_on_header_field(llhttp_t *ll, const char *at, size_t len)
 
 static int resp_on_header_field_complete(llhttp_t *ll)
 {
-    if (resp_of(ll)->got_head)
+    struct http_resp_parser *p = resp_of(ll);
+    if (p->got_head)
         return 0;
-    head_field_complete(resp_hs(resp_of(ll)));
+    if (!head_field_complete(resp_hs(p))) {
+        p->err_msg = "empty header name";
+        return -1;
+    }
     return 0;
 }
 
@@ -472,8 +510,21 @@ static int resp_on_headers_complete(llhttp_t *ll)
         return -1;
     }
     if (status < 200)
-        return 0; /* interim response: skipped, its message_complete is ignored */
+        return 0; /* interim response: skipped, its message_complete rebases counting */
     p->status = status;
+    if (p->no_body)
+        ll->flags |= F_SKIPBODY; /* what returning 1 would do; we need the pause instead */
+    p->hc_pause = true;
+    return HPE_PAUSED;
+}
+
+/* The final head is complete and ends at `end`: check its size, hand it out. */
+static bool resp_after_head(struct http_resp_parser *p, const char *end)
+{
+    if (p->head_bytes + (size_t)(end - p->feed_start) > p->max_header_bytes) {
+        p->err_msg = "response head too large";
+        return false;
+    }
     p->got_head = true;
     if (p->cb && p->cb->on_head) {
         if (p->n_spans > p->cap_items) {
@@ -482,22 +533,27 @@ static int resp_on_headers_complete(llhttp_t *ll)
         }
         for (size_t i = 0; i < p->n_spans; i++) {
             const struct http_hdr_span *s = &p->spans[i];
-            p->items[i] = (struct http_header){p->head.data + s->name_off,
-                                               p->head.data + s->value_off, s->name_len,
-                                               s->value_len};
+            p->items[i] = (struct http_header){
+                p->head.data + s->name_off, p->head.data + s->value_off, s->name_len, s->value_len};
         }
         struct http_headers h = {p->items, p->n_spans, p->cap_items};
-        if (!p->cb->on_head(p->ctx, status, &h)) {
+        if (!p->cb->on_head(p->ctx, p->status, &h)) {
             p->stopped = true;
-            return -1;
+            return false;
         }
     }
-    return p->no_body ? 1 : 0;
+    return true;
 }
 
 static int resp_on_body(llhttp_t *ll, const char *at, size_t len)
 {
     struct http_resp_parser *p = resp_of(ll);
+    if (!p->got_head) {
+        /* llhttp frames a body on an interim (1xx) response that declares one; such a
+         * peer is broken, and its bytes must never reach the caller as our body. */
+        p->err_msg = "body on an interim response";
+        return HPE_USER;
+    }
     if (p->cb && p->cb->on_body && !p->cb->on_body(p->ctx, at, len)) {
         p->stopped = true;
         return HPE_USER;
@@ -508,11 +564,10 @@ static int resp_on_body(llhttp_t *ll, const char *at, size_t len)
 static int resp_on_message_complete(llhttp_t *ll)
 {
     struct http_resp_parser *p = resp_of(ll);
-    if (!p->got_head) {
-        p->head_bytes = 0; /* the interim response's bytes do not count */
-        return 0;
-    }
-    p->complete = true;
+    if (!p->got_head)
+        p->interim_done = true; /* the feed loop restarts head counting here */
+    else
+        p->complete = true;
     return HPE_PAUSED;
 }
 
@@ -559,6 +614,8 @@ void http_resp_parser_reset(struct http_resp_parser *p, bool no_body)
     p->status = 0;
     p->no_body = no_body;
     p->got_head = false;
+    p->hc_pause = false;
+    p->interim_done = false;
     p->complete = false;
     p->stopped = false;
     p->err_msg = NULL;
@@ -574,36 +631,57 @@ size_t http_resp_parser_feed(struct http_resp_parser *p, const char *data, size_
         return 0;
     }
     p->feed_start = data;
-    llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
-    if (e == HPE_OK) {
-        if (!p->got_head) {
-            p->head_bytes += len;
-            if (p->head_bytes > p->max_header_bytes) {
-                p->err_msg = "response head too large";
-                *st = HTTP_PARSE_ERROR;
-                return len;
+    size_t off = 0;
+    for (;;) {
+        llhttp_errno_t e = llhttp_execute(&p->ll, data + off, len - off);
+        if (e == HPE_OK) {
+            if (!p->got_head) {
+                p->head_bytes += (size_t)(data + len - p->feed_start);
+                if (p->head_bytes > p->max_header_bytes) {
+                    p->err_msg = "response head too large";
+                    *st = HTTP_PARSE_ERROR;
+                    return len;
+                }
             }
+            *st = HTTP_PARSE_MORE;
+            return len;
         }
-        *st = HTTP_PARSE_MORE;
-        return len;
-    }
-    const char *pos = llhttp_get_error_pos(&p->ll);
-    size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
-    if (e == HPE_PAUSED && p->complete) {
-        *st = HTTP_PARSE_DONE;
+        const char *pos = llhttp_get_error_pos(&p->ll);
+        size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+        if (e == HPE_PAUSED && p->hc_pause) {
+            p->hc_pause = false;
+            if (!resp_after_head(p, pos)) {
+                *st = p->stopped ? HTTP_PARSE_STOP : HTTP_PARSE_ERROR;
+                return used;
+            }
+            llhttp_resume(&p->ll);
+            off = used;
+            continue;
+        }
+        if (e == HPE_PAUSED && p->interim_done) {
+            p->interim_done = false;
+            p->head_bytes = 0;
+            p->feed_start = pos;
+            llhttp_resume(&p->ll);
+            off = used;
+            continue;
+        }
+        if (e == HPE_PAUSED && p->complete) {
+            *st = HTTP_PARSE_DONE;
+            return used;
+        }
+        if (p->stopped) {
+            *st = HTTP_PARSE_STOP;
+            return used;
+        }
+        if (!p->err_msg) {
+            p->err_msg = llhttp_get_error_reason(&p->ll);
+            if (!p->err_msg)
+                p->err_msg = llhttp_errno_name(e);
+        }
+        *st = HTTP_PARSE_ERROR;
         return used;
     }
-    if (p->stopped) {
-        *st = HTTP_PARSE_STOP;
-        return used;
-    }
-    if (!p->err_msg) {
-        p->err_msg = llhttp_get_error_reason(&p->ll);
-        if (!p->err_msg)
-            p->err_msg = llhttp_errno_name(e);
-    }
-    *st = HTTP_PARSE_ERROR;
-    return used;
 }
 
 enum http_parse_status http_resp_parser_finish(struct http_resp_parser *p)

@@ -46,10 +46,11 @@ struct http_req_parser {
     const char *feed_start; /* start of the buffer being fed (limit accounting) */
     bool in_message;        /* at least one byte of the current request seen */
     bool headers_done;
-    bool complete;   /* whole request parsed; call http_req_parser_next before feeding */
-    bool dead;       /* an error or an upgrade: no further message on this stream */
+    bool hc_pause;        /* llhttp paused at the end of the head (limits are checked there) */
+    bool complete;        /* whole request parsed; call http_req_parser_next before feeding */
+    bool dead;            /* an error or an upgrade: no further message on this stream */
     bool expect_continue; /* "Expect: 100-continue" and the body is acceptable */
-    int err_status;  /* 400, 413 or 431 once HTTP_PARSE_ERROR was returned */
+    int err_status;       /* 400, 413 or 431 once HTTP_PARSE_ERROR was returned */
     const char *err_msg;
 };
 
@@ -97,6 +98,8 @@ struct http_resp_parser {
     int status;
     bool no_body; /* response to HEAD */
     bool got_head;
+    bool hc_pause;     /* paused at the end of the final head */
+    bool interim_done; /* paused after a 1xx response */
     bool complete;
     bool stopped;
     const char *err_msg; /* set with HTTP_PARSE_ERROR */

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -73,8 +74,8 @@ struct http_exchange {
 
 struct conn {
     struct http_server *srv;
-    struct conn *prev, *next;             /* server's connection list */
-    struct conn *fl_prev, *fl_next;       /* server's flush list */
+    struct conn *prev, *next;       /* server's connection list */
+    struct conn *fl_prev, *fl_next; /* server's flush list */
     bool in_flush_list;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -85,15 +86,15 @@ struct conn {
     struct http_req_parser parser;
     struct buf inbuf; /* unparsed bytes from in_off on */
     size_t in_off;
-    struct buf out;   /* coalesced output not yet handed to the kernel */
+    struct buf out; /* coalesced output not yet handed to the kernel */
     struct http_exchange ex;
     char peer[64];
     unsigned long requests;
     bool reading;
-    bool closing;     /* uv_close issued */
-    bool shut;        /* shutdown issued (CLOSING) */
-    bool want_parse;  /* deferred parse of inbuf (from the flush pass) */
-    bool in_process;  /* inside conn_process: finishing an exchange must not recurse */
+    bool closing;    /* uv_close issued */
+    bool shut;       /* shutdown issued (CLOSING) */
+    bool want_parse; /* deferred parse of inbuf (from the flush pass) */
+    bool in_process; /* inside conn_process: finishing an exchange must not recurse */
     bool continue_sent;
 };
 
@@ -511,7 +512,10 @@ static void dispatch(struct conn *c)
     c->requests++;
     conn_arm(c);
     struct http_server *s = c->srv;
-    s->cfg.handler(ex, s->cfg.handler_ctx);
+    if (s->cfg.handler)
+        s->cfg.handler(ex, s->cfg.handler_ctx);
+    else
+        http_respond(ex, 404, NULL, NULL, 0);
 }
 
 /* Parses requests from data until one is being handled or data runs out. Returns the
@@ -722,6 +726,20 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* --- server -------------------------------------------------------------------- */
 
+/* A peer that vanishes turns our next write into SIGPIPE, whose default action kills
+ * the process; every role wants EPIPE instead. Only a default disposition is changed,
+ * so an application's own handler stays. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
 static void server_maybe_free(struct http_server *s)
 {
     if (!s->stopping || s->open_handles > 0 || s->n_live > 0)
@@ -763,16 +781,15 @@ static int resolve_host(const char *host, int port, struct sockaddr_storage *ss)
 /* libuv 1.44 has no UV_TCP_REUSEPORT: build the socket ourselves and adopt it. */
 static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa)
 {
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int one = 1;
     int rc = 0;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, sa, len) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 || bind(fd, sa, len) != 0) {
         rc = -errno;
         close(fd);
         return rc;
@@ -786,6 +803,7 @@ static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa)
 int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg,
                       struct http_server **out)
 {
+    ignore_sigpipe();
     struct http_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->cfg = *cfg;
@@ -957,8 +975,8 @@ static void write_head_tail(struct http_exchange *ex, struct buf *o)
         FMT_LIT(o, "\r\n");
 }
 
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const char *body, size_t len)
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t len)
 {
     if (ex->phase != EX_ACTIVE)
         return;

@@ -33,8 +33,7 @@ static bool parse_port(const char *s, size_t n, int *out)
 static bool host_char_ok(char c)
 {
     /* Registered names and IPv4 literals; no userinfo, no whitespace, no reserved. */
-    return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_' || c == '~' ||
-           c == '%';
+    return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
 }
 
 bool url_parse(const char *s, int default_port, struct url *out, const char **why)

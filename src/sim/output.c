@@ -397,43 +397,49 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
     buf_append_char(out, '}');
 }
 
-/* One SSE frame around a chunk object built in scratch. */
-static void frame(struct buf *out, struct buf *chunk)
+/* SSE frames are written straight into the output: "data: " + chunk JSON + "\n\n".
+ * The chunk JSON never contains a newline (json_escape escapes them). */
+static void frame_begin(struct buf *out)
 {
-    sse_append_data(out, chunk->data, chunk->len);
-    buf_reset(chunk);
+    buf_append(out, "data: ", 6);
+}
+
+static void frame_end(struct buf *out)
+{
+    buf_append(out, "\n\n", 2);
 }
 
 void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf *out)
 {
     bool chat = r->oreq.api == OPENAI_CHAT;
-    struct buf chunk = BUF_INIT;
     if (chat && !r->role_sent) {
         /* vLLM's first chat chunk: the role, empty content, sent with the first output. */
         for (uint32_t i = 0; i < r->n_choices; i++) {
-            header_fields(r, "chat.completion.chunk", &chunk);
-            buf_printf(&chunk,
+            frame_begin(out);
+            header_fields(r, "chat.completion.chunk", out);
+            buf_printf(out,
                        ",\"choices\":[{\"index\":%u,\"delta\":{\"role\":\"assistant\","
                        "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}",
                        r->choices[i].index);
-            frame(out, &chunk);
+            frame_end(out);
         }
         r->role_sent = true;
     }
     if (!chat && r->oreq.echo && c->streamed == 0 && c->produced > 0) {
         /* echo: the prompt goes out first, as its own chunk. */
-        header_fields(r, "text_completion", &chunk);
-        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"text\":\"", c->index);
+        frame_begin(out);
+        header_fields(r, "text_completion", out);
+        buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"", c->index);
         if (c->prompt_text) {
-            json_escape(&chunk, c->prompt_text, c->prompt_text_len);
+            json_escape(out, c->prompt_text, c->prompt_text_len);
         } else {
             struct buf t = BUF_INIT;
             sim_detokenize(c->prompt_ids, c->n_prompt, &t);
-            json_escape(&chunk, t.data ? t.data : "", t.len);
+            json_escape(out, t.data ? t.data : "", t.len);
             buf_free(&t);
         }
-        buf_append_str(&chunk, "\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}]}");
-        frame(out, &chunk);
+        buf_append_str(out, "\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}]}");
+        frame_end(out);
     }
     for (uint32_t i = c->streamed; i < c->produced; i++) {
         const char *p;
@@ -441,66 +447,64 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
         token_text(&c->out, i, &p, &n);
         if (n == 0)
             continue; /* a token inside a stop string: nothing to show */
-        header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
-        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,", c->index);
+        frame_begin(out);
+        header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
+        buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
         if (chat) {
-            buf_append_str(&chunk, "\"delta\":{\"content\":");
-            json_quote(&chunk, p, n);
-            buf_append_str(&chunk, "},\"logprobs\":");
+            buf_append_str(out, "\"delta\":{\"content\":");
+            json_quote(out, p, n);
+            buf_append_str(out, "},\"logprobs\":");
             if (r->oreq.chat_logprobs)
-                chat_logprobs(r, &c->out, i, i + 1, &chunk);
+                chat_logprobs(r, &c->out, i, i + 1, out);
             else
-                buf_append_str(&chunk, "null");
-            buf_append_str(&chunk, ",\"finish_reason\":null}]");
+                buf_append_str(out, "null");
+            buf_append_str(out, ",\"finish_reason\":null}]");
         } else {
-            buf_append_str(&chunk, "\"text\":");
-            json_quote(&chunk, p, n);
-            buf_append_str(&chunk, ",\"logprobs\":");
+            buf_append_str(out, "\"text\":");
+            json_quote(out, p, n);
+            buf_append_str(out, ",\"logprobs\":");
             if (r->oreq.logprobs >= 0)
-                completion_logprobs(r, c, i, i + 1, false, &chunk);
+                completion_logprobs(r, c, i, i + 1, false, out);
             else
-                buf_append_str(&chunk, "null");
-            buf_append_str(&chunk, ",\"finish_reason\":null,\"stop_reason\":null}]");
+                buf_append_str(out, "null");
+            buf_append_str(out, ",\"finish_reason\":null,\"stop_reason\":null}]");
         }
         if (r->oreq.continuous_usage_stats) {
-            buf_printf(&chunk,
+            buf_printf(out,
                        ",\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u,"
                        "\"completion_tokens\":%u}",
                        c->n_prompt, c->n_prompt + i + 1, i + 1);
         }
-        buf_append_char(&chunk, '}');
-        frame(out, &chunk);
+        buf_append_char(out, '}');
+        frame_end(out);
     }
     c->streamed = c->produced;
-    buf_free(&chunk);
 }
 
 void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c,
                              struct buf *out)
 {
     bool chat = r->oreq.api == OPENAI_CHAT;
-    struct buf chunk = BUF_INIT;
-    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
+    frame_begin(out);
+    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
     if (chat)
-        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"delta\":{},\"logprobs\":null", c->index);
+        buf_printf(out, ",\"choices\":[{\"index\":%u,\"delta\":{},\"logprobs\":null", c->index);
     else
-        buf_printf(&chunk, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
+        buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
                    c->index);
-    buf_printf(&chunk, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
-    append_stop_reason(&chunk, c);
-    buf_append_str(&chunk, "}]}");
-    frame(out, &chunk);
-    buf_free(&chunk);
+    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+    append_stop_reason(out, c);
+    buf_append_str(out, "}]}");
+    frame_end(out);
 }
 
 void sim_render_usage_chunk(const struct sim_req *r, struct buf *out)
 {
     bool chat = r->oreq.api == OPENAI_CHAT;
-    struct buf chunk = BUF_INIT;
-    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", &chunk);
-    buf_append_str(&chunk, ",\"choices\":[],\"usage\":");
-    sim_render_usage(r, &chunk);
-    buf_append_char(&chunk, '}');
-    frame(out, &chunk);
-    buf_free(&chunk);
+    frame_begin(out);
+    header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
+    buf_append_str(out, ",\"choices\":[],\"usage\":");
+    sim_render_usage(r, out);
+    buf_append_char(out, '}');
+    frame_end(out);
 }

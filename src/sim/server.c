@@ -32,6 +32,7 @@
 /* --- engine driver ------------------------------------------------------------- */
 
 static void on_step_timer(uv_timer_t *t);
+static void on_step_idle(uv_idle_t *h);
 
 static void arm_step_timer(struct sim_server *s, uint64_t now)
 {
@@ -53,12 +54,18 @@ void sim_driver_kick(struct sim_server *s)
     arm_step_timer(s, now);
 }
 
-static void on_step_timer(uv_timer_t *t)
+/* Completes every step that is due, but hands the loop back after ~10 ms of work so
+ * output is flushed and clients are read: an overloaded sim falls behind modeled time
+ * (as an overloaded engine would) instead of piling up output in memory. Within the
+ * budget, several steps' tokens for one stream leave in one write, which is what keeps
+ * an overloaded sim's throughput up (syscalls dominate otherwise). The rest
+ * continues from an idle handle, which runs on the next iteration after I/O (a timer
+ * re-armed with 0 ms from its own callback would run again before any I/O). */
+static void run_due_steps(struct sim_server *s)
 {
-    struct sim_server *s = t->data;
     uint64_t now = clock_monotonic_ns();
-    /* Complete every step that is due; bounded so a flood cannot starve the loop. */
-    for (int i = 0; i < 4096 && s->step_in_flight && s->step_end <= now; i++) {
+    uint64_t budget_end = now + 10000000; /* 10 ms */
+    while (s->step_in_flight && s->step_end <= now) {
         uint64_t end = s->step_end;
         s->step_in_flight = false;
         sim_engine_step_end(s->engine, end);
@@ -69,9 +76,24 @@ static void on_step_timer(uv_timer_t *t)
             return;
         s->step_in_flight = true;
         s->step_end = end + dur;
+        if (clock_monotonic_ns() >= budget_end) {
+            uv_idle_start(&s->step_idle, on_step_idle);
+            return;
+        }
     }
     if (s->step_in_flight)
         arm_step_timer(s, now);
+}
+
+static void on_step_timer(uv_timer_t *t)
+{
+    run_due_steps(t->data);
+}
+
+static void on_step_idle(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    run_due_steps(h->data);
 }
 
 /* --- responses ------------------------------------------------------------------ */
@@ -251,11 +273,11 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
     c->t_last = now;
     c->produced = first + n;
     if (r->stream && r->ex) {
-        struct buf b = BUF_INIT;
-        sim_render_token_chunks(r, c, &b);
-        if (b.len)
-            sim_req_write(r, b.data, b.len);
-        buf_free(&b);
+        struct buf *b = &r->s->scratch;
+        buf_reset(b);
+        sim_render_token_chunks(r, c, b);
+        if (b->len)
+            sim_req_write(r, b->data, b->len);
     }
     if (r->fault == SIM_FAULT_CLOSE_AFTER && c->produced >= r->close_after && r->ex) {
         LOG_I(LOG_C, "request %s: fault close-after-%u-tokens: dropping the connection",
@@ -735,6 +757,7 @@ static void on_shutdown(void *ctx)
     s->stopping = true;
     uv_timer_stop(&s->step_timer);
     uv_close((uv_handle_t *)&s->step_timer, NULL);
+    uv_close((uv_handle_t *)&s->step_idle, NULL);
     uv_close((uv_handle_t *)&s->stats_timer, NULL);
     sim_pd_free_all(s);
     http_server_stop(s->http, NULL, NULL);
@@ -789,6 +812,8 @@ int sim_main(int argc, char **argv)
 
     uv_timer_init(s->loop, &s->step_timer);
     s->step_timer.data = s;
+    uv_idle_init(s->loop, &s->step_idle);
+    s->step_idle.data = s;
     uv_timer_init(s->loop, &s->stats_timer);
     s->stats_timer.data = s;
     s->log_last_ns = clock_monotonic_ns();
@@ -811,6 +836,7 @@ int sim_main(int argc, char **argv)
     loop_run_and_close(s->loop);
     sim_engine_free(s->engine);
     metrics_registry_free(s->m.reg);
+    buf_free(&s->scratch);
     uv_loop_close(s->loop);
     free(s->loop);
     free(s);

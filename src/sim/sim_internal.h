@@ -128,6 +128,7 @@ struct sim_server {
     struct http_client *client;
     struct sim_engine *engine;
     uv_timer_t step_timer;
+    uv_idle_t step_idle; /* continues a step backlog after the loop did I/O */
     bool step_in_flight;
     uint64_t step_end; /* engine time the in-flight step completes */
     uv_timer_t stats_timer;
@@ -142,6 +143,7 @@ struct sim_server {
     struct sim_engine_stats log_last;
     uint64_t log_last_ns;
     bool stopping;
+    struct buf scratch; /* token frames of one callback, reused */
 };
 
 /* server.c */

@@ -70,16 +70,18 @@ def test_lru_eviction():
 
 
 def test_preemption_when_kv_runs_out():
-    # 32 blocks = 512 tokens; four sequences growing to ~215 tokens each cannot all fit.
-    s = start_sim("--profile", "fast", "--num-gpu-blocks", "32", "--max-model-len", "512")
-    results = [None] * 4
+    # 32 blocks = 512 tokens; six sequences growing to ~215 tokens each cannot all fit.
+    # time-scale 20 makes each run ~0.3 s, so all six overlap even on a loaded machine.
+    s = start_sim("--profile", "fast", "--num-gpu-blocks", "32", "--max-model-len", "512",
+                  "--time-scale", "20")
+    results = [None] * 6
 
     def one(i):
         results[i] = post(s.port, "/v1/completions", {
             "prompt": words("p%d_" % i, 30), "max_tokens": 150, "ignore_eos": True},
             timeout=60)
 
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(6)]
     for t in ts:
         t.start()
     for t in ts:

@@ -105,7 +105,7 @@ def test_disconnect_mid_stream_frees_the_sequence():
 
 
 def test_many_clients_disconnecting_at_once():
-    s = start_sim("--profile", "fast", "--time-scale", "10")
+    s = start_sim("--profile", "fast", "--time-scale", "100")  # 500 tokens take ~4 s
     socks = []
     body = json.dumps({"prompt": "x", "max_tokens": 500, "ignore_eos": True,
                        "stream": True}).encode()

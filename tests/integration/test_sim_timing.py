@@ -1,9 +1,11 @@
 """tandem sim: measured TTFT and ITL follow the engine model's formula.
 
-With --profile fast --time-scale 100 the step costs are: base 8 ms, prefill 40,000
-tokens/s, 30 us per decoding sequence, 50 ns per context token of decodes. Client-side
-measurements carry loopback and timer jitter (~1 ms), so the tolerances are generous but
-would still catch a model that ignored load, prompt length or the time scale.
+With --profile fast --time-scale 300 the step costs are: base 24 ms, prefill 13,333
+tokens/s, 90 us per decoding sequence, 150 ns per context token of decodes. Client-side
+measurements carry loopback, timer and scheduling jitter (a few ms on a loaded 2-core
+machine), so durations are made long enough for that to be small, and the tolerances
+would still catch a model that ignored load, prompt length or the time scale. ctest runs
+this file alone (RUN_SERIAL).
 """
 
 import json
@@ -11,7 +13,8 @@ import threading
 
 from harness import metric, run, sse_events, start_sim, stream
 
-BASE, PREFILL_RATE, PER_SEQ, PER_CTX = 0.008, 40000.0, 30e-6, 50e-9
+SCALE = 300
+BASE, PREFILL_RATE, PER_SEQ, PER_CTX = 80e-6 * SCALE, 4e6 / SCALE, 0.3e-6 * SCALE, 0.5e-9 * SCALE
 
 
 def timed_stream(port, prompt_words, max_tokens):
@@ -34,14 +37,14 @@ def timed_stream(port, prompt_words, max_tokens):
 
 
 def test_single_request_ttft_and_itl():
-    s = start_sim("--profile", "fast", "--time-scale", "100")
-    times, usage = timed_stream(s.port, 300, 40)
+    s = start_sim("--profile", "fast", "--time-scale", str(SCALE))
+    times, usage = timed_stream(s.port, 300, 30)
     p = usage["prompt_tokens"]
-    assert len(times) == 40, len(times)
+    assert len(times) == 30, len(times)
     want_ttft = BASE + p / PREFILL_RATE
     ttft = times[0]
-    assert want_ttft * 0.9 <= ttft <= want_ttft + 0.012, (ttft, want_ttft)
-    want_itl = BASE + PER_SEQ + (p + 20) * PER_CTX
+    assert want_ttft * 0.95 <= ttft <= want_ttft * 1.1 + 0.02, (ttft, want_ttft)
+    want_itl = BASE + PER_SEQ + (p + 15) * PER_CTX
     itl = (times[-1] - times[0]) / (len(times) - 1)
     assert abs(itl - want_itl) / want_itl < 0.1, (itl, want_itl)
     # The server's own TTFT histogram agrees.
@@ -50,11 +53,11 @@ def test_single_request_ttft_and_itl():
 
 
 def test_itl_grows_with_load():
-    s = start_sim("--profile", "fast", "--time-scale", "100")
+    s = start_sim("--profile", "fast", "--time-scale", str(SCALE))
     n, results = 16, [None] * 16
 
     def one(i):
-        results[i] = timed_stream(s.port, 1000, 60)
+        results[i] = timed_stream(s.port, 500, 45)
 
     ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in ts:
@@ -70,7 +73,7 @@ def test_itl_grows_with_load():
         itls.append((mid[-1] - mid[0]) / (len(mid) - 1))
     itls.sort()
     median = itls[len(itls) // 2]
-    assert abs(median - want) / want < 0.12, (median, want)
+    assert abs(median - want) / want < 0.08, (median, want)
     single = BASE + PER_SEQ + (p + 30) * PER_CTX
     assert median > single * 1.05, (median, single)
 

@@ -47,11 +47,11 @@ static void test_status_text(void **state)
 static void test_hop_by_hop(void **state)
 {
     const char *hop[] = {"Connection", "keep-alive", "Proxy-Authorization", "proxy-connection",
-                         "TE", "Trailer", "Transfer-Encoding", "upgrade"};
+                         "TE",         "Trailer",    "Transfer-Encoding",   "upgrade"};
     for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
         assert_true(http_header_is_hop_by_hop(hop[i], strlen(hop[i])));
     const char *end[] = {"Content-Type", "x-request-id", "Content-Length", "Host", "T",
-                         "Trailers-x", "Connectionx"};
+                         "Trailers-x",   "Connectionx"};
     for (size_t i = 0; i < sizeof end / sizeof end[0]; i++)
         assert_false(http_header_is_hop_by_hop(end[i], strlen(end[i])));
     /* Length-bounded: a prefix of a longer buffer counts. */
@@ -74,8 +74,7 @@ struct parsed {
 /* Feeds `in` in pieces of `step` bytes (0 = whole); returns the number of requests and
  * the status of the last feed. */
 static int parse_all(const char *in, size_t len, size_t step, size_t max_hdr, size_t max_body,
-                     struct parsed *out, int max_out, enum http_parse_status *last,
-                     int *err_status)
+                     struct parsed *out, int max_out, enum http_parse_status *last, int *err_status)
 {
     struct http_req_parser p;
     http_req_parser_init(&p, max_hdr, max_body);
@@ -247,8 +246,7 @@ static void test_req_expect_continue(void **state)
     http_req_parser_free(&p);
 }
 
-static void expect_error(const char *in, size_t step, size_t max_hdr, size_t max_body,
-                         int status)
+static void expect_error(const char *in, size_t step, size_t max_hdr, size_t max_body, int status)
 {
     struct parsed r[4];
     enum http_parse_status st;
@@ -306,16 +304,17 @@ static void test_req_malformed(void **state)
                  1024, 400);
     expect_error("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
                  8192, 1024, 400);
-    expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, 8192, 1024,
-                 400);
+    expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, 8192, 1024, 400);
     expect_error("GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 3, 8192, 1024, 400);
+    expect_error("GET / HTTP/1.1\r\n: no-name\r\n\r\n", 0, 8192, 1024, 400);
 }
 
 static void test_req_upgrade_ends_stream(void **state)
 {
     struct http_req_parser p;
     http_req_parser_init(&p, 8192, 1024);
-    const char *in = "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    const char *in =
+        "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nGET / HTTP/1.1\r\n\r\n";
     enum http_parse_status st;
     size_t used = http_req_parser_feed(&p, in, strlen(in), &st);
     assert_int_equal(st, HTTP_PARSE_DONE);
@@ -355,8 +354,8 @@ static bool sink_body(void *ctx, const char *data, size_t len)
 
 static const struct http_resp_parser_callbacks sink_cb = {sink_head, sink_body};
 
-static enum http_parse_status resp_feed_all(struct http_resp_parser *p, const char *in,
-                                            size_t len, size_t step, size_t *used_total)
+static enum http_parse_status resp_feed_all(struct http_resp_parser *p, const char *in, size_t len,
+                                            size_t step, size_t *used_total)
 {
     size_t off = 0;
     enum http_parse_status st = HTTP_PARSE_MORE;
@@ -435,8 +434,9 @@ static void test_resp_errors_and_stop(void **state)
     struct http_resp_parser p;
     http_resp_parser_init(&p, 64, &sink_cb, &s);
     size_t used;
-    const char *big = "HTTP/1.1 200 OK\r\nX-Big: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                      "aaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const char *big =
+        "HTTP/1.1 200 OK\r\nX-Big: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaa\r\n\r\n";
     assert_int_equal(resp_feed_all(&p, big, strlen(big), 10, &used), HTTP_PARSE_ERROR);
     assert_int_equal(s.heads, 0);
 
