@@ -9,7 +9,7 @@ MODEL=facebook/opt-125m
 
 "$BIN" sim --model "$MODEL" --host 127.0.0.1 --port "$PORT" --pod-name sim-0 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT INT TERM
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT INT TERM
 
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
