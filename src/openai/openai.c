@@ -50,14 +50,20 @@ const char *openai_error_type(int status)
     }
 }
 
-void openai_error_set(struct openai_error *e, int status, const char *param, const char *fmt, ...)
+void openai_error_vset(struct openai_error *e, int status, const char *param, const char *fmt,
+                       va_list ap)
 {
     e->status = status;
     e->type = openai_error_type(status);
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+void openai_error_set(struct openai_error *e, int status, const char *param, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    openai_error_vset(e, status, param, fmt, ap);
     va_end(ap);
 }
 

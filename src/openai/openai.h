@@ -8,6 +8,7 @@
 #ifndef TANDEM_OPENAI_OPENAI_H
 #define TANDEM_OPENAI_OPENAI_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,8 @@ struct openai_error {
 
 void openai_error_set(struct openai_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void openai_error_vset(struct openai_error *e, int status, const char *param, const char *fmt,
+                       va_list ap) __attribute__((format(printf, 4, 0)));
 /* Appends the JSON error body. */
 void openai_error_body(struct buf *out, const struct openai_error *e);
 /* The type name OpenAI clients expect for a status (400 -> BadRequestError ...). */

@@ -10,7 +10,6 @@
 #include "base/alloc.h"
 #include "base/hash.h"
 #include "base/json.h"
-#include "net/sse.h"
 #include "sim/sim_internal.h"
 #include "tokenize/tokenize.h"
 
@@ -308,6 +307,19 @@ static void completion_logprobs(const struct sim_req *r, const struct sim_choice
     buf_free(&offs);
 }
 
+/* The prompt as text: exact when we have it, detokenized ids otherwise. */
+static void append_prompt_escaped(struct buf *out, const struct sim_choice *c)
+{
+    if (c->prompt_text) {
+        json_escape(out, c->prompt_text, c->prompt_text_len);
+        return;
+    }
+    struct buf t = BUF_INIT;
+    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
+    json_escape(out, t.data ? t.data : "", t.len);
+    buf_free(&t);
+}
+
 static void append_stop_reason(struct buf *out, const struct sim_choice *c)
 {
     buf_append_str(out, ",\"stop_reason\":");
@@ -367,16 +379,8 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
                 buf_append_str(out, "null");
         } else {
             buf_append_str(out, "\"text\":\"");
-            if (r->oreq.echo) {
-                if (c->prompt_text) {
-                    json_escape(out, c->prompt_text, c->prompt_text_len);
-                } else {
-                    struct buf t = BUF_INIT;
-                    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
-                    json_escape(out, t.data ? t.data : "", t.len);
-                    buf_free(&t);
-                }
-            }
+            if (r->oreq.echo)
+                append_prompt_escaped(out, c);
             json_escape(out, o->text.data ? o->text.data : "", o->final_len);
             buf_append_str(out, "\",\"logprobs\":");
             if (r->oreq.logprobs >= 0)
@@ -430,14 +434,7 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
         frame_begin(out);
         header_fields(r, "text_completion", out);
         buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"", c->index);
-        if (c->prompt_text) {
-            json_escape(out, c->prompt_text, c->prompt_text_len);
-        } else {
-            struct buf t = BUF_INIT;
-            sim_detokenize(c->prompt_ids, c->n_prompt, &t);
-            json_escape(out, t.data ? t.data : "", t.len);
-            buf_free(&t);
-        }
+        append_prompt_escaped(out, c);
         buf_append_str(out, "\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}]}");
         frame_end(out);
     }

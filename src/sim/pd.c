@@ -138,7 +138,8 @@ static void on_pull_done(enum http_call_error err, int status, const char *body,
     uv_timer_start(&r->timer, on_transfer_done, ms, 0);
 }
 
-static void start_pull(struct sim_req *r, http_fetch_done_fn done)
+/* POSTs /kv/pull to the prefiller. The body is copied by the client. */
+static struct http_call *post_pull(struct sim_req *r, http_fetch_done_fn done, void *ctx)
 {
     struct buf b = BUF_INIT;
     pull_body(r, &b);
@@ -156,8 +157,9 @@ static void start_pull(struct sim_req *r, http_fetch_done_fn done)
         .body_len = b.len,
         .timeout_ms = 10000,
     };
-    r->pull = http_fetch(r->s->client, &req, 1 << 20, done, r);
+    struct http_call *call = http_fetch(r->s->client, &req, 1 << 20, done, ctx);
     buf_free(&b);
+    return call;
 }
 
 void sim_pd_on_kv_load(struct sim_req *r, uint64_t seq, uint32_t tokens)
@@ -167,7 +169,7 @@ void sim_pd_on_kv_load(struct sim_req *r, uint64_t seq, uint32_t tokens)
     r->pull_tokens = tokens;
     LOG_D(LOG_C, "request %s: pulling %u tokens of KV from %s:%d", r->request_id, tokens,
           r->remote_host, r->remote_port);
-    start_pull(r, on_pull_done);
+    r->pull = post_pull(r, on_pull_done, r);
 }
 
 /* Release-only pulls outlive their request: they carry their own copy of the body. */
@@ -184,24 +186,7 @@ static void on_release_done(enum http_call_error err, int status, const char *bo
 void sim_pd_release_remote(struct sim_req *r)
 {
     r->pull_started = true;
-    struct buf b = BUF_INIT;
-    pull_body(r, &b);
-    static const struct http_header hdr[] = {
-        {"Content-Type", "application/json", 12, 16},
-    };
-    struct http_call_request req = {
-        .method = "POST",
-        .host = r->remote_host,
-        .port = r->remote_port,
-        .path = "/kv/pull",
-        .headers = hdr,
-        .n_headers = 1,
-        .body = b.data,
-        .body_len = b.len,
-        .timeout_ms = 10000,
-    };
-    http_fetch(r->s->client, &req, 1 << 20, on_release_done, xstrdup(r->request_id));
-    buf_free(&b);
+    post_pull(r, on_release_done, xstrdup(r->request_id));
 }
 
 void sim_pd_cancel(struct sim_req *r)

@@ -142,10 +142,9 @@ static void respond_errorf(struct sim_server *s, struct http_exchange *ex, int s
                            const char *param, const char *fmt, ...)
 {
     struct openai_error e;
-    openai_error_set(&e, status, param, "%s", "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    openai_error_vset(&e, status, param, fmt, ap);
     va_end(ap);
     respond_error(s, ex, &e, NULL);
 }
@@ -203,10 +202,9 @@ void sim_req_write(struct sim_req *r, const char *data, size_t len)
 void sim_req_fail(struct sim_req *r, int status, const char *param, const char *fmt, ...)
 {
     struct openai_error e;
-    openai_error_set(&e, status, param, "%s", "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    openai_error_vset(&e, status, param, fmt, ap);
     va_end(ap);
     if (r->ex) {
         respond_error(r->s, r->ex, &e, r->request_id);
