@@ -1038,6 +1038,56 @@ static void test_reuseport(void **state)
     run_until(t, &stopped_b);
 }
 
+static void noop_connect(uv_connect_t *c, int status)
+{
+}
+
+static void noop_listen(uv_stream_t *s, int status)
+{
+}
+
+static void test_connect_timeout(void **state)
+{
+    struct t *t = *state;
+    /* A listener that never accepts, with its accept queue full: further SYNs are
+     * dropped, so a connect neither succeeds nor fails until our timeout. */
+    uv_tcp_t l;
+    uv_tcp_init(&t->loop, &l);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(&l, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&l, 0, noop_listen), 0);
+    uv_read_stop((uv_stream_t *)&l);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&l, (struct sockaddr *)&ss, &len);
+    int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    enum { FILL = 4 };
+    uv_tcp_t fill[FILL];
+    uv_connect_t creq[FILL];
+    for (int i = 0; i < FILL; i++) {
+        uv_tcp_init(&t->loop, &fill[i]);
+        uv_tcp_connect(&creq[i], &fill[i], (struct sockaddr *)&ss, noop_connect);
+    }
+    run_for(t, 50);
+    http_client_free(t->cl);
+    struct http_client_config ccfg = {.connect_timeout_ms = 150};
+    t->cl = http_client_new(&t->loop, &ccfg);
+    struct http_call_request req = {.method = "GET", .host = "127.0.0.1", .port = port,
+                                    .path = "/"};
+    uint64_t t0 = uv_now(&t->loop);
+    t->call = http_call_start(t->cl, &req, &ccb, t);
+    run_until_count(t, &t->done, 1);
+    assert_int_equal(t->err, HTTP_CALL_ECONNECT);
+    assert_false(t->sent_any);
+    assert_true(uv_now(&t->loop) - t0 >= 140);
+    assert_true(uv_now(&t->loop) - t0 < 2000);
+    for (int i = 0; i < FILL; i++)
+        uv_close((uv_handle_t *)&fill[i], NULL);
+    uv_close((uv_handle_t *)&l, NULL);
+    run_for(t, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1111,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_notices_idle_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuseport, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
