@@ -293,6 +293,10 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
     GET(num, "temperature", &r->temperature);
     GET(str, "user", &r->user);
     GET(int, "min_tokens", &r->min_tokens);
+    if (r->min_tokens < 0) {
+        openai_error_set(err, 400, "min_tokens", "'min_tokens' must be non-negative");
+        return false;
+    }
 
     /* Chat prefers max_completion_tokens; max_tokens is its deprecated alias. */
     const char *mt_key = "max_tokens";
@@ -328,7 +332,7 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
             return field_err(err, "stream_options.include_usage", &je);
         if (json_get_bool(so, "continuous_usage_stats", &r->continuous_usage_stats, &je) < 0)
             return field_err(err, "stream_options.continuous_usage_stats", &je);
-        if (!r->stream) {
+        if (!r->stream && json_object_size(so) > 0) { /* vLLM: an empty {} is falsy */
             openai_error_set(err, 400, "stream_options",
                              "'stream_options' is only allowed when 'stream' is true");
             return false;

@@ -34,7 +34,7 @@ struct openai_prompt {
     size_t n_ids;
 };
 
-#define OPENAI_MAX_STOP 8
+#define OPENAI_MAX_STOP 64
 
 struct openai_request {
     enum openai_api api;

@@ -114,6 +114,10 @@ static bool parse_failure_types(const char *v, struct sim_config *cfg, char *err
         }
         cfg->failure_types[cfg->n_failure_types++] = code;
     }
+    if (cfg->n_failure_types == 0) {
+        snprintf(err, len, "--failure-types: give at least one status, e.g. 503");
+        return false;
+    }
     return true;
 }
 
@@ -306,6 +310,12 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
                         "must be > 0, and timing flags >= 0\n");
         return -1;
     }
+    if (!(cfg->kv_hold_timeout_s >= 0 && cfg->kv_hold_timeout_s <= 86400 * 7) ||
+        !(r.fault_slow_ms >= 0 && r.fault_slow_ms <= 3600e3)) {
+        fprintf(stderr, "tandem sim: --kv-hold-timeout must be in [0, 604800] s and "
+                        "--fault-slow-ms in [0, 3600000]\n");
+        return -1;
+    }
     if (cfg->failure_rate < 0 || cfg->failure_rate > 1) {
         fprintf(stderr, "tandem sim: --failure-rate: %g is not in [0, 1]\n", cfg->failure_rate);
         return -1;
@@ -332,6 +342,7 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     }
     if (cfg->n_served == 0)
         cfg->served_names[cfg->n_served++] = cfg->model;
+    cfg->model_path = cfg->model;
     cfg->model = cfg->served_names[0];
     if (failure_types) {
         if (!parse_failure_types(failure_types, cfg, err, sizeof err)) {

@@ -159,11 +159,34 @@ static void token_text(const struct sim_output *o, uint32_t i, const char **p, s
     *len = b - a;
 }
 
-/* Deterministic pseudo log-probabilities in (-4, 0). */
+/* Deterministic pseudo log-probabilities, consistent with greedy sampling: the sampled
+ * token (rank 0) is in (-2, 0) and alternatives come strictly lower, in rank order, so
+ * a harness checking "is the sampled token the most likely" sees a greedy model. */
 static double fake_logprob(uint32_t id, uint32_t pos, uint32_t rank)
 {
-    uint64_t h = hash_xxh64(&id, sizeof id, ((uint64_t)pos << 8) | rank);
-    return -((double)(h % 4000) / 1000.0 + 0.0001) - rank * 0.5;
+    uint64_t h = hash_xxh64(&id, sizeof id, pos);
+    double lp = -((double)(h % 2000) / 1000.0 + 0.001);
+    for (uint32_t j = 1; j <= rank; j++) {
+        uint64_t hj = hash_xxh64(&id, sizeof id, ((uint64_t)pos << 8) | j);
+        lp -= 0.5 + (double)(hj % 400) / 1000.0;
+    }
+    return lp;
+}
+
+/* The rank-th alternative (rank >= 1) to a sampled token: distinct vocabulary words,
+ * never the sampled text itself. */
+static const char *alt_word(uint32_t id, const char *sampled, size_t n, int rank)
+{
+    size_t v = tok_vocab_size();
+    int seen = 0;
+    for (size_t k = 1; k < v; k++) {
+        const char *w = tok_vocab_word((id + k * 7919u) % v);
+        if (strlen(w) == n && memcmp(w, sampled, n) == 0)
+            continue;
+        if (++seen == rank)
+            return w;
+    }
+    return tok_vocab_word(0);
 }
 
 static void append_double(struct buf *out, double v)
@@ -202,8 +225,7 @@ static void chat_logprobs(const struct sim_req *r, const struct sim_output *o, u
         append_bytes_array(out, p, n);
         buf_append_str(out, ",\"top_logprobs\":[");
         for (int k = 0; k < r->oreq.top_logprobs; k++) {
-            const char *alt = k == 0 ? p : tok_vocab_word((o->ids[i] + (uint32_t)k) %
-                                                          tok_vocab_size());
+            const char *alt = k == 0 ? p : alt_word(o->ids[i], p, n, k);
             size_t alen = k == 0 ? n : strlen(alt);
             if (k)
                 buf_append_char(out, ',');
@@ -220,14 +242,28 @@ static void chat_logprobs(const struct sim_req *r, const struct sim_output *o, u
     buf_append_str(out, "]}");
 }
 
-/* Completions logprobs for output tokens [from, to), with the prompt first when echo. */
+/* Length of the prompt as the response shows it (echo). */
+static size_t prompt_text_len(const struct sim_choice *c)
+{
+    if (c->prompt_text)
+        return c->prompt_text_len;
+    struct buf t = BUF_INIT;
+    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
+    size_t n = t.len;
+    buf_free(&t);
+    return n;
+}
+
+/* Completions logprobs for output tokens [from, to), with the prompt's tokens first when
+ * with_prompt. text_offset counts from the start of the reported text, which includes
+ * the prompt whenever the request asked for echo. */
 static void completion_logprobs(const struct sim_req *r, const struct sim_choice *c,
                                 uint32_t from, uint32_t to, bool with_prompt, struct buf *out)
 {
     const struct sim_output *o = &c->out;
     int k = r->oreq.logprobs;
     struct buf toks = BUF_INIT, lps = BUF_INIT, tops = BUF_INIT, offs = BUF_INIT;
-    size_t text_pos = 0;
+    size_t text_pos = !with_prompt && r->oreq.echo ? prompt_text_len(c) : 0;
     bool first = true;
     if (with_prompt) {
         /* Prompt token texts: slices of the prompt when we have its text (exact), else
@@ -284,8 +320,7 @@ static void completion_logprobs(const struct sim_req *r, const struct sim_choice
         append_double(&lps, fake_logprob(o->ids[i], i, 0));
         buf_append_char(&tops, '{');
         for (int j = 0; j < (k > 0 ? k : 1); j++) {
-            const char *alt = j == 0 ? p : tok_vocab_word((o->ids[i] + (uint32_t)j) %
-                                                          tok_vocab_size());
+            const char *alt = j == 0 ? p : alt_word(o->ids[i], p, n, j);
             size_t alen = j == 0 ? n : strlen(alt);
             if (j)
                 buf_append_char(&tops, ',');
@@ -320,10 +355,21 @@ static void append_prompt_escaped(struct buf *out, const struct sim_choice *c)
     buf_free(&t);
 }
 
+/* Bytes of output text reported: all of it, or, when the engine ended a sequence early
+ * (it outgrew the whole cache), only what its produced tokens cover. */
+static size_t reported_len(const struct sim_choice *c)
+{
+    const struct sim_output *o = &c->out;
+    if (c->produced >= o->n)
+        return o->final_len;
+    size_t end = c->produced ? o->off[c->produced - 1] + o->len[c->produced - 1] : 0;
+    return end < o->final_len ? end : o->final_len;
+}
+
 static void append_stop_reason(struct buf *out, const struct sim_choice *c)
 {
     buf_append_str(out, ",\"stop_reason\":");
-    if (c->out.stop_reason)
+    if (c->out.stop_reason && c->produced >= c->out.n)
         json_quote(out, c->out.stop_reason, strlen(c->out.stop_reason));
     else
         buf_append_str(out, "null");
@@ -370,7 +416,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
         buf_printf(out, "{\"index\":%u,", c->index);
         if (chat) {
             buf_append_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
-            json_quote(out, o->text.data ? o->text.data : "", o->final_len);
+            json_quote(out, o->text.data ? o->text.data : "", reported_len(c));
             buf_append_str(out, ",\"refusal\":null,\"tool_calls\":[],\"reasoning_content\":null},"
                                 "\"logprobs\":");
             if (r->oreq.chat_logprobs)
@@ -381,7 +427,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             buf_append_str(out, "\"text\":\"");
             if (r->oreq.echo)
                 append_prompt_escaped(out, c);
-            json_escape(out, o->text.data ? o->text.data : "", o->final_len);
+            json_escape(out, o->text.data ? o->text.data : "", reported_len(c));
             buf_append_str(out, "\",\"logprobs\":");
             if (r->oreq.logprobs >= 0)
                 completion_logprobs(r, c, 0, c->produced, r->oreq.echo, out);

@@ -102,7 +102,6 @@ static void pull_body(struct sim_req *r, struct buf *b)
 static void on_transfer_done(uv_timer_t *t)
 {
     struct sim_req *r = t->data;
-    r->timer_busy = false;
     LOG_D(LOG_C, "request %s: KV transfer of %u tokens done", r->request_id, r->pull_tokens);
     r->choices[0].cached_tokens += r->pull_tokens; /* loaded, not computed: vLLM counts
                                                       external hits as cached */
@@ -134,7 +133,6 @@ static void on_pull_done(enum http_call_error err, int status, const char *body,
     double secs = (bytes / s->cfg->kv_transfer_bandwidth + s->cfg->kv_transfer_latency_s) *
                   s->cfg->engine.time_scale;
     uint64_t ms = (uint64_t)(secs * 1e3 + 0.5);
-    r->timer_busy = true;
     uv_timer_start(&r->timer, on_transfer_done, ms, 0);
 }
 
@@ -164,29 +162,11 @@ static struct http_call *post_pull(struct sim_req *r, http_fetch_done_fn done, v
 
 void sim_pd_on_kv_load(struct sim_req *r, uint64_t seq, uint32_t tokens)
 {
-    r->pull_started = true;
     r->pull_seq = seq;
     r->pull_tokens = tokens;
     LOG_D(LOG_C, "request %s: pulling %u tokens of KV from %s:%d", r->request_id, tokens,
           r->remote_host, r->remote_port);
     r->pull = post_pull(r, on_pull_done, r);
-}
-
-/* Release-only pulls outlive their request: they carry their own copy of the body. */
-static void on_release_done(enum http_call_error err, int status, const char *body, size_t len,
-                            void *ctx)
-{
-    char *rid = ctx;
-    if (err != HTTP_CALL_OK || status != 200)
-        LOG_D(LOG_C, "release of remote KV for %s: %s status %d", rid,
-              err ? http_call_error_str(err) : "ok", status);
-    free(rid);
-}
-
-void sim_pd_release_remote(struct sim_req *r)
-{
-    r->pull_started = true;
-    post_pull(r, on_release_done, xstrdup(r->request_id));
 }
 
 void sim_pd_cancel(struct sim_req *r)
@@ -224,6 +204,7 @@ static void pin_drop(struct sim_server *s, struct sim_pin *p)
     sim_engine_unpin(s->engine, p->seq);
     uv_timer_stop(&p->hold);
     uv_close((uv_handle_t *)&p->hold, pin_free_cb);
+    sim_driver_kick(s); /* the released blocks may let a waiting request in */
 }
 
 static void on_hold_timeout(uv_timer_t *t)
@@ -251,7 +232,9 @@ const char *sim_pd_pin(struct sim_req *r, struct sim_choice *c)
 
     struct sim_pin *p = xcalloc(1, sizeof *p);
     p->s = s;
-    p->request_id = xstrdup(r->id);
+    /* Unique even when clients reuse x-request-id (the two legs of one P/D request share
+     * it by design), so one decoder's pull never releases another request's blocks. */
+    p->request_id = xasprintf("%s-%llu", r->id, (unsigned long long)++s->n_pins_made);
     p->seq = c->seq;
     p->n_blocks = (uint32_t)n;
     c->seq = 0; /* the pin owns it now */
@@ -273,13 +256,14 @@ const char *sim_pd_pin(struct sim_req *r, struct sim_choice *c)
         buf_printf(&j, i ? ",%u" : "%u", ids[i]);
     free(ids);
     buf_append_str(&j, "],\"remote_request_id\":");
-    json_quote(&j, r->id, strlen(r->id));
+    json_quote(&j, p->request_id, strlen(p->request_id));
     buf_append_str(&j, ",\"remote_host\":");
     json_quote(&j, s->cfg->advertise_host, strlen(s->cfg->advertise_host));
     buf_printf(&j, ",\"remote_port\":%d,\"tp_size\":1}", s->cfg->port);
     const char *out = arena_strndup(&r->arena, j.data, j.len);
     buf_free(&j);
-    LOG_I(LOG_C, "request %s: prefill done, %zu KV blocks pinned for the decoder", r->id, n);
+    LOG_I(LOG_C, "request %s: prefill done, %zu KV blocks pinned for the decoder as %s", r->id,
+          n, p->request_id);
     return out;
 }
 
@@ -294,8 +278,9 @@ void sim_pd_handle_pull(struct sim_server *s, struct http_exchange *ex)
     int status = 200;
     if (!root || json_get_str(root, "remote_request_id", &rid, &je) <= 0) {
         openai_error_set(&err, 400, "remote_request_id", "'remote_request_id' is required");
-    } else if (json_get_str(root, "remote_engine_id", &eid, &je) > 0 &&
-               strcmp(eid, s->engine_id) != 0) {
+    } else if (json_get_str(root, "remote_engine_id", &eid, &je) < 0) {
+        openai_error_set(&err, 400, "remote_engine_id", "%s", je.msg);
+    } else if (eid && strcmp(eid, s->engine_id) != 0) {
         openai_error_set(&err, 404, "remote_engine_id",
                          "engine id '%s' is not this engine (%s)", eid, s->engine_id);
     } else {

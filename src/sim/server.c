@@ -41,9 +41,12 @@ static void arm_step_timer(struct sim_server *s, uint64_t now)
     uv_timer_start(&s->step_timer, on_step_timer, ms, 0);
 }
 
+/* Starts a step if the engine is idle and has work. Called whenever work may have
+ * appeared: a request arrived, KV arrived, blocks were freed (an abort, a pull, an
+ * expired pin) so the waiting head may fit now. */
 void sim_driver_kick(struct sim_server *s)
 {
-    if (s->step_in_flight || s->stopping)
+    if (s->step_in_flight || s->in_step_end || s->stopping)
         return;
     uint64_t now = clock_monotonic_ns();
     uint64_t dur = sim_engine_step_begin(s->engine, now);
@@ -68,7 +71,9 @@ static void run_due_steps(struct sim_server *s)
     while (s->step_in_flight && s->step_end <= now) {
         uint64_t end = s->step_end;
         s->step_in_flight = false;
+        s->in_step_end = true;
         sim_engine_step_end(s->engine, end);
+        s->in_step_end = false;
         if (s->stopping)
             return;
         uint64_t dur = sim_engine_step_begin(s->engine, end);
@@ -170,23 +175,28 @@ void sim_req_release(struct sim_req *r)
     if (r->released)
         return;
     r->released = true;
+    bool freed = false;
     for (uint32_t i = 0; i < r->n_choices; i++) {
         if (r->choices[i].seq) {
             sim_engine_abort(r->s->engine, r->choices[i].seq);
             r->choices[i].seq = 0;
+            freed = true;
         }
     }
     sim_pd_cancel(r);
     uv_timer_stop(&r->timer);
     uv_close((uv_handle_t *)&r->timer, req_free_cb);
+    if (freed)
+        sim_driver_kick(r->s); /* the freed blocks may let the waiting head in */
 }
 
 static void on_client_abort(struct http_exchange *ex, void *ctx)
 {
     struct sim_req *r = ctx;
     r->ex = NULL;
-    if (r->n_done < r->n_choices)
-        sim_metrics_on_abort(r->s);
+    /* Requests held before the engine (slow, hang) count as one. */
+    uint32_t left = r->n_choices > r->n_done ? r->n_choices - r->n_done : 0;
+    sim_metrics_on_abort(r->s, r->n_choices ? left : 1);
     LOG_D(LOG_C, "request %s: client went away", r->request_id);
     sim_req_release(r);
 }
@@ -243,11 +253,19 @@ void sim_req_finish_response(struct sim_req *r)
 
 /* --- engine callbacks -------------------------------------------------------------- */
 
+/* What clients observe: engine time, or later when an overloaded sim runs behind it.
+ * Latency metrics use this so they never look better than what was delivered. */
+static uint64_t real_time(uint64_t engine_now)
+{
+    uint64_t t = clock_monotonic_ns();
+    return t > engine_now ? t : engine_now;
+}
+
 static void cb_admit(void *user, uint32_t cached_tokens, uint64_t now)
 {
     struct sim_choice *c = user;
     c->cached_tokens = cached_tokens;
-    c->t_admit = now;
+    c->t_admit = real_time(now);
 }
 
 static void cb_kv_load(void *user, uint64_t id, uint32_t tokens, uint64_t now)
@@ -260,16 +278,19 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
 {
     struct sim_choice *c = user;
     struct sim_req *r = c->req;
+    if (r->released)
+        return;
     struct sim_metrics *m = &r->s->m;
-    if (c->produced == 0) {
-        c->t_first = now;
-        if (r->pd == SIM_PD_DECODE && !r->pull_started)
-            sim_pd_release_remote(r); /* everything was cached here: free the prefiller */
-    } else {
-        metrics_histogram_observe(m->itl, (double)(now - c->t_last) / 1e9);
-    }
-    c->t_last = now;
+    uint64_t t = real_time(now);
+    if (c->produced == 0)
+        c->t_first = t;
+    else
+        metrics_histogram_observe(m->itl, (double)(t - c->t_last) / 1e9);
+    c->t_last = t;
     c->produced = first + n;
+    bool drop = r->fault == SIM_FAULT_CLOSE_AFTER && c->produced >= r->close_after;
+    if (drop)
+        c->produced = r->close_after; /* exactly N tokens reach the client */
     if (r->stream && r->ex) {
         struct buf *b = &r->s->scratch;
         buf_reset(b);
@@ -277,12 +298,12 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
         if (b->len)
             sim_req_write(r, b->data, b->len);
     }
-    if (r->fault == SIM_FAULT_CLOSE_AFTER && c->produced >= r->close_after && r->ex) {
+    if (drop && r->ex) {
         LOG_I(LOG_C, "request %s: fault close-after-%u-tokens: dropping the connection",
               r->request_id, r->close_after);
         http_exchange_close(r->ex);
         r->ex = NULL;
-        sim_metrics_on_abort(r->s);
+        sim_metrics_on_abort(r->s, r->n_choices - r->n_done);
         sim_req_release(r);
     }
 }
@@ -299,6 +320,7 @@ static void cb_finish(void *user, enum sim_finish reason, uint64_t now)
     struct sim_req *r = c->req;
     if (r->released)
         return;
+    now = real_time(now);
     c->finish = reason;
     c->done = true;
     if (r->pd != SIM_PD_PREFILL)
@@ -349,23 +371,31 @@ static bool inject_fault(struct sim_server *s, struct sim_req *r, const char *fa
     }
     if (!fault || !*fault)
         return false;
-    sim_metrics_count(s->m.faults, fault);
+    /* Counted under the parsed kind, never the raw header (bounded label values). */
     int code;
     unsigned n;
-    if (sscanf(fault, "error-%d", &code) == 1 && code >= 400 && code <= 599) {
+    char tail;
+    if (sscanf(fault, "error-%d%c", &code, &tail) == 1 && code >= 400 && code <= 599) {
+        char kind[16];
+        snprintf(kind, sizeof kind, "error-%d", code);
+        sim_metrics_count(s->m.faults, kind);
         sim_req_fail(r, code, NULL, "injected failure (x-fault: %s)", fault);
         return true;
     }
     if (strcmp(fault, "hang") == 0) {
+        sim_metrics_count(s->m.faults, "hang");
         r->fault = SIM_FAULT_HANG;
         return true; /* never answered; released when the client leaves */
     }
-    if (sscanf(fault, "close-after-%u-tokens", &n) == 1 || sscanf(fault, "close-after-%u", &n) == 1) {
+    if (sscanf(fault, "close-after-%u-tokens%c", &n, &tail) == 1 ||
+        sscanf(fault, "close-after-%u%c", &n, &tail) == 1) {
+        sim_metrics_count(s->m.faults, "close-after");
         r->fault = SIM_FAULT_CLOSE_AFTER;
         r->close_after = n;
         return false;
     }
     if (strcmp(fault, "slow") == 0) {
+        sim_metrics_count(s->m.faults, "slow");
         r->fault = SIM_FAULT_SLOW;
         return false;
     }
@@ -416,13 +446,14 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
         long long want = q->max_tokens;
         if (want < 0)
             want = q->api == OPENAI_COMPLETIONS ? 16 : (long long)(max_len - c->n_prompt);
-        if ((long long)c->n_prompt + want > (long long)max_len) {
+        if (want > (long long)(max_len - c->n_prompt)) { /* no overflow: n_prompt <= max_len */
             if (q->max_tokens >= 0) {
                 sim_req_fail(r, 400, "max_tokens",
                              "This model's maximum context length is %u tokens. However, you "
-                             "requested %lld tokens (%u in the input, %lld in the completion). "
+                             "requested %llu tokens (%u in the input, %lld in the completion). "
                              "Please reduce the length of the input or completion.",
-                             max_len, c->n_prompt + want, c->n_prompt, want);
+                             max_len, (unsigned long long)c->n_prompt + (unsigned long long)want,
+                             c->n_prompt, want);
                 return false;
             }
             want = max_len - c->n_prompt;
@@ -432,6 +463,12 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
                          "the prompt (%u tokens) leaves no room for output within the maximum "
                          "context length of %u tokens",
                          c->n_prompt, max_len);
+            return false;
+        }
+        if (q->min_tokens > want) {
+            sim_req_fail(r, 400, "min_tokens",
+                         "'min_tokens' (%lld) must be less than or equal to 'max_tokens' (%lld)",
+                         q->min_tokens, want);
             return false;
         }
         if (r->pd == SIM_PD_PREFILL)
@@ -480,7 +517,6 @@ static void start_engine(struct sim_req *r)
 static void on_slow_timer(uv_timer_t *t)
 {
     struct sim_req *r = t->data;
-    r->timer_busy = false;
     start_engine(r);
 }
 
@@ -533,7 +569,6 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
     if (!prepare_choices(s, r))
         return;
     if (r->fault == SIM_FAULT_SLOW) {
-        r->timer_busy = true;
         uint64_t ms = (uint64_t)(s->cfg->fault_slow_s * s->cfg->engine.time_scale * 1e3);
         uv_timer_start(&r->timer, on_slow_timer, ms, 0);
         return;
@@ -555,7 +590,7 @@ static void handle_models(struct sim_server *s, struct http_exchange *ex)
         json_quote(&b, name, strlen(name));
         buf_printf(&b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"vllm\",\"root\":",
                    (unsigned long long)s->created);
-        json_quote(&b, s->cfg->model, strlen(s->cfg->model));
+        json_quote(&b, s->cfg->model_path, strlen(s->cfg->model_path));
         buf_printf(&b, ",\"parent\":null,\"max_model_len\":%u,\"permission\":[]}",
                    s->cfg->engine.max_model_len);
     }
@@ -679,8 +714,11 @@ static void handle_admin_fault(struct sim_server *s, struct http_exchange *ex)
         s->pod_mode = SIM_POD_HANG;
     } else if (strcmp(mode, "die") == 0) {
         static uv_timer_t die;
-        uv_timer_init(s->loop, &die);
-        uv_timer_start(&die, on_die_timer, 50, 0); /* let this answer go out first */
+        if (!s->dying) {
+            s->dying = true;
+            uv_timer_init(s->loop, &die);
+            uv_timer_start(&die, on_die_timer, 50, 0); /* let this answer go out first */
+        }
     } else {
         respond_errorf(s, ex, 400, "mode", "unknown mode '%s' (healthy, refuse, hang, die)", mode);
         json_decref(root);

@@ -38,7 +38,8 @@ const struct sim_profile *sim_profile_find(const char *name);
 #define SIM_MAX_FAILURE_TYPES 8
 
 struct sim_config {
-    const char *model;                       /* the engine's model (first served name) */
+    const char *model;                       /* the name reported (first served name) */
+    const char *model_path;                  /* --model as given (root in /v1/models) */
     const char *served_names[SIM_MAX_NAMES]; /* names the API accepts; [0] is reported */
     size_t n_served;
     char *names_storage; /* owns the --served-model-name strings */

@@ -81,14 +81,12 @@ struct sim_req {
     const char *remote_request_id;
     const char *remote_engine_id;
     json_t *remote_block_ids; /* borrowed from oreq.root */
-    bool pull_started;
     struct http_call *pull;   /* in flight, or NULL */
     uint64_t pull_seq;        /* engine id waiting for KV */
     uint32_t pull_tokens;
     enum sim_fault_kind fault;
     uint32_t close_after;     /* SIM_FAULT_CLOSE_AFTER */
     uv_timer_t timer;         /* slow fault, KV transfer; its close frees the request */
-    bool timer_busy;
     bool released;
 };
 
@@ -130,6 +128,7 @@ struct sim_server {
     uv_timer_t step_timer;
     uv_idle_t step_idle; /* continues a step backlog after the loop did I/O */
     bool step_in_flight;
+    bool in_step_end; /* callbacks run: the driver begins the next step itself */
     uint64_t step_end; /* engine time the in-flight step completes */
     uv_timer_t stats_timer;
     struct sim_metrics m;
@@ -140,6 +139,8 @@ struct sim_server {
     struct sim_pin *pins[SIM_PIN_BUCKETS];
     size_t n_pins;
     uint64_t n_requests; /* served, for logs */
+    uint64_t n_pins_made; /* makes every remote_request_id unique */
+    bool dying;
     struct sim_engine_stats log_last;
     uint64_t log_last_ns;
     bool stopping;
@@ -178,8 +179,6 @@ void sim_pd_on_kv_load(struct sim_req *r, uint64_t seq, uint32_t tokens);
 /* Prefill side, after the sequence finished: pins its blocks, returns the params JSON
  * (arena string) for the response, or NULL when vLLM would return none. */
 const char *sim_pd_pin(struct sim_req *r, struct sim_choice *c);
-/* Decode side: tell the prefiller its blocks are no longer needed (fire and forget). */
-void sim_pd_release_remote(struct sim_req *r);
 void sim_pd_cancel(struct sim_req *r);
 void sim_pd_handle_pull(struct sim_server *s, struct http_exchange *ex);
 void sim_pd_free_all(struct sim_server *s);
@@ -188,7 +187,8 @@ void sim_pd_free_all(struct sim_server *s);
 void sim_metrics_init(struct sim_server *s);
 void sim_metrics_on_finish(struct sim_server *s, const struct sim_req *r,
                            const struct sim_choice *c, uint64_t now);
-void sim_metrics_on_abort(struct sim_server *s);
+/* n sequences ended because their client went away (or a fault dropped it). */
+void sim_metrics_on_abort(struct sim_server *s, uint32_t n);
 void sim_metrics_count(struct metrics_family *f, const char *label);
 void sim_stats_log(struct sim_server *s);
 

@@ -162,9 +162,9 @@ void sim_metrics_on_finish(struct sim_server *s, const struct sim_req *r,
     metrics_histogram_observe(m->req_generation_tokens, c->produced);
 }
 
-void sim_metrics_on_abort(struct sim_server *s)
+void sim_metrics_on_abort(struct sim_server *s, uint32_t n)
 {
-    metrics_counter_inc(s->m.success_abort);
+    metrics_counter_add(s->m.success_abort, n);
 }
 
 void sim_stats_log(struct sim_server *s)

@@ -168,6 +168,51 @@ def test_stop_strings_echo_logprobs():
     assert all(len(x["top_logprobs"]) == 2 for x in content)
 
 
+def test_logprobs_are_greedy_consistent():
+    s = sim()
+    j = post(s.port, "/v1/completions", {"prompt": "x y z", "max_tokens": 8, "logprobs": 5,
+                                         "ignore_eos": True}).json()
+    lp = j["choices"][0]["logprobs"]
+    for tok, top in zip(lp["tokens"], lp["top_logprobs"]):
+        assert len(top) == 5, top  # distinct alternatives
+        assert max(top, key=top.get) == tok, (tok, top)
+    c = post(s.port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "q"}],
+                                              "max_tokens": 6, "logprobs": True,
+                                              "top_logprobs": 4}).json()
+    for entry in c["choices"][0]["logprobs"]["content"]:
+        vals = [t["logprob"] for t in entry["top_logprobs"]]
+        assert vals == sorted(vals, reverse=True) and vals[0] == entry["logprob"], entry
+        assert len({t["token"] for t in entry["top_logprobs"]}) == 4
+
+
+def test_streaming_echo_logprob_offsets():
+    s = sim()
+    body = {"prompt": "hello world", "max_tokens": 3, "echo": True, "logprobs": 1,
+            "ignore_eos": True}
+    full = post(s.port, "/v1/completions", body).json()["choices"][0]["logprobs"]
+    _, _, raw, _ = stream(s.port, "/v1/completions", dict(body, stream=True))
+    offs = []
+    for e in sse_events(raw)[:-1]:
+        lp = json.loads(e)["choices"][0]["logprobs"]
+        if lp:
+            offs += lp["text_offset"]
+    n_prompt = len(full["tokens"]) - 3
+    assert offs == full["text_offset"][n_prompt:], (offs, full["text_offset"])
+    assert offs[0] == len("hello world")
+
+
+def test_engine_ended_sequence_reports_what_it_produced():
+    # max-model-len above the cache: a sequence can outgrow all 4 blocks (64 tokens) and
+    # is ended early; its text must match the tokens it produced.
+    s = start_sim("--profile", "fast", "--num-gpu-blocks", "4", "--max-model-len", "200")
+    j = post(s.port, "/v1/completions", {"prompt": "x", "max_tokens": 150,
+                                         "ignore_eos": True}).json()
+    c = j["choices"][0]
+    n = j["usage"]["completion_tokens"]
+    assert n < 150 and c["finish_reason"] == "length", j
+    assert post(s.port, "/tokenize", {"prompt": c["text"]}).json()["count"] == n
+
+
 def test_batched_prompts_and_token_ids():
     s = sim()
     r = post(s.port, "/v1/completions",
@@ -185,7 +230,8 @@ def test_models_health_version():
     assert j["object"] == "list"
     assert [m["id"] for m in j["data"]] == ["opt", "facebook/opt-125m"]
     for m in j["data"]:
-        assert m["object"] == "model" and m["max_model_len"] == 2048 and m["root"] == "opt"
+        assert m["object"] == "model" and m["max_model_len"] == 2048
+        assert m["root"] == "facebook/opt-125m"  # the --model path, as vLLM reports it
         assert "created" in m and "owned_by" in m
     assert get(s.port, "/health").status == 200
     assert get(s.port, "/health/ready").status == 200
@@ -287,6 +333,8 @@ if __name__ == "__main__":
     run([test_seed_000_completion_shape, test_max_tokens_ignore_eos_and_request_id,
          test_chat_completion, test_chat_streaming_framing,
          test_completion_streaming_text_matches_non_streaming, test_stop_strings_echo_logprobs,
+         test_logprobs_are_greedy_consistent, test_streaming_echo_logprob_offsets,
+         test_engine_ended_sequence_reports_what_it_produced,
          test_batched_prompts_and_token_ids, test_models_health_version,
          test_tokenize_detokenize, test_errors_name_the_field, test_cli_help_and_bad_flags,
          test_vllm_command_line_runs_as_is])

@@ -1,6 +1,7 @@
 """tandem sim: P/D over the NIXL kv_transfer_params protocol between two sim processes."""
 
 import json
+import threading
 
 from harness import free_port, metric, post, run, sse_events, start_sim, stream, wait_until
 
@@ -105,6 +106,58 @@ def test_hold_timeout_releases_blocks():
     assert metric(p.port, "vllm:kv_cache_usage_perc") == 0
 
 
+def blocked_request_is_served_when_pin_goes(release):
+    # 8 blocks: a pinned 119-token prefill holds all of them, so the next request waits
+    # at the head of the queue with the engine idle. Releasing the pin (a pull, or the
+    # hold timeout) must restart the engine; nothing else will.
+    p = start_sim("--model", "m", "--profile", "fast", "--num-gpu-blocks", "8",
+                  "--max-model-len", "128", "--kv-hold-timeout", "1.5")
+    prompt = " ".join("w%d" % i for i in range(59))  # 1 + 59*2 = 119 tokens
+    kv = post(p.port, "/v1/completions", {"model": "m", "prompt": prompt, "max_tokens": 1,
+                                          "kv_transfer_params": PREFILL_PARAMS}).json()
+    kv = kv["kv_transfer_params"]
+    assert len(kv["remote_block_ids"]) == 8, kv
+    result = {}
+
+    def waiting():
+        result["r"] = post(p.port, "/v1/completions",
+                           {"model": "m", "prompt": "a b c d e f g h i j k l m n o p q r s",
+                            "max_tokens": 2}, timeout=10)
+
+    t = threading.Thread(target=waiting)
+    t.start()
+    wait_until(lambda: metric(p.port, "vllm:num_requests_waiting") == 1, 5, what="queued")
+    release(p, kv)
+    t.join(8)
+    assert "r" in result and result["r"].status == 200, result
+
+
+def test_pull_restarts_a_waiting_request():
+    blocked_request_is_served_when_pin_goes(
+        lambda p, kv: post(p.port, "/kv/pull", {"remote_request_id": kv["remote_request_id"],
+                                                "remote_engine_id": kv["remote_engine_id"]}))
+
+
+def test_hold_timeout_restarts_a_waiting_request():
+    blocked_request_is_served_when_pin_goes(lambda p, kv: None)
+
+
+def test_reused_request_ids_get_distinct_pins():
+    p = start_sim("--model", "m", "--profile", "fast")
+    a = prefill(p)["kv_transfer_params"]
+    b = prefill(p)["kv_transfer_params"]  # same x-request-id: pd-1
+    assert a["remote_request_id"] != b["remote_request_id"]
+    assert metric(p.port, "tandem_sim_kv_pinned_requests") == 2
+    r = post(p.port, "/kv/pull", {"remote_request_id": a["remote_request_id"]})
+    assert r.status == 200 and r.json()["blocks"] == len(a["remote_block_ids"])
+    assert metric(p.port, "tandem_sim_kv_pinned_requests") == 1
+    r = post(p.port, "/kv/pull", {"remote_request_id": b["remote_request_id"],
+                                  "remote_engine_id": 5})
+    assert r.status == 400, r.body
+    r = post(p.port, "/kv/pull", {"remote_request_id": b["remote_request_id"]})
+    assert r.status == 200 and metric(p.port, "tandem_sim_kv_pinned_requests") == 0
+
+
 def test_streaming_prefill_is_rejected():
     p = start_sim("--model", "m", "--profile", "fast")
     r = post(p.port, "/v1/completions", {"model": "m", "prompt": "x", "stream": True,
@@ -116,4 +169,5 @@ if __name__ == "__main__":
     run([test_prefill_then_decode_pulls_the_blocks,
          test_missing_params_fall_back_to_local_prefill, test_failed_pull_falls_back,
          test_pull_of_unknown_request_is_404_and_falls_back, test_hold_timeout_releases_blocks,
-         test_streaming_prefill_is_rejected])
+         test_streaming_prefill_is_rejected, test_pull_restarts_a_waiting_request,
+         test_hold_timeout_restarts_a_waiting_request, test_reused_request_ids_get_distinct_pins])

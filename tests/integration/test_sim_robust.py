@@ -152,6 +152,41 @@ def test_fault_header_kinds():
     assert healthy(s.port)
 
 
+def test_fault_header_junk_keeps_metrics_valid():
+    s = start_sim("--profile", "fast")
+    body = b'{"prompt":"x"}'
+    out = raw_exchange(s.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                               b"x-fault: \xff\xfe{junk}\r\nContent-Length: %d\r\n\r\n%s"
+                               % (len(body), body), timeout=2)
+    assert out.startswith(b"HTTP/1.1 400"), out[:80]
+    m = get(s.port, "/metrics").body
+    m.decode("utf-8")  # must stay valid UTF-8
+    assert b"junk" not in m
+    # An unknown fault is an error, not an injected fault.
+    assert metric(s.port, "tandem_sim_faults_injected_total") is None
+
+
+def test_huge_max_tokens_is_a_clean_400():
+    s = start_sim("--profile", "fast")
+    for v in (9223372036854775807, 2**62, 10**12):
+        r = post(s.port, "/v1/completions", {"prompt": "hi", "max_tokens": v})
+        assert r.status == 400 and "maximum context length" in r.json()["error"]["message"]
+        assert "-" not in r.json()["error"]["message"].split("requested")[1].split("tokens")[0]
+    r = post(s.port, "/v1/completions", {"prompt": "hi", "max_tokens": 2, "min_tokens": 5})
+    assert r.status == 400 and r.json()["error"]["param"] == "min_tokens"
+    assert healthy(s.port)
+
+
+def test_bad_fault_and_timeout_flags():
+    for args, needle in ((["--failure-types", ","], "--failure-types"),
+                         (["--kv-hold-timeout", "-1"], "--kv-hold-timeout"),
+                         (["--fault-slow-ms", "-5"], "--fault-slow-ms"),
+                         (["--failure-rate", "2"], "--failure-rate")):
+        out = subprocess.run([TANDEM, "sim", "--port", "0"] + args, capture_output=True,
+                             text=True, timeout=10)
+        assert out.returncode == 2 and needle in out.stderr, (args, out.stderr)
+
+
 def test_failure_rate():
     s = start_sim("--profile", "fast", "--failure-rate", "1", "--failure-types", "429")
     for _ in range(5):
@@ -185,5 +220,7 @@ if __name__ == "__main__":
     run([test_garbage_and_malformed_http, test_bad_json_types_and_utf8, test_huge_body_is_413,
          test_slow_client_is_timed_out_and_others_are_served,
          test_disconnect_mid_stream_frees_the_sequence, test_many_clients_disconnecting_at_once,
-         test_fault_header_kinds, test_failure_rate, test_admin_fault_modes,
+         test_fault_header_kinds, test_fault_header_junk_keeps_metrics_valid,
+         test_huge_max_tokens_is_a_clean_400, test_bad_fault_and_timeout_flags,
+         test_failure_rate, test_admin_fault_modes,
          test_port_in_use_is_a_clear_error])
