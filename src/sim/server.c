@@ -68,10 +68,12 @@ static void run_due_steps(struct sim_server *s)
 {
     uint64_t now = clock_monotonic_ns();
     uint64_t budget_end = now + 10000000; /* 10 ms */
+    uint64_t wall = now;
     while (s->step_in_flight && s->step_end <= now) {
         uint64_t end = s->step_end;
         s->step_in_flight = false;
         s->in_step_end = true;
+        s->step_wall = wall; /* one clock read per step, not per token */
         sim_engine_step_end(s->engine, end);
         s->in_step_end = false;
         if (s->stopping)
@@ -81,7 +83,8 @@ static void run_due_steps(struct sim_server *s)
             return;
         s->step_in_flight = true;
         s->step_end = end + dur;
-        if (clock_monotonic_ns() >= budget_end) {
+        wall = clock_monotonic_ns();
+        if (wall >= budget_end) {
             uv_idle_start(&s->step_idle, on_step_idle);
             return;
         }
@@ -254,18 +257,18 @@ void sim_req_finish_response(struct sim_req *r)
 /* --- engine callbacks -------------------------------------------------------------- */
 
 /* What clients observe: engine time, or later when an overloaded sim runs behind it.
- * Latency metrics use this so they never look better than what was delivered. */
-static uint64_t real_time(uint64_t engine_now)
+ * Latency metrics use this so they never look better than what was delivered. Engine
+ * callbacks only run inside step_end, where the driver has just read the wall clock. */
+static uint64_t real_time(const struct sim_server *s, uint64_t engine_now)
 {
-    uint64_t t = clock_monotonic_ns();
-    return t > engine_now ? t : engine_now;
+    return s->step_wall > engine_now ? s->step_wall : engine_now;
 }
 
 static void cb_admit(void *user, uint32_t cached_tokens, uint64_t now)
 {
     struct sim_choice *c = user;
     c->cached_tokens = cached_tokens;
-    c->t_admit = real_time(now);
+    c->t_admit = real_time(c->req->s, now);
 }
 
 static void cb_kv_load(void *user, uint64_t id, uint32_t tokens, uint64_t now)
@@ -281,7 +284,7 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
     if (r->released)
         return;
     struct sim_metrics *m = &r->s->m;
-    uint64_t t = real_time(now);
+    uint64_t t = real_time(r->s, now);
     if (c->produced == 0)
         c->t_first = t;
     else
@@ -320,7 +323,7 @@ static void cb_finish(void *user, enum sim_finish reason, uint64_t now)
     struct sim_req *r = c->req;
     if (r->released)
         return;
-    now = real_time(now);
+    now = real_time(r->s, now);
     c->finish = reason;
     c->done = true;
     if (r->pd != SIM_PD_PREFILL)

@@ -129,6 +129,7 @@ struct sim_server {
     uv_idle_t step_idle; /* continues a step backlog after the loop did I/O */
     bool step_in_flight;
     bool in_step_end; /* callbacks run: the driver begins the next step itself */
+    uint64_t step_wall; /* wall time when the step being completed was completed */
     uint64_t step_end; /* engine time the in-flight step completes */
     uv_timer_t stats_timer;
     struct sim_metrics m;
