@@ -3,6 +3,7 @@
 #ifndef TANDEM_BASE_YAML_H
 #define TANDEM_BASE_YAML_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -20,5 +21,16 @@ json_t *yaml_parse(const char *text, size_t len, const char *name, struct yaml_e
 json_t *yaml_load_file(const char *path, struct yaml_err *err);
 /* Loads every document of a multi-document stream into a JSON array. */
 json_t *yaml_parse_all(const char *text, size_t len, const char *name, struct yaml_err *err);
+
+/* Source positions: the same as yaml_parse, plus a table mapping every value node of the
+ * result to where it starts in the text, so configuration errors can name the line of
+ * the offending field. The table holds borrowed json_t pointers: keep the value alive
+ * while using it, free the table first or after, either way. */
+struct yaml_positions;
+json_t *yaml_parse_pos(const char *text, size_t len, const char *name, struct yaml_positions **pos,
+                       struct yaml_err *err);
+/* true with 1-based line/column when node (any value inside the result) is known. */
+bool yaml_position(const struct yaml_positions *pos, const json_t *node, int *line, int *column);
+void yaml_positions_free(struct yaml_positions *pos);
 
 #endif

@@ -1,0 +1,156 @@
+/* The scheduler: llm-d's endpoint picker semantics (profile handler -> per profile:
+ * filters -> weighted scorers -> picker), over an endpoint datastore.
+ *
+ * This header is the contract the router role uses. Plugins, the registry, the prefix
+ * index and the EndpointPickerConfig loader live behind it (src/sched/*.c).
+ *
+ * Threads: one datastore and one scheduler are shared by every router worker thread.
+ * sched_schedule may run concurrently on several threads; endpoint metrics are written
+ * by the scraper while schedulers read them (fields are atomics or copied under the
+ * datastore's lock; see sched_endpoint_snapshot). */
+#ifndef TANDEM_SCHED_SCHED_H
+#define TANDEM_SCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "base/buf.h"
+#include "net/http.h"
+
+/* --- endpoints ---------------------------------------------------------------------- */
+
+enum sched_role { SCHED_ROLE_NONE, SCHED_ROLE_DECODE, SCHED_ROLE_PREFILL, SCHED_ROLE_BOTH };
+
+#define SCHED_MAX_LABELS 16
+
+struct sched_label {
+    char *key;
+    char *value;
+};
+
+/* What defines an endpoint (from --endpoint, an endpoints file, later Kubernetes). */
+struct sched_endpoint_spec {
+    const char *name; /* "decode-0" */
+    const char *host; /* numeric address or "localhost" */
+    int port;
+    enum sched_role role;
+    struct sched_label labels[SCHED_MAX_LABELS]; /* includes llm-d.ai/role when given */
+    size_t n_labels;
+};
+
+/* Engine state as last scraped, plus the router's own live counts. */
+struct sched_endpoint_metrics {
+    bool have;             /* at least one successful scrape */
+    bool stale;            /* older than the staleness threshold */
+    bool healthy;          /* reachable (last scrape or probe succeeded) */
+    double waiting;        /* vllm:num_requests_waiting */
+    double running;        /* vllm:num_requests_running */
+    double kv_usage;       /* vllm:kv_cache_usage_perc (0..1) */
+    uint32_t block_size;   /* from vllm:cache_config_info, 0 if unknown */
+    uint32_t num_blocks;
+    /* LoRA (vllm:lora_requests_info): comma-separated adapter names. */
+    char running_loras[256];
+    char waiting_loras[256];
+    uint32_t max_lora;
+    uint64_t scraped_at_ns; /* monotonic */
+    int64_t inflight_requests; /* router's own: sent, not finished */
+    int64_t inflight_tokens;   /* router's own: prompt tokens of those */
+};
+
+struct sched_endpoint; /* opaque, refcounted, owned by the datastore */
+struct sched_datastore;
+
+struct sched_datastore *sched_ds_new(void);
+void sched_ds_free(struct sched_datastore *ds);
+/* Adds or replaces (same name) an endpoint. Copies the spec. Returns 0 or -EINVAL. */
+int sched_ds_upsert(struct sched_datastore *ds, const struct sched_endpoint_spec *spec);
+/* Removes an endpoint; its prefix-index entries are purged. false if unknown. */
+bool sched_ds_remove(struct sched_datastore *ds, const char *name);
+/* Current endpoints, each with a reference taken: release with sched_ds_release_list. */
+size_t sched_ds_list(struct sched_datastore *ds, struct sched_endpoint ***out);
+void sched_ds_release_list(struct sched_endpoint **eps, size_t n);
+struct sched_endpoint *sched_ds_find(struct sched_datastore *ds, const char *name); /* ref'd */
+void sched_endpoint_ref(struct sched_endpoint *e);
+void sched_endpoint_unref(struct sched_endpoint *e);
+
+const char *sched_endpoint_name(const struct sched_endpoint *e);
+const char *sched_endpoint_host(const struct sched_endpoint *e);
+int sched_endpoint_port(const struct sched_endpoint *e);
+const char *sched_endpoint_addr(const struct sched_endpoint *e); /* "host:port" */
+enum sched_role sched_endpoint_role(const struct sched_endpoint *e);
+const char *sched_endpoint_label(const struct sched_endpoint *e, const char *key); /* or NULL */
+/* Consistent copy of the metrics. */
+void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoint_metrics *out);
+
+/* Scraper side. */
+void sched_endpoint_set_scraped(struct sched_endpoint *e, const struct sched_endpoint_metrics *m);
+void sched_endpoint_set_health(struct sched_endpoint *e, bool healthy);
+/* Router side: +1/-1 request and +/- prompt tokens when a proxied request starts/ends. */
+void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int64_t tokens);
+
+/* --- scheduling ---------------------------------------------------------------------- */
+
+/* What the scheduler sees of one request. Everything is borrowed for the call. */
+struct sched_request {
+    const char *request_id;
+    const char *model;               /* may be NULL */
+    const char *prompt;              /* completions prompt, or the chat rendered to text */
+    size_t prompt_len;
+    uint32_t prompt_tokens;          /* estimate (tok_count) */
+    const struct http_headers *headers;
+    const json_t *body;              /* parsed body, may be NULL (consistent-hash key) */
+    const char *target_lora;         /* adapter name when the model is a LoRA, else NULL */
+};
+
+#define SCHED_MAX_PICKS 8
+
+struct sched_result {
+    int status;                 /* 0 ok; 503 no endpoint survived; 429 queue bound */
+    char reason[256];           /* why status != 0, for the error body */
+    /* Decode (or only) profile: picked endpoints, best first (fallbacks after [0]). */
+    struct sched_endpoint *picks[SCHED_MAX_PICKS]; /* each ref'd: sched_result_release */
+    size_t n_picks;
+    /* P/D: the prefill endpoint when the handler decided to disaggregate. */
+    struct sched_endpoint *prefill; /* ref'd, or NULL */
+    const char *pd_reason;          /* static text: why P/D was or was not chosen */
+    uint64_t elapsed_ns;
+};
+void sched_result_release(struct sched_result *r);
+
+struct sched;
+
+struct sched_err {
+    char msg[512]; /* "FILE:LINE: field: why" for config errors */
+};
+
+/* Builds a scheduler from an EndpointPickerConfig (YAML or JSON text; name is used in
+ * errors, e.g. the file path or "<config-text>"). NULL text = the default profile
+ * (queue-scorer 2, kv-cache-utilization-scorer 2, prefix-cache-scorer 3,
+ * max-score-picker). Returns NULL with err on any problem. */
+struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len, const char *name,
+                        struct sched_err *err);
+/* The config text for a --policy preset (round_robin, random, consistent_hash,
+ * power_of_two, cache_aware, llm-d); NULL for an unknown name. Static string. */
+const char *sched_policy_config(const char *policy);
+void sched_free(struct sched *s);
+
+/* Runs the pipeline. With trace != NULL, appends the decision as one JSON object:
+ * {"request_id","model","profiles":[{"name","candidates":[...],"filters":[{"name",
+ * "survivors":[...]}],"scorers":[{"name","weight","scores":{pod:score}}],"totals":{pod:t},
+ * "picked":[...]}],"pd":{"decision","reason"},"picked":...,"prefill":...,"elapsed_us"}.
+ * After a successful pick the post-pick hooks run (prefix index insert, LRU, session),
+ * unless dry_run. */
+void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_run,
+                    struct sched_result *res, struct buf *trace);
+
+/* Session affinity: the token to return to the client for this endpoint (base64 of the
+ * endpoint name, as llm-d does), written into out. */
+void sched_session_token(const struct sched_endpoint *e, char *out, size_t cap);
+
+/* Stats for /metrics. */
+size_t sched_prefix_index_size(const struct sched *s); /* block entries */
+
+#endif
