@@ -8,7 +8,16 @@
  *
  * libfyaml never writes to stderr from here: its diagnostics go to a private diag object
  * that collects errors, and the first one becomes the caller's yaml_err. Positions in
- * yaml_err are 1-based. */
+ * yaml_err are 1-based.
+ *
+ * Source positions (yaml_parse_pos) map each produced json_t* to where its node starts.
+ * libfyaml's public API only gives marks for scalar tokens (and those start inside the
+ * quotes, after an alias's '*', and at the content of a block scalar), so the start of
+ * anything else is found from the text: a collection starts at its first entry, moved
+ * back to the '[', '{', '-' or '?' that opens it; a quoted scalar at its quote; an alias
+ * at its '*'; a block scalar at its '|' or '>'. Empty collections have no entry to start
+ * from and get no position. json_true/false/null are singletons shared by every such
+ * node, so they never have a position either. */
 #include "base/yaml.h"
 
 #include <errno.h>
@@ -16,6 +25,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +48,82 @@ struct conv {
     /* The mapping key whose value is being converted: where errors point when the
      * node itself has no position (an empty value has no token). */
     struct fy_node *near;
+    /* Positions of produced values; NULL unless the caller asked for them. */
+    struct yaml_positions *pos;
+    /* Starts already found, keyed by fy_node: an anchored node converted once per
+     * alias is looked at once, so finding positions stays linear in the text. */
+    struct yaml_positions *starts;
+    const char *text;
+    size_t len;
 };
+
+/* Open addressing keyed by pointer (json_t or fy_node), linear probing, at most half
+ * full. */
+struct yaml_pos_slot {
+    const void *node; /* NULL: empty slot */
+    size_t off;       /* byte offset, to find a parent's opening bracket from it */
+    int line;
+    int column;
+};
+
+struct yaml_positions {
+    struct yaml_pos_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t n;
+};
+
+static size_t pos_hash(const void *node, size_t mask)
+{
+    uint64_t x = (uint64_t)(uintptr_t)node;
+    x ^= x >> 29; /* allocations are aligned: the low bits carry no information */
+    x *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(x >> 24) & mask;
+}
+
+static struct yaml_pos_slot *pos_find(const struct yaml_positions *pos, const void *node)
+{
+    if (!pos || pos->cap == 0)
+        return NULL;
+    size_t mask = pos->cap - 1;
+    for (size_t i = pos_hash(node, mask);; i = (i + 1) & mask) {
+        struct yaml_pos_slot *s = &pos->slots[i];
+        if (s->node == node)
+            return s;
+        if (!s->node)
+            return NULL; /* the table is never full, so this ends */
+    }
+}
+
+/* Records (or overwrites: the last conversion of a node wins) a position. */
+static void pos_put(struct yaml_positions *pos, const void *node, size_t off, int line, int column)
+{
+    struct yaml_pos_slot *found = pos_find(pos, node);
+    if (found) {
+        *found = (struct yaml_pos_slot){node, off, line, column};
+        return;
+    }
+    if ((pos->n + 1) * 2 > pos->cap) {
+        struct yaml_positions bigger = {NULL, pos->cap ? pos->cap * 2 : 64, 0};
+        bigger.slots = xcalloc(bigger.cap, sizeof *bigger.slots);
+        for (size_t i = 0; i < pos->cap; i++)
+            if (pos->slots[i].node)
+                pos_put(&bigger, pos->slots[i].node, pos->slots[i].off, pos->slots[i].line,
+                        pos->slots[i].column);
+        free(pos->slots);
+        *pos = bigger;
+    }
+    size_t mask = pos->cap - 1;
+    size_t i = pos_hash(node, mask);
+    while (pos->slots[i].node)
+        i = (i + 1) & mask;
+    pos->slots[i] = (struct yaml_pos_slot){node, off, line, column};
+    pos->n++;
+}
+
+static bool is_singleton(const json_t *v)
+{
+    return json_is_null(v) || json_is_true(v) || json_is_false(v);
+}
 
 static void set_err(struct yaml_err *err, const char *name, int line, int column, const char *fmt,
                     ...) __attribute__((format(printf, 5, 6)));
@@ -399,7 +484,136 @@ fail:
     return NULL;
 }
 
+/* A place in the text: byte offset and 1-based line/column (columns count code
+ * points, as libfyaml's do). */
+struct text_pos {
+    size_t off;
+    int line;
+    int column;
+};
+
+/* The first character before at.off that is not a blank or line break, with its line
+ * and column; false if there is none. */
+static bool prev_char(const struct conv *c, struct text_pos at, struct text_pos *out)
+{
+    size_t i = at.off;
+    int lines_back = 0;
+    while (i > 0) {
+        char ch = c->text[i - 1];
+        if (ch == '\n')
+            lines_back++;
+        else if (ch != ' ' && ch != '\t' && ch != '\r')
+            break;
+        i--;
+    }
+    if (i == 0)
+        return false;
+    out->off = i - 1;
+    out->line = at.line - lines_back;
+    if (lines_back == 0) {
+        out->column = at.column - (int)(at.off - out->off); /* only one-byte blanks between */
+        return out->column >= 1;
+    }
+    size_t start = out->off;
+    while (start > 0 && c->text[start - 1] != '\n')
+        start--;
+    int column = 1;
+    for (size_t k = start; k < out->off; k++)
+        if (((unsigned char)c->text[k] & 0xc0) != 0x80) /* not a UTF-8 continuation byte */
+            column++;
+    out->column = column;
+    return out->line >= 1;
+}
+
+static bool char_in(char ch, const char *set)
+{
+    return ch != '\0' && strchr(set, ch) != NULL;
+}
+
+static bool scalar_start(const struct conv *c, struct fy_node *n, struct text_pos *out)
+{
+    struct fy_token *t = fy_node_get_scalar_token(n);
+    const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+    if (!m || m->input_pos > c->len)
+        return false;
+    *out = (struct text_pos){m->input_pos, m->line + 1, m->column + 1};
+    enum fy_node_style style = fy_node_get_style(n);
+    char ch = out->off > 0 ? c->text[out->off - 1] : '\0';
+    bool back = (style == FYNS_ALIAS && ch == '*') || (style == FYNS_SINGLE_QUOTED && ch == '\'') ||
+                (style == FYNS_DOUBLE_QUOTED && ch == '"');
+    if (back && out->column > 1) {
+        out->off--;
+        out->column--;
+    } else if (style == FYNS_LITERAL || style == FYNS_FOLDED) {
+        /* The token starts at the content; the node at the header's indicator, which
+         * may carry chomping and indentation indicators ("|-", ">2+"). */
+        struct text_pos p;
+        if (!prev_char(c, *out, &p))
+            return true;
+        while (char_in(c->text[p.off], "+-0123456789") && p.off > 0 && p.column > 1) {
+            p.off--;
+            p.column--;
+        }
+        if (c->text[p.off] == '|' || c->text[p.off] == '>')
+            *out = p;
+    }
+    return true;
+}
+
+static bool find_start(const struct conv *c, struct fy_node *n, struct text_pos *out);
+
+/* Where n starts; false when there is no way to tell. */
+static bool node_start(const struct conv *c, struct fy_node *n, struct text_pos *out)
+{
+    const struct yaml_pos_slot *s = pos_find(c->starts, n);
+    if (s) {
+        *out = (struct text_pos){s->off, s->line, s->column};
+        return true;
+    }
+    if (!find_start(c, n, out))
+        return false;
+    pos_put(c->starts, n, out->off, out->line, out->column);
+    return true;
+}
+
+static bool find_start(const struct conv *c, struct fy_node *n, struct text_pos *out)
+{
+    if (fy_node_is_scalar(n)) /* also aliases */
+        return scalar_start(c, n, out);
+    void *it = NULL;
+    struct text_pos first;
+    const char *openers;
+    if (fy_node_is_mapping(n)) {
+        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
+        struct fy_node *k = p ? fy_node_pair_key(p) : NULL;
+        if (!k || !fy_node_is_scalar(k) || !scalar_start(c, k, &first))
+            return false;
+        openers = "{?";
+    } else {
+        struct fy_node *item = fy_node_sequence_iterate(n, &it);
+        if (!item || !node_start(c, item, &first))
+            return false;
+        openers = "[-";
+    }
+    *out = first;
+    struct text_pos p;
+    if (prev_char(c, first, &p) && char_in(c->text[p.off], openers))
+        *out = p;
+    return true;
+}
+
+static json_t *convert_node(struct conv *c, struct fy_node *n, int depth);
+
 static json_t *convert(struct conv *c, struct fy_node *n, int depth)
+{
+    json_t *v = convert_node(c, n, depth);
+    struct text_pos p;
+    if (v && n && c->pos && !is_singleton(v) && node_start(c, n, &p))
+        pos_put(c->pos, v, p.off, p.line, p.column);
+    return v;
+}
+
+static json_t *convert_node(struct conv *c, struct fy_node *n, int depth)
 {
     if (depth > YAML_MAX_DEPTH)
         return fail(c, n, "nesting deeper than %d levels (recursive alias?)", YAML_MAX_DEPTH);
@@ -471,6 +685,83 @@ static bool check_utf8(const char *text, size_t len, const char *name, struct ya
     return true;
 }
 
+/* Rejects, with a position, what configuration files never need and libfyaml 0.7
+ * mishandles (fuzzing found a crash on an explicit key followed by a tab, "? ::\t:",
+ * and leaks on unterminated quoted scalars):
+ *   - control characters other than tab, LF, CR (YAML 1.2 forbids them anyway);
+ *   - tabs outside quoted scalars and comments (YAML indents with spaces);
+ *   - the explicit-key indicator "? " (complex mapping keys);
+ *   - quoted scalars still open at the end of the text.
+ * Quote tracking is the YAML rule: ' ends at a ' not doubled, " at a " not escaped; a
+ * quote only opens a scalar where one can start (after space, indicator or line start). */
+static bool prescan(const char *text, size_t len, const char *name, struct yaml_err *err)
+{
+    int line = 1, col = 1, q_line = 0, q_col = 0;
+    char quote = 0;
+    bool comment = false;
+    char prev = '\n';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7f) {
+            set_err(err, name, line, col, "control character 0x%02x is not allowed in YAML", ch);
+            return false;
+        }
+        if (ch == '\n' || ch == '\r') {
+            comment = false;
+            if (ch == '\n' || (i + 1 < len && text[i + 1] != '\n')) {
+                line++;
+                col = 1;
+            }
+            prev = '\n';
+            continue;
+        }
+        if (quote == '\'') {
+            if (ch == '\'') {
+                if (i + 1 < len && text[i + 1] == '\'') {
+                    i++;
+                    col++;
+                } else {
+                    quote = 0;
+                }
+            }
+        } else if (quote == '"') {
+            if (ch == '\\' && i + 1 < len && text[i + 1] != '\n') {
+                i++;
+                col++;
+            } else if (ch == '"') {
+                quote = 0;
+            }
+        } else if (!comment) {
+            bool at_start = prev == '\n' || prev == ' ' || prev == '\t' || prev == '[' ||
+                            prev == '{' || prev == ',' || prev == ':' || prev == '-';
+            if (ch == '#' && (prev == '\n' || prev == ' ' || prev == '\t')) {
+                comment = true;
+            } else if (ch == '\t') {
+                set_err(err, name, line, col, "tab character: YAML here needs spaces");
+                return false;
+            } else if ((ch == '\'' || ch == '"') && at_start) {
+                quote = (char)ch;
+                q_line = line;
+                q_col = col;
+            } else if (ch == '?' && at_start &&
+                       (i + 1 == len || text[i + 1] == ' ' || text[i + 1] == '\t' ||
+                        text[i + 1] == '\n' || text[i + 1] == '\r')) {
+                set_err(err, name, line, col,
+                        "explicit mapping keys ('? ') are not supported in tandem's YAML");
+                return false;
+            }
+        }
+        prev = (char)ch;
+        if ((ch & 0xc0) != 0x80)
+            col++;
+    }
+    if (quote) {
+        set_err(err, name, q_line, q_col, "quoted scalar is never closed");
+        return false;
+    }
+    return true;
+}
+
 static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
 {
     (void)diag, (void)user, (void)buf, (void)len;
@@ -535,15 +826,37 @@ static struct fy_document *stream_next(struct stream *st, const char *name, stru
     return NULL;
 }
 
-static json_t *parse(const char *text, size_t len, const char *name, struct yaml_err *err, bool all)
+/* Copies into out the positions of the values reachable from v: the scratch table also
+ * holds values that were converted and then dropped (merge sources), whose addresses a
+ * later allocation may reuse. */
+static void pos_keep(const struct yaml_positions *scratch, struct yaml_positions *out, json_t *v)
 {
+    const struct yaml_pos_slot *s = pos_find(scratch, v);
+    if (s)
+        pos_put(out, v, s->off, s->line, s->column);
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item) pos_keep(scratch, out, item);
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *item;
+        json_object_foreach(v, key, item) pos_keep(scratch, out, item);
+    }
+}
+
+static json_t *parse(const char *text, size_t len, const char *name, struct yaml_err *err, bool all,
+                     struct yaml_positions **pos)
+{
+    if (pos)
+        *pos = NULL;
     if (!name)
         name = "<yaml>";
     if (err) {
         err->msg[0] = '\0';
         err->line = err->column = 0;
     }
-    if (!check_utf8(text, len, name, err))
+    if (!check_utf8(text, len, name, err) || !prescan(text, len, name, err))
         return NULL;
     struct stream st;
     if (!stream_open(&st, text, len)) {
@@ -552,7 +865,13 @@ static json_t *parse(const char *text, size_t len, const char *name, struct yaml
     }
     /* Without aliases a document has fewer nodes than bytes; the slack lets configs
      * reuse anchors freely while a billion-laughs document fails fast. */
-    struct conv c = {.name = name, .err = err, .budget = 4 * len + 100000};
+    struct conv c = {
+        .name = name, .err = err, .budget = 4 * len + 100000, .text = text, .len = len};
+    struct yaml_positions scratch = {NULL, 0, 0}, starts = {NULL, 0, 0};
+    if (pos) {
+        c.pos = &scratch;
+        c.starts = &starts;
+    }
     json_t *result = all ? json_array() : NULL;
     bool failed;
     struct fy_document *d;
@@ -570,21 +889,30 @@ static json_t *parse(const char *text, size_t len, const char *name, struct yaml
         json_array_append_new(result, v);
     }
     stream_close(&st);
+    free(starts.slots);
     if (failed) {
+        free(scratch.slots);
         json_decref(result);
         return NULL;
     }
-    return result ? result : json_null(); /* an empty stream is a null document */
+    if (!result)
+        result = json_null(); /* an empty stream is a null document */
+    if (pos) {
+        *pos = xcalloc(1, sizeof **pos);
+        pos_keep(&scratch, *pos, result);
+        free(scratch.slots);
+    }
+    return result;
 }
 
 json_t *yaml_parse(const char *text, size_t len, const char *name, struct yaml_err *err)
 {
-    return parse(text, len, name, err, false);
+    return parse(text, len, name, err, false, NULL);
 }
 
 json_t *yaml_parse_all(const char *text, size_t len, const char *name, struct yaml_err *err)
 {
-    return parse(text, len, name, err, true);
+    return parse(text, len, name, err, true, NULL);
 }
 
 json_t *yaml_load_file(const char *path, struct yaml_err *err)
@@ -610,4 +938,31 @@ json_t *yaml_load_file(const char *path, struct yaml_err *err)
     json_t *v = yaml_parse(b.data ? b.data : "", b.len, path, err);
     buf_free(&b);
     return v;
+}
+
+json_t *yaml_parse_pos(const char *text, size_t len, const char *name, struct yaml_positions **pos,
+                       struct yaml_err *err)
+{
+    return parse(text, len, name, err, false, pos);
+}
+
+bool yaml_position(const struct yaml_positions *pos, const json_t *node, int *line, int *column)
+{
+    /* A singleton stands for every null/true/false in the document at once. */
+    const struct yaml_pos_slot *s = node && !is_singleton(node) ? pos_find(pos, node) : NULL;
+    if (!s)
+        return false;
+    if (line)
+        *line = s->line;
+    if (column)
+        *column = s->column;
+    return true;
+}
+
+void yaml_positions_free(struct yaml_positions *pos)
+{
+    if (!pos)
+        return;
+    free(pos->slots);
+    free(pos);
 }

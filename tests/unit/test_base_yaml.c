@@ -1,5 +1,5 @@
 /* Unit tests for base/yaml: scalar typing, nesting, multi-document streams, aliases and
- * merge keys, and positioned errors. */
+ * merge keys, positioned errors, and source positions of values. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -251,7 +251,22 @@ static void test_error_positions(void **state)
     assert_yaml_error("ok: 1\nport: !!int eighty\n", 2, 13,
                       "cfg.yaml:2:13: 'eighty' is not an integer");
     assert_yaml_error("a: 1\nb: *missing\n", 2, 5, "cfg.yaml:2:5: unknown alias '*missing'");
-    assert_yaml_error("? [a, b]\n: c\n", 1, 4, "cfg.yaml:1:4: mapping keys must be scalars");
+    assert_yaml_error("{[a, b]: c}\n", 1, 3, "cfg.yaml:1:3: mapping keys must be scalars");
+    /* The pre-scan: what libfyaml mishandles and configs never need. */
+    assert_yaml_error("? [a, b]\n: c\n", 1, 1,
+                      "cfg.yaml:1:1: explicit mapping keys ('? ') are not supported in tandem's "
+                      "YAML");
+    assert_yaml_error("a: 1\nb:\t2\n", 2, 3, "cfg.yaml:2:3: tab character: YAML here needs spaces");
+    assert_yaml_error("a: 1\nb: x\x01y\n", 2, 5,
+                      "cfg.yaml:2:5: control character 0x01 is not allowed in YAML");
+    assert_yaml_error("a: 'open\nb: 2\n", 1, 4, "cfg.yaml:1:4: quoted scalar is never closed");
+    /* ...while tabs inside quotes or comments, and '?' inside words, stay fine. */
+    const char *fine = "a: \"x\ty\" # tab\there\nb: what?\nc: 'it''s'\n";
+    json_t *ok = yaml_parse(fine, strlen(fine), "c", &err);
+    assert_non_null(ok);
+    assert_string_equal(json_string_value(json_object_get(ok, "b")), "what?");
+    assert_string_equal(json_string_value(json_object_get(ok, "c")), "it's");
+    json_decref(ok);
     assert_yaml_error("ok: 1\nbad: caf\xe9\n", 2, 9, "cfg.yaml:2:9: invalid UTF-8 byte 0xe9");
     assert_yaml_error("m: {a: 1}\nx:\n  <<: [*nope]\n", 3, 9,
                       "cfg.yaml:3:9: unknown alias '*nope'");
@@ -291,6 +306,201 @@ static void test_load_file(void **state)
     assert_int_equal(err.line, 0);
 }
 
+/* Parses with positions and checks that node (a path of keys and indexes, "" for the
+ * root) starts at line:column. Paths: "spec.containers.0.name". */
+static json_t *walk_path(json_t *v, const char *path)
+{
+    char part[64];
+    while (*path) {
+        size_t n = strcspn(path, ".");
+        assert_true(n < sizeof part);
+        memcpy(part, path, n);
+        part[n] = '\0';
+        path += n + (path[n] == '.');
+        if (json_is_array(v))
+            v = json_array_get(v, (size_t)atoi(part));
+        else
+            v = json_object_get(v, part);
+        if (!v)
+            fail_msg("no value at '%s'", part);
+    }
+    return v;
+}
+
+static void assert_pos(const struct yaml_positions *pos, json_t *root, const char *path, int line,
+                       int column)
+{
+    int l = -1, c = -1;
+    json_t *v = walk_path(root, path);
+    if (!yaml_position(pos, v, &l, &c))
+        fail_msg("no position for '%s'", path);
+    if (l != line || c != column)
+        fail_msg("'%s': got %d:%d, want %d:%d", path, l, c, line, column);
+}
+
+static void assert_no_pos(const struct yaml_positions *pos, json_t *root, const char *path)
+{
+    int l = -1, c = -1;
+    assert_false(yaml_position(pos, walk_path(root, path), &l, &c));
+    assert_int_equal(l, -1); /* untouched */
+}
+
+static void test_positions(void **state)
+{
+    (void)state;
+    const char *text = "# a config\n"                   /* 1 */
+                       "router:\n"                      /* 2 */
+                       "  port: 8000\n"                 /* 3 */
+                       "  name: \"front\"\n"            /* 4 */
+                       "  pools:\n"                     /* 5 */
+                       "    - name: a\n"                /* 6 */
+                       "    - weight: 2.5\n"            /* 7 */
+                       "      tags: [x, 'y', {k: v}]\n" /* 8 */
+                       "      empty: {}\n"              /* 9 */
+                       "      on: true\n"               /* 10 */
+                       "      off:\n"                   /* 11 */
+                       "  note: |\n"                    /* 12 */
+                       "    text\n"                     /* 13 */
+                       "  nested:\n"                    /* 14 */
+                       "  - - deep\n"                   /* 15 */
+                       "    - é\n"                      /* 16 */
+                       "  flow: [\n"                    /* 17 */
+                       "     1, 2]\n";                  /* 18 */
+    struct yaml_err err = {{0}, 0, 0};
+    struct yaml_positions *pos = NULL;
+    json_t *v = yaml_parse_pos(text, strlen(text), "cfg.yaml", &pos, &err);
+    if (!v)
+        fail_msg("%s", err.msg);
+    assert_non_null(pos);
+    /* The same value yaml_parse gives. */
+    json_t *plain = yaml_parse(text, strlen(text), "cfg.yaml", &err);
+    assert_true(json_equal(v, plain));
+    json_decref(plain);
+
+    assert_pos(pos, v, "", 2, 1); /* a block mapping starts at its first key */
+    assert_pos(pos, v, "router", 3, 3);
+    assert_pos(pos, v, "router.port", 3, 9);
+    assert_pos(pos, v, "router.name", 4, 9);  /* at the quote */
+    assert_pos(pos, v, "router.pools", 6, 5); /* a block sequence at its first '-' */
+    assert_pos(pos, v, "router.pools.0", 6, 7);
+    assert_pos(pos, v, "router.pools.0.name", 6, 13);
+    assert_pos(pos, v, "router.pools.1", 7, 7);
+    assert_pos(pos, v, "router.pools.1.weight", 7, 15);
+    assert_pos(pos, v, "router.pools.1.tags", 8, 13); /* a flow sequence at its '[' */
+    assert_pos(pos, v, "router.pools.1.tags.0", 8, 14);
+    assert_pos(pos, v, "router.pools.1.tags.1", 8, 17);
+    assert_pos(pos, v, "router.pools.1.tags.2", 8, 22); /* a flow mapping at its '{' */
+    assert_pos(pos, v, "router.pools.1.tags.2.k", 8, 26);
+    assert_pos(pos, v, "router.note", 12, 9); /* a block scalar at its '|' */
+    assert_pos(pos, v, "router.nested", 15, 3);
+    assert_pos(pos, v, "router.nested.0", 15, 5);
+    assert_pos(pos, v, "router.nested.0.0", 15, 7);
+    assert_pos(pos, v, "router.nested.0.1", 16, 7);
+    assert_pos(pos, v, "router.flow", 17, 9); /* the '[' is a line above its first item */
+    assert_pos(pos, v, "router.flow.1", 18, 9);
+    /* An empty collection has nothing to start from; true/null are shared singletons. */
+    assert_no_pos(pos, v, "router.pools.1.empty");
+    assert_no_pos(pos, v, "router.pools.1.on");
+    assert_no_pos(pos, v, "router.pools.1.off");
+    /* Values from elsewhere, and NULL, are unknown. */
+    json_t *other = json_integer(8000);
+    assert_false(yaml_position(pos, other, NULL, NULL));
+    json_decref(other);
+    assert_false(yaml_position(pos, NULL, NULL, NULL));
+    assert_false(yaml_position(NULL, v, NULL, NULL));
+    /* The table may go first or last. */
+    yaml_positions_free(pos);
+    json_decref(v);
+}
+
+static void test_positions_aliases(void **state)
+{
+    (void)state;
+    /* An alias's value starts at its '*'; what a merge copies keeps its definition's
+     * position. */
+    const char *good = "base: &b\n"
+                       "  image: vllm\n"
+                       "  port: 8000\n"
+                       "copy: *b\n"
+                       "over:\n"
+                       "  <<: *b\n"
+                       "  ext: 'seven'\n"
+                       "list: [*b]\n";
+    struct yaml_err err = {{0}, 0, 0};
+    struct yaml_positions *pos = NULL;
+    json_t *v = yaml_parse_pos(good, strlen(good), "cfg.yaml", &pos, &err);
+    if (!v)
+        fail_msg("%s", err.msg);
+    assert_pos(pos, v, "base", 2, 3);
+    assert_pos(pos, v, "copy", 4, 7);
+    assert_pos(pos, v, "copy.image", 2, 10);
+    assert_pos(pos, v, "over", 6, 3);
+    assert_pos(pos, v, "over.image", 2, 10);
+    assert_pos(pos, v, "over.ext", 7, 8);
+    assert_pos(pos, v, "list", 8, 7);
+    assert_pos(pos, v, "list.0", 8, 8);
+    json_decref(v); /* the value may go first */
+    yaml_positions_free(pos);
+
+    /* A value on line 7 column 5 is reported as such. */
+    const char *seven = "a:\n  b:\n    c:\n      d: 1\n\nlist:\n    - 42\n";
+    v = yaml_parse_pos(seven, strlen(seven), "cfg.yaml", &pos, &err);
+    assert_non_null(v);
+    assert_pos(pos, v, "list.0", 7, 7);
+    assert_pos(pos, v, "list", 7, 5);
+    assert_pos(pos, v, "a.b.c.d", 4, 10);
+    yaml_positions_free(pos);
+    json_decref(v);
+
+    /* Errors: no table, and err as from yaml_parse. */
+    pos = (struct yaml_positions *)&err; /* overwritten with NULL */
+    assert_null(yaml_parse_pos("a: [1\n", 6, "cfg.yaml", &pos, &err));
+    assert_null(pos);
+    assert_true(err.line > 0);
+    /* Scalars and empty documents at the top. */
+    v = yaml_parse_pos("  \"x\"\n", 6, "cfg.yaml", &pos, &err);
+    assert_pos(pos, v, "", 1, 3);
+    yaml_positions_free(pos);
+    json_decref(v);
+    v = yaml_parse_pos("", 0, "cfg.yaml", &pos, &err);
+    assert_true(json_is_null(v));
+    assert_non_null(pos);
+    assert_false(yaml_position(pos, v, NULL, NULL));
+    yaml_positions_free(pos);
+    yaml_positions_free(NULL);
+    /* NULL pos: the same as yaml_parse. */
+    v = yaml_parse_pos("a: 1\n", 5, "cfg.yaml", NULL, &err);
+    assert_non_null(v);
+    json_decref(v);
+}
+
+static void test_positions_many(void **state)
+{
+    (void)state;
+    /* Enough values to grow the table several times; every one is found. */
+    struct buf text = BUF_INIT;
+    for (int i = 0; i < 3000; i++)
+        buf_printf(&text, "k%d: [%d, \"s%d\"]\n", i, i, i);
+    struct yaml_err err = {{0}, 0, 0};
+    struct yaml_positions *pos = NULL;
+    json_t *v = yaml_parse_pos(text.data, text.len, "big.yaml", &pos, &err);
+    assert_non_null(v);
+    char key[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        json_t *arr = json_object_get(v, key);
+        int line, column;
+        assert_true(yaml_position(pos, arr, &line, &column));
+        assert_int_equal(line, i + 1);
+        assert_int_equal(column, (int)strlen(key) + 3);
+        assert_true(yaml_position(pos, json_array_get(arr, 1), &line, &column));
+        assert_int_equal(line, i + 1);
+    }
+    yaml_positions_free(pos);
+    json_decref(v);
+    buf_free(&text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +512,9 @@ int main(void)
         cmocka_unit_test(test_alias_bomb_and_recursion),
         cmocka_unit_test(test_error_positions),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_positions_aliases),
+        cmocka_unit_test(test_positions_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
