@@ -385,10 +385,13 @@ static struct fy_node *deref(struct conv *c, struct fy_node *n)
 {
     if (!n || !fy_node_is_alias(n))
         return n;
-    struct fy_node *t = fy_node_resolve_alias(n);
+    /* Look the anchor up by name: fy_node_resolve_alias reads names like "/1" as paths
+     * and overreads (libfyaml 0.7.12, found by fuzzing). */
+    size_t len = 0;
+    const char *name = fy_node_get_scalar(n, &len);
+    struct fy_anchor *a = name ? fy_document_lookup_anchor(fy_node_document(n), name, len) : NULL;
+    struct fy_node *t = a ? fy_anchor_node(a) : NULL;
     if (!t) {
-        size_t len = 0;
-        const char *name = fy_node_get_scalar(n, &len);
         char ex[48];
         fail(c, n, "unknown alias '*%s'", excerpt(name ? name : "", len, ex));
     }

@@ -2,7 +2,7 @@
  * filters -> weighted scorers -> picker), over an endpoint datastore.
  *
  * This header is the contract the router role uses. Plugins, the registry, the prefix
- * index and the EndpointPickerConfig loader live behind it (src/sched/*.c).
+ * index and the EndpointPickerConfig loader live behind it (the .c files of src/sched).
  *
  * Threads: one datastore and one scheduler are shared by every router worker thread.
  * sched_schedule may run concurrently on several threads; endpoint metrics are written
@@ -129,7 +129,8 @@ struct sched_err {
 /* Builds a scheduler from an EndpointPickerConfig (YAML or JSON text; name is used in
  * errors, e.g. the file path or "<config-text>"). NULL text = the default profile
  * (queue-scorer 2, kv-cache-utilization-scorer 2, prefix-cache-scorer 3,
- * max-score-picker). Returns NULL with err on any problem. */
+ * max-score-picker). Returns NULL with err on any problem. ds is borrowed and must
+ * outlive the scheduler (sched_free before sched_ds_free). */
 struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len, const char *name,
                         struct sched_err *err);
 /* The config text for a --policy preset (round_robin, random, consistent_hash,
@@ -141,8 +142,13 @@ void sched_free(struct sched *s);
  * {"request_id","model","profiles":[{"name","candidates":[...],"filters":[{"name",
  * "survivors":[...]}],"scorers":[{"name","weight","scores":{pod:score}}],"totals":{pod:t},
  * "picked":[...]}],"pd":{"decision","reason"},"picked":...,"prefill":...,"elapsed_us"}.
+ * Top-level "picked" is the array of res->picks names, "prefill" a name or null,
+ * "pd.decision" "disaggregate" or "decode-only"; "status" is always present and
+ * "reason" too when status != 0 (a failed profile carries its own "reason").
+ * Candidates are the endpoints whose metrics say healthy (scraped or probed OK);
+ * unhealthy and never-healthy endpoints are excluded before any filter runs.
  * After a successful pick the post-pick hooks run (prefix index insert, LRU, session),
- * unless dry_run. */
+ * unless dry_run. res is overwritten (not released first). */
 void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_run,
                     struct sched_result *res, struct buf *trace);
 

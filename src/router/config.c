@@ -1,0 +1,347 @@
+/* The router's command line and its endpoint sources (--endpoint flags and an endpoints
+ * file). Strings taken out of flag values are heap copies freed by router_config_free;
+ * everything else points into argv. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/flags.h"
+#include "base/log.h"
+#include "base/yaml.h"
+#include "net/url.h"
+#include "router/router_internal.h"
+
+static bool parse_role(const char *v, enum sched_role *out)
+{
+    if (!strcmp(v, "decode"))
+        *out = SCHED_ROLE_DECODE;
+    else if (!strcmp(v, "prefill"))
+        *out = SCHED_ROLE_PREFILL;
+    else if (!strcmp(v, "both"))
+        *out = SCHED_ROLE_BOTH;
+    else
+        return false;
+    return true;
+}
+
+static const char *role_name(enum sched_role r)
+{
+    return r == SCHED_ROLE_DECODE ? "decode" : r == SCHED_ROLE_PREFILL ? "prefill" : "both";
+}
+
+static bool add_label(struct sched_endpoint_spec *e, const char *k, size_t klen, const char *v,
+                      size_t vlen, char *err, size_t errlen)
+{
+    if (e->n_labels == SCHED_MAX_LABELS) {
+        snprintf(err, errlen, "at most %d labels per endpoint", SCHED_MAX_LABELS);
+        return false;
+    }
+    e->labels[e->n_labels].key = xstrndup(k, klen);
+    e->labels[e->n_labels].value = xstrndup(v, vlen);
+    e->n_labels++;
+    return true;
+}
+
+static bool set_address(struct sched_endpoint_spec *e, const char *addr, char *err, size_t errlen)
+{
+    struct url u;
+    const char *why;
+    if (!url_parse(addr, 0, &u, &why) || u.port <= 0) {
+        snprintf(err, errlen, "address '%s': %s", addr, u.port <= 0 ? "needs host:port" : why);
+        return false;
+    }
+    e->host = xstrdup(u.host);
+    e->port = u.port;
+    return true;
+}
+
+/* "name=decode-0,addr=127.0.0.1:8101,role=decode,label.k=v" */
+static bool parse_endpoint_flag(const char *v, void *target, char *err, size_t errlen)
+{
+    struct router_config *cfg = target;
+    if (cfg->n_endpoints == ROUTER_MAX_ENDPOINT_FLAGS) {
+        snprintf(err, errlen, "at most %d endpoints on the command line",
+                 ROUTER_MAX_ENDPOINT_FLAGS);
+        return false;
+    }
+    struct sched_endpoint_spec *e = &cfg->endpoints[cfg->n_endpoints];
+    memset(e, 0, sizeof *e);
+    char *copy = xstrdup(v);
+    bool ok = true;
+    for (char *save = NULL, *kv = strtok_r(copy, ",", &save); kv && ok;
+         kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            snprintf(err, errlen, "'%s' is not key=value (name=, addr=, role=, label.K=)", kv);
+            ok = false;
+            break;
+        }
+        *eq = '\0';
+        const char *val = eq + 1;
+        if (!strcmp(kv, "name")) {
+            free((char *)e->name);
+            e->name = xstrdup(val);
+        } else if (!strcmp(kv, "addr") || !strcmp(kv, "address")) {
+            ok = set_address(e, val, err, errlen);
+        } else if (!strcmp(kv, "role")) {
+            if (!parse_role(val, &e->role)) {
+                snprintf(err, errlen, "role '%s' is not decode, prefill or both", val);
+                ok = false;
+            } else {
+                ok = add_label(e, "llm-d.ai/role", 13, val, strlen(val), err, errlen);
+            }
+        } else if (!strncmp(kv, "label.", 6) && kv[6]) {
+            ok = add_label(e, kv + 6, strlen(kv + 6), val, strlen(val), err, errlen);
+        } else {
+            snprintf(err, errlen, "unknown key '%s' (name, addr, role, label.K)", kv);
+            ok = false;
+        }
+    }
+    free(copy);
+    if (ok && !e->host) {
+        snprintf(err, errlen, "'%s' has no addr=host:port", v);
+        ok = false;
+    }
+    if (ok && !e->name)
+        e->name = xasprintf("%s:%d", e->host, e->port);
+    if (!ok) {
+        free((char *)e->name);
+        free((char *)e->host);
+        for (size_t i = 0; i < e->n_labels; i++) {
+            free(e->labels[i].key);
+            free(e->labels[i].value);
+        }
+        memset(e, 0, sizeof *e);
+        return false;
+    }
+    cfg->n_endpoints++;
+    return true;
+}
+
+static void free_spec(struct sched_endpoint_spec *e)
+{
+    free((char *)e->name);
+    free((char *)e->host);
+    for (size_t i = 0; i < e->n_labels; i++) {
+        free(e->labels[i].key);
+        free(e->labels[i].value);
+    }
+    memset(e, 0, sizeof *e);
+}
+
+void router_config_free(struct router_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_endpoints; i++)
+        free_spec(&cfg->endpoints[i]);
+    cfg->n_endpoints = 0;
+}
+
+int router_config_parse(struct router_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "0.0.0.0";
+    cfg->port = 8000;
+    long long port = 8000, metrics_port = 9090, v = 2;
+    double refresh_ms = 50, stale_ms = 2000;
+    const char *log_level = NULL;
+    bool log_json = false;
+    cfg->workers = 0;
+    cfg->max_body_bytes = 32ll << 20;
+    cfg->max_retries = 2;
+    cfg->connect_timeout_s = 5;
+    cfg->read_timeout_s = 30;
+    cfg->idle_timeout_s = 75;
+
+    const struct flag flags[] = {
+        {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
+        {"--port", NULL, FLAG_INT, &port, "N", "OpenAI API port (8000)", NULL},
+        {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N", "Prometheus /metrics port (9090; 0 = main port only)", NULL},
+        {"--endpoint", NULL, FLAG_FUNC, cfg, "SPEC", "name=NAME,addr=HOST:PORT[,role=decode|prefill|both][,label.K=V] (repeatable)", parse_endpoint_flag},
+        {"--endpoints-file", NULL, FLAG_STRING, &cfg->endpoints_file, "FILE", "YAML list of endpoints, re-read when it changes", NULL},
+        {"--config-file", NULL, FLAG_STRING, &cfg->config_file, "FILE", "llm-d EndpointPickerConfig (YAML)", NULL},
+        {"--config-text", NULL, FLAG_STRING, &cfg->config_text, "YAML", "the same, inline", NULL},
+        {"--policy", NULL, FLAG_STRING, &cfg->policy, "NAME", "preset: llm-d, round_robin, random, consistent_hash, power_of_two, cache_aware", NULL},
+        {"--refresh-metrics-interval", NULL, FLAG_DOUBLE, &refresh_ms, "MS", "engine metrics scrape interval (50)", NULL},
+        {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS", "scraped metrics older than this are stale (2000)", NULL},
+        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB, 413 past it)", NULL},
+        {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N", "retries on another endpoint before the first byte (2)", NULL},
+        {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (default: number of cores)", NULL},
+        {"--upstream-connect-timeout", NULL, FLAG_DOUBLE, &cfg->connect_timeout_s, "S", "connect timeout to an endpoint (5)", NULL},
+        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
+        {"--read-timeout", NULL, FLAG_DOUBLE, &cfg->read_timeout_s, "S", "time to receive a client request (30)", NULL},
+        {"--idle-timeout", NULL, FLAG_DOUBLE, &cfg->idle_timeout_s, "S", "keep-alive idle timeout (75)", NULL},
+        {"--v", "-v", FLAG_INT, &v, "N", "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
+        {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug (overrides --v)", NULL},
+        {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
+    };
+    const size_t n_flags = sizeof flags / sizeof flags[0];
+    struct flags_result res;
+    char err[512];
+    if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
+        fprintf(stderr, "tandem router: %s\n", err);
+        return -1;
+    }
+    if (res.help) {
+        flags_print_help(stdout, "tandem router [flags]",
+                         "OpenAI-compatible gateway and endpoint picker with llm-d's scheduling\n"
+                         "semantics: filters, scorers (prefix cache, queue, KV usage, ...),\n"
+                         "pickers and profile handlers from an llm-d EndpointPickerConfig.",
+                         flags, n_flags);
+        return 1;
+    }
+    if (res.n_positional) {
+        fprintf(stderr, "tandem router: unexpected argument '%s'\n", res.positional[0]);
+        return -1;
+    }
+    if (port < 0 || port > 65535 || metrics_port < 0 || metrics_port > 65535) {
+        fprintf(stderr, "tandem router: --port/--metrics-port must be in [0, 65535]\n");
+        return -1;
+    }
+    if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
+        cfg->workers > 64 || cfg->max_body_bytes < 1024 || !(cfg->connect_timeout_s > 0) ||
+        cfg->upstream_timeout_s < 0 || !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
+        fprintf(stderr, "tandem router: intervals and timeouts must be > 0, --max-retries >= 0, "
+                        "--workers in [0, 64], --max-body-bytes >= 1024\n");
+        return -1;
+    }
+    if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {
+        fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
+        return -1;
+    }
+    if (cfg->n_endpoints == 0 && !cfg->endpoints_file) {
+        fprintf(stderr, "tandem router: no endpoints: give --endpoint or --endpoints-file\n");
+        return -1;
+    }
+    cfg->port = (int)port;
+    cfg->metrics_port = (int)metrics_port;
+    cfg->refresh_metrics_s = refresh_ms / 1e3;
+    cfg->staleness_s = stale_ms / 1e3;
+    cfg->verbosity = (int)v;
+    enum log_level lvl = v >= 4 ? LOG_DEBUG : v >= 2 ? LOG_INFO : v == 1 ? LOG_WARN : LOG_ERROR;
+    if (log_level && !log_parse_level(log_level, &lvl)) {
+        fprintf(stderr, "tandem router: --log-level: '%s' is not error, warn, info or debug\n",
+                log_level);
+        return -1;
+    }
+    log_set_level(lvl);
+    log_set_json(log_json);
+    return 0;
+}
+
+/* --- endpoints file ----------------------------------------------------------------- */
+
+static bool spec_from_json(const json_t *item, size_t idx, const char *path,
+                           struct sched_endpoint_spec *e, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    char why[256] = "";
+    const json_t *name = json_object_get(item, "name");
+    const json_t *addr = json_object_get(item, "address");
+    const json_t *host = json_object_get(item, "host");
+    const json_t *port = json_object_get(item, "port");
+    const json_t *role = json_object_get(item, "role");
+    const json_t *labels = json_object_get(item, "labels");
+    if (!json_is_object(item)) {
+        snprintf(why, sizeof why, "must be a mapping");
+    } else if (!json_is_string(name)) {
+        snprintf(why, sizeof why, "name: required string");
+    } else if (addr && !json_is_string(addr)) {
+        snprintf(why, sizeof why, "address: must be a string host:port");
+    } else if (!addr && (!json_is_string(host) || !json_is_integer(port))) {
+        snprintf(why, sizeof why, "address (host:port) or host + port required");
+    } else if (role && (!json_is_string(role) || !parse_role(json_string_value(role), &e->role))) {
+        snprintf(why, sizeof why, "role: must be decode, prefill or both");
+    } else if (labels && !json_is_object(labels)) {
+        snprintf(why, sizeof why, "labels: must be a mapping");
+    }
+    if (!why[0]) {
+        e->name = xstrdup(json_string_value(name));
+        char buf[300];
+        if (addr)
+            snprintf(buf, sizeof buf, "%s", json_string_value(addr));
+        else
+            snprintf(buf, sizeof buf, "%s:%lld", json_string_value(host),
+                     (long long)json_integer_value(port));
+        char aerr[256];
+        if (!set_address(e, buf, aerr, sizeof aerr))
+            snprintf(why, sizeof why, "%s", aerr);
+    }
+    if (!why[0] && role)
+        add_label(e, "llm-d.ai/role", 13, role_name(e->role), strlen(role_name(e->role)), why,
+                  sizeof why);
+    if (!why[0] && labels) {
+        const char *k;
+        const json_t *v;
+        json_object_foreach((json_t *)labels, k, v)
+        {
+            if (!json_is_string(v)) {
+                snprintf(why, sizeof why, "labels.%s: must be a string", k);
+                break;
+            }
+            if (!add_label(e, k, strlen(k), json_string_value(v), json_string_length(v), why,
+                           sizeof why))
+                break;
+        }
+    }
+    if (why[0]) {
+        snprintf(err, errlen, "%s: endpoint %zu: %s", path, idx, why);
+        free_spec(e);
+        return false;
+    }
+    return true;
+}
+
+bool router_load_endpoints_file(struct router *r, const char *path, char *err, size_t errlen)
+{
+    struct yaml_err ye;
+    json_t *doc = yaml_load_file(path, &ye);
+    if (!doc) {
+        snprintf(err, errlen, "%s", ye.msg);
+        return false;
+    }
+    if (json_is_object(doc) && json_is_array(json_object_get(doc, "endpoints"))) {
+        json_t *list = json_incref(json_object_get(doc, "endpoints"));
+        json_decref(doc);
+        doc = list;
+    }
+    if (!json_is_array(doc)) {
+        snprintf(err, errlen, "%s: expected a list of endpoints (or endpoints: [...])", path);
+        json_decref(doc);
+        return false;
+    }
+    size_t n = json_array_size(doc);
+    struct sched_endpoint_spec *specs = xcalloc(n ? n : 1, sizeof *specs);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = spec_from_json(json_array_get(doc, i), i, path, &specs[i], err, errlen);
+    if (ok) {
+        /* Replace: remove endpoints that came from this file and are gone, upsert the
+         * rest. Endpoints from --endpoint flags are kept. */
+        struct sched_endpoint **cur;
+        size_t nc = sched_ds_list(r->ds, &cur);
+        for (size_t i = 0; i < nc; i++) {
+            const char *name = sched_endpoint_name(cur[i]);
+            bool keep = false;
+            for (size_t j = 0; j < n && !keep; j++)
+                keep = !strcmp(specs[j].name, name);
+            for (size_t j = 0; j < r->cfg.n_endpoints && !keep; j++)
+                keep = !strcmp(r->cfg.endpoints[j].name, name);
+            if (!keep) {
+                LOG_I("router", "endpoint %s removed (%s)", name, path);
+                sched_ds_remove(r->ds, name);
+            }
+        }
+        sched_ds_release_list(cur, nc);
+        for (size_t i = 0; i < n; i++) {
+            sched_ds_upsert(r->ds, &specs[i]);
+        }
+        LOG_I("router", "loaded %zu endpoints from %s", n, path);
+    }
+    for (size_t i = 0; i < n; i++)
+        free_spec(&specs[i]);
+    free(specs);
+    json_decref(doc);
+    return ok;
+}

@@ -1,0 +1,247 @@
+/* The router process. Worker threads each run one libuv loop with their own listener on
+ * the API port (SO_REUSEPORT spreads connections across them) and their own upstream
+ * keep-alive pools. The main thread runs the control loop: signals, the metrics scraper,
+ * the endpoints-file watch and the metrics port. The datastore, scheduler and metrics
+ * registry are shared (thread-safe). Shutdown: a signal on the control loop asks every
+ * worker (uv_async) to stop its server and client; each loop then runs dry. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "net/loop.h"
+#include "router/router.h"
+#include "router/router_internal.h"
+
+#define LOG_C "router"
+
+static void on_worker_stop(uv_async_t *a)
+{
+    struct router_worker *w = a->data;
+    http_server_stop(w->server, NULL, NULL);
+    http_client_free(w->client);
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void worker_run(void *arg)
+{
+    struct router_worker *w = arg;
+    loop_run_and_close(&w->loop);
+}
+
+static int worker_start(struct router *r, struct router_worker *w, int port)
+{
+    uv_loop_init(&w->loop);
+    struct http_server_config hc = {
+        .host = r->cfg.host,
+        .port = port,
+        .reuseport = r->n_workers > 1,
+        .max_body_bytes = (size_t)r->cfg.max_body_bytes,
+        .read_timeout_ms = (uint64_t)(r->cfg.read_timeout_s * 1e3),
+        .idle_timeout_ms = (uint64_t)(r->cfg.idle_timeout_s * 1e3),
+        .handler = router_handle,
+        .handler_ctx = w,
+        .server_name = "router",
+    };
+    int err = http_server_start(&w->loop, &hc, &w->server);
+    if (err) {
+        uv_loop_close(&w->loop);
+        return err;
+    }
+    struct http_client_config cc = {
+        .connect_timeout_ms = (uint64_t)(r->cfg.connect_timeout_s * 1e3),
+        .max_idle_per_upstream = 256,
+    };
+    w->client = http_client_new(&w->loop, &cc);
+    uv_async_init(&w->loop, &w->stop, on_worker_stop);
+    w->stop.data = w;
+    return 0;
+}
+
+static void metrics_handler(struct http_exchange *ex, void *ctx)
+{
+    struct router *r = ctx;
+    if (!router_admin(r, ex, NULL))
+        router_error(ex, 404, NULL, "the metrics port serves /metrics, /health, /ready and "
+                                    "/debug/endpoints");
+}
+
+static void on_shutdown(void *ctx)
+{
+    struct router *r = ctx;
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    LOG_I(LOG_C, "shutting down");
+    for (size_t i = 0; i < r->n_workers; i++)
+        uv_async_send(&r->workers[i].stop);
+    router_scrape_stop(r);
+    if (r->metrics_server)
+        http_server_stop(r->metrics_server, NULL, NULL);
+    loop_shutdown_watch_close(&r->control);
+}
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct buf b = BUF_INIT;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    return buf_steal(&b, len);
+}
+
+static bool build_scheduler(struct router *r)
+{
+    struct sched_err err = {{0}};
+    const char *text = NULL, *name = NULL;
+    size_t len = 0;
+    char *owned = NULL;
+    if (r->cfg.config_file) {
+        char why[512];
+        owned = read_file(r->cfg.config_file, &len, why, sizeof why);
+        if (!owned) {
+            fprintf(stderr, "tandem router: --config-file: %s\n", why);
+            return false;
+        }
+        text = owned;
+        name = r->cfg.config_file;
+    } else if (r->cfg.config_text) {
+        text = r->cfg.config_text;
+        len = strlen(text);
+        name = "<config-text>";
+    } else if (r->cfg.policy) {
+        text = sched_policy_config(r->cfg.policy);
+        if (!text) {
+            fprintf(stderr, "tandem router: --policy: unknown policy '%s' (llm-d, round_robin, "
+                            "random, consistent_hash, power_of_two, cache_aware)\n",
+                    r->cfg.policy);
+            return false;
+        }
+        len = strlen(text);
+        name = r->cfg.policy;
+    }
+    r->sched = sched_new(r->ds, text, len, name ? name : "<default>", &err);
+    free(owned);
+    if (!r->sched) {
+        fprintf(stderr, "tandem router: %s\n", err.msg);
+        return false;
+    }
+    return true;
+}
+
+static void router_free(struct router *r)
+{
+    if (r->sched)
+        sched_free(r->sched);
+    sched_ds_free(r->ds);
+    if (r->m.reg)
+        metrics_registry_free(r->m.reg);
+    router_config_free(&r->cfg);
+    free(r->workers);
+    free(r);
+}
+
+int router_main(int argc, char **argv)
+{
+    struct router *r = xcalloc(1, sizeof *r);
+    int rc = router_config_parse(&r->cfg, argc, argv);
+    if (rc != 0) {
+        router_config_free(&r->cfg);
+        free(r);
+        return rc > 0 ? 0 : 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    r->ds = sched_ds_new();
+    for (size_t i = 0; i < r->cfg.n_endpoints; i++)
+        sched_ds_upsert(r->ds, &r->cfg.endpoints[i]);
+    char err[512];
+    if (r->cfg.endpoints_file &&
+        !router_load_endpoints_file(r, r->cfg.endpoints_file, err, sizeof err)) {
+        fprintf(stderr, "tandem router: --endpoints-file: %s\n", err);
+        router_free(r);
+        return 2;
+    }
+    if (!build_scheduler(r)) {
+        router_free(r);
+        return 2;
+    }
+    router_metrics_init(r);
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
+    r->workers = xcalloc(r->n_workers, sizeof *r->workers);
+    int port = r->cfg.port;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        struct router_worker *w = &r->workers[i];
+        w->r = r;
+        w->index = i;
+        int e = worker_start(r, w, port);
+        if (e) {
+            fprintf(stderr, "tandem router: cannot listen on %s:%d: %s\n", r->cfg.host, port,
+                    uv_strerror(e));
+            for (size_t j = 0; j < i; j++) {
+                on_worker_stop(&r->workers[j].stop);
+                loop_run_and_close(&r->workers[j].loop);
+                uv_loop_close(&r->workers[j].loop);
+            }
+            router_free(r);
+            return 1;
+        }
+        if (i == 0)
+            port = http_server_port(w->server); /* port 0: the others share the one given */
+    }
+
+    uv_loop_init(&r->control);
+    if (r->cfg.metrics_port > 0) {
+        struct http_server_config mc = {
+            .host = r->cfg.host,
+            .port = r->cfg.metrics_port,
+            .handler = metrics_handler,
+            .handler_ctx = r,
+            .server_name = "metrics",
+        };
+        int e = http_server_start(&r->control, &mc, &r->metrics_server);
+        if (e) {
+            fprintf(stderr, "tandem router: cannot listen on metrics port %d: %s\n",
+                    r->cfg.metrics_port, uv_strerror(e));
+            r->metrics_server = NULL;
+        }
+    }
+    router_scrape_start(r);
+    loop_on_shutdown(&r->control, on_shutdown, r);
+    for (size_t i = 0; i < r->n_workers; i++)
+        uv_thread_create(&r->workers[i].thread, worker_run, &r->workers[i]);
+
+    size_t n_eps;
+    struct sched_endpoint **eps;
+    n_eps = sched_ds_list(r->ds, &eps);
+    sched_ds_release_list(eps, n_eps);
+    LOG_I(LOG_C, "tandem router on %s:%d (metrics :%d), %zu workers, %zu endpoints, scheduler: %s",
+          r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,
+          r->cfg.config_file ? r->cfg.config_file
+          : r->cfg.policy    ? r->cfg.policy
+          : r->cfg.config_text ? "<config-text>"
+                               : "default (queue 2, kv-cache 2, prefix-cache 3)");
+    printf("tandem router ready on %s:%d\n", r->cfg.host, port);
+    fflush(stdout);
+
+    loop_run_and_close(&r->control);
+    for (size_t i = 0; i < r->n_workers; i++) {
+        uv_thread_join(&r->workers[i].thread);
+        uv_loop_close(&r->workers[i].loop);
+    }
+    uv_loop_close(&r->control);
+    router_free(r);
+    return 0;
+}

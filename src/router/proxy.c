@@ -1,0 +1,411 @@
+/* One proxied request: parse the body once (only what scheduling needs), run the
+ * scheduler, forward the request unchanged to the picked endpoint, stream the answer
+ * back as it arrives, and retry on another endpoint if the connection failed before any
+ * byte was sent.
+ *
+ * Lifetime: a proxy_req lives from the handler until the response ends or the client
+ * goes away. At any time at most one upstream call is in flight; cancelling it means no
+ * callback of it fires again, so the request can be freed right there. Back-pressure:
+ * when the client's queue is full the upstream read pauses, and resumes on drain. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/hash.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "openai/openai.h"
+#include "router/router_internal.h"
+#include "tokenize/tokenize.h"
+
+#define LOG_C "router"
+
+struct proxy_req {
+    struct router_worker *w;
+    struct router *r;
+    struct http_exchange *ex;
+    struct http_call *call;
+    struct sched_request sreq;
+    struct sched_result res;
+    struct sched_endpoint *ep; /* current upstream (reference held by res) */
+    size_t pick;               /* index into res.picks */
+    long long retries;
+    json_t *root;
+    const char *request_id;
+    const char *model_label;
+    struct http_header *hdrs; /* forwarded headers (arena) */
+    size_t n_hdrs;
+    uint64_t t_start;
+    int status;
+    bool streaming; /* response head sent to the client */
+    bool counted;   /* inflight accounting added to ep */
+};
+
+void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
+{
+    struct openai_error e;
+    va_list ap;
+    va_start(ap, fmt);
+    openai_error_vset(&e, status, param, fmt, ap);
+    va_end(ap);
+    struct buf b = BUF_INIT;
+    openai_error_body(&b, &e);
+    http_respond(ex, status, "application/json", b.data, b.len);
+    buf_free(&b);
+}
+
+static void count_request(struct proxy_req *p, int code)
+{
+    char c[8];
+    snprintf(c, sizeof c, "%d", code);
+    const char *labels[] = {p->model_label, c};
+    metrics_counter_inc(metrics_series_get(p->r->m.requests, labels));
+    metrics_histogram_observe(p->r->m.duration,
+                              (double)(clock_monotonic_ns() - p->t_start) / 1e9);
+}
+
+static void uncount(struct proxy_req *p)
+{
+    if (p->counted) {
+        sched_endpoint_inflight_add(p->ep, -1, -(int64_t)p->sreq.prompt_tokens);
+        p->counted = false;
+    }
+}
+
+static void proxy_free(struct proxy_req *p)
+{
+    uncount(p);
+    sched_result_release(&p->res);
+    if (p->root)
+        json_decref(p->root);
+    free(p);
+}
+
+static void upstream_error(struct proxy_req *p, const char *kind)
+{
+    const char *labels[] = {sched_endpoint_name(p->ep), kind};
+    metrics_counter_inc(metrics_series_get(p->r->m.upstream_errors, labels));
+}
+
+/* --- upstream callbacks -------------------------------------------------------------- */
+
+static void on_drain(struct http_exchange *ex, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    if (p->call)
+        http_call_resume(p->call);
+}
+
+/* Response headers pass through except hop-by-hop and framing ones (our server frames
+ * the response itself) and Date/Server (ours). */
+static bool skip_response_header(const struct http_header *h)
+{
+    static const char *const skip[] = {"content-length", "content-type", "date", "server",
+                                       NULL};
+    if (http_header_is_hop_by_hop(h->name, h->name_len))
+        return true;
+    for (const char *const *k = skip; *k; k++) {
+        if (strlen(*k) == h->name_len && !strncasecmp(*k, h->name, h->name_len))
+            return true;
+    }
+    return false;
+}
+
+static void on_head(struct http_call *c, int status, const struct http_headers *h, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    p->status = status;
+    metrics_histogram_observe(p->r->m.ttft, (double)(clock_monotonic_ns() - p->t_start) / 1e9);
+    const char *ctype = http_headers_get(h, "content-type");
+    for (size_t i = 0; i < h->n; i++) {
+        if (!skip_response_header(&h->items[i]))
+            http_add_header(p->ex, h->items[i].name, h->items[i].value);
+    }
+    if (!http_headers_get(h, "x-request-id"))
+        http_add_header(p->ex, "x-request-id", p->request_id);
+    char token[256];
+    sched_session_token(p->ep, token, sizeof token);
+    http_add_header(p->ex, "x-session-token", token);
+    http_stream_begin(p->ex, status, ctype ? ctype : "application/json");
+    p->streaming = true;
+    http_exchange_on_drain(p->ex, on_drain, p);
+}
+
+static void on_body(struct http_call *c, const char *data, size_t len, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    if (!http_stream_write(p->ex, data, len))
+        http_call_pause(c); /* the client is slower than the engine: stop reading it */
+}
+
+static void start_upstream(struct proxy_req *p);
+
+static void on_done(struct http_call *c, enum http_call_error err, int status, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    p->call = NULL;
+    if (err == HTTP_CALL_OK) {
+        http_stream_end(p->ex);
+        count_request(p, p->status);
+        proxy_free(p);
+        return;
+    }
+    upstream_error(p, http_call_error_str(err));
+    if (p->streaming) {
+        /* Mid-stream failure: the client's response cannot be completed honestly. */
+        LOG_W(LOG_C, "request %s: %s failed mid-response (%s)", p->request_id,
+              sched_endpoint_name(p->ep), http_call_error_str(err));
+        http_exchange_close(p->ex);
+        count_request(p, 502);
+        proxy_free(p);
+        return;
+    }
+    bool retryable = err == HTTP_CALL_ECONNECT && !http_call_sent_any(c);
+    if (retryable) {
+        /* Nothing reached the engine: safe to try elsewhere. Mark the endpoint down now
+         * (the scraper brings it back) so the next decision avoids it. */
+        sched_endpoint_set_health(p->ep, false);
+        uncount(p);
+        if (p->retries < p->r->cfg.max_retries) {
+            p->retries++;
+            metrics_counter_inc(p->r->m.retries);
+            LOG_W(LOG_C, "request %s: %s unreachable, retrying (attempt %lld)", p->request_id,
+                  sched_endpoint_name(p->ep), p->retries + 1);
+            if (p->pick + 1 < p->res.n_picks) {
+                p->pick++;
+                p->ep = p->res.picks[p->pick];
+            } else {
+                sched_result_release(&p->res);
+                sched_schedule(p->r->sched, &p->sreq, false, &p->res, NULL);
+                if (p->res.status || p->res.n_picks == 0) {
+                    router_error(p->ex, 503, NULL, "no endpoint available after retry: %s",
+                                 p->res.reason[0] ? p->res.reason : "all failed");
+                    count_request(p, 503);
+                    proxy_free(p);
+                    return;
+                }
+                p->pick = 0;
+                p->ep = p->res.picks[0];
+            }
+            start_upstream(p);
+            return;
+        }
+        router_error(p->ex, 503, NULL, "endpoint %s is not reachable (%s) and retries are used up",
+                     sched_endpoint_name(p->ep), http_call_error_str(err));
+        count_request(p, 503);
+        proxy_free(p);
+        return;
+    }
+    int code = err == HTTP_CALL_ETIMEOUT ? 504 : 502;
+    router_error(p->ex, code, NULL, "upstream %s: %s", sched_endpoint_name(p->ep),
+                 http_call_error_str(err));
+    count_request(p, code);
+    proxy_free(p);
+}
+
+static const struct http_call_callbacks upstream_cb = {on_head, on_body, on_done};
+
+static void start_upstream(struct proxy_req *p)
+{
+    const struct http_request *q = http_exchange_request(p->ex);
+    char *path = (char *)q->path;
+    if (q->query && *q->query)
+        path = arena_sprintf(http_exchange_arena(p->ex), "%s?%s", q->path, q->query);
+    struct http_call_request req = {
+        .method = q->method,
+        .host = sched_endpoint_host(p->ep),
+        .port = sched_endpoint_port(p->ep),
+        .path = path,
+        .headers = p->hdrs,
+        .n_headers = p->n_hdrs,
+        .body = q->body,
+        .body_len = q->body_len,
+        .timeout_ms = (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3),
+    };
+    sched_endpoint_inflight_add(p->ep, 1, p->sreq.prompt_tokens);
+    p->counted = true;
+    LOG_D(LOG_C, "request %s -> %s (%s)", p->request_id, sched_endpoint_name(p->ep),
+          sched_endpoint_addr(p->ep));
+    p->call = http_call_start(p->w->client, &req, &upstream_cb, p);
+}
+
+static void on_client_abort(struct http_exchange *ex, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    /* Stop the engine's work at once: closing the upstream connection is what vLLM (and
+     * tandem sim) take as the client going away. */
+    if (p->call) {
+        http_call_cancel(p->call);
+        p->call = NULL;
+    }
+    LOG_D(LOG_C, "request %s: client went away", p->request_id);
+    count_request(p, 499);
+    proxy_free(p);
+}
+
+/* --- request parsing ----------------------------------------------------------------- */
+
+/* The forwarded headers: the client's, minus hop-by-hop ones and those the client
+ * library sets itself (Host, Content-Length), plus x-request-id and x-forwarded-for. */
+static void build_headers(struct proxy_req *p, const struct http_request *q, struct arena *a)
+{
+    size_t cap = q->headers.n + 3;
+    p->hdrs = arena_alloc(a, cap * sizeof *p->hdrs);
+    p->n_hdrs = 0;
+    const char *xff = NULL;
+    for (size_t i = 0; i < q->headers.n; i++) {
+        const struct http_header *h = &q->headers.items[i];
+        if (http_header_is_hop_by_hop(h->name, h->name_len) ||
+            (h->name_len == 4 && !strncasecmp(h->name, "host", 4)) ||
+            (h->name_len == 14 && !strncasecmp(h->name, "content-length", 14)))
+            continue;
+        if (h->name_len == 15 && !strncasecmp(h->name, "x-forwarded-for", 15)) {
+            xff = h->value;
+            continue;
+        }
+        p->hdrs[p->n_hdrs++] = *h;
+    }
+    if (!http_headers_get(&q->headers, "x-request-id"))
+        p->hdrs[p->n_hdrs++] = (struct http_header){"x-request-id", p->request_id, 0, 0};
+    char ip[64];
+    snprintf(ip, sizeof ip, "%s", q->peer);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+    const char *ff = xff ? arena_sprintf(a, "%s, %s", xff, ip) : arena_strdup(a, ip);
+    p->hdrs[p->n_hdrs++] = (struct http_header){"x-forwarded-for", ff, 0, 0};
+    if (p->res.prefill) {
+        /* Sidecar P/D mode: the decode pod's sidecar runs the prefill leg here. */
+        const char *hp = arena_strdup(a, sched_endpoint_addr(p->res.prefill));
+        p->hdrs[p->n_hdrs++] = (struct http_header){"x-prefiller-host-port", hp, 0, 0};
+    }
+}
+
+/* Fills sreq from the body: model, the prompt text (completions prompt, or the chat
+ * rendered as the sim renders it), its token estimate. Returns false after answering. */
+static bool parse_body(struct proxy_req *p, const struct http_request *q, struct arena *a)
+{
+    struct sched_request *s = &p->sreq;
+    s->request_id = p->request_id;
+    s->headers = &q->headers;
+    p->model_label = "";
+    if (q->body_len == 0 || strcmp(q->method, "POST") != 0)
+        return true;
+    struct json_err je;
+    p->root = json_parse(q->body, q->body_len, &je);
+    if (!p->root || !json_is_object(p->root)) {
+        router_error(p->ex, 400, NULL, "%s", p->root ? "request body must be a JSON object"
+                                                     : je.msg);
+        return false;
+    }
+    s->body = p->root;
+    const char *model = NULL;
+    if (json_get_str(p->root, "model", &model, &je) < 0) {
+        router_error(p->ex, 400, "model", "%s", je.msg);
+        return false;
+    }
+    s->model = model;
+    p->model_label = model ? model : "";
+    const json_t *prompt = json_object_get(p->root, "prompt");
+    const json_t *messages = json_object_get(p->root, "messages");
+    if (json_is_string(prompt)) {
+        s->prompt = json_string_value(prompt);
+        s->prompt_len = json_string_length(prompt);
+    } else if (json_is_array(prompt) && json_is_string(json_array_get(prompt, 0))) {
+        s->prompt = json_string_value(json_array_get(prompt, 0));
+        s->prompt_len = json_string_length(json_array_get(prompt, 0));
+    } else if (messages) {
+        struct buf b = BUF_INIT;
+        struct openai_error e;
+        if (openai_render_chat(messages, &b, &e)) {
+            s->prompt = arena_strndup(a, b.data, b.len);
+            s->prompt_len = b.len;
+        }
+        buf_free(&b);
+    }
+    if (s->prompt)
+        s->prompt_tokens = (uint32_t)tok_count(s->prompt, s->prompt_len);
+    return true;
+}
+
+/* POST /debug/schedule: a dry run of the decision for this body, as JSON. */
+static void debug_schedule(struct router *r, struct http_exchange *ex)
+{
+    const struct http_request *q = http_exchange_request(ex);
+    struct proxy_req p = {.r = r, .ex = ex};
+    const char *rid = http_headers_get(&q->headers, "x-request-id");
+    p.request_id = rid ? rid : "debug";
+    if (!parse_body(&p, q, http_exchange_arena(ex))) {
+        if (p.root)
+            json_decref(p.root);
+        return;
+    }
+    struct buf trace = BUF_INIT;
+    sched_schedule(r->sched, &p.sreq, true, &p.res, &trace);
+    http_respond(ex, 200, "application/json", trace.data ? trace.data : "{}",
+                 trace.data ? trace.len : 2);
+    buf_free(&trace);
+    sched_result_release(&p.res);
+    if (p.root)
+        json_decref(p.root);
+}
+
+void router_handle(struct http_exchange *ex, void *ctx)
+{
+    struct router_worker *w = ctx;
+    struct router *r = w->r;
+    if (router_admin(r, ex, w))
+        return;
+    const struct http_request *q = http_exchange_request(ex);
+    if (!strcmp(q->path, "/debug/schedule") && !strcmp(q->method, "POST")) {
+        debug_schedule(r, ex);
+        return;
+    }
+    if (strncmp(q->path, "/v1/", 4) != 0) {
+        router_error(ex, 404, NULL, "no route for %s %s", q->method, q->path);
+        return;
+    }
+    struct arena *a = http_exchange_arena(ex);
+    struct proxy_req *p = xcalloc(1, sizeof *p);
+    p->w = w;
+    p->r = r;
+    p->ex = ex;
+    p->t_start = clock_monotonic_ns();
+    const char *rid = http_headers_get(&q->headers, "x-request-id");
+    if (!rid || !*rid) {
+        char uuid[37];
+        hash_uuid4(uuid);
+        rid = arena_strdup(a, uuid);
+    }
+    p->request_id = rid;
+    if (!parse_body(p, q, a)) {
+        count_request(p, 400);
+        proxy_free(p);
+        return;
+    }
+    struct buf trace = BUF_INIT;
+    bool want_trace = log_enabled(LOG_DEBUG);
+    sched_schedule(r->sched, &p->sreq, false, &p->res, want_trace ? &trace : NULL);
+    metrics_histogram_observe(r->m.sched_duration, (double)p->res.elapsed_ns / 1e9);
+    if (want_trace && trace.len)
+        log_msg(LOG_DEBUG, "scheduler", "%s", trace.data);
+    buf_free(&trace);
+    const char *decision = p->res.prefill ? "disaggregate" : "decode-only";
+    metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
+    if (p->res.status || p->res.n_picks == 0) {
+        int code = p->res.status ? p->res.status : 503;
+        router_error(ex, code, NULL, "%s", p->res.reason[0] ? p->res.reason
+                                                             : "no endpoint available");
+        count_request(p, code);
+        proxy_free(p);
+        return;
+    }
+    p->ep = p->res.picks[0];
+    build_headers(p, q, a);
+    http_exchange_on_abort(ex, on_client_abort, p);
+    start_upstream(p);
+}

@@ -1,0 +1,9 @@
+/* tandem router: the OpenAI-compatible gateway and endpoint picker (the `tandem router`
+ * command). See ../shared/spec/router.md and docs/router.md. */
+#ifndef TANDEM_ROUTER_ROUTER_H
+#define TANDEM_ROUTER_ROUTER_H
+
+/* Runs the router until SIGINT/SIGTERM. Returns the process exit code. */
+int router_main(int argc, char **argv);
+
+#endif

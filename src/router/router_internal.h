@@ -1,0 +1,108 @@
+/* Internal state of the router role, shared by its files:
+ *   config.c   command line, endpoints from flags and files
+ *   main.c     process: worker threads (one libuv loop + reuseport listener each), the
+ *              control loop (scraper, metrics port, endpoints file watch), shutdown
+ *   proxy.c    one client request: parse once, schedule, forward, stream back, retry
+ *   admin.c    /health, /ready, /metrics, /debug/endpoints, /debug/schedule, /v1/models
+ *   scrape.c   engine metrics scraper (vLLM names) and health
+ *
+ * Sharing: the datastore, the scheduler and the metrics registry are shared by every
+ * thread (they are thread-safe); everything else belongs to one loop. */
+#ifndef TANDEM_ROUTER_ROUTER_INTERNAL_H
+#define TANDEM_ROUTER_ROUTER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "base/metrics.h"
+#include "net/http_client.h"
+#include "net/http_server.h"
+#include "sched/sched.h"
+
+#define ROUTER_MAX_ENDPOINT_FLAGS 256
+
+struct router_config {
+    const char *host;
+    int port;
+    int metrics_port; /* 0 = serve /metrics on the main port only */
+    long long workers;
+    struct sched_endpoint_spec endpoints[ROUTER_MAX_ENDPOINT_FLAGS];
+    size_t n_endpoints;
+    const char *endpoints_file;
+    const char *config_file;
+    const char *config_text;
+    const char *policy;
+    double refresh_metrics_s;
+    double staleness_s;
+    long long max_body_bytes;
+    long long max_retries;
+    double connect_timeout_s;
+    double read_timeout_s;
+    double idle_timeout_s;
+    double upstream_timeout_s; /* whole upstream call, 0 = none */
+    int verbosity;             /* --v: 4 logs every decision */
+    char *storage;             /* owns strings parsed out of --endpoint values */
+};
+
+/* Counters and histograms (all thread-safe series). */
+struct router_metrics {
+    struct metrics_registry *reg;
+    struct metrics_family *requests;        /* {model,code} */
+    struct metrics_series *duration, *ttft, *sched_duration;
+    struct metrics_family *upstream_errors; /* {endpoint,kind} */
+    struct metrics_series *retries;
+    struct metrics_family *pd_decisions;    /* {decision} */
+    struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
+    struct metrics_series *prefix_size;
+};
+
+struct router {
+    struct router_config cfg;
+    struct sched_datastore *ds;
+    struct sched *sched;
+    struct router_metrics m;
+    uv_loop_t control; /* scraper, metrics port, signals */
+    struct http_server *metrics_server;
+    struct router_worker *workers;
+    size_t n_workers;
+    uv_timer_t scrape_timer;
+    struct http_client *scrape_client;
+    _Atomic int ready; /* config loaded and at least one healthy endpoint */
+    bool stopping;
+};
+
+/* One worker thread: its own loop, listener (reuseport) and upstream pools. */
+struct router_worker {
+    struct router *r;
+    size_t index;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t stop;
+    struct http_server *server;
+    struct http_client *client;
+};
+
+/* config.c */
+int router_config_parse(struct router_config *cfg, int argc, char **argv);
+void router_config_free(struct router_config *cfg);
+/* Loads an endpoints file (YAML list of {name, address|host+port, role, labels}) into the
+ * datastore, replacing what came from it before. Returns false with a message. */
+bool router_load_endpoints_file(struct router *r, const char *path, char *err, size_t errlen);
+
+/* proxy.c */
+void router_handle(struct http_exchange *ex, void *ctx); /* ctx = struct router_worker */
+
+/* admin.c */
+/* Returns true if the request was an admin route and has been answered. */
+bool router_admin(struct router *r, struct http_exchange *ex, struct router_worker *w);
+void router_metrics_init(struct router *r);
+void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* scrape.c */
+void router_scrape_start(struct router *r);
+void router_scrape_stop(struct router *r);
+
+#endif

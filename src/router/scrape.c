@@ -1,0 +1,238 @@
+/* The engine metrics scraper. Every --refresh-metrics-interval it GETs /metrics from each
+ * endpoint (one scrape in flight per endpoint at a time), keeps only the vLLM series the
+ * scorers use, and updates the datastore. A failed scrape marks the endpoint unhealthy;
+ * the next good one brings it back. Metrics older than the staleness threshold are
+ * flagged stale. It runs on the control loop, never on a worker. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/prom.h"
+#include "router/router_internal.h"
+
+#define LOG_C "scraper"
+
+struct scrape {
+    struct router *r;
+    struct sched_endpoint *ep; /* ref'd */
+};
+
+/* Scrapes in flight (one per endpoint at most; few, so a linear list). Kept so shutdown
+ * can free them: freeing the client cancels them without callbacks. */
+static struct scrape **busy;
+static size_t n_busy, cap_busy;
+static uint64_t file_checked_ns;
+static struct timespec file_mtime;
+
+static bool is_busy(const char *name)
+{
+    for (size_t i = 0; i < n_busy; i++) {
+        if (!strcmp(sched_endpoint_name(busy[i]->ep), name))
+            return true;
+    }
+    return false;
+}
+
+static void busy_add(struct scrape *sc)
+{
+    if (n_busy == cap_busy) {
+        cap_busy = cap_busy ? cap_busy * 2 : 16;
+        busy = xrealloc(busy, cap_busy * sizeof *busy);
+    }
+    busy[n_busy++] = sc;
+}
+
+static void busy_remove(struct scrape *sc)
+{
+    for (size_t i = 0; i < n_busy; i++) {
+        if (busy[i] == sc) {
+            busy[i] = busy[--n_busy];
+            return;
+        }
+    }
+}
+
+static void copy_label(const struct prom_sample *s, const char *label, char *out, size_t cap)
+{
+    size_t len;
+    const char *v = prom_label(s, label, &len);
+    if (!v)
+        return;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+struct parsed {
+    struct sched_endpoint_metrics m;
+    bool have_kv, have_gpu_kv;
+    double gpu_kv;
+};
+
+static void on_sample(const struct prom_sample *s, void *ctx)
+{
+    struct parsed *p = ctx;
+    if (prom_name_is(s, "vllm:num_requests_waiting")) {
+        p->m.waiting += s->value;
+    } else if (prom_name_is(s, "vllm:num_requests_running")) {
+        p->m.running += s->value;
+    } else if (prom_name_is(s, "vllm:kv_cache_usage_perc")) {
+        p->have_kv = true;
+        if (s->value > p->m.kv_usage)
+            p->m.kv_usage = s->value;
+    } else if (prom_name_is(s, "vllm:gpu_cache_usage_perc")) {
+        p->have_gpu_kv = true;
+        if (s->value > p->gpu_kv)
+            p->gpu_kv = s->value;
+    } else if (prom_name_is(s, "vllm:cache_config_info")) {
+        char v[32] = "";
+        copy_label(s, "block_size", v, sizeof v);
+        p->m.block_size = (uint32_t)strtoul(v, NULL, 10);
+        v[0] = '\0';
+        copy_label(s, "num_gpu_blocks", v, sizeof v);
+        p->m.num_blocks = (uint32_t)strtoul(v, NULL, 10);
+    } else if (prom_name_is(s, "vllm:lora_requests_info")) {
+        copy_label(s, "running_lora_adapters", p->m.running_loras, sizeof p->m.running_loras);
+        copy_label(s, "waiting_lora_adapters", p->m.waiting_loras, sizeof p->m.waiting_loras);
+        char v[32] = "";
+        copy_label(s, "max_lora", v, sizeof v);
+        p->m.max_lora = (uint32_t)strtoul(v, NULL, 10);
+    }
+}
+
+static void update_ready(struct router *r)
+{
+    struct sched_endpoint **eps;
+    size_t n = sched_ds_list(r->ds, &eps);
+    int ready = 0;
+    for (size_t i = 0; i < n && !ready; i++) {
+        struct sched_endpoint_metrics m;
+        sched_endpoint_snapshot(eps[i], &m);
+        ready = m.healthy;
+    }
+    sched_ds_release_list(eps, n);
+    r->ready = ready;
+}
+
+static void on_scraped(enum http_call_error err, int status, const char *body, size_t len,
+                       void *ctx)
+{
+    struct scrape *sc = ctx;
+    struct router *r = sc->r;
+    const char *name = sched_endpoint_name(sc->ep);
+    busy_remove(sc);
+    struct sched_endpoint_metrics before;
+    sched_endpoint_snapshot(sc->ep, &before);
+    struct parsed p = {0};
+    char why[160] = "";
+    if (err != HTTP_CALL_OK)
+        snprintf(why, sizeof why, "%s", http_call_error_str(err));
+    else if (status != 200)
+        snprintf(why, sizeof why, "HTTP %d", status);
+    else
+        prom_parse(body, len, on_sample, &p, why, sizeof why); /* why names a bad line */
+    if (why[0]) {
+        if (before.healthy || !before.have)
+            LOG_W(LOG_C, "endpoint %s (%s): metrics scrape failed (%s); marked unhealthy", name,
+                  sched_endpoint_addr(sc->ep), why);
+        sched_endpoint_set_health(sc->ep, false);
+    } else {
+        if (!p.have_kv && p.have_gpu_kv)
+            p.m.kv_usage = p.gpu_kv; /* older vLLM name */
+        p.m.have = true;
+        p.m.healthy = true;
+        p.m.stale = false;
+        p.m.scraped_at_ns = clock_monotonic_ns();
+        if (!before.healthy)
+            LOG_I(LOG_C, "endpoint %s (%s) is healthy", name, sched_endpoint_addr(sc->ep));
+        sched_endpoint_set_scraped(sc->ep, &p.m);
+    }
+    sched_endpoint_unref(sc->ep);
+    free(sc);
+    if (!r->stopping)
+        update_ready(r);
+}
+
+static void check_endpoints_file(struct router *r, uint64_t now)
+{
+    if (!r->cfg.endpoints_file || now - file_checked_ns < 1000000000ull)
+        return;
+    file_checked_ns = now;
+    struct stat st;
+    if (stat(r->cfg.endpoints_file, &st) != 0)
+        return;
+    if (st.st_mtim.tv_sec == file_mtime.tv_sec && st.st_mtim.tv_nsec == file_mtime.tv_nsec)
+        return;
+    file_mtime = st.st_mtim;
+    char err[512];
+    if (!router_load_endpoints_file(r, r->cfg.endpoints_file, err, sizeof err))
+        LOG_E(LOG_C, "endpoints file not reloaded: %s", err);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct router *r = t->data;
+    uint64_t now = clock_monotonic_ns();
+    check_endpoints_file(r, now);
+    struct sched_endpoint **eps;
+    size_t n = sched_ds_list(r->ds, &eps);
+    uint64_t stale_ns = (uint64_t)(r->cfg.staleness_s * 1e9);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = sched_endpoint_name(eps[i]);
+        struct sched_endpoint_metrics m;
+        sched_endpoint_snapshot(eps[i], &m);
+        if (m.have && !m.stale && now - m.scraped_at_ns > stale_ns) {
+            m.stale = true;
+            sched_endpoint_set_scraped(eps[i], &m);
+        }
+        if (is_busy(name))
+            continue;
+        struct scrape *sc = xcalloc(1, sizeof *sc);
+        sc->r = r;
+        sc->ep = eps[i];
+        sched_endpoint_ref(sc->ep);
+        busy_add(sc);
+        uint64_t timeout = (uint64_t)(r->cfg.refresh_metrics_s * 1e3) * 20;
+        struct http_call_request req = {
+            .method = "GET",
+            .host = sched_endpoint_host(eps[i]),
+            .port = sched_endpoint_port(eps[i]),
+            .path = "/metrics",
+            .timeout_ms = timeout < 1000 ? 1000 : timeout,
+        };
+        http_fetch(r->scrape_client, &req, 8 << 20, on_scraped, sc);
+    }
+    sched_ds_release_list(eps, n);
+}
+
+void router_scrape_start(struct router *r)
+{
+    struct http_client_config cc = {.connect_timeout_ms = 1000};
+    r->scrape_client = http_client_new(&r->control, &cc);
+    uv_timer_init(&r->control, &r->scrape_timer);
+    r->scrape_timer.data = r;
+    uint64_t ms = (uint64_t)(r->cfg.refresh_metrics_s * 1e3);
+    if (ms == 0)
+        ms = 1;
+    uv_timer_start(&r->scrape_timer, on_tick, 0, ms);
+}
+
+void router_scrape_stop(struct router *r)
+{
+    uv_timer_stop(&r->scrape_timer);
+    uv_close((uv_handle_t *)&r->scrape_timer, NULL);
+    /* Freeing the client cancels in-flight scrapes without callbacks: drop their state. */
+    http_client_free(r->scrape_client);
+    for (size_t i = 0; i < n_busy; i++) {
+        sched_endpoint_unref(busy[i]->ep);
+        free(busy[i]);
+    }
+    free(busy);
+    busy = NULL;
+    n_busy = cap_busy = 0;
+}

@@ -1,0 +1,451 @@
+/* The EndpointPickerConfig loader (llm-d's schema, YAML or JSON) and the --policy
+ * presets. sched_new validates everything up front: an unknown type, an unknown or
+ * ill-typed parameter, a dangling pluginRef, a bad weight, a duplicate name or a profile
+ * a handler needs but that is missing refuses the config with "FILE:LINE: field: why",
+ * so a running scheduler never meets a configuration problem.
+ *
+ * Ownership: the scheduler owns its plugin instances, profiles and the default picker;
+ * it registers a remove hook with the datastore (purging removed endpoints from its
+ * prefix indexes) and drops it in sched_free. The datastore must outlive it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/yaml.h"
+#include "sched/sched_internal.h"
+
+/* --- presets ------------------------------------------------------------------------------ */
+
+#define PRESET_HEAD "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
+
+#define PRESET_ONE(type)                                                                      \
+    PRESET_HEAD "plugins:\n- type: " type "\nschedulingProfiles:\n- name: default\n"         \
+                "  plugins:\n  - pluginRef: " type "\n"
+
+static const char preset_llmd[] = PRESET_HEAD
+    "plugins:\n"
+    "- type: single-profile-handler\n"
+    "- type: queue-scorer\n"
+    "- type: kv-cache-utilization-scorer\n"
+    "- type: prefix-cache-scorer\n"
+    "- type: max-score-picker\n"
+    "schedulingProfiles:\n"
+    "- name: default\n"
+    "  plugins:\n"
+    "  - pluginRef: queue-scorer\n"
+    "    weight: 2\n"
+    "  - pluginRef: kv-cache-utilization-scorer\n"
+    "    weight: 2\n"
+    "  - pluginRef: prefix-cache-scorer\n"
+    "    weight: 3\n"
+    "  - pluginRef: max-score-picker\n";
+
+static const struct {
+    const char *name;
+    const char *text;
+} presets[] = {
+    {"round_robin", PRESET_ONE("round-robin-picker")},
+    {"random", PRESET_ONE("random-picker")},
+    {"consistent_hash", PRESET_ONE("consistent-hash-picker")},
+    {"power_of_two", PRESET_ONE("power-of-two-picker")},
+    {"cache_aware", PRESET_ONE("cache-aware-picker")},
+    {"llm-d", preset_llmd},
+};
+
+const char *sched_policy_config(const char *policy)
+{
+    for (size_t i = 0; policy && i < sizeof presets / sizeof *presets; i++)
+        if (strcmp(presets[i].name, policy) == 0)
+            return presets[i].text;
+    return NULL;
+}
+
+/* --- lifecycle ---------------------------------------------------------------------------- */
+
+static void plugin_free(struct sched_plugin *p)
+{
+    if (!p)
+        return;
+    if (p->t->destroy && p->st)
+        p->t->destroy(p->st);
+    free(p->name);
+    free(p);
+}
+
+static void on_endpoint_removed(void *arg, uint32_t id)
+{
+    struct sched *s = arg;
+    for (size_t i = 0; i < s->n_plugins; i++) {
+        struct sched_plugin *p = s->plugins[i];
+        if (sched_plugin_is_prefix(p))
+            prefix_index_purge(sched_prefix_plugin_index(p), id);
+        struct prefix_index *ca = sched_cache_aware_index(p);
+        if (ca)
+            prefix_index_purge(ca, id);
+    }
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s)
+        return;
+    if (s->ds)
+        sched_ds_del_hook(s->ds, on_endpoint_removed, s);
+    for (size_t i = 0; i < s->n_profiles; i++) {
+        free(s->profiles[i].name);
+        free(s->profiles[i].filters);
+        free(s->profiles[i].scorers);
+    }
+    free(s->profiles);
+    for (size_t i = 0; i < s->n_plugins; i++)
+        plugin_free(s->plugins[i]);
+    free(s->plugins);
+    plugin_free(s->default_picker);
+    free(s);
+}
+
+/* --- loading ------------------------------------------------------------------------------ */
+
+struct loader {
+    const char *name;
+    struct yaml_positions *pos;
+    struct sched_err *err;
+    /* The entry being loaded: its line stands in for values that have no recorded
+     * position (null/true/false, empty collections). */
+    const json_t *ctx;
+};
+
+static int line_of(struct loader *L, const json_t *node)
+{
+    int line = 0, col = 0;
+    if (node && L->pos && yaml_position(L->pos, node, &line, &col))
+        return line;
+    if (L->ctx && node != L->ctx && L->pos && yaml_position(L->pos, L->ctx, &line, &col))
+        return line;
+    return 0;
+}
+
+static int fail(struct loader *L, const json_t *node, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct loader *L, const json_t *node, const char *field, const char *fmt, ...)
+{
+    char why[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (L->err)
+        snprintf(L->err->msg, sizeof L->err->msg, "%s:%d: %s: %s", L->name, line_of(L, node),
+                 field, why);
+    return -1;
+}
+
+static bool key_allowed(const char *key, const char *const *allowed)
+{
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(allowed[i], key) == 0)
+            return true;
+    return false;
+}
+
+static int check_fields(struct loader *L, const json_t *obj, const char *path,
+                        const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        if (!key_allowed(key, allowed)) {
+            char f[160];
+            snprintf(f, sizeof f, "%s%s%s", path, path[0] ? "." : "", key);
+            return fail(L, v, f, "unknown field");
+        }
+    }
+    return 0;
+}
+
+static const char *kind_text(enum sched_plugin_kind k)
+{
+    switch (k) {
+    case SCHED_PK_FILTER: return "filter";
+    case SCHED_PK_SCORER: return "scorer";
+    case SCHED_PK_PICKER: return "picker";
+    case SCHED_PK_HANDLER: return "profile handler";
+    case SCHED_PK_DECIDER: return "P/D decider";
+    }
+    return "plugin";
+}
+
+/* Reports a plugin's create/bind error at the offending parameter when it exists. */
+static int plugin_fail(struct loader *L, const json_t *entry, size_t idx,
+                       const struct sched_perr *pe)
+{
+    char f[256];
+    if (strncmp(pe->field, "schedulingProfiles", 18) == 0)
+        return fail(L, entry, pe->field, "%s", pe->why);
+    json_t *params = json_object_get(entry, "parameters");
+    const json_t *node = params ? params : entry;
+    char top[96];
+    snprintf(top, sizeof top, "%s", pe->field);
+    char *cut = strpbrk(top, ".[");
+    if (cut)
+        *cut = 0;
+    json_t *pv = params && json_is_object(params) ? json_object_get(params, top) : NULL;
+    if (pv && line_of(L, pv))
+        node = pv;
+    L->ctx = entry;
+    if (pe->field[0] && strcmp(pe->field, "parameters") != 0)
+        snprintf(f, sizeof f, "plugins[%zu].parameters.%s", idx, pe->field);
+    else
+        snprintf(f, sizeof f, "plugins[%zu].parameters", idx);
+    return fail(L, node, f, "%s", pe->why);
+}
+
+static int load_plugins(struct sched *s, struct loader *L, const json_t *plugins)
+{
+    static const char *const fields[] = {"type", "name", "parameters", NULL};
+    if (!json_is_array(plugins))
+        return fail(L, plugins, "plugins", "must be a list");
+    s->plugins = xcalloc(json_array_size(plugins) + 1, sizeof *s->plugins);
+    size_t i;
+    json_t *e;
+    json_array_foreach(plugins, i, e)
+    {
+        char path[64];
+        snprintf(path, sizeof path, "plugins[%zu]", i);
+        L->ctx = e;
+        if (!json_is_object(e))
+            return fail(L, e, path, "must be a mapping with type, name, parameters");
+        if (check_fields(L, e, path, fields) < 0)
+            return -1;
+        json_t *jt = json_object_get(e, "type");
+        json_t *jn = json_object_get(e, "name");
+        json_t *jp = json_object_get(e, "parameters");
+        char f[96];
+        snprintf(f, sizeof f, "%s.type", path);
+        if (!jt)
+            return fail(L, e, f, "required");
+        if (!json_is_string(jt))
+            return fail(L, jt, f, "must be a string");
+        const struct sched_plugin_type *t = sched_plugin_type_find(json_string_value(jt));
+        if (!t)
+            return fail(L, jt, f, "unknown plugin type '%s'", json_string_value(jt));
+        snprintf(f, sizeof f, "%s.name", path);
+        if (jn && !json_is_null(jn) && (!json_is_string(jn) || !json_string_value(jn)[0]))
+            return fail(L, jn, f, "must be a non-empty string");
+        const char *name = jn && json_is_string(jn) ? json_string_value(jn) : t->type;
+        if (sched_find_plugin(s, name))
+            return fail(L, jn ? jn : jt, f, "duplicate plugin name '%s'", name);
+        snprintf(f, sizeof f, "%s.parameters", path);
+        if (jp && json_is_null(jp))
+            jp = NULL;
+        if (jp && !json_is_object(jp))
+            return fail(L, jp, f, "must be a mapping");
+        struct sched_perr pe = {{0}, {0}};
+        void *st = NULL;
+        if (t->create(jp, &st, &pe) < 0)
+            return plugin_fail(L, e, i, &pe);
+        struct sched_plugin *p = xcalloc(1, sizeof *p);
+        p->t = t;
+        p->name = xstrdup(name);
+        p->st = st;
+        p->line = line_of(L, e);
+        s->plugins[s->n_plugins++] = p;
+        if (t->kind == SCHED_PK_HANDLER) {
+            if (s->handler)
+                return fail(L, jt, path, "only one profile handler allowed ('%s' is already one)",
+                            s->handler->name);
+            s->handler = p;
+        }
+    }
+    return 0;
+}
+
+static int load_profiles(struct sched *s, struct loader *L, const json_t *profiles)
+{
+    static const char *const fields[] = {"name", "plugins", NULL};
+    static const char *const ref_fields[] = {"pluginRef", "weight", NULL};
+    if (!json_is_array(profiles) || json_array_size(profiles) == 0)
+        return fail(L, profiles, "schedulingProfiles", "must be a non-empty list");
+    s->profiles = xcalloc(json_array_size(profiles), sizeof *s->profiles);
+    size_t i;
+    json_t *e;
+    json_array_foreach(profiles, i, e)
+    {
+        char path[64], f[192];
+        snprintf(path, sizeof path, "schedulingProfiles[%zu]", i);
+        L->ctx = e;
+        if (!json_is_object(e))
+            return fail(L, e, path, "must be a mapping with name and plugins");
+        if (check_fields(L, e, path, fields) < 0)
+            return -1;
+        json_t *jn = json_object_get(e, "name");
+        snprintf(f, sizeof f, "%s.name", path);
+        if (!jn || !json_is_string(jn) || !json_string_value(jn)[0])
+            return fail(L, jn ? jn : e, f, "required non-empty string");
+        if (sched_find_profile(s, json_string_value(jn)))
+            return fail(L, jn, f, "duplicate profile name '%s'", json_string_value(jn));
+        struct sched_profile *p = &s->profiles[s->n_profiles++];
+        p->name = xstrdup(json_string_value(jn));
+        json_t *jp = json_object_get(e, "plugins");
+        snprintf(f, sizeof f, "%s.plugins", path);
+        if (!jp || !json_is_array(jp))
+            return fail(L, jp ? jp : e, f, "required list of {pluginRef, weight}");
+        size_t n = json_array_size(jp);
+        p->filters = xcalloc(n + 1, sizeof *p->filters);
+        p->scorers = xcalloc(n + 1, sizeof *p->scorers);
+        size_t k;
+        json_t *r;
+        json_array_foreach(jp, k, r)
+        {
+            char rp[128];
+            snprintf(rp, sizeof rp, "%s.plugins[%zu]", path, k);
+            L->ctx = r;
+            if (!json_is_object(r))
+                return fail(L, r, rp, "must be a mapping with pluginRef and weight");
+            if (check_fields(L, r, rp, ref_fields) < 0)
+                return -1;
+            json_t *jr = json_object_get(r, "pluginRef");
+            json_t *jw = json_object_get(r, "weight");
+            snprintf(f, sizeof f, "%s.pluginRef", rp);
+            if (!jr || !json_is_string(jr))
+                return fail(L, jr ? jr : r, f, "required string");
+            struct sched_plugin *pl = sched_find_plugin(s, json_string_value(jr));
+            if (!pl)
+                return fail(L, jr, f, "no plugin named '%s' in plugins", json_string_value(jr));
+            double w = 1;
+            snprintf(f, sizeof f, "%s.weight", rp);
+            if (jw && !json_is_null(jw)) {
+                if (!json_is_number(jw))
+                    return fail(L, jw, f, "must be a number");
+                w = json_number_value(jw);
+                if (!(w >= 0) || w > 1e9)
+                    return fail(L, jw, f, "must be a non-negative number, got %g", w);
+            }
+            snprintf(f, sizeof f, "%s.pluginRef", rp);
+            switch (pl->t->kind) {
+            case SCHED_PK_FILTER:
+                p->filters[p->n_filters++] = pl;
+                break;
+            case SCHED_PK_SCORER:
+                p->scorers[p->n_scorers++] = (struct sched_weighted){pl, w};
+                break;
+            case SCHED_PK_PICKER:
+                if (p->picker)
+                    return fail(L, jr, f, "profile already has picker '%s'", p->picker->name);
+                p->picker = pl;
+                break;
+            default:
+                return fail(L, jr, f, "'%s' is a %s, not a filter, scorer or picker",
+                            pl->name, kind_text(pl->t->kind));
+            }
+        }
+    }
+    return 0;
+}
+
+static int load(struct sched *s, struct loader *L, const json_t *root)
+{
+    static const char *const fields[] = {"apiVersion", "kind",       "plugins",
+                                         "schedulingProfiles", "featureGates",
+                                         "saturationDetector", "data", "metadata", NULL};
+    L->ctx = root;
+    if (!json_is_object(root))
+        return fail(L, root, "(document)", "must be a mapping (an EndpointPickerConfig)");
+    if (check_fields(L, root, "", fields) < 0)
+        return -1;
+    json_t *av = json_object_get(root, "apiVersion");
+    if (av && !(json_is_string(av) &&
+                (strcmp(json_string_value(av), "llm-d.ai/v1alpha1") == 0 ||
+                 strcmp(json_string_value(av), "inference.networking.x-k8s.io/v1alpha1") == 0)))
+        return fail(L, av, "apiVersion",
+                    "must be llm-d.ai/v1alpha1 or inference.networking.x-k8s.io/v1alpha1");
+    json_t *kind = json_object_get(root, "kind");
+    if (kind && !(json_is_string(kind) &&
+                  strcmp(json_string_value(kind), "EndpointPickerConfig") == 0))
+        return fail(L, kind, "kind", "must be EndpointPickerConfig");
+    json_t *plugins = json_object_get(root, "plugins");
+    if (!plugins)
+        return fail(L, root, "plugins", "required");
+    if (load_plugins(s, L, plugins) < 0)
+        return -1;
+    L->ctx = root;
+    json_t *profiles = json_object_get(root, "schedulingProfiles");
+    if (!profiles)
+        return fail(L, root, "schedulingProfiles", "required");
+    if (load_profiles(s, L, profiles) < 0)
+        return -1;
+    struct sched_perr pe = {{0}, {0}};
+    void *st = NULL;
+    if (!s->handler) {
+        const struct sched_plugin_type *t = sched_plugin_type_find("single-profile-handler");
+        t->create(NULL, &st, &pe);
+        struct sched_plugin *h = xcalloc(1, sizeof *h);
+        h->t = t;
+        h->name = xstrdup(t->type);
+        s->plugins = xrealloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
+        s->plugins[s->n_plugins++] = h;
+        s->handler = h;
+    }
+    const struct sched_plugin_type *mp = sched_plugin_type_find("max-score-picker");
+    st = NULL;
+    mp->create(NULL, &st, &pe);
+    s->default_picker = xcalloc(1, sizeof *s->default_picker);
+    s->default_picker->t = mp;
+    s->default_picker->name = xstrdup(mp->type);
+    s->default_picker->st = st;
+    L->ctx = root;
+    for (size_t i = 0; i < s->n_plugins; i++) {
+        struct sched_plugin *p = s->plugins[i];
+        if (!p->t->bind)
+            continue;
+        memset(&pe, 0, sizeof pe);
+        if (p->t->bind(p, s, &pe) < 0) {
+            if (strncmp(pe.field, "schedulingProfiles", 18) == 0)
+                return fail(L, profiles, pe.field, "%s", pe.why);
+            json_t *entry = i < json_array_size(plugins) ? json_array_get(plugins, i) : NULL;
+            if (!entry)
+                return fail(L, profiles, "schedulingProfiles", "%s: %s", pe.field, pe.why);
+            return plugin_fail(L, entry, i, &pe);
+        }
+    }
+    return 0;
+}
+
+struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len, const char *name,
+                        struct sched_err *err)
+{
+    if (err)
+        err->msg[0] = 0;
+    if (!text) {
+        text = preset_llmd;
+        len = sizeof preset_llmd - 1;
+        name = "<default-config>";
+    }
+    if (!name)
+        name = "<config-text>";
+    struct yaml_err ye;
+    memset(&ye, 0, sizeof ye);
+    struct yaml_positions *pos = NULL;
+    json_t *root = yaml_parse_pos(text, len, name, &pos, &ye);
+    if (!root) {
+        if (err)
+            snprintf(err->msg, sizeof err->msg, "%s", ye.msg[0] ? ye.msg : "invalid YAML");
+        yaml_positions_free(pos);
+        return NULL;
+    }
+    struct loader L = {name, pos, err, NULL};
+    struct sched *s = xcalloc(1, sizeof *s);
+    int rc = load(s, &L, root);
+    yaml_positions_free(pos);
+    json_decref(root);
+    if (rc < 0) {
+        sched_free(s);
+        return NULL;
+    }
+    s->ds = ds;
+    sched_ds_add_hook(ds, on_endpoint_removed, s);
+    return s;
+}

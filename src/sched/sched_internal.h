@@ -1,0 +1,237 @@
+/* Internals shared by the scheduler's files: the endpoint and datastore layout, the
+ * plugin table shape, the per-call scheduling cycle and the approximate prefix index.
+ * Nothing here is part of the router's contract (sched.h); unit tests may use it. */
+#ifndef TANDEM_SCHED_SCHED_INTERNAL_H
+#define TANDEM_SCHED_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "sched/sched.h"
+
+/* --- endpoints and datastore ---------------------------------------------------------- */
+
+/* The mutable half of an endpoint, shared by every version of it: an upsert of the same
+ * name makes a new sched_endpoint pointing at the same state, so the scraper and the
+ * router's in-flight accounting may keep using whichever version they hold. */
+struct sched_endpoint_state {
+    atomic_int refs;
+    pthread_mutex_t mu; /* guards m (except the in-flight counters, which are atomics) */
+    struct sched_endpoint_metrics m;
+    _Atomic int64_t inflight_requests;
+    _Atomic int64_t inflight_tokens;
+};
+
+struct sched_endpoint {
+    atomic_int refs;
+    atomic_bool removed; /* set by sched_ds_remove before the prefix purge */
+    uint32_t id;         /* unique per endpoint lifetime; kept across an upsert of the same name */
+    uint64_t name_hash;  /* xxh64(name): consistent hashing, stable across restarts */
+    char *name;
+    char *host;
+    char *addr;
+    int port;
+    enum sched_role role;
+    struct sched_label labels[SCHED_MAX_LABELS];
+    size_t n_labels;
+    struct sched_endpoint_state *st; /* ref'd; shared with other versions of this endpoint */
+};
+
+/* Called (with the endpoint id) after an endpoint left the datastore. */
+typedef void (*sched_ds_remove_hook)(void *arg, uint32_t id);
+
+struct sched_ds_hook {
+    sched_ds_remove_hook fn;
+    void *arg;
+};
+
+#define SCHED_DS_MAX_HOOKS 64
+
+struct sched_datastore {
+    pthread_rwlock_t lock; /* guards eps/n/cap */
+    struct sched_endpoint **eps;
+    size_t n, cap;
+    atomic_uint_fast64_t generation; /* bumped on every upsert/remove */
+    pthread_mutex_t hooks_mu;
+    struct sched_ds_hook hooks[SCHED_DS_MAX_HOOKS];
+    size_t n_hooks;
+};
+
+/* Fills out[0..cap) with ref'd endpoints; returns the total count (may exceed cap, in
+ * which case only cap were taken: call again with a larger array). No allocation. */
+size_t sched_ds_list_into(struct sched_datastore *ds, struct sched_endpoint **out, size_t cap);
+void sched_ds_add_hook(struct sched_datastore *ds, sched_ds_remove_hook fn, void *arg);
+void sched_ds_del_hook(struct sched_datastore *ds, sched_ds_remove_hook fn, void *arg);
+uint64_t sched_ds_generation(struct sched_datastore *ds);
+
+/* --- approximate prefix index ---------------------------------------------------------- */
+
+/* Per pod: a set of block hashes with an LRU of bounded capacity, under its own rwlock.
+ * The pod directory has an rwlock taken in read mode by lookups and inserts, in write
+ * mode only to add a pod or purge one. Lookups never write, so concurrent schedulers
+ * only share cache lines for the lock words. */
+struct prefix_index;
+
+struct prefix_index *prefix_index_new(size_t capacity_per_pod);
+void prefix_index_free(struct prefix_index *ix);
+/* Leading blocks of hashes[0..n) held by pod id. */
+size_t prefix_index_match(struct prefix_index *ix, uint32_t id, const uint64_t *hashes, size_t n);
+/* Match for several pods at once (one directory lock). */
+void prefix_index_match_many(struct prefix_index *ix, const uint32_t *ids, size_t n_ids,
+                             const uint64_t *hashes, size_t n, uint16_t *out);
+/* Inserts (or refreshes) the hashes for pod id unless e is marked removed. */
+void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e,
+                         const uint64_t *hashes, size_t n);
+void prefix_index_purge(struct prefix_index *ix, uint32_t id);
+size_t prefix_index_size(struct prefix_index *ix);
+size_t prefix_index_pod_size(struct prefix_index *ix, uint32_t id);
+
+/* Chained block hashes: h_0 = xxh64(model), h_i = xxh64(block_i || le64(h_{i-1})) over
+ * block_size-byte blocks, trailing partial block dropped. Returns how many (<= max). */
+size_t sched_prefix_hashes(const char *model, const char *text, size_t len, size_t block_size,
+                           uint64_t *out, size_t max);
+
+/* --- plugins ---------------------------------------------------------------------------- */
+
+enum sched_plugin_kind {
+    SCHED_PK_FILTER,
+    SCHED_PK_SCORER,
+    SCHED_PK_PICKER,
+    SCHED_PK_HANDLER,
+    SCHED_PK_DECIDER,
+};
+
+struct sched;
+struct sched_cycle;
+struct sched_plugin;
+struct sched_profile;
+
+/* Errors from create/bind: the parameter (or "" for the plugin as a whole) and why. */
+struct sched_perr {
+    char field[96];
+    char why[256];
+};
+
+struct sched_plugin_type {
+    const char *type;
+    enum sched_plugin_kind kind;
+    /* params may be NULL (no "parameters"); returns state (may be NULL) or sets err. */
+    int (*create)(const json_t *params, void **state, struct sched_perr *err);
+    void (*destroy)(void *state);
+    /* After every plugin and profile exists: resolve names of other plugins/profiles. */
+    int (*bind)(struct sched_plugin *self, struct sched *s, struct sched_perr *err);
+    /* filter: writes survivors of in[0..n) to out, returns how many. */
+    size_t (*filter)(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in, size_t n,
+                     uint16_t *out);
+    /* scorer: writes a score per candidate (clamped by the caller). */
+    void (*score)(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in, size_t n,
+                  double *out);
+    /* picker: writes up to max picks (candidate positions, best first), returns how many. */
+    size_t (*pick)(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
+                   const double *totals, size_t n, uint16_t *out, size_t max);
+    /* handler: runs profiles and fills res (status, picks, prefill, pd_reason). */
+    void (*handle)(struct sched_plugin *self, struct sched_cycle *c, struct sched_result *res);
+    /* decider: whether to disaggregate given the decode pick (cycle endpoint index). */
+    bool (*decide)(struct sched_plugin *self, struct sched_cycle *c, uint16_t decode,
+                   const char **reason);
+    /* After a successful, non-dry-run decision. */
+    void (*post_pick)(struct sched_plugin *self, struct sched_cycle *c,
+                      const struct sched_result *res);
+};
+
+struct sched_plugin {
+    const struct sched_plugin_type *t;
+    char *name;
+    void *st;
+    int line; /* of its entry in the config, 0 if unknown */
+};
+
+struct sched_weighted {
+    struct sched_plugin *p;
+    double weight;
+};
+
+struct sched_profile {
+    char *name;
+    struct sched_plugin **filters;
+    size_t n_filters;
+    struct sched_weighted *scorers;
+    size_t n_scorers;
+    struct sched_plugin *picker;
+};
+
+struct sched {
+    struct sched_datastore *ds;
+    struct sched_plugin **plugins;
+    size_t n_plugins;
+    struct sched_profile *profiles;
+    size_t n_profiles;
+    struct sched_plugin *handler;
+    struct sched_plugin *default_picker; /* owned; used by profiles without a picker */
+};
+
+/* The registry: every plugin type, in one array (sched_registry.c). */
+extern const struct sched_plugin_type *const sched_plugin_types[];
+const struct sched_plugin_type *sched_plugin_type_find(const char *type);
+
+struct sched_plugin *sched_find_plugin(struct sched *s, const char *name);
+struct sched_profile *sched_find_profile(struct sched *s, const char *name);
+
+/* --- the scheduling cycle (one sched_schedule call) ------------------------------------- */
+
+#define SCHED_MAX_PREFIX_BLOCKS 1024
+
+struct sched_prefix_scorer; /* scorer state, sched_scorers.c */
+
+struct sched_cycle {
+    struct sched *s;
+    const struct sched_request *req;
+    bool dry_run;
+    struct sched_endpoint **eps;          /* healthy endpoints, ref'd */
+    struct sched_endpoint_metrics *m;     /* snapshot per endpoint */
+    size_t n;
+    struct buf *trace;
+    bool trace_first_profile;
+    /* Prefix state, computed once per cycle by the first prefix-cache-scorer that needs
+     * it and reused by its post-pick insert, the P/D handler and deciders. */
+    const struct sched_prefix_scorer *px_owner;
+    size_t px_block_size;
+    size_t px_n;
+    bool px_matched_done;
+    uint64_t *px_hashes; /* SCHED_MAX_PREFIX_BLOCKS */
+    uint16_t *px_matched; /* per endpoint index */
+    /* Decode pick of the last profile run, for deciders. */
+    int decode_pick;
+};
+
+/* Runs one profile on all healthy endpoints: filters, scorers, picker. Returns 0 with
+ * picks (endpoint indexes, best first) or 503 with reason. Appends to the trace. */
+int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint16_t *picks,
+                      size_t *n_picks, char *reason, size_t reason_cap);
+
+/* Prefix state for the given prefix-cache-scorer plugin (NULL: none configured).
+ * Ensures hashes and per-endpoint matches exist; returns blocks total. */
+size_t sched_prefix_ensure(struct sched_cycle *c, struct sched_plugin *prefix_plugin);
+size_t sched_prefix_block_size(const struct sched_plugin *prefix_plugin);
+bool sched_plugin_is_prefix(const struct sched_plugin *p);
+struct prefix_index *sched_prefix_plugin_index(const struct sched_plugin *p);
+/* The cache-aware picker's index, or NULL when p is another plugin. */
+struct prefix_index *sched_cache_aware_index(const struct sched_plugin *p);
+
+/* Per-thread PRNG (splitmix64 seeded from the clock and the thread). */
+uint64_t sched_rand(void);
+double sched_rand_unit(void); /* (0, 1) */
+
+/* Helpers for plugins' create(): typed parameter access that names the parameter. */
+bool sched_param_check_keys(const json_t *params, const char *const *allowed, struct sched_perr *err);
+int sched_param_num(const json_t *params, const char *key, double *out, struct sched_perr *err);
+int sched_param_int(const json_t *params, const char *key, long long *out, struct sched_perr *err);
+int sched_param_str(const json_t *params, const char *key, const char **out, struct sched_perr *err);
+int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
+void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Base64 (standard alphabet, padded) of the endpoint name, and back. */
+size_t sched_b64_decode(const char *in, size_t len, char *out, size_t cap);
+
+#endif

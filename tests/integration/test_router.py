@@ -1,0 +1,275 @@
+"""tandem router in front of real tandem sims: each plugin's effect, health, retries,
+config errors, the decision trace, and cancellation on client disconnect."""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from harness import (TANDEM, Proc, free_port, get, metric, post, run, sse_events, start_sim,
+                     stream, wait_until)
+
+# Seed 001's two prompts: the second shares a long prefix with the first.
+PROMPT_1 = ("I am working on learning to run benchmarks in my openshift cluster. I was wondering "
+            "if you could provide me a list of best practices when collecting metrics on the k8s "
+            "platform, and furthermore, any OCP specific optimizations that are applicable here. "
+            "Finally please help me construct a plan to support testing metrics collection for "
+            "testing and dev environments such as minikube or kind")
+PROMPT_2 = ("I am working on learning to run benchmarks in my openshift cluster. I was wondering "
+            "if you could provide me a list of best practices when collecting metrics on the k8s "
+            "platform. Finally please help me build out a plan to extend this benchmarking to run "
+            "against workloads on GKE and K8s that runs on CoreWeave to help us integrate into the "
+            "ecosystems of our wonderful llm-d partners.")
+
+
+def sims(n, *extra, roles=None):
+    out = []
+    for i in range(n):
+        name = "%s-%d" % ((roles[i] if roles else "decode"), i)
+        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
+        s.name = name
+        out.append(s)
+    return out
+
+
+def start_router(backends, *extra, roles=None, port=None):
+    port = port or free_port()
+    args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+            "--workers", "2", "--refresh-metrics-interval", "20"]
+    for i, b in enumerate(backends):
+        spec = "name=%s,addr=127.0.0.1:%d" % (b.name, b.port)
+        if roles:
+            spec += ",role=%s" % roles[i]
+        args += ["--endpoint", spec]
+    args += list(extra)
+    p = Proc(args, r"tandem router ready on", 20)
+    p.port = port
+    wait_until(lambda: get(port, "/ready").status == 200, 10, what="router ready")
+    return p
+
+
+def pod_of(r):
+    assert r.status == 200, (r.status, r.body)
+    return r.header("x-inference-pod")
+
+
+def complete(port, prompt, headers=None, **kw):
+    body = {"model": "m", "prompt": prompt, "max_tokens": 2}
+    body.update(kw)
+    return post(port, "/v1/completions", body, headers=headers)
+
+
+def test_proxy_streaming_and_headers():
+    a, b = sims(2)
+    r = start_router([a, b])
+    resp = complete(r.port, "hello", headers={"x-request-id": "rid-1"})
+    assert pod_of(resp) in ("decode-0", "decode-1")
+    assert resp.header("x-request-id") == "rid-1" and resp.json()["id"] == "cmpl-rid-1"
+    status, headers, raw, _ = stream(r.port, "/v1/chat/completions", {
+        "model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+        "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}})
+    assert status == 200
+    events = sse_events(raw)
+    assert events[-1] == "[DONE]" and len(events) == 1 + 4 + 1 + 1 + 1
+    assert get(r.port, "/health").status == 200
+    models = get(r.port, "/v1/models").json()
+    assert [m["id"] for m in models["data"]] == ["m"]
+    assert metric(r.port, "tandem_router_requests_total", code="200") >= 2
+
+
+def test_prefix_cache_scorer_keeps_similar_prompts_together():
+    a, b = sims(2)
+    r = start_router([a, b], "--v", "4")
+    first = pod_of(complete(r.port, PROMPT_1))
+    for _ in range(3):
+        assert pod_of(complete(r.port, PROMPT_2)) == first
+    # The decision log names the prefix scorer's scores (seed 001's EPP log, as JSON).
+    assert r.wait_log(r'"prefix-cache-scorer"', 5)
+
+
+def test_queue_scorer_steers_away_from_a_long_queue():
+    busy_sim = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-busy",
+                         "--max-num-seqs", "1", "--time-scale", "200")
+    busy_sim.name = "decode-busy"
+    idle_sim = sims(1)[0]
+    r = start_router([busy_sim, idle_sim])
+    def occupy():
+        try:
+            post(busy_sim.port, "/v1/completions", {"model": "m", "prompt": "x",
+                                                     "max_tokens": 200, "ignore_eos": True},
+                 timeout=60)
+        except OSError:
+            pass  # the sim is stopped at the end of the test
+
+    for i in range(4):  # one runs, three wait
+        threading.Thread(target=occupy, daemon=True).start()
+    wait_until(lambda: any(e["name"] == "decode-busy" and e["waiting"] >= 2
+                           for e in get(r.port, "/debug/endpoints").json()["endpoints"]),
+               10, what="router to see the queue")
+    pods = [pod_of(complete(r.port, "distinct prompt %d about %d" % (i, i * 7)))
+            for i in range(8)]
+    assert pods == ["decode-0"] * 8, pods
+
+
+def test_session_affinity():
+    a, b = sims(2)
+    cfg = ("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
+           "- type: session-affinity-scorer\n- type: max-score-picker\n"
+           "schedulingProfiles:\n- name: default\n  plugins:\n"
+           "  - pluginRef: session-affinity-scorer\n  - pluginRef: max-score-picker\n")
+    r = start_router([a, b], "--config-text", cfg)
+    first = complete(r.port, "turn one")
+    token = first.header("x-session-token")
+    assert token
+    pod = pod_of(first)
+    for i in range(6):
+        assert pod_of(complete(r.port, "turn %d" % i, headers={"x-session-token": token})) == pod
+
+
+def test_consistent_hash_stable_and_moves_few_keys():
+    a, b, c = sims(3)
+    keys = ["user-%d" % i for i in range(40)]
+
+    def mapping(router):
+        return {k: pod_of(complete(router.port, "p", headers={"x-session-id": k})) for k in keys}
+
+    r1 = start_router([a, b], "--policy", "consistent_hash")
+    m1 = mapping(r1)
+    assert len(set(m1.values())) == 2
+    r1.stop()
+    r2 = start_router([a, b], "--policy", "consistent_hash")
+    assert mapping(r2) == m1  # stable across restarts
+    r2.stop()
+    r3 = start_router([a, b, c], "--policy", "consistent_hash")
+    m3 = mapping(r3)
+    moved = [k for k in keys if m3[k] != m1[k]]
+    assert all(m3[k] == "decode-2" for k in moved)  # only keys the new pod took moved
+    assert 0.1 * len(keys) <= len(moved) <= 0.6 * len(keys), len(moved)
+
+
+def test_role_filters():
+    d, p = sims(2, roles=["decode", "prefill"])
+    cfg = ("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
+           "- type: decode-filter\n- type: queue-scorer\n"
+           "schedulingProfiles:\n- name: default\n  plugins:\n"
+           "  - pluginRef: decode-filter\n  - pluginRef: queue-scorer\n")
+    r = start_router([d, p], "--config-text", cfg, roles=["decode", "prefill"])
+    for i in range(6):
+        assert pod_of(complete(r.port, "q%d" % i)) == "decode-0"
+
+
+def test_killed_sim_is_unhealthy_and_traffic_moves():
+    a, b = sims(2)
+    r = start_router([a, b], "--policy", "round_robin")
+    for i in range(4):
+        pod_of(complete(r.port, "x%d" % i))
+    b.stop()
+    # Requests right after the kill still succeed: a refused connection is retried.
+    for i in range(10):
+        assert pod_of(complete(r.port, "y%d" % i)) == "decode-0"
+    wait_until(lambda: any(e["name"] == "decode-1" and not e["healthy"]
+                           for e in get(r.port, "/debug/endpoints").json()["endpoints"]),
+               5, what="decode-1 unhealthy")
+
+
+def test_debug_schedule_trace():
+    a, b = sims(2)
+    r = start_router([a, b])
+    t = post(r.port, "/debug/schedule", {"model": "m", "prompt": PROMPT_1}).json()
+    prof = t["profiles"][0]
+    assert set(prof["candidates"]) == {"decode-0", "decode-1"}
+    scorers = {s["name"]: s for s in prof["scorers"]}
+    assert {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"} <= set(scorers)
+    for s in scorers.values():
+        assert set(s["scores"]) == {"decode-0", "decode-1"} and "weight" in s
+    assert set(prof["totals"]) == {"decode-0", "decode-1"} and prof["picked"]
+    assert t["elapsed_us"] >= 0
+    # Dry run: nothing was sent to a sim.
+    assert metric(a.port, "vllm:prompt_tokens_total") == 0
+
+
+def test_client_disconnect_stops_generation():
+    a2 = start_sim("--model", "m", "--profile", "fast", "--time-scale", "20")
+    a2.name = "decode-slow"
+    r = start_router([a2])
+    c = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    body = json.dumps({"model": "m", "prompt": "go", "max_tokens": 3000, "ignore_eos": True,
+                       "stream": True}).encode()
+    c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    got = b""
+    while got.count(b"data: ") < 3:
+        got += c.recv(4096)
+    assert metric(a2.port, "vllm:num_requests_running") == 1
+    c.close()
+    t0 = time.monotonic()
+    wait_until(lambda: metric(a2.port, "vllm:num_requests_running") == 0, 5,
+               what="the sim to stop generating")
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_config_errors_name_file_line_field():
+    a = sims(1)[0]
+    cases = {
+        "unknown": ("plugins:\n- type: queue-scorer\n- type: no-such-plugin\n", "no-such-plugin"),
+        "dangling": ("plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n"
+                     "  plugins:\n  - pluginRef: missing-one\n", "missing-one"),
+        "badtype": ("plugins:\n- type: prefix-cache-scorer\n  parameters:\n"
+                    "    blockSize: lots\n", "blockSize"),
+    }
+    for case, (body, needle) in cases.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n" + body)
+            path = f.name
+        out = subprocess.run([TANDEM, "router", "--port", "0", "--metrics-port", "0",
+                              "--endpoint", "name=a,addr=127.0.0.1:%d" % a.port,
+                              "--config-file", path], capture_output=True, text=True, timeout=10)
+        os.unlink(path)
+        assert out.returncode == 2, (case, out.stderr)
+        assert path in out.stderr and needle in out.stderr, (case, out.stderr)
+        line = out.stderr.split(path + ":", 1)[1].split(":", 1)[0]
+        assert line.isdigit() and int(line) > 2, (case, out.stderr)
+
+
+ROUTER_MD_EXAMPLE = """apiVersion: llm-d.ai/v1alpha1      # inference.networking.x-k8s.io/v1alpha1 also accepted
+kind: EndpointPickerConfig
+plugins:
+- type: prefill-filter
+- type: decode-filter
+- type: prefix-cache-scorer
+  parameters: {blockSize: 64}
+- type: queue-scorer
+- type: pd-profile-handler
+  parameters: {threshold: 100}
+schedulingProfiles:
+- name: prefill
+  plugins: [{pluginRef: prefill-filter}, {pluginRef: prefix-cache-scorer, weight: 2}, {pluginRef: queue-scorer}]
+- name: decode
+  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer, weight: 2}, {pluginRef: queue-scorer}]
+"""
+
+
+def test_llm_d_example_config_loads():
+    d, p = sims(2, roles=["decode", "prefill"])
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(ROUTER_MD_EXAMPLE)
+        path = f.name
+    try:
+        r = start_router([d, p], "--config-file", path, roles=["decode", "prefill"])
+        assert pod_of(complete(r.port, "short")) == "decode-0"
+        t = post(r.port, "/debug/schedule", {"model": "m", "prompt": PROMPT_1 * 3}).json()
+        assert t["pd"]["decision"] in ("disaggregate", "decode-only"), t["pd"]
+    finally:
+        os.unlink(path)
+
+
+if __name__ == "__main__":
+    run([test_proxy_streaming_and_headers, test_prefix_cache_scorer_keeps_similar_prompts_together,
+         test_queue_scorer_steers_away_from_a_long_queue, test_session_affinity,
+         test_consistent_hash_stable_and_moves_few_keys, test_role_filters,
+         test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
+         test_client_disconnect_stops_generation, test_config_errors_name_file_line_field,
+         test_llm_d_example_config_loads])
