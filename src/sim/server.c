@@ -32,11 +32,18 @@
 /* --- engine driver ------------------------------------------------------------- */
 
 static void on_step_timer(uv_timer_t *t);
+
 static void on_step_idle(uv_idle_t *h);
 
 static void arm_step_timer(struct sim_server *s, uint64_t now)
 {
     uint64_t wait_ns = s->step_end > now ? s->step_end - now : 0;
+    if (wait_ns < 50000) {
+        /* libuv timers have 1 ms resolution: a step this short (tiny --time-scale, the
+         * benchmarks' zero-latency engines) continues on the next loop turn instead. */
+        uv_idle_start(&s->step_idle, on_step_idle);
+        return;
+    }
     uint64_t ms = (wait_ns + 999999) / 1000000;
     uv_timer_start(&s->step_timer, on_step_timer, ms, 0);
 }
