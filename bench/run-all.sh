@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Runs every benchmark in bench/ against the release build and prints its results.
+# Results are recorded by hand in bench/RESULTS.md with the machine and date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== bench/sim-throughput"
 bench/sim-throughput.sh build
+echo "== sched_bench"
+build/sched_bench
+echo "== bench/router"
+bench/router.sh build

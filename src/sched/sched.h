@@ -99,7 +99,7 @@ struct sched_request {
     const char *model;               /* may be NULL */
     const char *prompt;              /* completions prompt, or the chat rendered to text */
     size_t prompt_len;
-    uint32_t prompt_tokens;          /* estimate (tok_count) */
+    uint32_t prompt_tokens;          /* 0 = not counted: plugins needing it count lazily */
     const struct http_headers *headers;
     const json_t *body;              /* parsed body, may be NULL (consistent-hash key) */
     const char *target_lora;         /* adapter name when the model is a LoRA, else NULL */
