@@ -211,6 +211,48 @@ def test_client_disconnect_stops_generation():
     assert time.monotonic() - t0 < 1.0
 
 
+def test_endpoints_file_and_metrics_port():
+    a, b = sims(2)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write("endpoints:\n- name: decode-0\n  address: 127.0.0.1:%d\n  role: decode\n"
+                "- name: decode-1\n  host: 127.0.0.1\n  port: %d\n  labels: {zone: b}\n"
+                % (a.port, b.port))
+        path = f.name
+    try:
+        port, mport = free_port(), free_port()
+        r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port",
+                  str(mport), "--workers", "1", "--endpoints-file", path],
+                 r"tandem router ready on", 20)
+        wait_until(lambda: get(port, "/ready").status == 200, 10, what="ready")
+        names = {e["name"]: e for e in get(port, "/debug/endpoints").json()["endpoints"]}
+        assert set(names) == {"decode-0", "decode-1"} and names["decode-0"]["role"] == "decode"
+        assert pod_of(complete(port, "x")) in names
+        # Rewrite the file without decode-1: it is removed within a couple of seconds.
+        with open(path, "w") as f:
+            f.write("- name: decode-0\n  address: 127.0.0.1:%d\n" % a.port)
+        os.utime(path, (time.time() + 5, time.time() + 5))  # a new mtime, whatever the clock
+        wait_until(lambda: [e["name"] for e in
+                            get(port, "/debug/endpoints").json()["endpoints"]] == ["decode-0"],
+                   5, what="decode-1 to be removed")
+        assert r.wait_log(r"endpoint decode-1 removed", 2)
+        for i in range(4):
+            assert pod_of(complete(port, "y%d" % i)) == "decode-0"
+        # The metrics port serves the router's metrics, and nothing else.
+        m = get(mport, "/metrics").body.decode()
+        assert "tandem_router_requests_total" in m and 'endpoint="decode-0"' in m
+        assert get(mport, "/v1/completions").status == 404
+        # A broken file at start-up is refused with its name.
+        with open(path, "w") as f:
+            f.write("- name: x\n  address: nowhere\n")
+        out = subprocess.run([TANDEM, "router", "--port", "0", "--metrics-port", "0",
+                              "--endpoints-file", path], capture_output=True, text=True,
+                             timeout=10)
+        assert out.returncode == 2 and path in out.stderr and "endpoint 0" in out.stderr, \
+            out.stderr
+    finally:
+        os.unlink(path)
+
+
 def test_config_errors_name_file_line_field():
     a = sims(1)[0]
     cases = {
@@ -271,5 +313,6 @@ if __name__ == "__main__":
          test_queue_scorer_steers_away_from_a_long_queue, test_session_affinity,
          test_consistent_hash_stable_and_moves_few_keys, test_role_filters,
          test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
-         test_client_disconnect_stops_generation, test_config_errors_name_file_line_field,
+         test_client_disconnect_stops_generation, test_endpoints_file_and_metrics_port,
+         test_config_errors_name_file_line_field,
          test_llm_d_example_config_loads])
