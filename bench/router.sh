@@ -85,6 +85,12 @@ for i in 1 2; do
   t=$(rps "$R" 64 8s "$tmp/small.lua"); n=$(rps "$N" 64 8s "$tmp/small.lua")
   echo "round $i: tandem $t  nginx $n  ratio $(python3 -c "print(round($t/$n, 2))")"
 done
+echo "-- added latency at 1,000 req/s, open loop (bench/rate_load.c), A B A B"
+for i in 1 2; do
+  echo "direct: $("$BUILD/rate_load" --port "$S1" --rate 1000 --duration 8)"
+  echo "tandem: $("$BUILD/rate_load" --port "$R" --rate 1000 --duration 8)"
+done
+echo "nginx:  $("$BUILD/rate_load" --port "$N" --rate 1000 --duration 8)"
 echo "-- latency, 1 connection (closed loop), direct vs through each proxy"
 echo "direct: $(lat "$S1" 1 5s "$tmp/small.lua")"
 echo "tandem: $(lat "$R" 1 5s "$tmp/small.lua")"
