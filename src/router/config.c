@@ -167,6 +167,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS", "scraped metrics older than this are stale (2000)", NULL},
         {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB, 413 past it)", NULL},
         {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N", "retries on another endpoint before the first byte (2)", NULL},
+        {"--max-inflight-per-endpoint", NULL, FLAG_INT, &cfg->max_inflight, "N", "requests in flight per endpoint before 429 (0 = no bound)", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (default: number of cores)", NULL},
         {"--upstream-connect-timeout", NULL, FLAG_DOUBLE, &cfg->connect_timeout_s, "S", "connect timeout to an endpoint (5)", NULL},
         {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
@@ -200,10 +201,12 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         return -1;
     }
     if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
+        cfg->max_inflight < 0 ||
         cfg->workers > 64 || cfg->max_body_bytes < 1024 || !(cfg->connect_timeout_s > 0) ||
         cfg->upstream_timeout_s < 0 || !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
         fprintf(stderr, "tandem router: intervals and timeouts must be > 0, --max-retries >= 0, "
-                        "--workers in [0, 64], --max-body-bytes >= 1024\n");
+                        "--workers in [0, 64], --max-body-bytes >= 1024, "
+                        "--max-inflight-per-endpoint >= 0\n");
         return -1;
     }
     if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {

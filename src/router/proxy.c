@@ -405,7 +405,29 @@ void router_handle(struct http_exchange *ex, void *ctx)
         proxy_free(p);
         return;
     }
+    /* The in-flight bound: the best pick under it (fallbacks count), else 429. */
     p->ep = p->res.picks[0];
+    if (r->cfg.max_inflight > 0) {
+        p->ep = NULL;
+        for (size_t i = 0; i < p->res.n_picks && !p->ep; i++) {
+            struct sched_endpoint_metrics m;
+            sched_endpoint_snapshot(p->res.picks[i], &m);
+            if (m.inflight_requests < r->cfg.max_inflight) {
+                p->pick = i;
+                p->ep = p->res.picks[i];
+            }
+        }
+        if (!p->ep) {
+            p->ep = p->res.picks[0]; /* for the log and metrics below */
+            router_error(ex, 429, NULL,
+                         "endpoint %s already has %lld requests in flight "
+                         "(--max-inflight-per-endpoint); retry later",
+                         sched_endpoint_name(p->ep), r->cfg.max_inflight);
+            count_request(p, 429);
+            proxy_free(p);
+            return;
+        }
+    }
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
     start_upstream(p);

@@ -38,6 +38,7 @@ struct router_config {
     double staleness_s;
     long long max_body_bytes;
     long long max_retries;
+    long long max_inflight; /* per endpoint, 0 = unbounded: past it, 429 */
     double connect_timeout_s;
     double read_timeout_s;
     double idle_timeout_s;

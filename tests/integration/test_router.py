@@ -253,6 +253,28 @@ def test_endpoints_file_and_metrics_port():
         os.unlink(path)
 
 
+def test_inflight_bound_gives_429():
+    slow = start_sim("--model", "m", "--profile", "fast", "--time-scale", "50",
+                     "--pod-name", "decode-0")
+    slow.name = "decode-0"
+    r = start_router([slow], "--max-inflight-per-endpoint", "1")
+    c = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    body = json.dumps({"model": "m", "prompt": "long", "max_tokens": 2000, "ignore_eos": True,
+                       "stream": True}).encode()
+    c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    got = b""
+    while b"data: " not in got:
+        got += c.recv(4096)
+    busy = complete(r.port, "second")
+    assert busy.status == 429, busy.body
+    e = busy.json()["error"]
+    assert e["type"] == "RateLimitError" and "--max-inflight-per-endpoint" in e["message"]
+    c.close()  # the first request ends: capacity comes back
+    wait_until(lambda: complete(r.port, "third").status == 200, 5, what="capacity back")
+    assert metric(r.port, "tandem_router_requests_total", code="429") == 1
+
+
 def test_config_errors_name_file_line_field():
     a = sims(1)[0]
     cases = {
@@ -314,5 +336,6 @@ if __name__ == "__main__":
          test_consistent_hash_stable_and_moves_few_keys, test_role_filters,
          test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
          test_client_disconnect_stops_generation, test_endpoints_file_and_metrics_port,
+         test_inflight_bound_gives_429,
          test_config_errors_name_file_line_field,
          test_llm_d_example_config_loads])
