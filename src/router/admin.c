@@ -92,6 +92,13 @@ void router_metrics_init(struct router *r)
     m->ep_inflight = metrics_family_new(m->reg, METRICS_GAUGE, "tandem_router_endpoint_inflight",
                                         "Requests the router has in flight to the endpoint.", e,
                                         1, NULL, 0);
+    const char *pl[] = {"plugin"};
+    m->plugin_duration = metrics_family_new(m->reg, METRICS_HISTOGRAM,
+                                            "tandem_router_plugin_duration_seconds",
+                                            "Time in each scheduling plugin (sampled: 1 in 16 "
+                                            "decisions).",
+                                            pl, 1, us_buckets,
+                                            sizeof us_buckets / sizeof us_buckets[0]);
     m->prefix_size = metrics_series0(metrics_family_new(
         m->reg, METRICS_GAUGE, "tandem_router_prefix_index_size",
         "Blocks held in the approximate prefix index.", NULL, 0, NULL, 0));

@@ -57,6 +57,7 @@ struct router_metrics {
     struct metrics_family *pd_decisions;    /* {decision} */
     struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
     struct metrics_series *prefix_size;
+    struct metrics_family *plugin_duration; /* {plugin} */
 };
 
 struct router {

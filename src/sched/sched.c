@@ -256,6 +256,17 @@ static inline double clamp01(double v)
     return v > 1 ? 1 : v;
 }
 
+/* Records one plugin call's duration on a sampled decision. */
+static void time_plugin(struct sched_cycle *c, const struct sched_plugin *pl, uint64_t t0)
+{
+    struct sched_result *r = c->timed;
+    if (r && r->n_plugin_times < SCHED_MAX_PLUGIN_TIMES) {
+        r->plugin_times[r->n_plugin_times].name = pl->name;
+        r->plugin_times[r->n_plugin_times].ns = clock_monotonic_ns() - t0;
+        r->n_plugin_times++;
+    }
+}
+
 int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint16_t *picks,
                       size_t *n_picks, char *reason, size_t reason_cap)
 {
@@ -293,7 +304,10 @@ int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint
     }
     for (size_t f = 0; status == 0 && f < p->n_filters; f++) {
         struct sched_plugin *fp = p->filters[f];
+        uint64_t pt = c->timed ? clock_monotonic_ns() : 0;
         size_t m = fp->t->filter(fp, c, a, n, b);
+        if (c->timed)
+            time_plugin(c, fp, pt);
         if (t) {
             if (f)
                 buf_append_char(t, ',');
@@ -323,7 +337,10 @@ int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint
             double w = p->scorers[k].weight;
             for (size_t i = 0; i < n; i++)
                 sc[i] = 0;
+            uint64_t pt = c->timed ? clock_monotonic_ns() : 0;
             sp->t->score(sp, c, a, n, sc);
+            if (c->timed)
+                time_plugin(c, sp, pt);
             for (size_t i = 0; i < n; i++) {
                 sc[i] = clamp01(sc[i]);
                 tot[i] += w * sc[i];
@@ -342,7 +359,10 @@ int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint
         }
         struct sched_plugin *pk = p->picker ? p->picker : c->s->default_picker;
         uint16_t pos[SCHED_MAX_PICKS];
+        uint64_t pt = c->timed ? clock_monotonic_ns() : 0;
         size_t np = pk->t->pick(pk, c, a, tot, n, pos, SCHED_MAX_PICKS);
+        if (c->timed)
+            time_plugin(c, pk, pt);
         for (size_t i = 0; i < np; i++)
             picks[i] = a[pos[i]];
         *n_picks = np;
@@ -433,6 +453,9 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         .px_matched = matched,
         .decode_pick = -1,
     };
+    static _Thread_local unsigned tl_decisions;
+    if ((++tl_decisions & 15) == 0)
+        c.timed = res; /* sample 1 in 16: per-plugin clock reads are not free */
     if (trace) {
         buf_append_str(trace, "{\"request_id\":");
         trace_str(trace, req->request_id);

@@ -106,6 +106,7 @@ struct sched_request {
 };
 
 #define SCHED_MAX_PICKS 8
+#define SCHED_MAX_PLUGIN_TIMES 24
 
 struct sched_result {
     int status;                 /* 0 ok; 503 no endpoint survived; 429 queue bound */
@@ -117,6 +118,14 @@ struct sched_result {
     struct sched_endpoint *prefill; /* ref'd, or NULL */
     const char *pd_reason;          /* static text: why P/D was or was not chosen */
     uint64_t elapsed_ns;
+    /* Time spent in each plugin call, on sampled decisions only (1 in 16 per thread: the
+     * clock reads are not free); n_plugin_times is 0 on the others. Names are borrowed
+     * from the scheduler and live as long as it does. */
+    struct {
+        const char *name;
+        uint64_t ns;
+    } plugin_times[SCHED_MAX_PLUGIN_TIMES];
+    size_t n_plugin_times;
 };
 void sched_result_release(struct sched_result *r);
 

@@ -202,6 +202,8 @@ struct sched_cycle {
     uint16_t *px_matched; /* per endpoint index */
     /* Decode pick of the last profile run, for deciders. */
     int decode_pick;
+    /* Per-plugin timing of a sampled decision (NULL when this one is not sampled). */
+    struct sched_result *timed;
 };
 
 /* Runs one profile on all healthy endpoints: filters, scorers, picker. Returns 0 with

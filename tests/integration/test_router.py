@@ -78,6 +78,10 @@ def test_proxy_streaming_and_headers():
     models = get(r.port, "/v1/models").json()
     assert [m["id"] for m in models["data"]] == ["m"]
     assert metric(r.port, "tandem_router_requests_total", code="200") >= 2
+    for i in range(32):  # plugin timings are sampled, 1 decision in 16 per thread
+        complete(r.port, "sample %d" % i)
+    assert metric(r.port, "tandem_router_plugin_duration_seconds_count",
+                  plugin="prefix-cache-scorer") >= 1
 
 
 def test_prefix_cache_scorer_keeps_similar_prompts_together():
