@@ -42,6 +42,8 @@ static void collect(void *ctx)
     }
     sched_ds_release_list(eps, n);
     metrics_gauge_set(r->m.prefix_size, (double)sched_prefix_index_size(r->sched));
+    uint64_t blocks = r->m.prefix_blocks, hits = r->m.prefix_hits;
+    metrics_gauge_set(r->m.prefix_hit_ratio, blocks ? (double)hits / (double)blocks : 0);
 }
 
 void router_metrics_init(struct router *r)
@@ -99,6 +101,10 @@ void router_metrics_init(struct router *r)
                                             "decisions).",
                                             pl, 1, us_buckets,
                                             sizeof us_buckets / sizeof us_buckets[0]);
+    m->prefix_hit_ratio = metrics_series0(metrics_family_new(
+        m->reg, METRICS_GAUGE, "tandem_router_prefix_index_hit_ratio",
+        "Prompt blocks the picked endpoint already held, over all prompt blocks scheduled.",
+        NULL, 0, NULL, 0));
     m->prefix_size = metrics_series0(metrics_family_new(
         m->reg, METRICS_GAUGE, "tandem_router_prefix_index_size",
         "Blocks held in the approximate prefix index.", NULL, 0, NULL, 0));

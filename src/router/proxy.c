@@ -392,6 +392,8 @@ void router_handle(struct http_exchange *ex, void *ctx)
     bool want_trace = log_enabled(LOG_DEBUG);
     sched_schedule(r->sched, &p->sreq, false, &p->res, want_trace ? &trace : NULL);
     metrics_histogram_observe(r->m.sched_duration, (double)p->res.elapsed_ns / 1e9);
+    r->m.prefix_blocks += p->res.prefix_blocks;
+    r->m.prefix_hits += p->res.prefix_hit_blocks;
     for (size_t i = 0; i < p->res.n_plugin_times; i++) {
         const char *name = p->res.plugin_times[i].name;
         metrics_histogram_observe(metrics_series_get(r->m.plugin_duration, &name),

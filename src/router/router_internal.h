@@ -11,6 +11,7 @@
 #ifndef TANDEM_ROUTER_ROUTER_INTERNAL_H
 #define TANDEM_ROUTER_ROUTER_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -58,6 +59,8 @@ struct router_metrics {
     struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
     struct metrics_series *prefix_size;
     struct metrics_family *plugin_duration; /* {plugin} */
+    struct metrics_series *prefix_hit_ratio;
+    _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
 };
 
 struct router {

@@ -468,6 +468,15 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         res->status = 503;
         snprintf(res->reason, sizeof res->reason, "no endpoint picked");
     }
+    if (res->status == 0 && c.px_matched_done && c.px_n) {
+        for (size_t i = 0; i < c.n; i++) {
+            if (c.eps[i] == res->picks[0]) {
+                res->prefix_blocks = (uint32_t)c.px_n;
+                res->prefix_hit_blocks = c.px_matched[i];
+                break;
+            }
+        }
+    }
     if (res->status == 0 && !dry_run) {
         for (size_t i = 0; i < s->n_plugins; i++) {
             struct sched_plugin *p = s->plugins[i];

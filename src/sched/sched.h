@@ -126,6 +126,10 @@ struct sched_result {
         uint64_t ns;
     } plugin_times[SCHED_MAX_PLUGIN_TIMES];
     size_t n_plugin_times;
+    /* Prefix index view of the pick: the prompt's blocks and how many of its leading
+     * blocks the picked endpoint held (0/0 when no prefix scorer ran). */
+    uint32_t prefix_blocks;
+    uint32_t prefix_hit_blocks;
 };
 void sched_result_release(struct sched_result *r);
 

@@ -92,6 +92,8 @@ def test_prefix_cache_scorer_keeps_similar_prompts_together():
         assert pod_of(complete(r.port, PROMPT_2)) == first
     # The decision log names the prefix scorer's scores (seed 001's EPP log, as JSON).
     assert r.wait_log(r'"prefix-cache-scorer"', 5)
+    assert 0 < metric(r.port, "tandem_router_prefix_index_hit_ratio") < 1
+    assert metric(r.port, "tandem_router_prefix_index_size") > 0
 
 
 def test_queue_scorer_steers_away_from_a_long_queue():
