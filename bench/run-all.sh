@@ -9,3 +9,5 @@ echo "== sched_bench"
 build/sched_bench
 echo "== bench/router"
 bench/router.sh build
+echo "== bench/router-rss"
+bench/router-rss.sh build
