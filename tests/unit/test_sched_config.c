@@ -31,18 +31,9 @@ static const char router_example[] =
     "  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer, weight: 2}, "
     "{pluginRef: queue-scorer}]\n";
 
-static struct sched_datastore *pd_ds(void)
-{
-    struct sched_datastore *ds = sched_ds_new();
-    tu_add(ds, "decode-0", SCHED_ROLE_DECODE, NULL, NULL);
-    tu_add(ds, "decode-1", SCHED_ROLE_DECODE, NULL, NULL);
-    tu_add(ds, "prefill-0", SCHED_ROLE_PREFILL, NULL, NULL);
-    return ds;
-}
-
 static void test_router_example_loads(void **state)
 {
-    struct sched_datastore *ds = pd_ds();
+    struct sched_datastore *ds = tu_pd_ds();
     struct sched_err err;
     struct sched *s = sched_new(ds, router_example, strlen(router_example), "epp.yaml", &err);
     if (!s)
@@ -84,7 +75,7 @@ static void test_router_example_loads(void **state)
 
 static void test_presets_and_default(void **state)
 {
-    struct sched_datastore *ds = pd_ds();
+    struct sched_datastore *ds = tu_pd_ds();
     const char *names[] = {"round_robin", "random", "consistent_hash", "power_of_two",
                            "cache_aware", "llm-d"};
     const char *pickers[] = {"round-robin-picker", "random-picker", "consistent-hash-picker",

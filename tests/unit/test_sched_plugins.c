@@ -549,18 +549,9 @@ static const char pd_cfg[] =
     "- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer, "
     "weight: 2}, {pluginRef: queue-scorer}]\n";
 
-static struct sched_datastore *pd_ds(void)
-{
-    struct sched_datastore *ds = sched_ds_new();
-    tu_add(ds, "decode-0", SCHED_ROLE_DECODE, NULL, NULL);
-    tu_add(ds, "decode-1", SCHED_ROLE_DECODE, NULL, NULL);
-    tu_add(ds, "prefill-0", SCHED_ROLE_PREFILL, NULL, NULL);
-    return ds;
-}
-
 static void test_pd_profile_handler(void **state)
 {
-    struct sched_datastore *ds = pd_ds();
+    struct sched_datastore *ds = tu_pd_ds();
     struct sched_err err;
     struct sched *s = sched_new(ds, pd_cfg, strlen(pd_cfg), "<t>", &err);
     assert_non_null(s);
@@ -620,7 +611,7 @@ static void test_pd_profile_handler(void **state)
 
 static void test_disagg_handler_and_deciders(void **state)
 {
-    struct sched_datastore *ds = pd_ds();
+    struct sched_datastore *ds = tu_pd_ds();
     const char *cfg =
         "plugins:\n- type: prefill-filter\n- type: decode-filter\n"
         "- type: prefix-cache-scorer\n  parameters: {blockSize: 16}\n"

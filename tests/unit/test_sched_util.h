@@ -34,6 +34,16 @@ static inline void tu_add(struct sched_datastore *ds, const char *name, enum sch
 }
 
 /* Sets scraped metrics (healthy) on an endpoint. */
+/* Two decode endpoints and one prefill endpoint, all healthy. */
+static inline struct sched_datastore *tu_pd_ds(void)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "decode-0", SCHED_ROLE_DECODE, NULL, NULL);
+    tu_add(ds, "decode-1", SCHED_ROLE_DECODE, NULL, NULL);
+    tu_add(ds, "prefill-0", SCHED_ROLE_PREFILL, NULL, NULL);
+    return ds;
+}
+
 static inline void tu_metrics(struct sched_datastore *ds, const char *name, double waiting,
                               double running, double kv)
 {
