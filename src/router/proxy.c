@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/hash.h"
 #include "base/json.h"
+#include "base/jscan.h"
 #include "base/log.h"
 #include "openai/openai.h"
 #include "router/router_internal.h"
@@ -33,15 +34,14 @@ struct proxy_req {
     struct sched_endpoint *ep; /* current upstream (reference held by res) */
     size_t pick;               /* index into res.picks */
     long long retries;
-    json_t *root;
     const char *request_id;
     const char *model_label;
     struct http_header *hdrs; /* forwarded headers (arena) */
     size_t n_hdrs;
     uint64_t t_start;
     int status;
-    bool streaming; /* response head sent to the client */
-    bool counted;   /* inflight accounting added to ep */
+    bool streaming;     /* response head sent to the client */
+    bool counted;       /* inflight accounting added to ep */
     int64_t est_tokens; /* prompt tokens, estimated, for in-flight accounting */
 };
 
@@ -64,8 +64,7 @@ static void count_request(struct proxy_req *p, int code)
     snprintf(c, sizeof c, "%d", code);
     const char *labels[] = {p->model_label, c};
     metrics_counter_inc(metrics_series_get(p->r->m.requests, labels));
-    metrics_histogram_observe(p->r->m.duration,
-                              (double)(clock_monotonic_ns() - p->t_start) / 1e9);
+    metrics_histogram_observe(p->r->m.duration, (double)(clock_monotonic_ns() - p->t_start) / 1e9);
 }
 
 static void uncount(struct proxy_req *p)
@@ -80,8 +79,6 @@ static void proxy_free(struct proxy_req *p)
 {
     uncount(p);
     sched_result_release(&p->res);
-    if (p->root)
-        json_decref(p->root);
     free(p);
 }
 
@@ -104,8 +101,7 @@ static void on_drain(struct http_exchange *ex, void *ctx)
  * the response itself) and Date/Server (ours). */
 static bool skip_response_header(const struct http_header *h)
 {
-    static const char *const skip[] = {"content-length", "content-type", "date", "server",
-                                       NULL};
+    static const char *const skip[] = {"content-length", "content-type", "date", "server", NULL};
     if (http_header_is_hop_by_hop(h->name, h->name_len))
         return true;
     for (const char *const *k = skip; *k; k++) {
@@ -295,37 +291,45 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
     p->model_label = "";
     if (q->body_len == 0 || strcmp(q->method, "POST") != 0)
         return true;
+    enum { F_MODEL, F_PROMPT, F_MESSAGES, F_USER, F_SESSION, N_FIELDS };
+    struct jscan_field f[N_FIELDS] = {
+        [F_MODEL] = {.key = "model"},        [F_PROMPT] = {.key = "prompt"},
+        [F_MESSAGES] = {.key = "messages"},  [F_USER] = {.key = "user"},
+        [F_SESSION] = {.key = "session_id"},
+    };
     struct json_err je;
-    p->root = json_parse(q->body, q->body_len, &je);
-    if (!p->root || !json_is_object(p->root)) {
-        router_error(p->ex, 400, NULL, "%s", p->root ? "request body must be a JSON object"
-                                                     : je.msg);
+    if (jscan_object(q->body, q->body_len, f, N_FIELDS, &je) != JSCAN_OK) {
+        router_error(p->ex, 400, NULL, "%s", je.msg);
         return false;
     }
-    s->body = p->root;
-    const char *model = NULL;
-    if (json_get_str(p->root, "model", &model, &je) < 0) {
-        router_error(p->ex, 400, "model", "%s", je.msg);
-        return false;
+    if (f[F_MODEL].v.type != JSCAN_ABSENT && f[F_MODEL].v.type != JSCAN_NULL) {
+        if (f[F_MODEL].v.type != JSCAN_STRING) {
+            router_error(p->ex, 400, "model", "'model' must be a string, got %s",
+                         jscan_type_name(f[F_MODEL].v.type));
+            return false;
+        }
+        s->model = jscan_str_dup(&f[F_MODEL].v, a, NULL);
+        p->model_label = s->model;
     }
-    s->model = model;
-    p->model_label = model ? model : "";
-    const json_t *prompt = json_object_get(p->root, "prompt");
-    const json_t *messages = json_object_get(p->root, "messages");
-    if (json_is_string(prompt)) {
-        s->prompt = json_string_value(prompt);
-        s->prompt_len = json_string_length(prompt);
-    } else if (json_is_array(prompt) && json_is_string(json_array_get(prompt, 0))) {
-        s->prompt = json_string_value(json_array_get(prompt, 0));
-        s->prompt_len = json_string_length(json_array_get(prompt, 0));
-    } else if (messages) {
+    s->user = jscan_str_dup(&f[F_USER].v, a, NULL);
+    s->session_id = jscan_str_dup(&f[F_SESSION].v, a, NULL);
+    struct jscan_val first;
+    if (f[F_PROMPT].v.type == JSCAN_STRING) {
+        /* In place when unescaped: a 220 KB prompt is never copied. */
+        jscan_str_view(&f[F_PROMPT].v, a, &s->prompt, &s->prompt_len);
+    } else if (jscan_array_first(&f[F_PROMPT].v, &first) && first.type == JSCAN_STRING) {
+        jscan_str_view(&first, a, &s->prompt, &s->prompt_len);
+    } else if (f[F_MESSAGES].v.type == JSCAN_ARRAY) {
+        /* Chat: only the messages get a DOM, to render them as the engine does. */
+        json_t *messages = json_parse(f[F_MESSAGES].v.p, f[F_MESSAGES].v.len, &je);
         struct buf b = BUF_INIT;
         struct openai_error e;
-        if (openai_render_chat(messages, &b, &e)) {
+        if (messages && openai_render_chat(messages, &b, &e)) {
             s->prompt = arena_strndup(a, b.data, b.len);
             s->prompt_len = b.len;
         }
         buf_free(&b);
+        json_decref(messages);
     }
     /* Exact counts cost ~1 ms per 220 KB prompt: plugins that need them (the P/D
      * decider) count lazily; in-flight accounting uses ~4 characters per token. */
@@ -340,19 +344,14 @@ static void debug_schedule(struct router *r, struct http_exchange *ex)
     struct proxy_req p = {.r = r, .ex = ex};
     const char *rid = http_headers_get(&q->headers, "x-request-id");
     p.request_id = rid ? rid : "debug";
-    if (!parse_body(&p, q, http_exchange_arena(ex))) {
-        if (p.root)
-            json_decref(p.root);
+    if (!parse_body(&p, q, http_exchange_arena(ex)))
         return;
-    }
     struct buf trace = BUF_INIT;
     sched_schedule(r->sched, &p.sreq, true, &p.res, &trace);
     http_respond(ex, 200, "application/json", trace.data ? trace.data : "{}",
                  trace.data ? trace.len : 2);
     buf_free(&trace);
     sched_result_release(&p.res);
-    if (p.root)
-        json_decref(p.root);
 }
 
 void router_handle(struct http_exchange *ex, void *ctx)
@@ -406,8 +405,8 @@ void router_handle(struct http_exchange *ex, void *ctx)
     metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
     if (p->res.status || p->res.n_picks == 0) {
         int code = p->res.status ? p->res.status : 503;
-        router_error(ex, code, NULL, "%s", p->res.reason[0] ? p->res.reason
-                                                             : "no endpoint available");
+        router_error(ex, code, NULL, "%s",
+                     p->res.reason[0] ? p->res.reason : "no endpoint available");
         count_request(p, code);
         proxy_free(p);
         return;

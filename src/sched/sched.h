@@ -43,19 +43,19 @@ struct sched_endpoint_spec {
 
 /* Engine state as last scraped, plus the router's own live counts. */
 struct sched_endpoint_metrics {
-    bool have;             /* at least one successful scrape */
-    bool stale;            /* older than the staleness threshold */
-    bool healthy;          /* reachable (last scrape or probe succeeded) */
-    double waiting;        /* vllm:num_requests_waiting */
-    double running;        /* vllm:num_requests_running */
-    double kv_usage;       /* vllm:kv_cache_usage_perc (0..1) */
-    uint32_t block_size;   /* from vllm:cache_config_info, 0 if unknown */
+    bool have;           /* at least one successful scrape */
+    bool stale;          /* older than the staleness threshold */
+    bool healthy;        /* reachable (last scrape or probe succeeded) */
+    double waiting;      /* vllm:num_requests_waiting */
+    double running;      /* vllm:num_requests_running */
+    double kv_usage;     /* vllm:kv_cache_usage_perc (0..1) */
+    uint32_t block_size; /* from vllm:cache_config_info, 0 if unknown */
     uint32_t num_blocks;
     /* LoRA (vllm:lora_requests_info): comma-separated adapter names. */
     char running_loras[256];
     char waiting_loras[256];
     uint32_t max_lora;
-    uint64_t scraped_at_ns; /* monotonic */
+    uint64_t scraped_at_ns;    /* monotonic */
     int64_t inflight_requests; /* router's own: sent, not finished */
     int64_t inflight_tokens;   /* router's own: prompt tokens of those */
 };
@@ -96,21 +96,22 @@ void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int
 /* What the scheduler sees of one request. Everything is borrowed for the call. */
 struct sched_request {
     const char *request_id;
-    const char *model;               /* may be NULL */
-    const char *prompt;              /* completions prompt, or the chat rendered to text */
+    const char *model;  /* may be NULL */
+    const char *prompt; /* completions prompt, or the chat rendered to text */
     size_t prompt_len;
-    uint32_t prompt_tokens;          /* 0 = not counted: plugins needing it count lazily */
+    uint32_t prompt_tokens; /* 0 = not counted: plugins needing it count lazily */
     const struct http_headers *headers;
-    const json_t *body;              /* parsed body, may be NULL (consistent-hash key) */
-    const char *target_lora;         /* adapter name when the model is a LoRA, else NULL */
+    const char *user;        /* body "user", may be NULL (consistent-hash key) */
+    const char *session_id;  /* body "session_id", may be NULL (same) */
+    const char *target_lora; /* adapter name when the model is a LoRA, else NULL */
 };
 
 #define SCHED_MAX_PICKS 8
 #define SCHED_MAX_PLUGIN_TIMES 24
 
 struct sched_result {
-    int status;                 /* 0 ok; 503 no endpoint survived; 429 queue bound */
-    char reason[256];           /* why status != 0, for the error body */
+    int status;       /* 0 ok; 503 no endpoint survived; 429 queue bound */
+    char reason[256]; /* why status != 0, for the error body */
     /* Decode (or only) profile: picked endpoints, best first (fallbacks after [0]). */
     struct sched_endpoint *picks[SCHED_MAX_PICKS]; /* each ref'd: sched_result_release */
     size_t n_picks;

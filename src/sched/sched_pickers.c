@@ -272,7 +272,7 @@ static void chash_rebuild(struct chash *st, struct sched_datastore *ds, uint64_t
     sched_ds_release_list(eps, n);
 }
 
-static const char *const chash_headers[] = {"x-session-id",     "x-user-id",  "x-tenant-id",
+static const char *const chash_headers[] = {"x-session-id",     "x-user-id",    "x-tenant-id",
                                             "x-correlation-id", "x-request-id", "x-trace-id"};
 
 static uint64_t chash_key(const struct sched_request *r)
@@ -282,12 +282,10 @@ static uint64_t chash_key(const struct sched_request *r)
         if (v && v[0])
             return hash_str(v, 0);
     }
-    static const char *const fields[] = {"user", "session_id"};
-    for (size_t i = 0; r->body && json_is_object(r->body) && i < 2; i++) {
-        const char *v = json_string_value(json_object_get(r->body, fields[i]));
-        if (v && v[0])
-            return hash_str(v, 0);
-    }
+    const char *const fields[] = {r->user, r->session_id};
+    for (size_t i = 0; i < 2; i++)
+        if (fields[i] && fields[i][0])
+            return hash_str(fields[i], 0);
     return hash_xxh64(r->prompt ? r->prompt : "", r->prompt ? r->prompt_len : 0, 0);
 }
 
@@ -403,9 +401,9 @@ struct cache_aware {
 
 static int ca_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"maxNumOfEndpoints", "cacheThreshold",
+    static const char *const keys[] = {"maxNumOfEndpoints",   "cacheThreshold",
                                        "balanceAbsThreshold", "balanceRelThreshold",
-                                       "maxTreeSize", NULL};
+                                       "maxTreeSize",         NULL};
     size_t m;
     double thr = 0.3, abs_thr = 64, rel_thr = 1.5;
     long long tree = 1 << 16;

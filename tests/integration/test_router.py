@@ -82,6 +82,18 @@ def test_proxy_streaming_and_headers():
         complete(r.port, "sample %d" % i)
     assert metric(r.port, "tandem_router_plugin_duration_seconds_count",
                   plugin="prefix-cache-scorer") >= 1
+    # Bad bodies: 400 with an OpenAI error naming the problem, nothing sent upstream.
+    sent = metric(a.port, "vllm:request_success_total") + metric(b.port, "vllm:request_success_total")
+    for body, want in [(b'{"model":"m","prompt":"x",}', "invalid JSON at line 1 column 27"),
+                       (b'{"model":"m",\n"prompt":"\\q"}', "line 2 column 11: invalid escape"),
+                       (b'[1, 2]', "must be a JSON object, got array"),
+                       (b'{"model": 5, "prompt": "x"}', "'model' must be a string, got number")]:
+        resp = post(r.port, "/v1/completions", body)
+        assert resp.status == 400, (body, resp.status)
+        err = resp.json()["error"]
+        assert want in err["message"] and err["type"] == "BadRequestError", (body, err)
+    assert (metric(a.port, "vllm:request_success_total")
+            + metric(b.port, "vllm:request_success_total")) == sent
 
 
 def test_prefix_cache_scorer_keeps_similar_prompts_together():
@@ -94,6 +106,17 @@ def test_prefix_cache_scorer_keeps_similar_prompts_together():
     assert r.wait_log(r'"prefix-cache-scorer"', 5)
     assert 0 < metric(r.port, "tandem_router_prefix_index_hit_ratio") < 1
     assert metric(r.port, "tandem_router_prefix_index_size") > 0
+    # The index sees decoded text: the same prompt sent with \u escapes and as raw UTF-8
+    # (and as the first element of a prompt list) goes to the same pod.
+    uni = "Caf\u00e9 \u2615 na\u00efve r\u00e9sum\u00e9 \U0001F600 " * 12
+    escaped = json.dumps({"model": "m", "prompt": uni, "max_tokens": 2})
+    raw = json.dumps({"model": "m", "prompt": [uni], "max_tokens": 2},
+                     ensure_ascii=False).encode()
+    assert "\\u00e9" in escaped
+    home = pod_of(post(r.port, "/v1/completions", escaped))
+    t = post(r.port, "/debug/schedule", raw).json()
+    scores = {s["name"]: s["scores"] for s in t["profiles"][0]["scorers"]}
+    assert scores["prefix-cache-scorer"][home] > 0.9, scores
 
 
 def test_queue_scorer_steers_away_from_a_long_queue():

@@ -133,9 +133,9 @@ static void test_lora_affinity(void **state)
     struct sched_datastore *ds = three();
     tu_add(ds, "d", SCHED_ROLE_DECODE, NULL, NULL);
     lora(ds, "a", "x,sql-lora", "", 2);
-    lora(ds, "b", "x", "", 2);          /* free slot */
-    lora(ds, "c", "x", "sql-lora", 1);  /* waiting */
-    lora(ds, "d", "x", "y", 1);         /* nothing */
+    lora(ds, "b", "x", "", 2);         /* free slot */
+    lora(ds, "c", "x", "sql-lora", 1); /* waiting */
+    lora(ds, "d", "x", "y", 1);        /* nothing */
     struct sched *s = tu_one(ds, "lora-affinity-scorer", NULL);
     struct sched_request req = tu_req("x", "m");
     req.target_lora = "sql-lora";
@@ -182,9 +182,8 @@ static void test_no_hit_lru_spreads_cold_requests(void **state)
 static json_t *survivors(json_t *trace, size_t p, size_t f)
 {
     return json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(trace, "profiles"), p),
-                                       "filters"),
-                       f),
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(trace, "profiles"), p), "filters"), f),
         "survivors");
 }
 
@@ -348,9 +347,10 @@ static void test_random_and_weighted_random(void **state)
     tu_metrics(ds, "a", 0, 0, 0.1);
     tu_metrics(ds, "b", 0, 0, 0.9);
     tu_metrics(ds, "c", 0, 0, 1.0);
-    const char *cfg = "plugins:\n- type: kv-cache-utilization-scorer\n- type: weighted-random-picker\n"
-                      "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: kv-cache-utilization-scorer},"
-                      " {pluginRef: weighted-random-picker}]\n";
+    const char *cfg =
+        "plugins:\n- type: kv-cache-utilization-scorer\n- type: weighted-random-picker\n"
+        "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: kv-cache-utilization-scorer},"
+        " {pluginRef: weighted-random-picker}]\n";
     struct sched_err err;
     s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     assert_non_null(s);
@@ -458,22 +458,20 @@ static void test_consistent_hash(void **state)
     sched_endpoint_unref(e);
 
     /* Key from the body's "user" when no header is present. */
-    json_t *body = json_pack("{s:s}", "user", "alice");
     struct sched_request req = tu_req("prompt one", "m");
-    req.body = body;
+    req.user = "alice";
     struct sched_result r;
     sched_schedule(s1, &req, true, &r, NULL);
     char want[32];
     snprintf(want, sizeof want, "%s", tu_pick(&r));
     sched_result_release(&r);
     req = tu_req("a totally different prompt", "m");
-    req.body = body;
+    req.user = "alice";
     for (int i = 0; i < 20; i++) {
         sched_schedule(s2, &req, true, &r, NULL);
         assert_string_equal(tu_pick(&r), want);
         sched_result_release(&r);
     }
-    json_decref(body);
     free(before);
     sched_free(s1);
     sched_free(s2);
@@ -619,7 +617,8 @@ static void test_disagg_handler_and_deciders(void **state)
         "- type: disagg-profile-handler\n  parameters: {deciders: {prefill: dec}}\n"
         "schedulingProfiles:\n"
         "- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n"
-        "- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer}]\n";
+        "- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: "
+        "prefix-cache-scorer}]\n";
     struct sched_err err;
     struct sched *s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     if (!s)
