@@ -5,8 +5,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/alloc.h"
+#include "base/jscan.h"
 #include "base/json.h"
 
 bool openai_api_from_path(const char *path, enum openai_api *out)
@@ -88,10 +91,10 @@ static bool field_err(struct openai_error *err, const char *param, const struct 
     return false;
 }
 
-#define GET(kind, key, ptr)                                                                \
-    do {                                                                                   \
-        if (json_get_##kind(root, key, ptr, &je) < 0)                                      \
-            return field_err(err, key, &je);                                               \
+#define GET(kind, key, ptr)                                                                        \
+    do {                                                                                           \
+        if (json_get_##kind(root, key, ptr, &je) < 0)                                              \
+            return field_err(err, key, &je);                                                       \
     } while (0)
 
 static bool parse_token_ids(const json_t *arr, struct arena *a, struct openai_prompt *p,
@@ -316,8 +319,9 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
     long long n = 1;
     GET(int, "n", &n);
     if (n != 1) {
-        openai_error_set(err, 400, "n", "'n' must be 1 (got %lld): only one choice per prompt "
-                                        "is supported",
+        openai_error_set(err, 400, "n",
+                         "'n' must be 1 (got %lld): only one choice per prompt "
+                         "is supported",
                          n);
         return false;
     }
@@ -390,7 +394,27 @@ bool openai_request_parse(enum openai_api api, const char *body, size_t len, str
     out->max_tokens = -1;
     out->logprobs = -1;
     struct json_err je;
+    /* A long string prompt is most of the body: building a DOM of it costs ~5 ns a
+     * byte. jscan validates the body and finds the prompt; the DOM is built of the body
+     * with the prompt's contents cut out, and the prompt is decoded into the arena. */
+    const char *text = NULL;
+    size_t text_len = 0;
+    char *rest = NULL;
+    if (api == OPENAI_COMPLETIONS && len >= OPENAI_SPLIT_PROMPT_MIN) {
+        struct jscan_field f = {.key = "prompt"};
+        if (jscan_object(body, len, &f, 1, &je) == JSCAN_OK && f.v.type == JSCAN_STRING &&
+            f.v.len >= OPENAI_SPLIT_PROMPT_MIN / 2) {
+            text = jscan_str_dup(&f.v, a, &text_len);
+            size_t head = (size_t)(f.v.p - body), tail = len - head - f.v.len;
+            rest = xmalloc(head + tail);
+            memcpy(rest, body, head);
+            memcpy(rest + head, f.v.p + f.v.len, tail);
+            body = rest;
+            len = head + tail;
+        }
+    }
     out->root = json_parse(body, len, &je);
+    free(rest);
     if (!out->root) {
         openai_error_set(err, 400, NULL, "%s", je.msg);
         return false;
@@ -398,6 +422,10 @@ bool openai_request_parse(enum openai_api api, const char *body, size_t len, str
     if (!parse_fields(out->root, a, out, err)) {
         openai_request_free(out);
         return false;
+    }
+    if (text) {
+        out->prompts[0].text = text;
+        out->prompts[0].text_len = text_len;
     }
     return true;
 }

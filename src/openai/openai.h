@@ -59,17 +59,17 @@ struct openai_request {
     bool has_seed;
     long long seed;
     bool ignore_eos;
-    double temperature; /* accepted, unused by the sim */
-    const char *user;   /* may be NULL */
+    double temperature;         /* accepted, unused by the sim */
+    const char *user;           /* may be NULL */
     json_t *kv_transfer_params; /* borrowed from root; NULL when absent or null */
 };
 
 /* Errors, in OpenAI's form:
  *   {"error":{"message":"...","type":"BadRequestError","param":"max_tokens","code":400}} */
 struct openai_error {
-    int status;        /* 400, 404, 413, ... */
-    const char *type;  /* "BadRequestError", "NotFoundError", ... (static string) */
-    char param[64];    /* the offending field, "" if none */
+    int status;       /* 400, 404, 413, ... */
+    const char *type; /* "BadRequestError", "NotFoundError", ... (static string) */
+    char param[64];   /* the offending field, "" if none */
     char message[512];
 };
 
@@ -81,6 +81,10 @@ void openai_error_vset(struct openai_error *e, int status, const char *param, co
 void openai_error_body(struct buf *out, const struct openai_error *e);
 /* The type name OpenAI clients expect for a status (400 -> BadRequestError ...). */
 const char *openai_error_type(int status);
+
+/* Completions bodies at least this long with a string prompt are parsed without a DOM
+ * of the prompt (it is decoded into the arena). */
+#define OPENAI_SPLIT_PROMPT_MIN 16384
 
 /* Parses and validates a request body. Returns true on success; false with err set
  * (status 400, message naming the field). */

@@ -3,9 +3,9 @@
  * Text is pre-split the way GPT-2 style tokenizers do (a letter run with an optional
  * leading space, a digit run, a punctuation run with an optional leading space, a
  * whitespace run); pieces longer than 4 bytes are cut into pieces of at most 4 bytes
- * (UTF-8 sequences are never cut). A token's id is xxh64(piece) mod vocab_size, so
- * the same text always gives the same ids on every process. Roughly 1 token per 4
- * characters of English.
+ * (UTF-8 sequences are never cut). A token's id is splitmix64(piece bytes | length << 32, + 94)
+ * mapped onto vocab_size by multiply-shift, so the same text always gives the same ids on every
+ * process. Roughly 1 token per 4 characters of English.
  *
  * Ids cannot be reversed in general (the map is a hash). tok_piece_text() returns the
  * text of ids that came from the sim's fixed generation vocabulary (or of a single ASCII

@@ -118,9 +118,17 @@ static void test_deterministic_ids(void **state)
     for (size_t i = 0; i < a.n; i++) {
         assert_int_equal(a.pieces[i].id, b.pieces[i].id);
         assert_true(a.pieces[i].id < TOK_DEFAULT_VOCAB);
-        /* id = xxh64(piece bytes, seed 0) mod vocab: the router may recompute it. */
-        uint64_t h = hash_xxh64(t + a.pieces[i].offset, a.pieces[i].len, 0);
-        assert_int_equal(a.pieces[i].id, (uint32_t)(h % TOK_DEFAULT_VOCAB));
+        /* id = mix64(piece bytes | len << 32 + 94) onto the vocab by multiply-shift:
+         * the documented formula, so another process may recompute it. */
+        uint64_t x = (uint64_t)a.pieces[i].len << 32;
+        for (uint32_t k = 0; k < a.pieces[i].len; k++)
+            x |= (uint64_t)(uint8_t)t[a.pieces[i].offset + k] << (8 * k);
+        x += 94;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+        x ^= x >> 31;
+        assert_int_equal(a.pieces[i].id,
+                         (uint32_t)(((x & 0xFFFFFFFFULL) * TOK_DEFAULT_VOCAB) >> 32));
     }
     /* Appending keeps earlier pieces and offsets. */
     tok_encode(t, strlen(t), 1000, &a);
