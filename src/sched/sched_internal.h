@@ -66,10 +66,10 @@ uint64_t sched_ds_generation(struct sched_datastore *ds);
 
 /* --- approximate prefix index ---------------------------------------------------------- */
 
-/* Per pod: a set of block hashes with an LRU of bounded capacity, under its own rwlock.
- * The pod directory has an rwlock taken in read mode by lookups and inserts, in write
- * mode only to add a pod or purge one. Lookups never write, so concurrent schedulers
- * only share cache lines for the lock words. */
+/* Per pod: a set of block hashes with CLOCK (approximate LRU) eviction at a bounded capacity, under
+ * its own rwlock. The pod directory has an rwlock taken in read mode by lookups and inserts, in
+ * write mode only to add a pod or purge one. Lookups never write, so concurrent schedulers only
+ * share cache lines for the lock words. */
 struct prefix_index;
 
 struct prefix_index *prefix_index_new(size_t capacity_per_pod);
@@ -187,8 +187,8 @@ struct sched_cycle {
     struct sched *s;
     const struct sched_request *req;
     bool dry_run;
-    struct sched_endpoint **eps;          /* healthy endpoints, ref'd */
-    struct sched_endpoint_metrics *m;     /* snapshot per endpoint */
+    struct sched_endpoint **eps;      /* healthy endpoints, ref'd */
+    struct sched_endpoint_metrics *m; /* snapshot per endpoint */
     size_t n;
     struct buf *trace;
     bool trace_first_profile;
@@ -198,7 +198,7 @@ struct sched_cycle {
     size_t px_block_size;
     size_t px_n;
     bool px_matched_done;
-    uint64_t *px_hashes; /* SCHED_MAX_PREFIX_BLOCKS */
+    uint64_t *px_hashes;  /* SCHED_MAX_PREFIX_BLOCKS */
     uint16_t *px_matched; /* per endpoint index */
     /* Decode pick of the last profile run, for deciders. */
     int decode_pick;
@@ -225,10 +225,12 @@ uint64_t sched_rand(void);
 double sched_rand_unit(void); /* (0, 1) */
 
 /* Helpers for plugins' create(): typed parameter access that names the parameter. */
-bool sched_param_check_keys(const json_t *params, const char *const *allowed, struct sched_perr *err);
+bool sched_param_check_keys(const json_t *params, const char *const *allowed,
+                            struct sched_perr *err);
 int sched_param_num(const json_t *params, const char *key, double *out, struct sched_perr *err);
 int sched_param_int(const json_t *params, const char *key, long long *out, struct sched_perr *err);
-int sched_param_str(const json_t *params, const char *key, const char **out, struct sched_perr *err);
+int sched_param_str(const json_t *params, const char *key, const char **out,
+                    struct sched_perr *err);
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -3,21 +3,35 @@
  *
  * llm-d keeps hash -> set of pods plus a per-pod LRU. Because the score only counts
  * the LEADING blocks a pod holds, the same question is answered by a per-pod hash set:
- * "does pod P hold block i?" stops at P's first miss. So the index is one table per pod
- * (open addressing on the block hash, nodes chained in LRU order), which makes the
- * per-pod capacity bound, eviction and the purge of a removed pod local to one pod.
+ * "does pod P hold block i?" stops at P's first miss. So the index is one set per pod,
+ * which makes the per-pod capacity bound, eviction and the purge of a removed pod local
+ * to one pod.
+ *
+ * Per pod: an open-addressed table of 32-bit words (linear probing, backward-shift
+ * deletion, no tombstones), each a 31-bit fingerprint of the block hash shifted left by
+ * one with a CLOCK reference bit in bit 0 (0 = empty slot; fingerprints are never 0),
+ * and a ring of the same fingerprints in insertion order with a clock hand. Eviction is
+ * CLOCK (second chance) over the ring: the entry under the hand goes unless its
+ * reference bit is set, in which case the bit is cleared and the hand moves on; the new
+ * entry takes the victim's ring position. New entries start unreferenced and re-inserting
+ * a held block sets its bit, so untouched blocks leave in insertion order (FIFO) and a
+ * block inserted again since the hand last passed survives a lap more. Inserting a chain
+ * deepest block first keeps llm-d's order: a chain loses its deepest blocks first and
+ * its leading blocks last. The bit is set on insert only, never on lookup.
  *
  * Locking: a directory rwlock (read for lookups and inserts, write to add or drop a
- * pod) and one rwlock per pod (read for lookups, write for inserts). Lookups never
- * write shared memory besides lock words, so many scheduler threads proceed in
- * parallel; an insert blocks only lookups of that one pod.
+ * pod) and one rwlock per pod (read for lookups, write for inserts, which is where
+ * reference bits are set and cleared). Lookups never write shared memory besides lock
+ * words, so many scheduler threads proceed in parallel; an insert blocks only lookups
+ * of that one pod.
  *
- * Memory: per pod at most capacity nodes of 12 bytes (a 32-bit fingerprint of the block
- * hash, both halves folded, and the LRU links) plus a slot table of at most 4/3 * capacity 4-byte slots;
- * tables grow on demand. Full, with llm-d's default 31,250 blocks per pod, that is
- * ~540 KiB per pod (100 pods: ~53 MiB). Fingerprints make the index approximate in one
- * more way: a block a pod never saw matches with probability ~n/2^32 per probe (7e-6
- * at 31,250 entries), far below what the approximate index already gets wrong. */
+ * Memory: per pod at most capacity ring entries of 4 bytes plus a table of at most
+ * 5/4 * capacity + 8 4-byte slots (load <= 0.8); both grow on demand. That is ~9 bytes
+ * per block: full, with llm-d's default 31,250 blocks per pod, ~275 KiB per pod
+ * (100 pods: ~27 MiB; the former 12-byte LRU nodes + 4/3 table took ~540 KiB per pod).
+ * Fingerprints make the index approximate in one more way: a block a pod never saw
+ * matches with probability ~(probes per lookup)/2^31, about 6e-6 at load 0.8, far below
+ * what the approximate index already gets wrong. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,20 +41,12 @@
 #include "base/alloc.h"
 #include "sched/sched_internal.h"
 
-#define NIL UINT32_MAX
-
-struct px_node {
-    uint32_t fp;         /* high 32 bits of the block hash */
-    uint32_t prev, next; /* LRU: head is most recent */
-};
-
 struct px_pod {
     uint32_t id;
     pthread_rwlock_t lock;
-    struct px_node *nodes;
-    uint32_t n_nodes, cap_nodes;
-    uint32_t head, tail;
-    uint32_t *slots; /* node index + 1, 0 = empty */
+    uint32_t *ring; /* fingerprints in CLOCK order; ring[hand] is the next candidate */
+    uint32_t n, cap_ring, hand;
+    uint32_t *slots; /* fp << 1 | referenced, 0 = empty */
     size_t n_slots;  /* any size: slots are picked by multiply-shift, not a mask */
 };
 
@@ -49,7 +55,7 @@ struct prefix_index {
     struct px_pod **pods;
     size_t n_pods, cap_pods;
     uint32_t capacity;
-    atomic_size_t size; /* sum of n_nodes, for /metrics */
+    atomic_size_t size; /* sum of the pods' n, for /metrics */
 };
 
 size_t sched_prefix_hashes(const char *model, const char *text, size_t len, size_t block_size,
@@ -100,7 +106,7 @@ struct prefix_index *prefix_index_new(size_t capacity_per_pod)
 static void pod_free(struct px_pod *p)
 {
     pthread_rwlock_destroy(&p->lock);
-    free(p->nodes);
+    free(p->ring);
     free(p->slots);
     free(p);
 }
@@ -124,9 +130,13 @@ static struct px_pod *dir_find(struct prefix_index *ix, uint32_t id)
     return NULL;
 }
 
+#define PX_REF 1u
+
+/* A 31-bit fingerprint of the block hash, never 0. */
 static inline uint32_t fp_of(uint64_t h)
 {
-    return (uint32_t)(h ^ (h >> 32)); /* both halves count, whatever made the hash */
+    uint32_t fp = (uint32_t)(h ^ (h >> 32)) >> 1; /* both halves count, whatever made h */
+    return fp ? fp : 1;
 }
 
 static inline size_t slot_of(uint32_t fp, size_t n_slots)
@@ -141,35 +151,29 @@ static inline size_t next_slot(size_t s, size_t n_slots)
     return s + 1 == n_slots ? 0 : s + 1;
 }
 
-static bool pod_has(const struct px_pod *p, uint64_t h)
-{
-    if (!p->slots)
-        return false;
-    uint32_t fp = fp_of(h);
-    for (size_t s = slot_of(fp, p->n_slots);; s = next_slot(s, p->n_slots)) {
-        uint32_t v = p->slots[s];
-        if (v == 0)
-            return false;
-        if (p->nodes[v - 1].fp == fp)
-            return true;
-    }
-}
-
+/* The slot holding fp, or the empty slot where it would go. The table always has an
+ * empty slot (n <= capacity < n_slots once full), so the probe ends. */
 static size_t pod_find_slot(const struct px_pod *p, uint32_t fp)
 {
     for (size_t s = slot_of(fp, p->n_slots);; s = next_slot(s, p->n_slots)) {
         uint32_t v = p->slots[s];
-        if (v == 0 || p->nodes[v - 1].fp == fp)
+        if (v == 0 || (v >> 1) == fp)
             return s;
     }
 }
 
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static bool pod_has(const struct px_pod *p, uint64_t h)
+{
+    return p->slots && p->slots[pod_find_slot(p, fp_of(h))] != 0;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones; a moved entry
+ * carries its reference bit along. */
 static void pod_slot_delete(struct px_pod *p, size_t s)
 {
     size_t i = s;
     for (size_t j = next_slot(i, p->n_slots); p->slots[j] != 0; j = next_slot(j, p->n_slots)) {
-        size_t home = slot_of(p->nodes[p->slots[j] - 1].fp, p->n_slots);
+        size_t home = slot_of(p->slots[j] >> 1, p->n_slots);
         /* j's entry may move to i if its home is not cyclically in (i, j]. */
         bool in_range = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
@@ -182,38 +186,31 @@ static void pod_slot_delete(struct px_pod *p, size_t s)
 
 static void pod_rehash(struct px_pod *p, size_t n_slots)
 {
-    free(p->slots);
+    uint32_t *old = p->slots;
+    size_t n_old = p->n_slots;
     p->slots = xcalloc(n_slots, sizeof *p->slots);
     p->n_slots = n_slots;
-    for (uint32_t k = 0; k < p->n_nodes; k++) {
-        size_t s = pod_find_slot(p, p->nodes[k].fp);
-        p->slots[s] = k + 1;
+    for (size_t k = 0; k < n_old; k++)
+        if (old[k] != 0)
+            p->slots[pod_find_slot(p, old[k] >> 1)] = old[k];
+    free(old);
+}
+
+/* CLOCK: frees the table slot of the first unreferenced entry from the hand on,
+ * clearing the bits it passes, and returns its ring position. */
+static uint32_t pod_evict(struct px_pod *p)
+{
+    for (;;) {
+        uint32_t k = p->hand;
+        p->hand = k + 1 == p->n ? 0 : k + 1;
+        size_t s = pod_find_slot(p, p->ring[k]);
+        if (p->slots[s] & PX_REF) {
+            p->slots[s] &= ~PX_REF; /* second chance */
+            continue;
+        }
+        pod_slot_delete(p, s);
+        return k;
     }
-}
-
-static void lru_unlink(struct px_pod *p, uint32_t k)
-{
-    struct px_node *n = &p->nodes[k];
-    if (n->prev != NIL)
-        p->nodes[n->prev].next = n->next;
-    else
-        p->head = n->next;
-    if (n->next != NIL)
-        p->nodes[n->next].prev = n->prev;
-    else
-        p->tail = n->prev;
-}
-
-static void lru_push_head(struct px_pod *p, uint32_t k)
-{
-    struct px_node *n = &p->nodes[k];
-    n->prev = NIL;
-    n->next = p->head;
-    if (p->head != NIL)
-        p->nodes[p->head].prev = k;
-    p->head = k;
-    if (p->tail == NIL)
-        p->tail = k;
 }
 
 /* Returns how many new entries were added (0 or 1). */
@@ -223,46 +220,39 @@ static int pod_insert(struct px_pod *p, uint32_t capacity, uint64_t h)
     if (p->slots) {
         size_t s = pod_find_slot(p, fp);
         if (p->slots[s] != 0) {
-            uint32_t k = p->slots[s] - 1;
-            lru_unlink(p, k);
-            lru_push_head(p, k);
+            p->slots[s] |= PX_REF;
             return 0;
         }
     }
     uint32_t k;
     int added = 1;
-    if (p->n_nodes >= capacity) {
-        k = p->tail;
-        lru_unlink(p, k);
-        pod_slot_delete(p, pod_find_slot(p, p->nodes[k].fp));
+    if (p->n >= capacity) {
+        k = pod_evict(p);
         added = 0;
     } else {
-        if (p->n_nodes == p->cap_nodes) {
-            uint32_t nc = p->cap_nodes ? p->cap_nodes * 2 : 64;
-            if (nc > capacity)
+        if (p->n == p->cap_ring) {
+            uint32_t nc = p->cap_ring ? p->cap_ring * 2 : 64;
+            if (nc > capacity - capacity / 4)
                 nc = capacity;
-            p->nodes = xrealloc(p->nodes, (size_t)nc * sizeof *p->nodes);
-            p->cap_nodes = nc;
+            p->ring = xrealloc(p->ring, (size_t)nc * sizeof *p->ring);
+            p->cap_ring = nc;
         }
-        k = p->n_nodes++;
-        /* Keep the load under 3/4; the table never outgrows 4/3 of the capacity. */
-        if (!p->slots || (size_t)p->n_nodes * 4 > p->n_slots * 3) {
-            size_t ns = (size_t)p->n_nodes * 2;
-            size_t max = (size_t)capacity * 4 / 3 + 8;
+        k = p->n++;
+        /* Keep the load at most 4/5; the table never outgrows 5/4 of the capacity
+         * (+ 8, so a full pod still leaves empty slots to end probes). */
+        if (!p->slots || (size_t)p->n * 5 > p->n_slots * 4) {
+            size_t ns = (size_t)p->n * 2;
+            size_t max = (size_t)capacity + capacity / 4 + 8;
             if (ns < 128)
                 ns = 128;
-            if (ns > max)
-                ns = max;
-            if (!p->slots || ns > p->n_slots) {
-                p->n_nodes--; /* node k is not in the table yet: keep rehash away from it */
+            if (ns > max - max / 4) /* no step just short of full: that would leave */
+                ns = max;           /* a hole of nearly the final size in the heap */
+            if (!p->slots || ns > p->n_slots)
                 pod_rehash(p, ns);
-                p->n_nodes++;
-            }
         }
     }
-    p->nodes[k].fp = fp;
-    lru_push_head(p, k);
-    p->slots[pod_find_slot(p, fp)] = k + 1;
+    p->ring[k] = fp;
+    p->slots[pod_find_slot(p, fp)] = fp << 1;
     return added;
 }
 
@@ -308,7 +298,6 @@ void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e
         if (!p && !atomic_load(&e->removed)) {
             p = xcalloc(1, sizeof *p);
             p->id = e->id;
-            p->head = p->tail = NIL;
             pthread_rwlock_init(&p->lock, NULL);
             if (ix->n_pods == ix->cap_pods) {
                 ix->cap_pods = ix->cap_pods ? ix->cap_pods * 2 : 8;
@@ -338,7 +327,7 @@ void prefix_index_purge(struct prefix_index *ix, uint32_t id)
     for (size_t i = 0; i < ix->n_pods; i++) {
         struct px_pod *p = ix->pods[i];
         if (p->id == id) {
-            atomic_fetch_sub(&ix->size, p->n_nodes);
+            atomic_fetch_sub(&ix->size, p->n);
             ix->pods[i] = ix->pods[--ix->n_pods];
             pod_free(p);
             break;
@@ -359,7 +348,7 @@ size_t prefix_index_pod_size(struct prefix_index *ix, uint32_t id)
     struct px_pod *p = dir_find(ix, id);
     if (p) {
         pthread_rwlock_rdlock(&p->lock);
-        n = p->n_nodes;
+        n = p->n;
         pthread_rwlock_unlock(&p->lock);
     }
     pthread_rwlock_unlock(&ix->dir);

@@ -1,7 +1,8 @@
 /* Unit tests for the approximate prefix index and the prefix-cache-scorer: the block
- * hash chain, leading-block matching, the per-pod LRU bound (and eviction correctness
- * under churn), purge on endpoint removal, and seed 001's "second similar prompt lands
- * on the same pod". */
+ * hash chain, leading-block matching, the per-pod capacity bound (and eviction
+ * correctness under churn), CLOCK's second chance for re-inserted blocks, chains losing
+ * their deepest blocks first, purge on endpoint removal, and seed 001's "second similar
+ * prompt lands on the same pod". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,6 +105,111 @@ static void test_lru_bound_and_churn(void **state)
     sched_ds_free(ds);
 }
 
+/* CLOCK: untouched blocks leave oldest first; a block inserted again since the hand last
+ * passed it survives the eviction of older and newer untouched ones. */
+static void test_clock_second_chance(void **state)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_DECODE, NULL, NULL);
+    struct sched_endpoint *a = sched_ds_find(ds, "a");
+    enum { CAP = 100 };
+    struct prefix_index *ix = prefix_index_new(CAP);
+    uint64_t seed = 7;
+    uint64_t old[CAP], fresh[80];
+    for (size_t i = 0; i < CAP; i++) {
+        old[i] = hash_rand_next(&seed);
+        prefix_index_insert(ix, a, &old[i], 1);
+    }
+    for (size_t i = 0; i < 10; i++) /* touch the 10 oldest */
+        prefix_index_insert(ix, a, &old[i], 1);
+    assert_int_equal(prefix_index_pod_size(ix, a->id), CAP);
+    for (size_t i = 0; i < 50; i++) {
+        fresh[i] = hash_rand_next(&seed);
+        prefix_index_insert(ix, a, &fresh[i], 1);
+    }
+    /* The 50 victims are the oldest untouched: old[10..60). */
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 1);
+    for (size_t i = 10; i < 60; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 0);
+    for (size_t i = 60; i < CAP; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 1);
+    for (size_t i = 0; i < 50; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &fresh[i], 1), 1);
+    /* 30 more: old[60..90) go; the touched ones had their chance and are next. */
+    for (size_t i = 50; i < 80; i++) {
+        fresh[i] = hash_rand_next(&seed);
+        prefix_index_insert(ix, a, &fresh[i], 1);
+    }
+    for (size_t i = 60; i < 90; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 0);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 1);
+    /* 11 more: old[90..100) go, then the hand wraps to old[0], whose bit it cleared on
+     * its first pass. */
+    for (size_t i = 0; i < 11; i++) {
+        uint64_t more = hash_rand_next(&seed);
+        prefix_index_insert(ix, a, &more, 1);
+    }
+    for (size_t i = 90; i < CAP; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 0);
+    assert_int_equal(prefix_index_match(ix, a->id, &old[0], 1), 0);
+    for (size_t i = 1; i < 10; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &old[i], 1), 1);
+    for (size_t i = 0; i < 80; i++)
+        assert_int_equal(prefix_index_match(ix, a->id, &fresh[i], 1), 1);
+    assert_int_equal(prefix_index_pod_size(ix, a->id), CAP);
+    assert_int_equal(prefix_index_size(ix), CAP);
+    prefix_index_free(ix);
+    sched_endpoint_unref(a);
+    sched_ds_free(ds);
+}
+
+/* Many multi-block chains: the pod never holds more than its capacity, the recent chains
+ * match in full, and an older chain loses its deepest blocks first. */
+static void test_chains_bound(void **state)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_DECODE, NULL, NULL);
+    tu_add(ds, "b", SCHED_ROLE_DECODE, NULL, NULL);
+    struct sched_endpoint *a = sched_ds_find(ds, "a");
+    struct sched_endpoint *b = sched_ds_find(ds, "b");
+    enum { CAP = 1000, LEN = 64, CHAINS = 3000 };
+    struct prefix_index *ix = prefix_index_new(CAP);
+    uint64_t seed = 99;
+    uint64_t *ch = calloc((size_t)CHAINS * LEN, sizeof *ch);
+    for (size_t c = 0; c < CHAINS; c++) {
+        uint64_t *h = ch + c * LEN;
+        for (size_t i = 0; i < LEN; i++)
+            h[i] = hash_rand_next(&seed);
+        prefix_index_insert(ix, a, h, LEN);
+        if (c % 3 == 0)
+            prefix_index_insert(ix, b, h, LEN / 2);
+        assert_true(prefix_index_pod_size(ix, a->id) <= CAP);
+        assert_true(prefix_index_pod_size(ix, b->id) <= CAP);
+        assert_int_equal(prefix_index_match(ix, a->id, h, LEN), LEN);
+    }
+    assert_int_equal(prefix_index_pod_size(ix, a->id), CAP);
+    assert_int_equal(prefix_index_pod_size(ix, b->id), CAP);
+    assert_int_equal(prefix_index_size(ix), 2 * CAP);
+    /* The last 15 chains (960 blocks) are whole; the 16th from the end kept its leading
+     * 40 blocks; older ones are gone. */
+    for (size_t c = CHAINS - 15; c < CHAINS; c++)
+        assert_int_equal(prefix_index_match(ix, a->id, ch + c * LEN, LEN), LEN);
+    assert_int_equal(prefix_index_match(ix, a->id, ch + (CHAINS - 16) * LEN, LEN), CAP - 15 * LEN);
+    for (size_t c = 0; c < CHAINS - 17; c += 7)
+        assert_int_equal(prefix_index_match(ix, a->id, ch + c * LEN, LEN), 0);
+    /* Pod b got half chains of every third one: the last 31 are whole. */
+    for (size_t c = CHAINS - 93; c < CHAINS; c++)
+        if (c % 3 == 0)
+            assert_int_equal(prefix_index_match(ix, b->id, ch + c * LEN, LEN), LEN / 2);
+    free(ch);
+    prefix_index_free(ix);
+    sched_endpoint_unref(a);
+    sched_endpoint_unref(b);
+    sched_ds_free(ds);
+}
+
 static void test_similar_prompt_same_pod(void **state)
 {
     struct sched_datastore *ds = sched_ds_new();
@@ -152,10 +258,11 @@ static void test_purge_on_removal(void **state)
     struct sched_datastore *ds = sched_ds_new();
     tu_add(ds, "a", SCHED_ROLE_DECODE, NULL, NULL);
     tu_add(ds, "b", SCHED_ROLE_DECODE, NULL, NULL);
-    const char *cfg = "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSize: 8, "
-                      "lruCapacityPerServer: 4}\n- type: round-robin-picker\n"
-                      "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: prefix-cache-scorer},"
-                      " {pluginRef: round-robin-picker}]\n";
+    const char *cfg =
+        "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSize: 8, "
+        "lruCapacityPerServer: 4}\n- type: round-robin-picker\n"
+        "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: prefix-cache-scorer},"
+        " {pluginRef: round-robin-picker}]\n";
     struct sched_err err;
     struct sched *s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     assert_non_null(s);
@@ -182,10 +289,9 @@ static void test_purge_on_removal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_chain),
-        cmocka_unit_test(test_match_leading_blocks),
-        cmocka_unit_test(test_lru_bound_and_churn),
-        cmocka_unit_test(test_similar_prompt_same_pod),
+        cmocka_unit_test(test_hash_chain),          cmocka_unit_test(test_match_leading_blocks),
+        cmocka_unit_test(test_lru_bound_and_churn), cmocka_unit_test(test_clock_second_chance),
+        cmocka_unit_test(test_chains_bound),        cmocka_unit_test(test_similar_prompt_same_pod),
         cmocka_unit_test(test_purge_on_removal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
