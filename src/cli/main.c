@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "router/router.h"
 #include "sim/sim.h"
 
@@ -18,6 +19,8 @@ static int cmd_help(int argc, char **argv);
 static const struct command commands[] = {
     {"router", "OpenAI gateway and endpoint picker (llm-d scheduling: prefix, load, P/D)",
      router_main},
+    {"bench", "load generator with vllm bench serve's metrics, reports and compare",
+     bench_main},
     {"sim", "vLLM-compatible engine simulator (OpenAI API, prefix cache, P/D, vLLM metrics)",
      sim_main},
     {"version", "print the version", cmd_version},
