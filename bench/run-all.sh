@@ -11,3 +11,7 @@ echo "== bench/router"
 bench/router.sh build
 echo "== bench/router-rss"
 bench/router-rss.sh build
+echo "== bench/client-capacity"
+bench/client-capacity.sh build
+echo "== bench/scheduling-quality (appends its table to bench/RESULTS.md)"
+bench/scheduling-quality.sh build
