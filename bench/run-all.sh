@@ -15,3 +15,5 @@ echo "== bench/client-capacity"
 bench/client-capacity.sh build
 echo "== bench/scheduling-quality (appends its table to bench/RESULTS.md)"
 bench/scheduling-quality.sh build
+echo "== bench/pd"
+bench/pd.sh build

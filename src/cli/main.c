@@ -21,6 +21,8 @@ static const struct command commands[] = {
      router_main},
     {"bench", "load generator with vllm bench serve's metrics, reports and compare",
      bench_main},
+    {"sidecar", "P/D sidecar for a decode pod (llm-d's routing sidecar: nixlv2 prefill then decode)",
+     sidecar_main},
     {"sim", "vLLM-compatible engine simulator (OpenAI API, prefix cache, P/D, vLLM metrics)",
      sim_main},
     {"version", "print the version", cmd_version},

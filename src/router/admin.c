@@ -49,66 +49,95 @@ static void collect(void *ctx)
 void router_metrics_init(struct router *r)
 {
     struct router_metrics *m = &r->m;
-    m->reg = metrics_registry_new();
+    struct metrics_registry *reg = metrics_registry_new();
+    m->reg = reg;
     const char *mc[] = {"model", "code"};
-    m->requests = metrics_family_new(m->reg, METRICS_COUNTER, "tandem_router_requests_total",
+    m->requests = metrics_family_new(reg, METRICS_COUNTER, "tandem_router_requests_total",
                                      "Requests answered, by model and HTTP status.", mc, 2,
                                      NULL, 0);
     m->duration = metrics_series0(metrics_family_new(
-        m->reg, METRICS_HISTOGRAM, "tandem_router_request_duration_seconds",
+        reg, METRICS_HISTOGRAM, "tandem_router_request_duration_seconds",
         "Whole request duration as the router saw it.", NULL, 0,
         metrics_buckets_request_latency, metrics_buckets_request_latency_n));
     m->ttft = metrics_series0(metrics_family_new(
-        m->reg, METRICS_HISTOGRAM, "tandem_router_ttft_seconds",
+        reg, METRICS_HISTOGRAM, "tandem_router_ttft_seconds",
         "Time to the first upstream response byte.", NULL, 0, metrics_buckets_ttft,
         metrics_buckets_ttft_n));
     static const double us_buckets[] = {1e-6,  2e-6, 5e-6,  10e-6, 20e-6, 50e-6,
                                         100e-6, 200e-6, 500e-6, 1e-3, 5e-3};
     m->sched_duration = metrics_series0(metrics_family_new(
-        m->reg, METRICS_HISTOGRAM, "tandem_router_scheduler_duration_seconds",
+        reg, METRICS_HISTOGRAM, "tandem_router_scheduler_duration_seconds",
         "Time to make one scheduling decision.", NULL, 0, us_buckets,
         sizeof us_buckets / sizeof us_buckets[0]));
     const char *ek[] = {"endpoint", "kind"};
-    m->upstream_errors = metrics_family_new(m->reg, METRICS_COUNTER,
+    m->upstream_errors = metrics_family_new(reg, METRICS_COUNTER,
                                             "tandem_router_upstream_errors_total",
                                             "Upstream failures by endpoint and kind.", ek, 2,
                                             NULL, 0);
-    m->retries = metrics_series0(metrics_family_new(m->reg, METRICS_COUNTER,
+    m->retries = metrics_series0(metrics_family_new(reg, METRICS_COUNTER,
                                                     "tandem_router_retries_total",
                                                     "Requests retried on another endpoint.",
                                                     NULL, 0, NULL, 0));
     const char *d[] = {"decision"};
-    m->pd_decisions = metrics_family_new(m->reg, METRICS_COUNTER,
+    m->pd_decisions = metrics_family_new(reg, METRICS_COUNTER,
                                          "tandem_router_pd_decisions_total",
                                          "P/D decisions: disaggregate or decode-only.", d, 1,
                                          NULL, 0);
     const char *e[] = {"endpoint"};
-    m->ep_queue = metrics_family_new(m->reg, METRICS_GAUGE, "tandem_router_endpoint_queue",
+    m->ep_queue = metrics_family_new(reg, METRICS_GAUGE, "tandem_router_endpoint_queue",
                                      "Waiting requests scraped from the endpoint.", e, 1, NULL, 0);
-    m->ep_running = metrics_family_new(m->reg, METRICS_GAUGE, "tandem_router_endpoint_running",
+    m->ep_running = metrics_family_new(reg, METRICS_GAUGE, "tandem_router_endpoint_running",
                                        "Running requests scraped from the endpoint.", e, 1, NULL,
                                        0);
-    m->ep_kv = metrics_family_new(m->reg, METRICS_GAUGE, "tandem_router_endpoint_kv_usage",
+    m->ep_kv = metrics_family_new(reg, METRICS_GAUGE, "tandem_router_endpoint_kv_usage",
                                   "KV cache usage scraped from the endpoint (0-1).", e, 1, NULL,
                                   0);
-    m->ep_inflight = metrics_family_new(m->reg, METRICS_GAUGE, "tandem_router_endpoint_inflight",
+    m->ep_inflight = metrics_family_new(reg, METRICS_GAUGE, "tandem_router_endpoint_inflight",
                                         "Requests the router has in flight to the endpoint.", e,
                                         1, NULL, 0);
     const char *pl[] = {"plugin"};
-    m->plugin_duration = metrics_family_new(m->reg, METRICS_HISTOGRAM,
+    m->plugin_duration = metrics_family_new(reg, METRICS_HISTOGRAM,
                                             "tandem_router_plugin_duration_seconds",
                                             "Time in each scheduling plugin (sampled: 1 in 16 "
                                             "decisions).",
                                             pl, 1, us_buckets,
                                             sizeof us_buckets / sizeof us_buckets[0]);
     m->prefix_hit_ratio = metrics_series0(metrics_family_new(
-        m->reg, METRICS_GAUGE, "tandem_router_prefix_index_hit_ratio",
+        reg, METRICS_GAUGE, "tandem_router_prefix_index_hit_ratio",
         "Prompt blocks the picked endpoint already held, over all prompt blocks scheduled.",
         NULL, 0, NULL, 0));
     m->prefix_size = metrics_series0(metrics_family_new(
-        m->reg, METRICS_GAUGE, "tandem_router_prefix_index_size",
+        reg, METRICS_GAUGE, "tandem_router_prefix_index_size",
         "Blocks held in the approximate prefix index.", NULL, 0, NULL, 0));
-    metrics_registry_on_collect(m->reg, collect, r);
+    const char *rs[] = {"reason"};
+    m->pd_fallbacks = metrics_family_new(
+        reg, METRICS_COUNTER, "tandem_router_pd_fallbacks_total",
+        "Disaggregated requests decoded in place after the prefill leg failed, by reason.", rs,
+        1, NULL, 0);
+    metrics_registry_on_collect(reg, collect, r);
+    if (!r->cfg.sidecar)
+        return;
+    /* tandem sidecar: its own families are what /metrics shows; the router ones the proxy
+     * code updates stay in a registry nobody renders. */
+    m->hidden_reg = reg;
+    m->reg = metrics_registry_new();
+    const char *pp[] = {"path", "pd"};
+    m->sc_requests = metrics_family_new(
+        m->reg, METRICS_COUNTER, "tandem_sidecar_requests_total",
+        "Requests by path and P/D handling (disaggregated, decode_only, fallback, none).", pp, 2,
+        NULL, 0);
+    m->sc_fallbacks = metrics_family_new(
+        m->reg, METRICS_COUNTER, "tandem_sidecar_pd_fallbacks_total",
+        "Requests decoded in place after the prefill leg failed, by reason.", rs, 1, NULL, 0);
+    m->sc_prefill_duration = metrics_series0(metrics_family_new(
+        m->reg, METRICS_HISTOGRAM, "tandem_sidecar_prefill_duration_seconds",
+        "Duration of the prefill leg.", NULL, 0, metrics_buckets_request_latency,
+        metrics_buckets_request_latency_n));
+    m->sc_true_ttft = metrics_series0(metrics_family_new(
+        m->reg, METRICS_HISTOGRAM, "tandem_sidecar_true_ttft_seconds",
+        "Time from the request's arrival to the decode engine's first response byte, "
+        "prefill leg included.",
+        NULL, 0, metrics_buckets_ttft, metrics_buckets_ttft_n));
 }
 
 static void endpoints_json(struct router *r, struct buf *b)

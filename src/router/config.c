@@ -120,6 +120,35 @@ static bool parse_endpoint_flag(const char *v, void *target, char *err, size_t e
     return true;
 }
 
+/* --prefill URL / --decode URL (vllm-router's shortcuts): an endpoint with that role. */
+static bool add_role_endpoint(struct router_config *cfg, const char *url, const char *role,
+                              int n, char *err, size_t errlen)
+{
+    char spec[600];
+    const char *hp = url;
+    if (!strncmp(hp, "http://", 7))
+        hp += 7;
+    size_t l = strcspn(hp, "/");
+    if (l == 0 || l > 400) {
+        snprintf(err, errlen, "'%s' is not a URL like http://host:port", url);
+        return false;
+    }
+    snprintf(spec, sizeof spec, "name=%s-%d,addr=%.*s,role=%s", role, n, (int)l, hp, role);
+    return parse_endpoint_flag(spec, cfg, err, errlen);
+}
+
+static bool parse_prefill_flag(const char *v, void *target, char *err, size_t errlen)
+{
+    struct router_config *cfg = target;
+    return add_role_endpoint(cfg, v, "prefill", cfg->n_prefill_flags++, err, errlen);
+}
+
+static bool parse_decode_flag(const char *v, void *target, char *err, size_t errlen)
+{
+    struct router_config *cfg = target;
+    return add_role_endpoint(cfg, v, "decode", cfg->n_decode_flags++, err, errlen);
+}
+
 static void free_spec(struct sched_endpoint_spec *e)
 {
     free((char *)e->name);
@@ -146,6 +175,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     long long port = 8000, metrics_port = 9090, v = 2;
     double refresh_ms = 50, stale_ms = 2000;
     const char *log_level = NULL;
+    const char *pd_mode = NULL;
     bool log_json = false;
     cfg->workers = 0;
     cfg->max_body_bytes = 32ll << 20;
@@ -162,7 +192,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--endpoints-file", NULL, FLAG_STRING, &cfg->endpoints_file, "FILE", "YAML list of endpoints, re-read when it changes", NULL},
         {"--config-file", NULL, FLAG_STRING, &cfg->config_file, "FILE", "llm-d EndpointPickerConfig (YAML)", NULL},
         {"--config-text", NULL, FLAG_STRING, &cfg->config_text, "YAML", "the same, inline", NULL},
-        {"--policy", NULL, FLAG_STRING, &cfg->policy, "NAME", "preset: llm-d, round_robin, random, consistent_hash, power_of_two, cache_aware", NULL},
+        {"--policy", NULL, FLAG_STRING, &cfg->policy, "NAME", "preset: llm-d, pd, round_robin, random, consistent_hash, power_of_two, cache_aware", NULL},
         {"--refresh-metrics-interval", NULL, FLAG_DOUBLE, &refresh_ms, "MS", "engine metrics scrape interval (50)", NULL},
         {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS", "scraped metrics older than this are stale (2000)", NULL},
         {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB, 413 past it)", NULL},
@@ -176,6 +206,10 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--v", "-v", FLAG_INT, &v, "N", "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
         {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug (overrides --v)", NULL},
         {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
+        {"--pd-mode", NULL, FLAG_STRING, &pd_mode, "MODE", "sidecar (add x-prefiller-host-port for the decode pod's sidecar; default) or router (run both legs here)", NULL},
+        {"--prefill", NULL, FLAG_FUNC, cfg, "URL", "a prefill endpoint (repeatable; implies --pd-mode router)", parse_prefill_flag},
+        {"--decode", NULL, FLAG_FUNC, cfg, "URL", "a decode endpoint (repeatable)", parse_decode_flag},
+        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME", "KV connector protocol for P/D (nixlv2)", NULL},
     };
     const size_t n_flags = sizeof flags / sizeof flags[0];
     struct flags_result res;
@@ -217,6 +251,23 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem router: no endpoints: give --endpoint or --endpoints-file\n");
         return -1;
     }
+    if (pd_mode && strcmp(pd_mode, "sidecar") && strcmp(pd_mode, "router")) {
+        fprintf(stderr, "tandem router: --pd-mode: '%s' is not sidecar or router\n", pd_mode);
+        return -1;
+    }
+    cfg->pd_router = pd_mode ? !strcmp(pd_mode, "router") : cfg->n_prefill_flags > 0;
+    cfg->connector = pd_connector_find(cfg->connector_name);
+    if (!cfg->connector) {
+        fprintf(stderr, "tandem router: --connector: '%s' is not a known connector (nixlv2)\n",
+                cfg->connector_name);
+        return -1;
+    }
+    /* Endpoints with the prefill role and no scheduler config: llm-d's P/D profiles. */
+    bool any_prefill = false;
+    for (size_t i = 0; i < cfg->n_endpoints; i++)
+        any_prefill |= cfg->endpoints[i].role == SCHED_ROLE_PREFILL;
+    if (any_prefill && !cfg->config_file && !cfg->config_text && !cfg->policy)
+        cfg->policy = "pd";
     cfg->port = (int)port;
     cfg->metrics_port = (int)metrics_port;
     cfg->refresh_metrics_s = refresh_ms / 1e3;

@@ -147,6 +147,8 @@ static void router_free(struct router *r)
     sched_ds_free(r->ds);
     if (r->m.reg)
         metrics_registry_free(r->m.reg);
+    if (r->m.hidden_reg)
+        metrics_registry_free(r->m.hidden_reg);
     router_config_free(&r->cfg);
     free(r->workers);
     free(r);
@@ -161,6 +163,24 @@ int router_main(int argc, char **argv)
         free(r);
         return rc > 0 ? 0 : 2;
     }
+    return router_run(r);
+}
+
+int sidecar_main(int argc, char **argv)
+{
+    struct router *r = xcalloc(1, sizeof *r);
+    int rc = sidecar_config_parse(&r->cfg, argc, argv);
+    if (rc != 0) {
+        router_config_free(&r->cfg);
+        free(r);
+        return rc > 0 ? 0 : 2;
+    }
+    return router_run(r);
+}
+
+int router_run(struct router *r)
+{
+    const char *role = r->cfg.sidecar ? "sidecar" : "router";
     signal(SIGPIPE, SIG_IGN);
     r->ds = sched_ds_new();
     for (size_t i = 0; i < r->cfg.n_endpoints; i++)
@@ -168,7 +188,7 @@ int router_main(int argc, char **argv)
     char err[512];
     if (r->cfg.endpoints_file &&
         !router_load_endpoints_file(r, r->cfg.endpoints_file, err, sizeof err)) {
-        fprintf(stderr, "tandem router: --endpoints-file: %s\n", err);
+        fprintf(stderr, "tandem %s: --endpoints-file: %s\n", role, err);
         router_free(r);
         return 2;
     }
@@ -188,7 +208,7 @@ int router_main(int argc, char **argv)
         w->index = i;
         int e = worker_start(r, w, port);
         if (e) {
-            fprintf(stderr, "tandem router: cannot listen on %s:%d: %s\n", r->cfg.host, port,
+            fprintf(stderr, "tandem %s: cannot listen on %s:%d: %s\n", role, r->cfg.host, port,
                     uv_strerror(e));
             for (size_t j = 0; j < i; j++) {
                 on_worker_stop(&r->workers[j].stop);
@@ -213,7 +233,7 @@ int router_main(int argc, char **argv)
         };
         int e = http_server_start(&r->control, &mc, &r->metrics_server);
         if (e) {
-            fprintf(stderr, "tandem router: cannot listen on metrics port %d: %s\n",
+            fprintf(stderr, "tandem %s: cannot listen on metrics port %d: %s\n", role,
                     r->cfg.metrics_port, uv_strerror(e));
             r->metrics_server = NULL;
         }
@@ -227,13 +247,22 @@ int router_main(int argc, char **argv)
     struct sched_endpoint **eps;
     n_eps = sched_ds_list(r->ds, &eps);
     sched_ds_release_list(eps, n_eps);
-    LOG_I(LOG_C, "tandem router on %s:%d (metrics :%d), %zu workers, %zu endpoints, scheduler: %s",
-          r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,
-          r->cfg.config_file ? r->cfg.config_file
-          : r->cfg.policy    ? r->cfg.policy
-          : r->cfg.config_text ? "<config-text>"
-                               : "default (queue 2, kv-cache 2, prefix-cache 3)");
-    printf("tandem router ready on %s:%d\n", r->cfg.host, port);
+    if (r->cfg.sidecar)
+        LOG_I(LOG_C, "tandem sidecar on %s:%d (metrics :%d) in front of the engine at %s, "
+                     "connector %s, SSRF protection %s",
+              r->cfg.host, port, r->cfg.metrics_port,
+              r->cfg.n_endpoints ? r->cfg.endpoints[0].name : "?", r->cfg.connector->name,
+              r->cfg.ssrf ? "on" : "off");
+    else
+        LOG_I(LOG_C, "tandem router on %s:%d (metrics :%d), %zu workers, %zu endpoints, "
+                     "scheduler: %s, P/D mode: %s",
+              r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,
+              r->cfg.config_file ? r->cfg.config_file
+              : r->cfg.policy    ? r->cfg.policy
+              : r->cfg.config_text ? "<config-text>"
+                                   : "default (queue 2, kv-cache 2, prefix-cache 3)",
+              r->cfg.pd_router ? "router (both legs here)" : "sidecar (x-prefiller-host-port)");
+    printf("tandem %s ready on %s:%d\n", role, r->cfg.host, port);
     fflush(stdout);
 
     loop_run_and_close(&r->control);

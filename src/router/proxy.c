@@ -22,7 +22,7 @@
 #include "openai/openai.h"
 #include "router/router_internal.h"
 
-#define LOG_C "router"
+#define LOG_C (p->r->cfg.sidecar ? "sidecar" : "router")
 
 struct proxy_req {
     struct router_worker *w;
@@ -43,6 +43,16 @@ struct proxy_req {
     bool streaming;     /* response head sent to the client */
     bool counted;       /* inflight accounting added to ep */
     int64_t est_tokens; /* prompt tokens, estimated, for in-flight accounting */
+    /* The body sent upstream: the client's, or the decode leg's after a prefill. */
+    const char *body;
+    size_t body_len;
+    /* P/D (router mode or sidecar) */
+    struct pd_prefill *pf;   /* prefill leg in flight */
+    char *decode_body;       /* owned */
+    const char *prefill_name; /* for logs */
+    const char *pd_label;    /* sidecar metrics: disaggregated, decode_only, fallback, none */
+    const char *path_label;  /* sidecar metrics: a static string (the exchange may be gone) */
+    int pd_attempt;
 };
 
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
@@ -78,7 +88,15 @@ static void uncount(struct proxy_req *p)
 static void proxy_free(struct proxy_req *p)
 {
     uncount(p);
+    if (p->pf)
+        pd_prefill_cancel(p->pf);
+    if (p->r->cfg.sidecar) {
+        const char *labels[] = {p->path_label ? p->path_label : "other",
+                                p->pd_label ? p->pd_label : "none"};
+        metrics_counter_inc(metrics_series_get(p->r->m.sc_requests, labels));
+    }
     sched_result_release(&p->res);
+    free(p->decode_body);
     free(p);
 }
 
@@ -115,7 +133,10 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
 {
     struct proxy_req *p = ctx;
     p->status = status;
-    metrics_histogram_observe(p->r->m.ttft, (double)(clock_monotonic_ns() - p->t_start) / 1e9);
+    double ttft = (double)(clock_monotonic_ns() - p->t_start) / 1e9;
+    metrics_histogram_observe(p->r->m.ttft, ttft);
+    if (p->r->cfg.sidecar && p->decode_body)
+        metrics_histogram_observe(p->r->m.sc_true_ttft, ttft);
     const char *ctype = http_headers_get(h, "content-type");
     for (size_t i = 0; i < h->n; i++) {
         if (!skip_response_header(&h->items[i]))
@@ -123,9 +144,11 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
     }
     if (!http_headers_get(h, "x-request-id"))
         http_add_header(p->ex, "x-request-id", p->request_id);
-    char token[256];
-    sched_session_token(p->ep, token, sizeof token);
-    http_add_header(p->ex, "x-session-token", token);
+    if (!p->r->cfg.sidecar) {
+        char token[256];
+        sched_session_token(p->ep, token, sizeof token);
+        http_add_header(p->ex, "x-session-token", token);
+    }
     http_stream_begin(p->ex, status, ctype ? ctype : "application/json");
     p->streaming = true;
     http_exchange_on_drain(p->ex, on_drain, p);
@@ -187,11 +210,18 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
                 p->pick = 0;
                 p->ep = p->res.picks[0];
             }
+            if (p->decode_body)
+                LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=%d", p->request_id,
+                      p->prefill_name ? p->prefill_name : "?", sched_endpoint_name(p->ep),
+                      ++p->pd_attempt);
             start_upstream(p);
             return;
         }
-        router_error(p->ex, 503, NULL, "endpoint %s is not reachable (%s) and retries are used up",
-                     sched_endpoint_name(p->ep), http_call_error_str(err));
+        router_error(p->ex, 503, NULL,
+                     "decode endpoint not ready: %s is not reachable (%s)%s",
+                     p->r->cfg.sidecar ? sched_endpoint_addr(p->ep) : sched_endpoint_name(p->ep),
+                     http_call_error_str(err),
+                     p->r->cfg.max_retries ? " and retries are used up" : "");
         count_request(p, 503);
         proxy_free(p);
         return;
@@ -218,8 +248,8 @@ static void start_upstream(struct proxy_req *p)
         .path = path,
         .headers = p->hdrs,
         .n_headers = p->n_hdrs,
-        .body = q->body,
-        .body_len = q->body_len,
+        .body = p->body,
+        .body_len = p->body_len,
         .timeout_ms = (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3),
     };
     sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
@@ -237,6 +267,12 @@ static void on_client_abort(struct http_exchange *ex, void *ctx)
     if (p->call) {
         http_call_cancel(p->call);
         p->call = NULL;
+    }
+    if (p->pf) {
+        pd_prefill_cancel(p->pf); /* the prefill engine sees the disconnect and aborts */
+        p->pf = NULL;
+        LOG_I(LOG_C, "request %s: client went away during the prefill leg: cancelled",
+              p->request_id);
     }
     LOG_D(LOG_C, "request %s: client went away", p->request_id);
     count_request(p, 499);
@@ -263,6 +299,9 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
             xff = h->value;
             continue;
         }
+        /* The P/D header is for this hop only (sidecar), or ours to set (router). */
+        if (h->name_len == 21 && !strncasecmp(h->name, "x-prefiller-host-port", 21))
+            continue;
         p->hdrs[p->n_hdrs++] = *h;
     }
     if (!http_headers_get(&q->headers, "x-request-id"))
@@ -274,7 +313,7 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
         *colon = '\0';
     const char *ff = xff ? arena_sprintf(a, "%s, %s", xff, ip) : arena_strdup(a, ip);
     p->hdrs[p->n_hdrs++] = (struct http_header){"x-forwarded-for", ff, 0, 0};
-    if (p->res.prefill) {
+    if (p->res.prefill && !p->r->cfg.pd_router && !p->r->cfg.sidecar) {
         /* Sidecar P/D mode: the decode pod's sidecar runs the prefill leg here. */
         const char *hp = arena_strdup(a, sched_endpoint_addr(p->res.prefill));
         p->hdrs[p->n_hdrs++] = (struct http_header){"x-prefiller-host-port", hp, 0, 0};
@@ -354,10 +393,176 @@ static void debug_schedule(struct router *r, struct http_exchange *ex)
     sched_result_release(&p.res);
 }
 
+/* --- P/D: the prefill leg, then the decode leg through start_upstream ------------------ */
+
+static void count_fallback(struct proxy_req *p, const char *reason)
+{
+    const char *labels[] = {reason};
+    metrics_counter_inc(metrics_series_get(p->r->cfg.sidecar ? p->r->m.sc_fallbacks
+                                                             : p->r->m.pd_fallbacks,
+                                           labels));
+}
+
+static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    p->pf = NULL;
+    if (p->r->cfg.sidecar)
+        metrics_histogram_observe(p->r->m.sc_prefill_duration, res->seconds);
+    switch (res->outcome) {
+    case PD_OK:
+        LOG_D(LOG_C, "request %s: prefill on %s done in %.1f ms", p->request_id,
+              p->prefill_name, res->seconds * 1e3);
+        p->decode_body = xmalloc(res->body_len + 1);
+        memcpy(p->decode_body, res->body, res->body_len);
+        p->body = p->decode_body;
+        p->body_len = res->body_len;
+        p->pd_label = "disaggregated";
+        break;
+    case PD_CLIENT_ERROR:
+        /* The request itself is bad: the client gets the prefill's answer as is. */
+        LOG_I(LOG_C, "request %s: prefill %s answered %d: returned to the client",
+              p->request_id, p->prefill_name, res->status);
+        p->pd_label = "prefill_error";
+        http_respond(p->ex, res->status, "application/json", res->body, res->body_len);
+        count_request(p, res->status);
+        proxy_free(p);
+        return;
+    case PD_FALLBACK:
+        LOG_W(LOG_C, "request %s: prefill %s failed (%s: %s): fallback to decode-only on %s",
+              p->request_id, p->prefill_name, res->reason, res->detail,
+              p->r->cfg.sidecar ? "the local engine" : sched_endpoint_name(p->ep));
+        count_fallback(p, res->reason);
+        p->pd_label = "fallback";
+        break;
+    }
+    start_upstream(p);
+}
+
+static void start_prefill(struct proxy_req *p, const char *host, int port)
+{
+    const struct http_request *q = http_exchange_request(p->ex);
+    p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, q->path, p->hdrs,
+                             p->n_hdrs, q->body, q->body_len,
+                             (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3), on_prefill_done, p);
+}
+
+static bool pd_path(const struct http_request *q)
+{
+    return !strcmp(q->method, "POST") &&
+           (!strcmp(q->path, "/v1/completions") || !strcmp(q->path, "/v1/chat/completions") ||
+            !strcmp(q->path, "/v1/responses"));
+}
+
+/* Is host:port (or host alone) on --allowed-prefillers? */
+static bool prefiller_allowed(const struct router_config *cfg, const char *host, int port)
+{
+    char hp[320];
+    snprintf(hp, sizeof hp, "%s:%d", host, port);
+    const char *s = cfg->allowed_prefillers;
+    while (s && *s) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t l = strcspn(s, ",");
+        size_t t = l;
+        while (t && s[t - 1] == ' ')
+            t--;
+        if (t && ((t == strlen(hp) && !strncmp(s, hp, t)) ||
+                  (t == strlen(host) && !strncmp(s, host, t))))
+            return true;
+        s += l;
+    }
+    return false;
+}
+
+/* tandem sidecar: /health here; P/D when the router says so; the rest to the engine. */
+static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
+{
+    struct router *r = w->r;
+    const struct http_request *q = http_exchange_request(ex);
+    if (!strcmp(q->method, "GET") && !strcmp(q->path, "/health")) {
+        http_respond(ex, 200, "application/json", "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    if (!strcmp(q->method, "GET") && !strcmp(q->path, "/sidecar/metrics")) {
+        struct buf b = BUF_INIT;
+        metrics_render(r->m.reg, &b);
+        http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        buf_free(&b);
+        return;
+    }
+    struct arena *a = http_exchange_arena(ex);
+    struct proxy_req *p = xcalloc(1, sizeof *p);
+    p->w = w;
+    p->r = r;
+    p->ex = ex;
+    p->t_start = clock_monotonic_ns();
+    p->body = q->body;
+    p->body_len = q->body_len;
+    p->model_label = "";
+    static const char *const known[] = {"/v1/completions", "/v1/chat/completions",
+                                        "/v1/responses", "/v1/models", "/metrics", NULL};
+    for (const char *const *k = known; *k && !p->path_label; k++)
+        if (!strcmp(q->path, *k))
+            p->path_label = *k;
+    const char *rid = http_headers_get(&q->headers, "x-request-id");
+    if (!rid || !*rid) {
+        char uuid[37];
+        hash_uuid4(uuid);
+        rid = arena_strdup(a, uuid);
+    }
+    p->request_id = rid;
+    p->ep = sched_ds_find(r->ds, "engine");
+    if (!p->ep) {
+        router_error(ex, 503, NULL, "decode endpoint not ready: no engine configured");
+        count_request(p, 503);
+        proxy_free(p);
+        return;
+    }
+    p->res.picks[0] = p->ep; /* released with res */
+    p->res.n_picks = 1;
+    build_headers(p, q, a);
+    http_exchange_on_abort(ex, on_client_abort, p);
+    const char *hp = http_headers_get(&q->headers, "x-prefiller-host-port");
+    if (!hp || !*hp || !pd_path(q)) {
+        p->pd_label = pd_path(q) ? "decode_only" : "none";
+        start_upstream(p);
+        return;
+    }
+    char host[256];
+    int port;
+    if (!pd_parse_prefiller(hp, r->cfg.prefiller_sampling, host, sizeof host, &port)) {
+        router_error(ex, 400, NULL, "x-prefiller-host-port: '%s' is not host:port", hp);
+        p->pd_label = "bad_prefiller";
+        count_request(p, 400);
+        proxy_free(p);
+        return;
+    }
+    if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port)) {
+        LOG_W(LOG_C, "request %s: prefiller %s:%d refused (not in --allowed-prefillers)",
+              p->request_id, host, port);
+        router_error(ex, 403, NULL,
+                     "prefiller %s:%d is not allowed (SSRF protection: not in "
+                     "--allowed-prefillers)",
+                     host, port);
+        p->pd_label = "refused";
+        count_request(p, 403);
+        proxy_free(p);
+        return;
+    }
+    p->prefill_name = arena_sprintf(a, "%s:%d", host, port);
+    LOG_D(LOG_C, "request %s: prefill on %s, decode here", p->request_id, p->prefill_name);
+    start_prefill(p, host, port);
+}
+
 void router_handle(struct http_exchange *ex, void *ctx)
 {
     struct router_worker *w = ctx;
     struct router *r = w->r;
+    if (r->cfg.sidecar) {
+        sidecar_handle(w, ex);
+        return;
+    }
     if (router_admin(r, ex, w))
         return;
     const struct http_request *q = http_exchange_request(ex);
@@ -375,6 +580,8 @@ void router_handle(struct http_exchange *ex, void *ctx)
     p->r = r;
     p->ex = ex;
     p->t_start = clock_monotonic_ns();
+    p->body = q->body;
+    p->body_len = q->body_len;
     const char *rid = http_headers_get(&q->headers, "x-request-id");
     if (!rid || !*rid) {
         char uuid[37];
@@ -403,6 +610,13 @@ void router_handle(struct http_exchange *ex, void *ctx)
     buf_free(&trace);
     const char *decision = p->res.prefill ? "disaggregate" : "decode-only";
     metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
+    if (!p->res.prefill && p->res.pd_reason && !strncmp(p->res.pd_reason, "no prefill", 10)) {
+        /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
+        LOG_W(LOG_C, "request %s: no healthy prefill endpoint: fallback to decode-only",
+              p->request_id);
+        const char *reason = "no_prefill_endpoint";
+        metrics_counter_inc(metrics_series_get(r->m.pd_fallbacks, &reason));
+    }
     if (p->res.status || p->res.n_picks == 0) {
         int code = p->res.status ? p->res.status : 503;
         router_error(ex, code, NULL, "%s",
@@ -436,5 +650,15 @@ void router_handle(struct http_exchange *ex, void *ctx)
     }
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
+    if (p->res.prefill && r->cfg.pd_router) {
+        /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
+        p->prefill_name = sched_endpoint_name(p->res.prefill);
+        p->pd_attempt = 1;
+        LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=1", p->request_id,
+              p->prefill_name, sched_endpoint_name(p->ep));
+        start_prefill(p, sched_endpoint_host(p->res.prefill),
+                      sched_endpoint_port(p->res.prefill));
+        return;
+    }
     start_upstream(p);
 }

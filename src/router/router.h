@@ -5,5 +5,7 @@
 
 /* Runs the router until SIGINT/SIGTERM. Returns the process exit code. */
 int router_main(int argc, char **argv);
+/* `tandem sidecar`: the P/D sidecar in front of one engine (docs/pd.md). */
+int sidecar_main(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@
 #include "base/metrics.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "pd/pd.h"
 #include "sched/sched.h"
 
 #define ROUTER_MAX_ENDPOINT_FLAGS 256
@@ -45,6 +46,16 @@ struct router_config {
     double idle_timeout_s;
     double upstream_timeout_s; /* whole upstream call, 0 = none */
     int verbosity;             /* --v: 4 logs every decision */
+    /* P/D */
+    bool pd_router;                      /* --pd-mode router: run both legs here */
+    const char *connector_name;          /* --connector (nixlv2) */
+    const struct pd_connector *connector;
+    int n_prefill_flags, n_decode_flags; /* --prefill / --decode given */
+    /* tandem sidecar (the same process shape, one engine behind it) */
+    bool sidecar;
+    bool ssrf;                  /* --enable-ssrf-protection */
+    const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
+    bool prefiller_sampling;    /* --enable-prefiller-sampling */
     char *storage;             /* owns strings parsed out of --endpoint values */
 };
 
@@ -60,6 +71,12 @@ struct router_metrics {
     struct metrics_series *prefix_size;
     struct metrics_family *plugin_duration; /* {plugin} */
     struct metrics_series *prefix_hit_ratio;
+    struct metrics_family *pd_fallbacks; /* {reason} */
+    /* tandem sidecar's own (the router families above then live in hidden_reg) */
+    struct metrics_registry *hidden_reg;
+    struct metrics_family *sc_requests;  /* {path,pd} */
+    struct metrics_family *sc_fallbacks; /* {reason} */
+    struct metrics_series *sc_prefill_duration, *sc_true_ttft;
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
 };
 
@@ -91,6 +108,11 @@ struct router_worker {
 
 /* config.c */
 int router_config_parse(struct router_config *cfg, int argc, char **argv);
+/* sidecar.c: `tandem sidecar` flags into the same config (one "engine" endpoint). */
+int sidecar_config_parse(struct router_config *cfg, int argc, char **argv);
+
+/* main.c: runs a parsed configuration (router or sidecar) until a signal. */
+int router_run(struct router *r);
 void router_config_free(struct router_config *cfg);
 /* Loads an endpoints file (YAML list of {name, address|host+port, role, labels}) into the
  * datastore, replacing what came from it before. Returns false with a message. */

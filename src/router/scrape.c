@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/prom.h"
 #include "router/router_internal.h"
@@ -24,6 +25,22 @@ struct scrape {
 /* Scrapes in flight (one per endpoint at most; few, so a linear list). Kept so shutdown
  * can free them: freeing the client cancels them without callbacks. */
 static struct scrape **busy;
+
+/* Endpoints never scraped successfully get one warning, not one per scrape (the control
+ * loop is single-threaded; a small set of name hashes is enough). */
+static bool first_failure(const char *name)
+{
+    static uint64_t warned[1024];
+    static size_t n_warned;
+    uint64_t h = hash_str(name, 7);
+    for (size_t i = 0; i < n_warned; i++)
+        if (warned[i] == h)
+            return false;
+    if (n_warned < sizeof warned / sizeof *warned)
+        warned[n_warned++] = h;
+    return true;
+}
+
 static size_t n_busy, cap_busy;
 static uint64_t file_checked_ns;
 static struct timespec file_mtime;
@@ -137,7 +154,7 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
     else
         prom_parse(body, len, on_sample, &p, why, sizeof why); /* why names a bad line */
     if (why[0]) {
-        if (before.healthy || !before.have)
+        if (before.healthy || (!before.have && first_failure(name)))
             LOG_W(LOG_C, "endpoint %s (%s): metrics scrape failed (%s); marked unhealthy", name,
                   sched_endpoint_addr(sc->ep), why);
         sched_endpoint_set_health(sc->ep, false);

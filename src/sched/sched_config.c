@@ -41,10 +41,30 @@ static const char preset_llmd[] = PRESET_HEAD
     "    weight: 3\n"
     "  - pluginRef: max-score-picker\n";
 
+/* P/D (llm-d's pd example): disaggregate when the uncached part of the prompt on the
+ * chosen decode pod is >= 100 characters. */
+static const char preset_pd[] = PRESET_HEAD
+    "plugins:\n"
+    "- type: prefill-filter\n"
+    "- type: decode-filter\n"
+    "- type: prefix-cache-scorer\n"
+    "- type: queue-scorer\n"
+    "- type: max-score-picker\n"
+    "- type: pd-profile-handler\n"
+    "  parameters: {threshold: 100}\n"
+    "schedulingProfiles:\n"
+    "- name: prefill\n"
+    "  plugins: [{pluginRef: prefill-filter}, {pluginRef: prefix-cache-scorer, weight: 2},\n"
+    "            {pluginRef: queue-scorer}, {pluginRef: max-score-picker}]\n"
+    "- name: decode\n"
+    "  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer, weight: 2},\n"
+    "            {pluginRef: queue-scorer}, {pluginRef: max-score-picker}]\n";
+
 static const struct {
     const char *name;
     const char *text;
 } presets[] = {
+    {"pd", preset_pd},
     {"round_robin", PRESET_ONE("round-robin-picker")},
     {"random", PRESET_ONE("random-picker")},
     {"consistent_hash", PRESET_ONE("consistent-hash-picker")},

@@ -1,0 +1,113 @@
+/* `tandem sidecar`: llm-d's routing sidecar for a decode pod. It is the router's process
+ * shape (workers, proxy, keep-alive pools, metrics port) with one endpoint, the local
+ * engine, and no scheduling: requests carrying x-prefiller-host-port run the P/D
+ * protocol (prefill leg to that host, decode leg here); everything else is proxied to
+ * the engine unchanged. The request handling itself is in proxy.c (sidecar_handle). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/flags.h"
+#include "base/log.h"
+#include "router/router_internal.h"
+
+int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->sidecar = true;
+    cfg->host = "0.0.0.0";
+    long long port = 8000, vllm_port = 8001, metrics_port = 0, v = 2;
+    const char *log_level = NULL, *vllm_host = "127.0.0.1";
+    bool log_json = false;
+    cfg->workers = 1;
+    cfg->max_body_bytes = 32ll << 20;
+    cfg->max_retries = 0;
+    cfg->connect_timeout_s = 5;
+    cfg->read_timeout_s = 30;
+    cfg->idle_timeout_s = 75;
+    const struct flag flags[] = {
+        {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
+        {"--port", NULL, FLAG_INT, &port, "N", "listen port (8000)", NULL},
+        {"--vllm-port", "--model-server-port", FLAG_INT, &vllm_port, "N", "the local engine's port (8001)", NULL},
+        {"--vllm-host", NULL, FLAG_STRING, &vllm_host, "ADDR", "the local engine's address (127.0.0.1)", NULL},
+        {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N", "port for the sidecar's own /metrics (0 = none; always at GET /sidecar/metrics)", NULL},
+        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME", "KV connector protocol (nixlv2)", NULL},
+        {"--enable-ssrf-protection", NULL, FLAG_BOOL, &cfg->ssrf, NULL, "only prefillers in --allowed-prefillers may be called", NULL},
+        {"--allowed-prefillers", NULL, FLAG_STRING, &cfg->allowed_prefillers, "LIST", "host or host:port, comma-separated", NULL},
+        {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
+        {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
+        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB)", NULL},
+        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
+        {"--v", "-v", FLAG_INT, &v, "N", "verbosity: 2 info, 4 debug (2)", NULL},
+        {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug", NULL},
+        {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
+        /* llm-d's sidecar flags that do not apply here. */
+        {"--cert-path", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--secure-proxy", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--decoder-use-tls", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--prefiller-use-tls", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+    };
+    const size_t n_flags = sizeof flags / sizeof flags[0];
+    struct flags_result res;
+    char err[512];
+    if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
+        fprintf(stderr, "tandem sidecar: %s\n", err);
+        return -1;
+    }
+    if (res.help) {
+        flags_print_help(stdout, "tandem sidecar [flags]",
+                         "P/D sidecar for a decode pod (llm-d's routing sidecar). A request with\n"
+                         "x-prefiller-host-port runs the prefill leg there (nixlv2: 1 token,\n"
+                         "kv_transfer_params) and the decode leg on the local engine; every other\n"
+                         "request is proxied to the engine unchanged. GET /health is answered here.",
+                         flags, n_flags);
+        return 1;
+    }
+    if (res.n_positional) {
+        fprintf(stderr, "tandem sidecar: unexpected argument '%s'\n", res.positional[0]);
+        return -1;
+    }
+    if (port < 0 || port > 65535 || vllm_port <= 0 || vllm_port > 65535 || metrics_port < 0 ||
+        metrics_port > 65535) {
+        fprintf(stderr, "tandem sidecar: --port, --vllm-port, --metrics-port must be ports\n");
+        return -1;
+    }
+    if (cfg->workers < 1 || cfg->workers > 64 || cfg->max_body_bytes < 1024 ||
+        cfg->upstream_timeout_s < 0) {
+        fprintf(stderr, "tandem sidecar: --workers in [1, 64], --max-body-bytes >= 1024, "
+                        "--upstream-timeout >= 0\n");
+        return -1;
+    }
+    if (cfg->ssrf && (!cfg->allowed_prefillers || !*cfg->allowed_prefillers)) {
+        fprintf(stderr, "tandem sidecar: --enable-ssrf-protection needs --allowed-prefillers "
+                        "(the Kubernetes pool watch is not built yet)\n");
+        return -1;
+    }
+    cfg->connector = pd_connector_find(cfg->connector_name);
+    if (!cfg->connector) {
+        fprintf(stderr, "tandem sidecar: --connector: '%s' is not a known connector (nixlv2)\n",
+                cfg->connector_name);
+        return -1;
+    }
+    struct sched_endpoint_spec *e = &cfg->endpoints[0];
+    e->name = xstrdup("engine");
+    e->host = xstrdup(vllm_host);
+    e->port = (int)vllm_port;
+    cfg->n_endpoints = 1;
+    cfg->policy = "round_robin";
+    cfg->port = (int)port;
+    cfg->metrics_port = (int)metrics_port;
+    cfg->refresh_metrics_s = 1.0; /* health only: nothing is scheduled */
+    cfg->staleness_s = 5.0;
+    cfg->verbosity = (int)v;
+    enum log_level lvl = v >= 4 ? LOG_DEBUG : v >= 2 ? LOG_INFO : v == 1 ? LOG_WARN : LOG_ERROR;
+    if (log_level && !log_parse_level(log_level, &lvl)) {
+        fprintf(stderr, "tandem sidecar: --log-level: '%s' is not error, warn, info or debug\n",
+                log_level);
+        return -1;
+    }
+    log_set_level(lvl);
+    log_set_json(log_json);
+    return 0;
+}
