@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "ms/ms.h"
 #include "router/router.h"
 #include "sim/sim.h"
 
@@ -17,11 +18,13 @@ static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
+    {"ms", "ModelService: generate the Kubernetes objects of a ModelService CR", ms_main},
+    {"up", "run a ModelService on this machine (sims, sidecars, router)", up_main},
     {"router", "OpenAI gateway and endpoint picker (llm-d scheduling: prefix, load, P/D)",
      router_main},
-    {"bench", "load generator with vllm bench serve's metrics, reports and compare",
-     bench_main},
-    {"sidecar", "P/D sidecar for a decode pod (llm-d's routing sidecar: nixlv2 prefill then decode)",
+    {"bench", "load generator with vllm bench serve's metrics, reports and compare", bench_main},
+    {"sidecar",
+     "P/D sidecar for a decode pod (llm-d's routing sidecar: nixlv2 prefill then decode)",
      sidecar_main},
     {"sim", "vLLM-compatible engine simulator (OpenAI API, prefix cache, P/D, vLLM metrics)",
      sim_main},
@@ -32,8 +35,9 @@ static const size_t n_commands = sizeof commands / sizeof commands[0];
 
 static void usage(FILE *out)
 {
-    fprintf(out, "tandem %s: Kubernetes-native LLM serving with smart routing and P/D "
-                 "disaggregation\n\nusage: tandem COMMAND [flags]\n\ncommands:\n",
+    fprintf(out,
+            "tandem %s: Kubernetes-native LLM serving with smart routing and P/D "
+            "disaggregation\n\nusage: tandem COMMAND [flags]\n\ncommands:\n",
             TANDEM_VERSION);
     for (size_t i = 0; i < n_commands; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);

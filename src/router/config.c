@@ -121,8 +121,8 @@ static bool parse_endpoint_flag(const char *v, void *target, char *err, size_t e
 }
 
 /* --prefill URL / --decode URL (vllm-router's shortcuts): an endpoint with that role. */
-static bool add_role_endpoint(struct router_config *cfg, const char *url, const char *role,
-                              int n, char *err, size_t errlen)
+static bool add_role_endpoint(struct router_config *cfg, const char *url, const char *role, int n,
+                              char *err, size_t errlen)
 {
     char spec[600];
     const char *hp = url;
@@ -175,7 +175,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     long long port = 8000, metrics_port = 9090, v = 2;
     double refresh_ms = 50, stale_ms = 2000;
     const char *log_level = NULL;
-    const char *pd_mode = NULL;
+    const char *pd_mode = NULL, *pool_name = NULL, *pool_ns = NULL;
     bool log_json = false;
     cfg->workers = 0;
     cfg->max_body_bytes = 32ll << 20;
@@ -187,29 +187,57 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     const struct flag flags[] = {
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
         {"--port", NULL, FLAG_INT, &port, "N", "OpenAI API port (8000)", NULL},
-        {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N", "Prometheus /metrics port (9090; 0 = main port only)", NULL},
-        {"--endpoint", NULL, FLAG_FUNC, cfg, "SPEC", "name=NAME,addr=HOST:PORT[,role=decode|prefill|both][,label.K=V] (repeatable)", parse_endpoint_flag},
-        {"--endpoints-file", NULL, FLAG_STRING, &cfg->endpoints_file, "FILE", "YAML list of endpoints, re-read when it changes", NULL},
-        {"--config-file", NULL, FLAG_STRING, &cfg->config_file, "FILE", "llm-d EndpointPickerConfig (YAML)", NULL},
+        {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N",
+         "Prometheus /metrics port (9090; 0 = main port only)", NULL},
+        {"--endpoint", NULL, FLAG_FUNC, cfg, "SPEC",
+         "name=NAME,addr=HOST:PORT[,role=decode|prefill|both][,label.K=V] (repeatable)",
+         parse_endpoint_flag},
+        {"--endpoints-file", NULL, FLAG_STRING, &cfg->endpoints_file, "FILE",
+         "YAML list of endpoints, re-read when it changes", NULL},
+        {"--config-file", NULL, FLAG_STRING, &cfg->config_file, "FILE",
+         "llm-d EndpointPickerConfig (YAML)", NULL},
         {"--config-text", NULL, FLAG_STRING, &cfg->config_text, "YAML", "the same, inline", NULL},
-        {"--policy", NULL, FLAG_STRING, &cfg->policy, "NAME", "preset: llm-d, pd, round_robin, random, consistent_hash, power_of_two, cache_aware", NULL},
-        {"--refresh-metrics-interval", NULL, FLAG_DOUBLE, &refresh_ms, "MS", "engine metrics scrape interval (50)", NULL},
-        {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS", "scraped metrics older than this are stale (2000)", NULL},
-        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB, 413 past it)", NULL},
-        {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N", "retries on another endpoint before the first byte (2)", NULL},
-        {"--max-inflight-per-endpoint", NULL, FLAG_INT, &cfg->max_inflight, "N", "requests in flight per endpoint before 429 (0 = no bound)", NULL},
-        {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (default: number of cores)", NULL},
-        {"--upstream-connect-timeout", NULL, FLAG_DOUBLE, &cfg->connect_timeout_s, "S", "connect timeout to an endpoint (5)", NULL},
-        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
-        {"--read-timeout", NULL, FLAG_DOUBLE, &cfg->read_timeout_s, "S", "time to receive a client request (30)", NULL},
-        {"--idle-timeout", NULL, FLAG_DOUBLE, &cfg->idle_timeout_s, "S", "keep-alive idle timeout (75)", NULL},
-        {"--v", "-v", FLAG_INT, &v, "N", "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
-        {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug (overrides --v)", NULL},
+        {"--policy", NULL, FLAG_STRING, &cfg->policy, "NAME",
+         "preset: llm-d, pd, round_robin, random, consistent_hash, power_of_two, cache_aware",
+         NULL},
+        {"--refresh-metrics-interval", NULL, FLAG_DOUBLE, &refresh_ms, "MS",
+         "engine metrics scrape interval (50)", NULL},
+        {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS",
+         "scraped metrics older than this are stale (2000)", NULL},
+        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N",
+         "largest request body (32 MiB, 413 past it)", NULL},
+        {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N",
+         "retries on another endpoint before the first byte (2)", NULL},
+        {"--max-inflight-per-endpoint", NULL, FLAG_INT, &cfg->max_inflight, "N",
+         "requests in flight per endpoint before 429 (0 = no bound)", NULL},
+        {"--workers", NULL, FLAG_INT, &cfg->workers, "N",
+         "worker threads (default: number of cores)", NULL},
+        {"--upstream-connect-timeout", NULL, FLAG_DOUBLE, &cfg->connect_timeout_s, "S",
+         "connect timeout to an endpoint (5)", NULL},
+        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S",
+         "whole upstream request, 0 = none (0)", NULL},
+        {"--read-timeout", NULL, FLAG_DOUBLE, &cfg->read_timeout_s, "S",
+         "time to receive a client request (30)", NULL},
+        {"--idle-timeout", NULL, FLAG_DOUBLE, &cfg->idle_timeout_s, "S",
+         "keep-alive idle timeout (75)", NULL},
+        {"--v", "-v", FLAG_INT, &v, "N",
+         "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
+        {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL",
+         "error, warn, info, debug (overrides --v)", NULL},
         {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
-        {"--pd-mode", NULL, FLAG_STRING, &pd_mode, "MODE", "sidecar (add x-prefiller-host-port for the decode pod's sidecar; default) or router (run both legs here)", NULL},
-        {"--prefill", NULL, FLAG_FUNC, cfg, "URL", "a prefill endpoint (repeatable; implies --pd-mode router)", parse_prefill_flag},
-        {"--decode", NULL, FLAG_FUNC, cfg, "URL", "a decode endpoint (repeatable)", parse_decode_flag},
-        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME", "KV connector protocol for P/D (nixlv2)", NULL},
+        {"--pd-mode", NULL, FLAG_STRING, &pd_mode, "MODE",
+         "sidecar (add x-prefiller-host-port for the decode pod's sidecar; default) or router (run "
+         "both legs here)",
+         NULL},
+        {"--prefill", NULL, FLAG_FUNC, cfg, "URL",
+         "a prefill endpoint (repeatable; implies --pd-mode router)", parse_prefill_flag},
+        {"--decode", NULL, FLAG_FUNC, cfg, "URL", "a decode endpoint (repeatable)",
+         parse_decode_flag},
+        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME",
+         "KV connector protocol for P/D (nixlv2)", NULL},
+        {"--pool-name", NULL, FLAG_STRING, &pool_name, "NAME",
+         "InferencePool to discover pods from (Kubernetes; not built yet)", NULL},
+        {"--pool-namespace", NULL, FLAG_STRING, &pool_ns, "NS", "its namespace", NULL},
     };
     const size_t n_flags = sizeof flags / sizeof flags[0];
     struct flags_result res;
@@ -235,9 +263,9 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         return -1;
     }
     if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
-        cfg->max_inflight < 0 ||
-        cfg->workers > 64 || cfg->max_body_bytes < 1024 || !(cfg->connect_timeout_s > 0) ||
-        cfg->upstream_timeout_s < 0 || !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
+        cfg->max_inflight < 0 || cfg->workers > 64 || cfg->max_body_bytes < 1024 ||
+        !(cfg->connect_timeout_s > 0) || cfg->upstream_timeout_s < 0 ||
+        !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
         fprintf(stderr, "tandem router: intervals and timeouts must be > 0, --max-retries >= 0, "
                         "--workers in [0, 64], --max-body-bytes >= 1024, "
                         "--max-inflight-per-endpoint >= 0\n");
@@ -245,6 +273,12 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     }
     if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {
         fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
+        return -1;
+    }
+    if (pool_name || pool_ns) {
+        fprintf(stderr,
+                "tandem router: --pool-name: discovering pods from an InferencePool is "
+                "not built yet; give --endpoint or --endpoints-file (docs/kubernetes.md)\n");
         return -1;
     }
     if (cfg->n_endpoints == 0 && !cfg->endpoints_file) {

@@ -1,0 +1,75 @@
+/* ModelService: one CR (+ a BaseConfig of templated manifests) -> Kubernetes objects
+ * (`tandem ms generate`), or local processes (`tandem up`). See docs/modelservice.md.
+ *
+ *   ms.c    CR and BaseConfig loading and validation, template variables, merge,
+ *           model artifacts, object generation, `tandem ms generate`
+ *   tmpl.c  the Go text/template subset BaseConfigs are written in
+ *   up.c    `tandem up`: the same CR as processes on one machine
+ *
+ * Ownership: an ms_cr owns its parsed document; strings in it point into the document.
+ * ms_generate returns a new JSON array the caller frees. */
+#ifndef TANDEM_MS_MS_H
+#define TANDEM_MS_MS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+enum ms_uri_kind { MS_URI_HF, MS_URI_PVC, MS_URI_OCI };
+
+struct ms_cr {
+    json_t *doc; /* the whole CR, owned */
+    char path[512];
+    const char *name, *namespace;
+    const char *model_name; /* spec.routing.modelName */
+    const char *uri;
+    enum ms_uri_kind uri_kind;
+    char hf_model[512];  /* hf://repo/model -> repo/model */
+    char pvc_claim[256]; /* pvc://claim/path */
+    char model_path[512]; /* path inside the claim or image ("" for hf) */
+    char oci_image[512];
+    const char *auth_secret; /* or NULL */
+    json_t *size;            /* borrowed: string or integer, or NULL */
+    bool decouple_scaling;
+    json_t *prefill, *decode, *epp; /* borrowed sections, NULL when absent */
+    long long prefill_replicas, decode_replicas;
+    json_t *ports;        /* borrowed spec.routing.ports, or NULL */
+    json_t *gateway_refs; /* borrowed, or NULL */
+    const char *base_name; /* spec.baseConfigMapRef.name, or NULL */
+};
+
+/* Loads and validates a ModelService. Errors name the file and the field, e.g.
+ * "msvc.yaml: spec.routing.modelName: required". */
+bool ms_cr_load(const char *path, struct ms_cr *out, char *err, size_t errlen);
+bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *out, char *err,
+                 size_t errlen);
+void ms_cr_free(struct ms_cr *cr);
+
+/* "facebook/opt-125m" -> "facebook-opt-125m": lower case, [a-z0-9-], <= 63 characters,
+ * no leading or trailing '-'. */
+void ms_sanitize(const char *in, char *out, size_t cap);
+
+struct ms_gen_opts {
+    const char *base_path;        /* BaseConfig ConfigMap file, or NULL (empty) */
+    const char *base_text;        /* or its text (tests) */
+    const char *epp_cluster_role; /* "pod-read" */
+    const char *pool_api;         /* "v1alpha2" (default) or "v1" */
+    const char *namespace;        /* overrides the CR's; default "default" */
+};
+
+/* The objects, in dependency order (ServiceAccounts, RoleBinding, ConfigMaps, Services,
+ * Deployments, InferencePool, InferenceModel, HTTPRoute). NULL with err. */
+json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *err,
+                    size_t errlen);
+
+/* Strict checks of one generated object (apiVersion, kind, metadata.name as a DNS
+ * label/subdomain, label keys and values, required fields per kind). */
+bool ms_validate_object(const json_t *obj, char *err, size_t errlen);
+
+/* `tandem ms generate ...` */
+int ms_main(int argc, char **argv);
+/* `tandem up ...` */
+int up_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,360 @@
+/* Unit tests for ModelService generation: seed 000's scenarios as golden object lists,
+ * merge semantics, model artifacts, invalid input, and the strict object checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ms/ms.h"
+
+#define SAMPLES TANDEM_SOURCE_DIR "/deploy/samples/"
+
+static json_t *gen_files(const char *cr_path, const char *base_path)
+{
+    struct ms_cr cr;
+    char err[1024];
+    if (!ms_cr_load(cr_path, &cr, err, sizeof err))
+        fail_msg("%s", err);
+    struct ms_gen_opts o = {.base_path = base_path};
+    json_t *objs = ms_generate(&cr, &o, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    ms_cr_free(&cr);
+    return objs;
+}
+
+static const json_t *find(const json_t *objs, const char *kind, const char *name)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o)
+    {
+        const char *k = json_string_value(json_object_get(o, "kind"));
+        const char *n =
+            json_string_value(json_object_get(json_object_get(o, "metadata"), "name"));
+        if (k && n && !strcmp(k, kind) && !strcmp(n, name))
+            return o;
+    }
+    return NULL;
+}
+
+static const char *path_str(const json_t *o, const char *const *keys)
+{
+    for (; *keys; keys++)
+        o = json_object_get(o, *keys);
+    return json_string_value(o);
+}
+
+/* Seed 000 scenario 2: exactly these objects, in dependency order. */
+static void test_golden_scenario_2(void **state)
+{
+    (void)state;
+    json_t *objs = gen_files(SAMPLES "nixl-xpyd/facebook-nixl.yaml",
+                             SAMPLES "nixl-xpyd/universal-baseconfig-hf.yaml");
+    static const char *const want[][2] = {
+        {"ServiceAccount", "facebook-opt-125m-nixl-sa"},
+        {"ServiceAccount", "facebook-opt-125m-nixl-epp-sa"},
+        {"RoleBinding", "facebook-opt-125m-nixl-epp-rolebinding"},
+        {"Service", "facebook-opt-125m-nixl-epp-service"},
+        {"Deployment", "facebook-opt-125m-nixl-decode"},
+        {"Deployment", "facebook-opt-125m-nixl-prefill"},
+        {"Deployment", "facebook-opt-125m-nixl-epp"},
+        {"InferencePool", "facebook-opt-125m-nixl-inference-pool"},
+        {"InferenceModel", "facebook-opt-125m-nixl"},
+        {"HTTPRoute", "facebook-opt-125m-nixl-http-route"},
+    };
+    size_t n = sizeof want / sizeof *want;
+    if (json_array_size(objs) != n) {
+        char *s = json_dumps(objs, JSON_COMPACT);
+        fail_msg("%zu objects, want %zu: %.2000s", json_array_size(objs), n, s);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(objs, i);
+        assert_string_equal(json_string_value(json_object_get(o, "kind")), want[i][0]);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(o, "metadata"), "name")),
+            want[i][1]);
+    }
+    /* Labels seed 000 shows on the decode Deployment (and its pods and selector). */
+    const json_t *dec = find(objs, "Deployment", "facebook-opt-125m-nixl-decode");
+    const json_t *labels = json_object_get(json_object_get(dec, "metadata"), "labels");
+    assert_string_equal(json_string_value(json_object_get(labels, "llm-d.ai/inferenceServing")),
+                        "true");
+    assert_string_equal(json_string_value(json_object_get(labels, "llm-d.ai/model")),
+                        "facebook-opt-125m");
+    assert_string_equal(json_string_value(json_object_get(labels, "llm-d.ai/role")), "decode");
+    static const char *const sel[] = {"spec", "selector", "matchLabels", "llm-d.ai/role", NULL};
+    assert_string_equal(path_str(dec, sel), "decode");
+    static const char *const sa[] = {"spec", "template", "spec", "serviceAccountName", NULL};
+    assert_string_equal(path_str(dec, sa), "facebook-opt-125m-nixl-sa");
+    const json_t *epp = find(objs, "Deployment", "facebook-opt-125m-nixl-epp");
+    assert_string_equal(path_str(epp, sa), "facebook-opt-125m-nixl-epp-sa");
+    /* EPP Service on 9002; RoleBinding to ClusterRole pod-read; the InferenceModel. */
+    const json_t *svc = find(objs, "Service", "facebook-opt-125m-nixl-epp-service");
+    json_t *port = json_object_get(
+        json_array_get(json_object_get(json_object_get(svc, "spec"), "ports"), 0), "port");
+    assert_int_equal(json_integer_value(port), 9002);
+    const json_t *rb = find(objs, "RoleBinding", "facebook-opt-125m-nixl-epp-rolebinding");
+    static const char *const rk[] = {"roleRef", "kind", NULL}, *const rn[] = {"roleRef", "name",
+                                                                             NULL};
+    assert_string_equal(path_str(rb, rk), "ClusterRole");
+    assert_string_equal(path_str(rb, rn), "pod-read");
+    const json_t *im = find(objs, "InferenceModel", "facebook-opt-125m-nixl");
+    static const char *const mn[] = {"spec", "modelName", NULL},
+                             *const pr[] = {"spec", "poolRef", "name", NULL};
+    assert_string_equal(path_str(im, mn), "facebook/opt-125m");
+    assert_string_equal(path_str(im, pr), "facebook-opt-125m-nixl-inference-pool");
+    const json_t *pool = find(objs, "InferencePool", "facebook-opt-125m-nixl-inference-pool");
+    static const char *const ps[] = {"spec", "selector", "llm-d.ai/model", NULL};
+    assert_string_equal(path_str(pool, ps), "facebook-opt-125m");
+    assert_string_equal(json_string_value(json_object_get(pool, "apiVersion")),
+                        "inference.networking.x-k8s.io/v1alpha2");
+    json_decref(objs);
+}
+
+/* Scenario 3 differs only in the decode replicas. */
+static void test_golden_scenario_3(void **state)
+{
+    (void)state;
+    json_t *a = gen_files(SAMPLES "nixl-xpyd/facebook-nixl.yaml",
+                          SAMPLES "nixl-xpyd/universal-baseconfig-hf.yaml");
+    json_t *b = gen_files(SAMPLES "nixl-xpyd/facebook-nixl-xpyd.yaml",
+                          SAMPLES "nixl-xpyd/universal-baseconfig-hf.yaml");
+    assert_int_equal(json_array_size(a), json_array_size(b));
+    json_t *da = (json_t *)find(a, "Deployment", "facebook-opt-125m-nixl-decode");
+    json_t *db = (json_t *)find(b, "Deployment", "facebook-opt-125m-nixl-decode");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(da, "spec"), "replicas")),
+                     1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(db, "spec"), "replicas")),
+                     2);
+    json_object_set_new(json_object_get(db, "spec"), "replicas", json_integer(1));
+    assert_true(json_equal(a, b));
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_all_samples_valid(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        {SAMPLES "facebook/msvc.yaml", SAMPLES "facebook/baseconfig.yaml"},
+        {SAMPLES "sim/msvc.yaml", SAMPLES "sim/baseconfig.yaml"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *objs = gen_files(pairs[i][0], pairs[i][1]);
+        assert_true(json_array_size(objs) >= 3);
+        size_t k;
+        json_t *o;
+        char err[512];
+        json_array_foreach(objs, k, o) if (!ms_validate_object(o, err, sizeof err))
+            fail_msg("%s", err);
+        json_decref(objs);
+    }
+}
+
+static const char CR_HEAD[] =
+    "apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1, namespace: ns1}\n"
+    "spec:\n  routing: {modelName: org/model-A, ports: [{name: app_port, port: 8000}]}\n";
+
+static json_t *gen_text(const char *cr_text, const char *base, char *err, size_t errlen)
+{
+    struct ms_cr cr;
+    if (!ms_cr_parse(cr_text, strlen(cr_text), "cr.yaml", &cr, err, errlen)) {
+        ms_cr_free(&cr);
+        return NULL;
+    }
+    struct ms_gen_opts o = {.base_text = base};
+    json_t *objs = ms_generate(&cr, &o, err, errlen);
+    ms_cr_free(&cr);
+    return objs;
+}
+
+static const char BASE_DECODE[] =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: base}\ndata:\n"
+    "  decodeDeployment: |\n"
+    "    apiVersion: apps/v1\n"
+    "    kind: Deployment\n"
+    "    metadata: {name: x, labels: {team: a}}\n"
+    "    spec:\n"
+    "      template:\n"
+    "        spec:\n"
+    "          containers:\n"
+    "          - name: vllm\n"
+    "            image: vllm/vllm-openai:v0.9\n"
+    "            command: [base-cmd]\n"
+    "            args: ['--port', '{{ \"app_port\" | getPort }}']\n"
+    "            env: [{name: A, value: base}, {name: B, value: base}]\n"
+    "          volumes: [{name: shm, emptyDir: {}}, {name: model-storage, emptyDir: {}}]\n";
+
+static void test_merge(void **state)
+{
+    (void)state;
+    char cr[2048], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  modelArtifacts: {uri: \"hf://org/model-A\", authSecretName: hf-secret, size: "
+             "20Gi}\n"
+             "  decode:\n    replicas: 3\n    containers:\n"
+             "    - name: vllm\n      command: [vllm, serve]\n"
+             "      args: [\"{{ .HFModelName }}\", \"--served-model-name\", \"{{ .ModelName }}\"]\n"
+             "      env: [{name: B, value: cr}, {name: C, value: cr}]\n"
+             "      mountModelVolume: true\n"
+             "    - name: sidecar\n      image: tandem:dev\n      args: [sidecar]\n",
+             CR_HEAD);
+    json_t *objs = gen_text(cr, BASE_DECODE, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    const json_t *d = find(objs, "Deployment", "m1-decode");
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(d, "metadata"), "labels"), "team")),
+                        "a"); /* maps merge key by key: the base's label stays */
+    const json_t *ps = json_object_get(json_object_get(json_object_get(d, "spec"), "template"),
+                                       "spec");
+    const json_t *cs = json_object_get(ps, "containers");
+    assert_int_equal(json_array_size(cs), 2); /* the CR's new container appended */
+    const json_t *v = json_array_get(cs, 0);
+    /* command replaced; CR args (templated) before the base's */
+    assert_string_equal(json_string_value(json_array_get(json_object_get(v, "command"), 0)),
+                        "vllm");
+    const json_t *args = json_object_get(v, "args");
+    static const char *const want_args[] = {"org/model-A", "--served-model-name", "org/model-A",
+                                            "--port", "8000"};
+    assert_int_equal(json_array_size(args), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(json_string_value(json_array_get(args, i)), want_args[i]);
+    /* env by name, CR wins, base order kept; HF env added, CR env kept */
+    const json_t *env = json_object_get(v, "env");
+    static const char *const names[] = {"A", "B", "C", "HF_HOME", "HF_TOKEN"};
+    static const char *const vals[] = {"base", "cr", "cr", "/model-cache", NULL};
+    assert_int_equal(json_array_size(env), 5);
+    for (size_t i = 0; i < 5; i++) {
+        const json_t *e = json_array_get(env, i);
+        assert_string_equal(json_string_value(json_object_get(e, "name")), names[i]);
+        if (vals[i])
+            assert_string_equal(json_string_value(json_object_get(e, "value")), vals[i]);
+    }
+    static const char *const sec[] = {"valueFrom", "secretKeyRef", "name", NULL};
+    assert_string_equal(path_str(json_array_get(env, 4), sec), "hf-secret");
+    /* volumes deduped by name; model-storage is the artifact's emptyDir with the size */
+    const json_t *vols = json_object_get(ps, "volumes");
+    assert_int_equal(json_array_size(vols), 2);
+    const json_t *ms = json_array_get(vols, 1);
+    assert_string_equal(json_string_value(json_object_get(ms, "name")), "model-storage");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(ms, "emptyDir"), "sizeLimit")), "20Gi");
+    /* mounted only where mountModelVolume */
+    assert_int_equal(json_array_size(json_object_get(v, "volumeMounts")), 1);
+    assert_null(json_object_get(json_array_get(cs, 1), "volumeMounts"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "spec"), "replicas")),
+                     3);
+    json_decref(objs);
+}
+
+static void artifact(const char *uri, const char *want_path, const char *vol_key)
+{
+    char cr[2048], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  modelArtifacts: {uri: \"%s\"}\n"
+             "  decode:\n    containers:\n    - name: vllm\n      image: v\n"
+             "      args: [\"{{ .MountedModelPath }}\"]\n      mountModelVolume: true\n",
+             CR_HEAD, uri);
+    json_t *objs = gen_text(cr, NULL, err, sizeof err);
+    if (!objs)
+        fail_msg("%s: %s", uri, err);
+    const json_t *d = find(objs, "Deployment", "m1-decode");
+    const json_t *ps = json_object_get(json_object_get(json_object_get(d, "spec"), "template"),
+                                       "spec");
+    const json_t *c = json_array_get(json_object_get(ps, "containers"), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "args"), 0)),
+                        want_path);
+    const json_t *vol = json_array_get(json_object_get(ps, "volumes"), 0);
+    assert_non_null(json_object_get(vol, vol_key));
+    const json_t *mount = json_array_get(json_object_get(c, "volumeMounts"), 0);
+    assert_string_equal(json_string_value(json_object_get(mount, "mountPath")), "/model-cache");
+    bool ro = json_is_true(json_object_get(mount, "readOnly"));
+    assert_true(ro == (strncmp(uri, "hf://", 5) != 0));
+    json_decref(objs);
+}
+
+static void test_artifacts(void **state)
+{
+    (void)state;
+    artifact("hf://org/model-A", "org/model-A", "emptyDir");
+    artifact("pvc://models/llama/8b", "/model-cache/llama/8b", "persistentVolumeClaim");
+    artifact("oci://registry.io/models/llama:1::/weights", "/model-cache/weights", "image");
+}
+
+static void test_invalid_inputs(void **state)
+{
+    (void)state;
+    char err[1024];
+    static const struct {
+        const char *cr, *base, *want;
+    } cases[] = {
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {}\n  modelArtifacts: {uri: \"hf://a/b\"}\n",
+         NULL, "cr.yaml: spec.routing.modelName: required"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"s3://a/b\"}\n",
+         NULL, "cr.yaml: spec.modelArtifacts.uri: 's3://a/b' has an unknown scheme"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b\n", NULL, "cr.yaml:"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n"
+         "  decode: {containers: [{name: v, image: i}]}\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+         "  decodeDeployment: |\n    apiVersion: apps/v1\n    kind: Deployment\n"
+         "    metadata:\n      name: {{ .NoSuchVar }}\n",
+         "data.decodeDeployment:4:"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n  decodeDeploymnt: x\n",
+         "data.decodeDeploymnt: unknown key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        err[0] = '\0';
+        json_t *objs = gen_text(cases[i].cr, cases[i].base, err, sizeof err);
+        assert_null(objs);
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: got '%s', want '%s'", i, err, cases[i].want);
+    }
+}
+
+static void test_validate_object(void **state)
+{
+    (void)state;
+    char err[512];
+    json_t *o = json_loads("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+                           "\"a\",\"namespace\":\"n\",\"labels\":{\"llm-d.ai/role\":\"de code\"}},"
+                           "\"spec\":{\"ports\":[{\"port\":80}]}}",
+                           0, NULL);
+    assert_false(ms_validate_object(o, err, sizeof err));
+    assert_non_null(strstr(err, "not a valid label value"));
+    json_object_set_new(json_object_get(json_object_get(o, "metadata"), "labels"),
+                        "llm-d.ai/role", json_string("decode"));
+    assert_true(ms_validate_object(o, err, sizeof err));
+    json_object_set_new(json_object_get(o, "metadata"), "name", json_string("Bad_Name"));
+    assert_false(ms_validate_object(o, err, sizeof err));
+    json_decref(o);
+    char s[80];
+    ms_sanitize("Facebook/OPT-125m", s, sizeof s);
+    assert_string_equal(s, "facebook-opt-125m");
+    ms_sanitize("meta-llama/Llama-3.1-8B-Instruct", s, sizeof s);
+    assert_string_equal(s, "meta-llama-llama-3-1-8b-instruct");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_scenario_2), cmocka_unit_test(test_golden_scenario_3),
+        cmocka_unit_test(test_all_samples_valid), cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_artifacts),         cmocka_unit_test(test_invalid_inputs),
+        cmocka_unit_test(test_validate_object),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
