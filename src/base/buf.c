@@ -2,6 +2,7 @@
 #include "base/buf.h"
 
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,4 +105,20 @@ char *buf_steal(struct buf *b, size_t *len_out)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+int buf_read_file(struct buf *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno ? errno : EIO;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(b, chunk, n);
+    int e = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    if (!b->data)
+        buf_reserve(b, 0);
+    return e;
 }

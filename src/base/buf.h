@@ -26,5 +26,8 @@ void buf_reset(struct buf *b); /* len = 0, keeps storage */
 void buf_free(struct buf *b);  /* frees storage; b is empty and reusable */
 /* Hands the storage to the caller (free with free()); b becomes empty. Never NULL. */
 char *buf_steal(struct buf *b, size_t *len_out);
+/* Appends the whole file at path. Returns 0, or an errno value (ENOENT, EACCES, EIO...)
+ * with whatever was read left in b. */
+int buf_read_file(struct buf *b, const char *path);
 
 #endif

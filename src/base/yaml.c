@@ -920,21 +920,12 @@ json_t *yaml_parse_all(const char *text, size_t len, const char *name, struct ya
 
 json_t *yaml_load_file(const char *path, struct yaml_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(err, path, 0, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
     struct buf b = BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    bool bad = ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (bad) {
-        set_err(err, path, 0, 0, "cannot read: %s", strerror(saved));
+    int e = buf_read_file(&b, path);
+    if (e) {
+        set_err(err, path, 0, 0, "%s: %s", e == ENOENT || e == EACCES ? "cannot open"
+                                                                         : "cannot read",
+                strerror(e));
         buf_free(&b);
         return NULL;
     }

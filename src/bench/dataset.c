@@ -385,25 +385,14 @@ static bool load_prefix_repetition(const struct bench_dataset_opts *o, struct be
 
 static char *read_file(const char *path, size_t *len_out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
     struct buf b = BUF_INIT;
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, got);
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
+    int e = buf_read_file(&b, path);
+    if (e) {
+        fail(err, errlen, "%s %s: %s", e == ENOENT || e == EACCES ? "cannot open" : "cannot read",
+             path, strerror(e));
         buf_free(&b);
-        fail(err, errlen, "cannot read %s: %s", path, strerror(e ? e : EIO));
         return NULL;
     }
-    fclose(f);
-    buf_append(&b, "", 0);
     return buf_steal(&b, len_out);
 }
 

@@ -263,21 +263,14 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
 
 static char *read_all(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        failf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    struct buf b = BUF_INIT;
+    int e = buf_read_file(&b, path);
+    if (e) {
+        failf(err, errlen, "cannot read %s: %s", path, strerror(e));
+        buf_free(&b);
         return NULL;
     }
-    struct buf b = BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(fp);
-    if (!b.data)
-        buf_append(&b, "", 0);
-    *len = b.len;
-    return buf_steal(&b, NULL);
+    return buf_steal(&b, len);
 }
 
 bool ms_cr_load(const char *path, struct ms_cr *out, char *err, size_t errlen)

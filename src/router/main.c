@@ -87,17 +87,13 @@ static void on_shutdown(void *ctx)
 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    struct buf b = BUF_INIT;
+    int e = buf_read_file(&b, path);
+    if (e) {
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        buf_free(&b);
         return NULL;
     }
-    struct buf b = BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
     return buf_steal(&b, len);
 }
 
