@@ -475,6 +475,29 @@ static bool prefiller_allowed(const struct router_config *cfg, const char *host,
     return false;
 }
 
+/* A proxied request's state: the client's body, and its x-request-id (made up when the
+ * client sent none). */
+static struct proxy_req *proxy_req_new(struct router_worker *w, struct http_exchange *ex)
+{
+    const struct http_request *q = http_exchange_request(ex);
+    struct proxy_req *p = xcalloc(1, sizeof *p);
+    p->w = w;
+    p->r = w->r;
+    p->ex = ex;
+    p->t_start = clock_monotonic_ns();
+    p->body = q->body;
+    p->body_len = q->body_len;
+    p->model_label = "";
+    const char *rid = http_headers_get(&q->headers, "x-request-id");
+    if (!rid || !*rid) {
+        char uuid[37];
+        hash_uuid4(uuid);
+        rid = arena_strdup(http_exchange_arena(ex), uuid);
+    }
+    p->request_id = rid;
+    return p;
+}
+
 /* tandem sidecar: /health here; P/D when the router says so; the rest to the engine. */
 static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
 {
@@ -492,26 +515,12 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
         return;
     }
     struct arena *a = http_exchange_arena(ex);
-    struct proxy_req *p = xcalloc(1, sizeof *p);
-    p->w = w;
-    p->r = r;
-    p->ex = ex;
-    p->t_start = clock_monotonic_ns();
-    p->body = q->body;
-    p->body_len = q->body_len;
-    p->model_label = "";
+    struct proxy_req *p = proxy_req_new(w, ex);
     static const char *const known[] = {"/v1/completions", "/v1/chat/completions",
                                         "/v1/responses", "/v1/models", "/metrics", NULL};
     for (const char *const *k = known; *k && !p->path_label; k++)
         if (!strcmp(q->path, *k))
             p->path_label = *k;
-    const char *rid = http_headers_get(&q->headers, "x-request-id");
-    if (!rid || !*rid) {
-        char uuid[37];
-        hash_uuid4(uuid);
-        rid = arena_strdup(a, uuid);
-    }
-    p->request_id = rid;
     p->ep = sched_ds_find(r->ds, "engine");
     if (!p->ep) {
         router_error(ex, 503, NULL, "decode endpoint not ready: no engine configured");
@@ -575,20 +584,7 @@ void router_handle(struct http_exchange *ex, void *ctx)
         return;
     }
     struct arena *a = http_exchange_arena(ex);
-    struct proxy_req *p = xcalloc(1, sizeof *p);
-    p->w = w;
-    p->r = r;
-    p->ex = ex;
-    p->t_start = clock_monotonic_ns();
-    p->body = q->body;
-    p->body_len = q->body_len;
-    const char *rid = http_headers_get(&q->headers, "x-request-id");
-    if (!rid || !*rid) {
-        char uuid[37];
-        hash_uuid4(uuid);
-        rid = arena_strdup(a, uuid);
-    }
-    p->request_id = rid;
+    struct proxy_req *p = proxy_req_new(w, ex);
     if (!parse_body(p, q, a)) {
         count_request(p, 400);
         proxy_free(p);
