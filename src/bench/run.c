@@ -282,7 +282,8 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
                 take_usage(f, usage);
             json_decref(j);
         }
-    } else if (f->chunks == 0 && !f->usage_seen) {
+    } else if (f->chunks == 0) {
+        /* vLLM's client: no content chunk means no TTFT: a failure, even with usage. */
         snprintf(r->error, sizeof r->error, "stream ended without any content");
     } else {
         r->ok = true;
@@ -389,16 +390,21 @@ static void pump(struct bench *b)
     if (b->closing)
         return;
     double t = now_s(b);
+    /* Past the end of a timed run or ladder: no more arrivals, whatever is drawn next. */
+    if (!b->arrivals_done && (t >= b->t_stop || b->next_due >= b->t_stop))
+        b->arrivals_done = true;
     while (!b->arrivals_done && b->next_due <= t) {
-        if ((b->n_total && b->n_sched >= b->n_total) || b->next_due >= b->t_stop) {
+        if (b->n_total && b->n_sched >= b->n_total) {
             b->arrivals_done = true;
             break;
         }
         /* All at once with no count (a --duration run): a closed loop, one arrival per
          * free slot, or the queue would grow without bound. */
-        if (isinf(b->rates[b->stage]) && !b->n_total && b->q_len + b->in_flight >=
-                                                            (size_t)b->o->max_concurrency)
+        bool closed = isinf(b->rates[b->stage]) && !b->n_total;
+        if (closed && b->q_len + b->in_flight >= (size_t)b->o->max_concurrency)
             break;
+        if (closed)
+            b->next_due = t; /* due when the slot freed, not at the previous arrival */
         size_t rec = new_record(b, b->next_due, b->stage);
         b->n_sched++;
         queue_push(b, rec);
@@ -428,11 +434,10 @@ static void pump(struct bench *b)
         return;
     }
     if (!b->arrivals_done) {
-        double wait = b->next_due - t;
+        /* Wake for the next arrival, or at the end of the run if that comes first. */
+        double wait = fmin(b->next_due, b->t_stop) - t;
         if (wait > 0)
             uv_timer_start(&b->tick, on_tick, (uint64_t)ceil(wait * 1000), 0);
-        else if (b->next_due >= b->t_stop)
-            uv_timer_start(&b->tick, on_tick, 1, 0);
     }
 }
 
@@ -715,6 +720,10 @@ int bench_main(int argc, char **argv)
         fprintf(stderr, "tandem bench: --arrival: '%s' is not poisson or constant\n", o.arrival);
         return 2;
     }
+    if (!(o.timeout > 0 && o.timeout <= 1e6)) {
+        fprintf(stderr, "tandem bench: --timeout must be in (0, 1000000] seconds\n");
+        return 2;
+    }
     if (!(o.burstiness > 0)) {
         fprintf(stderr, "tandem bench: --burstiness must be > 0\n");
         return 2;
@@ -947,15 +956,21 @@ int bench_main(int argc, char **argv)
         FILE *f = fopen(o.html, "w");
         struct bench_run_view whole = {o.label, &all, b.recs, b.n_recs};
         if (laddered) {
-            /* Stage views get their records (the stage's slice) for the charts. */
+            /* Stage views get their records for the charts: records are in arrival
+             * order and stages only increase, so each stage is one slice. */
+            size_t start = 0;
             for (size_t i = 0; i < n_views; i++) {
-                views[i].recs = b.recs;
-                views[i].n = b.n_recs;
+                size_t end = start;
+                while (end < b.n_recs && b.recs[end].stage == i)
+                    end++;
+                views[i].recs = b.recs + start;
+                views[i].n = end - start;
+                start = end;
             }
         }
-        views[n_views] = whole;
+        views[n_views] = whole; /* a ladder's report shows every stage and the whole run */
         bool ok = f && bench_report_html(f, o.label, laddered ? views : &views[n_views],
-                                          laddered ? n_views : 1);
+                                          laddered ? n_views + 1 : 1);
         if (f && fclose(f) != 0)
             ok = false;
         if (!ok) {

@@ -66,9 +66,10 @@ static bool check_section(const char *file, const char *sec, json_t *s, long lon
     json_t *r = json_object_get(s, "replicas");
     *replicas = 1;
     if (r) {
-        if (!json_is_integer(r) || json_integer_value(r) < 0)
-            return failf(err, errlen, "%s: spec.%s.replicas: must be an integer >= 0", file,
-                         sec);
+        if (!json_is_integer(r) || json_integer_value(r) < 0 ||
+            json_integer_value(r) > 2147483647)
+            return failf(err, errlen, "%s: spec.%s.replicas: must be an integer in [0, 2147483647]",
+                         file, sec);
         *replicas = json_integer_value(r);
     }
     static const char *const lists[] = {"containers", "initContainers"};
@@ -91,6 +92,14 @@ static bool check_section(const char *file, const char *sec, json_t *s, long lon
                 if (v && !json_is_array(v))
                     return failf(err, errlen, "%s: spec.%s.%s[%zu].%s: must be a list", file,
                                  sec, lists[l], i, arrs[k]);
+            }
+            size_t ei;
+            json_t *ev;
+            json_array_foreach(json_object_get(c, "env"), ei, ev)
+            {
+                if (!json_is_object(ev) || !json_is_string(json_object_get(ev, "name")))
+                    return failf(err, errlen, "%s: spec.%s.%s[%zu].env[%zu].name: required", file,
+                                 sec, lists[l], i, ei);
             }
             json_t *args = json_object_get(c, "args");
             size_t k;
@@ -132,7 +141,7 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
     if (!kind || strcmp(kind, "ModelService"))
         return failf(err, errlen, "%s: kind: must be ModelService, got %s", f,
                      kind ? kind : "nothing");
-    if (!api || strncmp(api, MS_GROUP "/", strlen(MS_GROUP) + 1))
+    if (!api || strcmp(api, MS_GROUP "/v1alpha1"))
         return failf(err, errlen, "%s: apiVersion: must be llm-d.ai/v1alpha1, got %s", f,
                      api ? api : "nothing");
     json_t *md = json_object_get(d, "metadata");
@@ -141,10 +150,10 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
         return failf(err, errlen, "%s: metadata.name: required", f);
     char san[64];
     ms_sanitize(cr->name, san, sizeof san);
-    if (strcmp(san, cr->name) || strlen(cr->name) > 52)
+    if (strcmp(san, cr->name) || strlen(cr->name) > 47)
         return failf(err, errlen,
-                     "%s: metadata.name: '%s' must be a DNS label of at most 52 characters "
-                     "(children add suffixes such as -inference-pool)",
+                     "%s: metadata.name: '%s' must be a DNS label of at most 47 characters "
+                     "(children add suffixes of up to 16, such as -service-prefill)",
                      f, cr->name);
     cr->namespace = str_at(md, "namespace");
     json_t *spec = json_object_get(d, "spec");
@@ -258,6 +267,11 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
         return false;
     if (cr->epp && !json_is_object(cr->epp))
         return failf(err, errlen, "%s: spec.endpointPicker: must be a mapping", f);
+    json_t *er = json_object_get(cr->epp, "replicas");
+    if (er && (!json_is_integer(er) || json_integer_value(er) < 0 ||
+               json_integer_value(er) > 2147483647))
+        return failf(err, errlen,
+                     "%s: spec.endpointPicker.replicas: must be an integer in [0, 2147483647]", f);
     return true;
 }
 
@@ -666,12 +680,19 @@ static json_t *pd_deployment(const struct ms_cr *cr, const struct names *n, cons
         json_array_extend(arr_at(ps, "tolerations"), tol);
     json_t *acc = json_object_get(sec, "acceleratorTypes");
     if (json_is_object(acc)) {
-        json_t *term = json_pack("{s:[{s:s,s:s,s:O}]}", "matchExpressions", "key",
-                                 str_at(acc, "labelKey"), "operator", "In", "values",
-                                 json_object_get(acc, "labelValues"));
+        /* Terms are ORed: the accelerator requirement goes into every one (ANDed). */
+        json_t *expr = json_pack("{s:s,s:s,s:O}", "key", str_at(acc, "labelKey"), "operator",
+                                 "In", "values", json_object_get(acc, "labelValues"));
         json_t *na = obj_at(obj_at(ps, "affinity"), "nodeAffinity");
         json_t *req = obj_at(na, "requiredDuringSchedulingIgnoredDuringExecution");
-        json_array_append_new(arr_at(req, "nodeSelectorTerms"), term);
+        json_t *terms = arr_at(req, "nodeSelectorTerms");
+        if (json_array_size(terms) == 0)
+            json_array_append_new(terms, json_object());
+        size_t ti;
+        json_t *term;
+        json_array_foreach(terms, ti, term)
+            json_array_append(arr_at(term, "matchExpressions"), expr);
+        json_decref(expr);
     }
     json_t *tp = json_object_get(json_object_get(sec, "parallelism"), "tensor");
     if (json_is_integer(tp)) {
@@ -899,9 +920,7 @@ json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *e
         json_t *cm;
         json_array_foreach(cms, k, cm)
         {
-            json_t *md = obj_at(cm, "metadata");
-            if (!str_at(md, "namespace"))
-                json_object_set_new(md, "namespace", json_string(ns));
+            json_object_set_new(obj_at(cm, "metadata"), "namespace", json_string(ns));
         }
     }
     json_t *pool = RENDER("inferencePool", false);
@@ -928,19 +947,22 @@ json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *e
             }
         }
         json_array_append_new(tail, pool);
-        json_t *im = RENDER("inferenceModel", false);
-        FAIL_IF(!im && err[0]);
-        if (im) {
-            json_object_set_new(im, "apiVersion",
-                                json_string("inference.networking.x-k8s.io/v1alpha2"));
-            set_meta(im, "", "InferenceModel", n.msvc, ns);
-            json_t *s = obj_at(im, "spec");
-            json_object_set_new(s, "modelName", json_string(cr->model_name));
-            json_object_set_new(obj_at(s, "poolRef"), "name", json_string(n.pool));
-            if (!json_object_get(s, "criticality"))
-                json_object_set_new(s, "criticality", json_string("Standard"));
-            json_array_append_new(tail, im);
-        }
+    }
+    json_t *im = RENDER("inferenceModel", false);
+    FAIL_IF(!im && err[0]);
+    if (im) {
+        json_object_set_new(im, "apiVersion",
+                            json_string("inference.networking.x-k8s.io/v1alpha2"));
+        set_meta(im, "", "InferenceModel", n.msvc, ns);
+        json_t *s = obj_at(im, "spec");
+        json_object_set_new(s, "modelName", json_string(cr->model_name));
+        json_t *ref = obj_at(s, "poolRef");
+        json_object_set_new(ref, "name", json_string(n.pool));
+        if (!strcmp(pool_api, "v1"))
+            json_object_set_new(ref, "group", json_string("inference.networking.k8s.io"));
+        if (!json_object_get(s, "criticality"))
+            json_object_set_new(s, "criticality", json_string("Standard"));
+        json_array_append_new(tail, im);
     }
     json_t *route = RENDER("httpRoute", false);
     FAIL_IF(!route && err[0]);
@@ -971,7 +993,10 @@ json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *e
     json_t *obj;
     json_array_foreach(result, i, obj)
     {
-        if (!ms_validate_object(obj, err, errlen)) {
+        char why[768];
+        if (!ms_validate_object(obj, why, sizeof why)) {
+            failf(err, errlen, "%.400s: the generated %s (check the CR and the BaseConfig)",
+                  cr->path, why);
             json_decref(result);
             result = NULL;
             break;

@@ -412,7 +412,10 @@ static void kill_all(struct up *u, int sig)
     for (size_t k = u->n; k-- > 0;) {
         struct up_proc *p = &u->procs[k];
         if (p->pid > 0) {
-            kill(p->pid, sig);
+            /* Each child leads its own process group: signal the group, so whatever an
+             * engine started goes too. */
+            if (kill(-p->pid, sig) != 0)
+                kill(p->pid, sig);
             p->state = ST_TERMINATING;
         }
     }
@@ -784,8 +787,8 @@ int up_main(int argc, char **argv)
         fprintf(stderr, "tandem up: --base-port: %lld is not a port\n", base_port);
         return 2;
     }
-    if (status_interval < 0) {
-        fprintf(stderr, "tandem up: --status-interval: must be >= 0\n");
+    if (!(status_interval >= 0 && status_interval <= 86400)) {
+        fprintf(stderr, "tandem up: --status-interval: must be in [0, 86400] seconds\n");
         return 2;
     }
     bool vllm = false;

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 from harness import TANDEM, Proc, free_port, get, run, start_sim, wait_until
 
@@ -82,6 +83,20 @@ def test_bench_against_the_stack():
     assert rc == 0, (out, err)
     b = json.load(open(os.path.join(d, "b.json")))
     assert b["completed"] == 20 and b["total_output_tokens"] == 80
+    # Timed runs end on time: a closed loop (infinite rate, capped) and a slow open loop
+    # whose next drawn arrival lies far past the end.
+    for extra in (["--request-rate", "inf", "--max-concurrency", "4"],
+                  ["--request-rate", "0.5", "--seed", "3"]):
+        t0 = time.monotonic()
+        rc, out, err = bench("--base-url", "http://127.0.0.1:%d" % r.port, "--duration", "1",
+                             "--random-input-len", "16", "--random-output-len", "4",
+                             "--save-result", "--save-detailed", "--result-dir", d,
+                             "--result-filename", "t.json", *extra)
+        assert time.monotonic() - t0 < 5, extra
+        t = json.load(open(os.path.join(d, "t.json")))
+        assert all(s < 1.0 for s in t["start_times"]), (extra, max(t["start_times"]))
+        if "inf" in extra:  # sent the moment a slot freed: no schedule delay to speak of
+            assert t["completed"] > 4 and t["mean_schedule_delay_ms"] < 5, t
     p = subprocess.run([TANDEM, "bench", "compare", "--html", os.path.join(d, "c.html"),
                         os.path.join(d, "a.json"), os.path.join(d, "b.json")],
                        capture_output=True, text=True, timeout=10)
@@ -120,6 +135,8 @@ def test_errors_are_reported():
     assert rc == 1 and "cannot connect to http://127.0.0.1:%d" % dead in err, (rc, out, err)
     assert "Traceback" not in err and "Serving Benchmark Result" not in out
     # Bad flags name the flag.
+    rc, out, err = bench("--timeout", "-1", "--port", str(dead))
+    assert rc == 2 and "--timeout" in err
     rc, out, err = bench("--request-rate", "fast")
     assert rc == 2 and "--request-rate" in err
     rc, out, err = bench("--dataset-name", "nope", "--port", str(dead))

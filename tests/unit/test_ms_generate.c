@@ -315,6 +315,26 @@ static void test_invalid_inputs(void **state)
          "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n",
          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n  decodeDeploymnt: x\n",
          "data.decodeDeploymnt: unknown key"},
+        {"apiVersion: llm-d.ai/v9\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n",
+         NULL, "cr.yaml: apiVersion: must be llm-d.ai/v1alpha1"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\n"
+         "metadata: {name: abcdefghijabcdefghijabcdefghijabcdefghijabcdefgh}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n",
+         NULL, "cr.yaml: metadata.name: 'abcdefghijabcdefghijabcdefghijabcdefghijabcdefgh' must "
+               "be a DNS label of at most 47"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n"
+         "  decode: {containers: [{name: v, image: i, env: [{value: x}]}]}\n",
+         NULL, "cr.yaml: spec.decode.containers[0].env[0].name: required"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n"
+         "  decode: {replicas: 99999999999, containers: [{name: v, image: i}]}\n",
+         NULL, "cr.yaml: spec.decode.replicas: must be an integer in [0, 2147483647]"},
+        {"apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+         "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n"
+         "  decode: {containers: [{name: side}]}\n",
+         NULL, "cr.yaml: the generated Deployment m1-decode: containers[0] (side).image: required"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         err[0] = '\0';
@@ -323,6 +343,59 @@ static void test_invalid_inputs(void **state)
         if (!strstr(err, cases[i].want))
             fail_msg("case %zu: got '%s', want '%s'", i, err, cases[i].want);
     }
+}
+
+/* acceleratorTypes is ANDed into every node-affinity term; base ConfigMaps land in the
+ * stack's namespace; an InferenceModel needs only its own key. */
+static void test_affinity_namespace_model(void **state)
+{
+    (void)state;
+    char cr[2048], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  modelArtifacts: {uri: \"hf://org/m\"}\n"
+             "  decode:\n    acceleratorTypes: {labelKey: gpu, labelValues: [H100]}\n"
+             "    containers: [{name: vllm, image: v}]\n",
+             CR_HEAD);
+    const char *base =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+        "  decodeDeployment: |\n    apiVersion: apps/v1\n    kind: Deployment\n"
+        "    spec:\n      template:\n        spec:\n          affinity:\n"
+        "            nodeAffinity:\n              requiredDuringSchedulingIgnoredDuringExecution:\n"
+        "                nodeSelectorTerms:\n"
+        "                - matchExpressions: [{key: zone, operator: In, values: [z1]}]\n"
+        "                - matchExpressions: [{key: zone, operator: In, values: [z2]}]\n"
+        "  configMaps: |\n    - apiVersion: v1\n      kind: ConfigMap\n"
+        "      metadata: {name: extra, namespace: other}\n      data: {a: b}\n"
+        "  inferenceModel: |\n    spec: {criticality: Critical}\n";
+    json_t *objs = gen_text(cr, base, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    const json_t *d = find(objs, "Deployment", "m1-decode");
+    const json_t *terms = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(json_object_get(json_object_get(
+                                                                 d, "spec"),
+                                                             "template"),
+                                                             "spec"),
+                                            "affinity"),
+                            "nodeAffinity"),
+            "requiredDuringSchedulingIgnoredDuringExecution"),
+        "nodeSelectorTerms");
+    assert_int_equal(json_array_size(terms), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *ex = json_object_get(json_array_get(terms, i), "matchExpressions");
+        assert_int_equal(json_array_size(ex), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ex, 1), "key")),
+                            "gpu");
+    }
+    const json_t *cm = find(objs, "ConfigMap", "extra");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(cm, "metadata"), "namespace")), "ns1");
+    const json_t *im = find(objs, "InferenceModel", "m1");
+    assert_non_null(im);
+    static const char *const crit[] = {"spec", "criticality", NULL};
+    assert_string_equal(path_str(im, crit), "Critical");
+    json_decref(objs);
 }
 
 static void test_validate_object(void **state)
@@ -354,7 +427,7 @@ int main(void)
         cmocka_unit_test(test_golden_scenario_2), cmocka_unit_test(test_golden_scenario_3),
         cmocka_unit_test(test_all_samples_valid), cmocka_unit_test(test_merge),
         cmocka_unit_test(test_artifacts),         cmocka_unit_test(test_invalid_inputs),
-        cmocka_unit_test(test_validate_object),
+        cmocka_unit_test(test_validate_object), cmocka_unit_test(test_affinity_namespace_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
