@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -108,6 +109,8 @@ static void on_fetched(enum http_call_error err, int status, const char *resp, s
         res.outcome = PD_FALLBACK;
         res.reason = err == HTTP_CALL_ECONNECT    ? "prefill_unreachable"
                      : err == HTTP_CALL_ETIMEOUT ? "prefill_timeout"
+                     : err == HTTP_CALL_ETOOBIG  ? "prefill_too_big"
+                     : err == HTTP_CALL_EPROTO   ? "prefill_bad_response"
                                                   : "prefill_reset";
         snprintf(detail, sizeof detail, "prefill leg failed: %s", http_call_error_str(err));
     } else if (status >= 400 && status < 500) {
@@ -117,7 +120,7 @@ static void on_fetched(enum http_call_error err, int status, const char *resp, s
         snprintf(detail, sizeof detail, "prefill answered %d", status);
     } else if (status < 200 || status > 299) {
         res.outcome = PD_FALLBACK;
-        res.reason = "prefill_5xx";
+        res.reason = status >= 500 ? "prefill_5xx" : "prefill_unexpected_status";
         snprintf(detail, sizeof detail, "prefill answered %d", status);
     } else {
         const char *why = NULL;
@@ -218,9 +221,9 @@ bool pd_parse_prefiller(const char *value, bool sample, char *host, size_t host_
     memcpy(tmp, items[k], lens[k]);
     tmp[lens[k]] = '\0';
     const char *hp = tmp;
-    if (!strncmp(hp, "http://", 7))
+    if (!strncasecmp(hp, "http://", 7))
         hp += 7;
-    else if (!strncmp(hp, "https://", 8))
+    else if (!strncasecmp(hp, "https://", 8))
         hp += 8;
     const char *colon = strrchr(hp, ':');
     if (!colon || colon == hp)
@@ -233,6 +236,8 @@ bool pd_parse_prefiller(const char *value, bool sample, char *host, size_t host_
     if (hp[0] == '[' && hl >= 2 && hp[hl - 1] == ']') {
         hp++;
         hl -= 2;
+    } else if (memchr(hp, ':', hl) || memchr(hp, '[', hl) || memchr(hp, ']', hl)) {
+        return false; /* an IPv6 address must be bracketed: "[::1]:8000" */
     }
     if (hl == 0 || hl >= host_cap)
         return false;

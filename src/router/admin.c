@@ -124,7 +124,9 @@ void router_metrics_init(struct router *r)
     const char *pp[] = {"path", "pd"};
     m->sc_requests = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_requests_total",
-        "Requests by path and P/D handling (disaggregated, decode_only, fallback, none).", pp, 2,
+        "Requests by path and P/D handling (disaggregated, decode_only, fallback, "
+        "prefill_error, refused, bad_prefiller, cancelled, none).",
+        pp, 2,
         NULL, 0);
     m->sc_fallbacks = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_pd_fallbacks_total",

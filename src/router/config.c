@@ -126,6 +126,10 @@ static bool add_role_endpoint(struct router_config *cfg, const char *url, const 
 {
     char spec[600];
     const char *hp = url;
+    if (!strncmp(hp, "https://", 8)) {
+        snprintf(err, errlen, "'%s': https is not supported; use http://", url);
+        return false;
+    }
     if (!strncmp(hp, "http://", 7))
         hp += 7;
     size_t l = strcspn(hp, "/");
@@ -183,6 +187,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->connect_timeout_s = 5;
     cfg->read_timeout_s = 30;
     cfg->idle_timeout_s = 75;
+    cfg->prefill_timeout_s = 120;
 
     const struct flag flags[] = {
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
@@ -235,6 +240,8 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          parse_decode_flag},
         {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME",
          "KV connector protocol for P/D (nixlv2)", NULL},
+        {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S",
+         "P/D prefill leg timeout; past it, decode in place (120)", NULL},
         {"--pool-name", NULL, FLAG_STRING, &pool_name, "NAME",
          "InferencePool to discover pods from (Kubernetes; not built yet)", NULL},
         {"--pool-namespace", NULL, FLAG_STRING, &pool_ns, "NS", "its namespace", NULL},
@@ -296,12 +303,10 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
                 cfg->connector_name);
         return -1;
     }
-    /* Endpoints with the prefill role and no scheduler config: llm-d's P/D profiles. */
-    bool any_prefill = false;
-    for (size_t i = 0; i < cfg->n_endpoints; i++)
-        any_prefill |= cfg->endpoints[i].role == SCHED_ROLE_PREFILL;
-    if (any_prefill && !cfg->config_file && !cfg->config_text && !cfg->policy)
-        cfg->policy = "pd";
+    if (!(cfg->prefill_timeout_s > 0)) {
+        fprintf(stderr, "tandem router: --prefill-timeout must be > 0\n");
+        return -1;
+    }
     cfg->port = (int)port;
     cfg->metrics_port = (int)metrics_port;
     cfg->refresh_metrics_s = refresh_ms / 1e3;

@@ -188,6 +188,16 @@ int router_run(struct router *r)
         router_free(r);
         return 2;
     }
+    /* Endpoints with the prefill role (flags or file) and no scheduler config: llm-d's
+     * P/D profiles. */
+    if (!r->cfg.config_file && !r->cfg.config_text && !r->cfg.policy) {
+        struct sched_endpoint **eps;
+        size_t n = sched_ds_list(r->ds, &eps);
+        for (size_t i = 0; i < n; i++)
+            if (sched_endpoint_role(eps[i]) == SCHED_ROLE_PREFILL)
+                r->cfg.policy = "pd";
+        sched_ds_release_list(eps, n);
+    }
     if (!build_scheduler(r)) {
         router_free(r);
         return 2;

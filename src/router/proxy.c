@@ -135,7 +135,7 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
     p->status = status;
     double ttft = (double)(clock_monotonic_ns() - p->t_start) / 1e9;
     metrics_histogram_observe(p->r->m.ttft, ttft);
-    if (p->r->cfg.sidecar && p->decode_body)
+    if (p->r->cfg.sidecar && p->prefill_name) /* disaggregated or fallen back */
         metrics_histogram_observe(p->r->m.sc_true_ttft, ttft);
     const char *ctype = http_headers_get(h, "content-type");
     for (size_t i = 0; i < h->n; i++) {
@@ -217,6 +217,8 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
             start_upstream(p);
             return;
         }
+        LOG_W(LOG_C, "request %s: %s is not reachable (%s): 503", p->request_id,
+              sched_endpoint_name(p->ep), http_call_error_str(err));
         router_error(p->ex, 503, NULL,
                      "decode endpoint not ready: %s is not reachable (%s)%s",
                      p->r->cfg.sidecar ? sched_endpoint_addr(p->ep) : sched_endpoint_name(p->ep),
@@ -252,8 +254,10 @@ static void start_upstream(struct proxy_req *p)
         .body_len = p->body_len,
         .timeout_ms = (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3),
     };
-    sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
-    p->counted = true;
+    if (!p->counted) { /* a P/D request is counted from its prefill leg on */
+        sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
+        p->counted = true;
+    }
     LOG_D(LOG_C, "request %s -> %s (%s)", p->request_id, sched_endpoint_name(p->ep),
           sched_endpoint_addr(p->ep));
     p->call = http_call_start(p->w->client, &req, &upstream_cb, p);
@@ -424,7 +428,12 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
         LOG_I(LOG_C, "request %s: prefill %s answered %d: returned to the client",
               p->request_id, p->prefill_name, res->status);
         p->pd_label = "prefill_error";
-        http_respond(p->ex, res->status, "application/json", res->body, res->body_len);
+        http_add_header(p->ex, "x-request-id", p->request_id);
+        if (res->body_len)
+            http_respond(p->ex, res->status, "application/json", res->body, res->body_len);
+        else
+            router_error(p->ex, res->status, NULL, "prefill %s answered %d with no body",
+                         p->prefill_name, res->status);
         count_request(p, res->status);
         proxy_free(p);
         return;
@@ -442,9 +451,17 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
 static void start_prefill(struct proxy_req *p, const char *host, int port)
 {
     const struct http_request *q = http_exchange_request(p->ex);
-    p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, q->path, p->hdrs,
+    const char *path = q->path;
+    if (q->query && *q->query)
+        path = arena_sprintf(http_exchange_arena(p->ex), "%s?%s", q->path, q->query);
+    if (!p->counted && !p->r->cfg.sidecar) {
+        /* The decode pod has this request from now on (admission bound, load scoring). */
+        sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
+        p->counted = true;
+    }
+    p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, path, p->hdrs,
                              p->n_hdrs, q->body, q->body_len,
-                             (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3), on_prefill_done, p);
+                             (uint64_t)(p->r->cfg.prefill_timeout_s * 1e3), on_prefill_done, p);
 }
 
 static bool pd_path(const struct http_request *q)
@@ -454,23 +471,39 @@ static bool pd_path(const struct http_request *q)
             !strcmp(q->path, "/v1/responses"));
 }
 
-/* Is host:port (or host alone) on --allowed-prefillers? */
+/* Is host:port on --allowed-prefillers? Entries are host:port or a host alone (any port),
+ * IPv6 in brackets; they are parsed like the header, so the comparison is of parts. */
 static bool prefiller_allowed(const struct router_config *cfg, const char *host, int port)
 {
-    char hp[320];
-    snprintf(hp, sizeof hp, "%s:%d", host, port);
     const char *s = cfg->allowed_prefillers;
     while (s && *s) {
         while (*s == ' ' || *s == ',')
             s++;
         size_t l = strcspn(s, ",");
-        size_t t = l;
-        while (t && s[t - 1] == ' ')
-            t--;
-        if (t && ((t == strlen(hp) && !strncmp(s, hp, t)) ||
-                  (t == strlen(host) && !strncmp(s, host, t))))
-            return true;
-        s += l;
+        char entry[300];
+        if (l && l < sizeof entry) {
+            memcpy(entry, s, l);
+            entry[l] = '\0';
+            while (l && entry[l - 1] == ' ')
+                entry[--l] = '\0';
+            char eh[256];
+            int ep = 0;
+            if (pd_parse_prefiller(entry, false, eh, sizeof eh, &ep)) {
+                if (ep == port && !strcasecmp(eh, host))
+                    return true;
+            } else {
+                /* A host alone: "10.0.0.1", "p.svc", "[fd00::1]" or "fd00::1". */
+                const char *h = entry;
+                size_t hl = strlen(h);
+                if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+                    h++;
+                    hl -= 2;
+                }
+                if (hl && hl == strlen(host) && !strncasecmp(h, host, hl))
+                    return true;
+            }
+        }
+        s += strcspn(s, ",");
     }
     return false;
 }
@@ -560,6 +593,7 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
         return;
     }
     p->prefill_name = arena_sprintf(a, "%s:%d", host, port);
+    p->pd_label = "cancelled"; /* until the prefill leg ends: a client gone by then */
     LOG_D(LOG_C, "request %s: prefill on %s, decode here", p->request_id, p->prefill_name);
     start_prefill(p, host, port);
 }
@@ -646,9 +680,10 @@ void router_handle(struct http_exchange *ex, void *ctx)
     }
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
-    if (p->res.prefill && r->cfg.pd_router) {
+    if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
         /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
-        p->prefill_name = sched_endpoint_name(p->res.prefill);
+        /* A copy: a retry may release res (and the endpoint) while we still log it. */
+        p->prefill_name = arena_strdup(a, sched_endpoint_name(p->res.prefill));
         p->pd_attempt = 1;
         LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=1", p->request_id,
               p->prefill_name, sched_endpoint_name(p->ep));

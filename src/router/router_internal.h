@@ -45,6 +45,7 @@ struct router_config {
     double read_timeout_s;
     double idle_timeout_s;
     double upstream_timeout_s; /* whole upstream call, 0 = none */
+    double prefill_timeout_s;  /* the P/D prefill leg (120): past it, decode in place */
     int verbosity;             /* --v: 4 logs every decision */
     /* P/D */
     bool pd_router;                      /* --pd-mode router: run both legs here */

@@ -26,6 +26,7 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->connect_timeout_s = 5;
     cfg->read_timeout_s = 30;
     cfg->idle_timeout_s = 75;
+    cfg->prefill_timeout_s = 120;
     const struct flag flags[] = {
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
         {"--port", NULL, FLAG_INT, &port, "N", "listen port (8000)", NULL},
@@ -38,6 +39,7 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
         {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB)", NULL},
+        {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S", "prefill leg timeout; past it, decode in place (120)", NULL},
         {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
         {"--v", "-v", FLAG_INT, &v, "N", "verbosity: 2 info, 4 debug (2)", NULL},
         {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug", NULL},
@@ -77,6 +79,10 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         cfg->upstream_timeout_s < 0) {
         fprintf(stderr, "tandem sidecar: --workers in [1, 64], --max-body-bytes >= 1024, "
                         "--upstream-timeout >= 0\n");
+        return -1;
+    }
+    if (!(cfg->prefill_timeout_s > 0)) {
+        fprintf(stderr, "tandem sidecar: --prefill-timeout must be > 0\n");
         return -1;
     }
     if (cfg->ssrf && (!cfg->allowed_prefillers || !*cfg->allowed_prefillers)) {

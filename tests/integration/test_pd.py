@@ -397,6 +397,11 @@ def test_sidecar_ssrf_protection():
     assert val(p.port, "vllm:prompt_tokens_total") == 0
     assert val(p.port, "vllm:request_success_total") == 0
     assert val(d.port, "vllm:request_success_total") == 0
+    # Smuggling an allowed host:port into the host part is refused (unbracketed colons).
+    for smuggled in ("127.0.0.1:%d:%d" % (other, p.port), "[127.0.0.1:%d]:%d" % (other, p.port)):
+        r = complete(sc.port, long_prompt(), headers={"x-prefiller-host-port": smuggled})
+        assert r.status in (400, 403), (smuggled, r.status, r.body)
+    assert val(p.port, "vllm:request_success_total") == 0
     # The same prefiller on the list is used.
     sc2 = start_sidecar(d, "--enable-ssrf-protection", "--allowed-prefillers",
                         "127.0.0.1:%d,127.0.0.1:%d" % (other, p.port))

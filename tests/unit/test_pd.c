@@ -106,6 +106,8 @@ static void test_parse_prefiller(void **state)
     assert_int_equal(port, 9000);
     assert_true(pd_parse_prefiller("[::1]:8200", false, host, sizeof host, &port));
     assert_string_equal(host, "::1");
+    assert_true(pd_parse_prefiller("HTTP://Up.svc:1", false, host, sizeof host, &port));
+    assert_string_equal(host, "Up.svc");
     /* Sampling picks among the list. */
     bool seen[2] = {false, false};
     for (int i = 0; i < 200; i++) {
@@ -114,7 +116,7 @@ static void test_parse_prefiller(void **state)
     }
     assert_true(seen[0] && seen[1]);
     static const char *const bad[] = {"", ",", "host", "host:", ":80", "h:0", "h:70000",
-                                      "h:8x"};
+                                      "h:8x", "127.0.0.1:80:9999", "fd00::1:22", "a]:1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_false(pd_parse_prefiller(bad[i], false, host, sizeof host, &port));
     assert_false(pd_parse_prefiller(NULL, false, host, sizeof host, &port));
