@@ -289,8 +289,6 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
         r->ok = true;
         if (!f->usage_seen)
             r->output_tokens = f->chunks;
-        if (f->chunks == 0)
-            r->ttft = r->e2el;
     }
     if (!r->ok)
         b->errors++;
@@ -818,8 +816,6 @@ int bench_main(int argc, char **argv)
         bench_dataset_free(&ds);
         return 2;
     }
-    if (b.n_total && b.n_total > ds.n)
-        b.n_total = b.n_total; /* cycled: record i uses prompt i % n */
     b.ds = &ds;
     b.rng = (uint64_t)o.ds.seed * 0x2545F4914F6CDD1DULL + 17;
     b.loop = xmalloc(sizeof *b.loop);

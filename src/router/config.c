@@ -312,15 +312,20 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->refresh_metrics_s = refresh_ms / 1e3;
     cfg->staleness_s = stale_ms / 1e3;
     cfg->verbosity = (int)v;
+    return router_config_logging("router", v, log_level, log_json) ? 0 : -1;
+}
+
+bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json)
+{
     enum log_level lvl = v >= 4 ? LOG_DEBUG : v >= 2 ? LOG_INFO : v == 1 ? LOG_WARN : LOG_ERROR;
     if (log_level && !log_parse_level(log_level, &lvl)) {
-        fprintf(stderr, "tandem router: --log-level: '%s' is not error, warn, info or debug\n",
+        fprintf(stderr, "tandem %s: --log-level: '%s' is not error, warn, info or debug\n", who,
                 log_level);
-        return -1;
+        return false;
     }
     log_set_level(lvl);
     log_set_json(log_json);
-    return 0;
+    return true;
 }
 
 /* --- endpoints file ----------------------------------------------------------------- */

@@ -109,6 +109,8 @@ struct router_worker {
 
 /* config.c */
 int router_config_parse(struct router_config *cfg, int argc, char **argv);
+/* --v / --log-level / --log-json, the same for both roles; false after printing why. */
+bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json);
 /* sidecar.c: `tandem sidecar` flags into the same config (one "engine" endpoint). */
 int sidecar_config_parse(struct router_config *cfg, int argc, char **argv);
 

@@ -107,13 +107,5 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->refresh_metrics_s = 1.0; /* health only: nothing is scheduled */
     cfg->staleness_s = 5.0;
     cfg->verbosity = (int)v;
-    enum log_level lvl = v >= 4 ? LOG_DEBUG : v >= 2 ? LOG_INFO : v == 1 ? LOG_WARN : LOG_ERROR;
-    if (log_level && !log_parse_level(log_level, &lvl)) {
-        fprintf(stderr, "tandem sidecar: --log-level: '%s' is not error, warn, info or debug\n",
-                log_level);
-        return -1;
-    }
-    log_set_level(lvl);
-    log_set_json(log_json);
-    return 0;
+    return router_config_logging("sidecar", v, log_level, log_json) ? 0 : -1;
 }
