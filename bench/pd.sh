@@ -62,12 +62,13 @@ sim() { # port name profile-args...
 }
 sidecar() { # port engine-port name
   "$BIN" sidecar --host 127.0.0.1 --port "$1" --vllm-port "$2" --metrics-port 0 \
-    --log-level warn >"$tmp/$3.log" 2>&1 &
+    --allowed-prefillers "127.0.0.1:$P" --log-level warn >"$tmp/$3.log" 2>&1 &
   pids+=($!)
 }
 router() { # port name endpoint-specs-and-flags...
   local p=$1 name=$2; shift 2
-  "$BIN" router --host 127.0.0.1 --port "$p" --metrics-port 0 --log-level warn "$@" \
+  "$BIN" router --host 127.0.0.1 --port "$p" --metrics-port 0 --enable-debug-endpoints \
+    --log-level warn "$@" \
     >"$tmp/$name.log" 2>&1 &
   pids+=($!)
 }

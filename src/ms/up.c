@@ -97,6 +97,7 @@ struct up {
     struct up_proc *procs;
     size_t n;
     size_t router; /* index of the router */
+    int router_admin_port; /* its metrics port: /debug/endpoints is served there */
 
     struct http_client *client;
     uv_timer_t probe_timer, status_timer, kill_timer;
@@ -524,7 +525,7 @@ static void on_probe_timer(uv_timer_t *t)
         struct http_call_request req = {
             .method = "GET",
             .host = "127.0.0.1",
-            .port = u->procs[u->router].port,
+            .port = u->router_admin_port,
             .path = "/debug/endpoints",
             .timeout_ms = UP_PROBE_TIMEOUT_MS,
         };
@@ -844,6 +845,7 @@ int up_main(int argc, char **argv)
     /* The processes, ports as in scripts/up.sh: prefill engines, then per decode pod its
      * sidecar and its engine. */
     int cursor = (int)base_port;
+    struct buf allowed = BUF_INIT; /* the sidecars' --allowed-prefillers */
     bool pd = u->cr.prefill != NULL && u->cr.prefill_replicas > 0;
     char name[160];
     for (long long i = 0; pd && i < u->cr.prefill_replicas; i++) {
@@ -855,6 +857,10 @@ int up_main(int argc, char **argv)
             add_proc(u, ROLE_PREFILL, name, p, "/health", engine_argv(u, u->cr.prefill, name, p));
         e->use_path = vllm; /* vllm from PATH; sims are this binary */
     }
+    /* Sidecars may call exactly these prefillers (SSRF protection is on by default). */
+    for (size_t i = 0; i < u->n; i++)
+        if (u->procs[i].role == ROLE_PREFILL)
+            buf_printf(&allowed, "%s127.0.0.1:%d", allowed.len ? "," : "", u->procs[i].port);
     for (long long i = 0; i < u->cr.decode_replicas; i++) {
         int sp = 0;
         if (pd && (sp = next_port(&cursor, (int)port)) < 0)
@@ -876,6 +882,8 @@ int up_main(int argc, char **argv)
             av = argv_addf(av, "%d", sp);
             av = argv_add(av, "--vllm-port");
             av = argv_addf(av, "%d", ep);
+            av = argv_add(av, "--allowed-prefillers");
+            av = argv_add(av, allowed.len ? allowed.data : "127.0.0.1:1");
             char sname[200];
             snprintf(sname, sizeof sname, "%s-sidecar", name);
             add_proc(u, ROLE_SIDECAR, sname, sp, "/health", av);
@@ -891,8 +899,11 @@ int up_main(int argc, char **argv)
         av = argv_add(av, host);
         av = argv_add(av, "--port");
         av = argv_addf(av, "%lld", port);
+        u->router_admin_port = next_port(&cursor, (int)port);
+        if (u->router_admin_port < 0)
+            goto no_ports;
         av = argv_add(av, "--metrics-port");
-        av = argv_add(av, "0");
+        av = argv_addf(av, "%d", u->router_admin_port);
         av = argv_add(av, "--workers");
         av = argv_add(av, "2");
         for (size_t i = 0; i < u->n; i++) {
@@ -908,6 +919,7 @@ int up_main(int argc, char **argv)
         add_proc(u, ROLE_ROUTER, name, (int)port, "/ready", av);
         u->router = u->n - 1;
     }
+    buf_free(&allowed);
 
     signal(SIGPIPE, SIG_IGN);
     u->loop = xcalloc(1, sizeof *u->loop);
@@ -964,6 +976,7 @@ int up_main(int argc, char **argv)
     goto out_procs;
 
 no_ports:
+    buf_free(&allowed);
     fprintf(stderr, "tandem up: no free port from --base-port %lld up to 65535\n", base_port);
     rc = 1;
 out_procs:

@@ -79,6 +79,8 @@ struct http_call {
     struct buf req; /* the serialised request, kept for a retry */
     uint64_t deadline_total;
     uint64_t deadline_first;
+    uint64_t read_timeout_ms;
+    uint64_t last_read; /* loop time of the start or the last byte read */
     int status;
     int busy;
     enum http_call_error pending_err;
@@ -140,6 +142,8 @@ const char *http_call_error_str(enum http_call_error e)
         return "malformed response";
     case HTTP_CALL_ETOOBIG:
         return "response too large";
+    case HTTP_CALL_EIDLE:
+        return "read timeout";
     }
     return "unknown error";
 }
@@ -365,6 +369,12 @@ static void read_off(struct cconn *k)
     }
 }
 
+/* When silence from the upstream ends the call (0 = never): not while paused. */
+static uint64_t read_deadline(const struct http_call *c)
+{
+    return c->read_timeout_ms && !c->paused ? c->last_read + c->read_timeout_ms : 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct cconn *k = t->data;
@@ -393,7 +403,15 @@ static void on_timer(uv_timer_t *t)
         call_release(c);
         return;
     }
-    cconn_arm(k); /* fired early (clock granularity): wait for the rest */
+    uint64_t rd = read_deadline(c);
+    if (rd && now >= rd) {
+        c->busy++;
+        call_fail(c, HTTP_CALL_EIDLE);
+        c->busy--;
+        call_release(c);
+        return;
+    }
+    cconn_arm(k); /* fired early (or a read moved the silence deadline): wait for the rest */
 }
 
 static void cconn_arm(struct cconn *k)
@@ -413,6 +431,9 @@ static void cconn_arm(struct cconn *k)
                 deadline = c->deadline_total;
             if (!c->got_head && c->deadline_first && (!deadline || c->deadline_first < deadline))
                 deadline = c->deadline_first;
+            uint64_t rd = read_deadline(c);
+            if (rd && (!deadline || rd < deadline))
+                deadline = rd;
         }
     }
     if (!deadline) {
@@ -511,6 +532,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
     } else {
         c->got_byte = true;
+        c->last_read = uv_now(k->cl->loop); /* the timer re-arms lazily when it fires */
         enum http_parse_status st;
         size_t used = http_resp_parser_feed(&k->parser, b->base, (size_t)nread, &st);
         if (c->cancelled || c->done || c->conn != k) {
@@ -859,6 +881,8 @@ struct http_call *http_call_start(struct http_client *cl, const struct http_call
         c->deadline_total = now + req->timeout_ms;
     if (req->first_byte_timeout_ms)
         c->deadline_first = now + req->first_byte_timeout_ms;
+    c->read_timeout_ms = req->read_timeout_ms;
+    c->last_read = now;
     c->up = upstream_get(cl, req->host ? req->host : "", req->port);
     if (cl->freeing || !c->up->addr_ok) {
         if (!cl->freeing)
@@ -902,8 +926,11 @@ void http_call_resume(struct http_call *c)
     if (!c->paused)
         return;
     c->paused = false;
-    if (c->conn && c->conn->state == CC_ACTIVE)
+    c->last_read = uv_now(c->cl->loop); /* time spent paused is not upstream silence */
+    if (c->conn && c->conn->state == CC_ACTIVE) {
         read_on(c->conn);
+        cconn_arm(c->conn);
+    }
 }
 
 bool http_call_sent_any(const struct http_call *c)

@@ -40,6 +40,7 @@ enum http_call_error {
     HTTP_CALL_ERESET,     /* connection closed or reset mid-response */
     HTTP_CALL_EPROTO,     /* malformed response */
     HTTP_CALL_ETOOBIG,    /* buffered response over max_body_bytes */
+    HTTP_CALL_EIDLE,      /* no byte from the upstream for read_timeout_ms */
 };
 const char *http_call_error_str(enum http_call_error e);
 
@@ -64,6 +65,9 @@ struct http_call_request {
     size_t body_len;
     uint64_t timeout_ms;            /* whole call, 0 = none */
     uint64_t first_byte_timeout_ms; /* until the response head, 0 = none */
+    uint64_t read_timeout_ms;       /* longest silence from the upstream (from the start,
+                                       then between reads) before EIDLE, 0 = none; time
+                                       paused by http_call_pause does not count */
 };
 
 struct http_client *http_client_new(uv_loop_t *loop, const struct http_client_config *cfg);

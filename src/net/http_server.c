@@ -30,6 +30,7 @@
 #include "net/http_server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@
 #define READ_BUF_SIZE (64u * 1024)
 #define INBUF_PAUSE (256u * 1024) /* buffered pipelined bytes before reading stops */
 #define LINGER_MS 2000u
+#define TRIM_MIN_PEAK 512u /* connections: smaller spikes are not worth a malloc_trim */
 #define OUT_KEEP_MAX (1u << 20) /* larger output buffers are released when empty */
 
 enum conn_state { C_IDLE, C_READING, C_HANDLING, C_WAIT_WRITE, C_CLOSING };
@@ -96,6 +98,7 @@ struct conn {
     bool want_parse; /* deferred parse of inbuf (from the flush pass) */
     bool in_process; /* inside conn_process: finishing an exchange must not recurse */
     bool continue_sent;
+    bool limited; /* counted in srv->cfg.conn_limit->open */
 };
 
 struct http_server {
@@ -110,6 +113,7 @@ struct http_server {
     struct conn *conns;
     size_t n_open; /* connections not yet closing */
     size_t n_live; /* connections not yet freed */
+    size_t peak_live; /* most connections since memory was last given back */
     struct conn *flush_head;
     size_t flush_len;
     bool stopping;
@@ -380,6 +384,12 @@ static void conn_free(struct conn *c)
     arena_free(&c->ex.arena);
     free(c);
     s->n_live--;
+    /* After a spike of connections (10,000 idle keep-alives, say) has gone, glibc keeps
+     * their freed buffers mapped; hand them back so RSS follows the load down. */
+    if (s->peak_live >= TRIM_MIN_PEAK && s->n_live < s->peak_live / 4) {
+        s->peak_live = s->n_live;
+        malloc_trim(0);
+    }
     server_maybe_free(s);
 }
 
@@ -396,6 +406,8 @@ static void conn_close(struct conn *c)
         return;
     c->closing = true;
     c->srv->n_open--;
+    if (c->limited)
+        atomic_fetch_sub(&c->srv->cfg.conn_limit->open, 1);
     flush_list_remove(c);
     c->reading = false;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
@@ -689,6 +701,23 @@ static void format_peer(struct conn *c)
     }
 }
 
+/* Over the connection bound: a clear 503 and a close, logged at most every 10 s. */
+static void refuse_connection(struct conn *c, struct http_conn_limit *lim)
+{
+    uint64_t n = atomic_fetch_add(&lim->refused, 1) + 1;
+    uint64_t now = uv_now(c->srv->loop), last = atomic_load(&lim->last_log_ms);
+    if ((last == 0 || now - last >= 10000) &&
+        atomic_compare_exchange_strong(&lim->last_log_ms, &last, now ? now : 1))
+        LOG_W(c->srv->comp,
+              "refusing connections: %zu open, the bound is %zu (%s); %llu refused so far",
+              (size_t)atomic_load(&lim->open) - 1, lim->max,
+              lim->max_flag ? lim->max_flag : "max connections", (unsigned long long)n);
+    char msg[160];
+    snprintf(msg, sizeof msg, "too many connections: this server holds at most %zu (%s)",
+             lim->max, lim->max_flag ? lim->max_flag : "max connections");
+    conn_error(c, 503, msg);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct http_server *s = server->data;
@@ -721,6 +750,16 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
     c->state = C_IDLE;
+    if (s->n_live > s->peak_live)
+        s->peak_live = s->n_live;
+    struct http_conn_limit *lim = s->cfg.conn_limit;
+    if (lim && lim->max) {
+        c->limited = true;
+        if (atomic_fetch_add(&lim->open, 1) + 1 > lim->max) {
+            refuse_connection(c, lim);
+            return;
+        }
+    }
     conn_arm(c);
 }
 

@@ -14,6 +14,7 @@
 #ifndef TANDEM_NET_HTTP_SERVER_H
 #define TANDEM_NET_HTTP_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,18 @@ struct http_request {
     struct arena *arena;      /* request-scoped; freed when the exchange ends */
 };
 
+/* A bound on open connections, shared by every server of a process (one per worker
+ * loop). Past max, a new connection is answered 503 with an OpenAI error body naming
+ * the flag (max_flag) and closed. The caller owns it and keeps it alive while any
+ * server using it runs. */
+struct http_conn_limit {
+    size_t max;                 /* 0 = no bound */
+    const char *max_flag;       /* e.g. "--max-connections", for the error message */
+    _Atomic size_t open;        /* connections accepted and not yet closed */
+    _Atomic uint64_t refused;   /* connections refused, since start */
+    _Atomic uint64_t last_log_ms; /* rate limit of the refusal log line */
+};
+
 typedef void (*http_handler_fn)(struct http_exchange *ex, void *ctx);
 typedef void (*http_abort_fn)(struct http_exchange *ex, void *ctx);
 typedef void (*http_drain_fn)(struct http_exchange *ex, void *ctx);
@@ -54,6 +67,7 @@ struct http_server_config {
     http_handler_fn handler;
     void *handler_ctx;
     const char *server_name;     /* optional log component name */
+    struct http_conn_limit *conn_limit; /* optional, borrowed */
 };
 
 /* Binds and listens. Returns 0 or a negative errno (e.g. -EADDRINUSE); *out is set on 0. */

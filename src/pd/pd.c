@@ -108,7 +108,7 @@ static void on_fetched(enum http_call_error err, int status, const char *resp, s
     if (err != HTTP_CALL_OK) {
         res.outcome = PD_FALLBACK;
         res.reason = err == HTTP_CALL_ECONNECT    ? "prefill_unreachable"
-                     : err == HTTP_CALL_ETIMEOUT ? "prefill_timeout"
+                     : err == HTTP_CALL_ETIMEOUT || err == HTTP_CALL_EIDLE ? "prefill_timeout"
                      : err == HTTP_CALL_ETOOBIG  ? "prefill_too_big"
                      : err == HTTP_CALL_EPROTO   ? "prefill_bad_response"
                                                   : "prefill_reset";

@@ -274,7 +274,7 @@ bool router_admin(struct router *r, struct http_exchange *ex, struct router_work
         metrics_render(r->m.reg, &b);
         http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         buf_free(&b);
-    } else if (get && !strcmp(q->path, "/debug/endpoints")) {
+    } else if (get && !strcmp(q->path, "/debug/endpoints") && (!w || r->cfg.debug_endpoints)) {
         struct buf b = BUF_INIT;
         endpoints_json(r, &b);
         http_respond(ex, 200, "application/json", b.data, b.len);

@@ -188,6 +188,8 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->read_timeout_s = 30;
     cfg->idle_timeout_s = 75;
     cfg->prefill_timeout_s = 120;
+    cfg->upstream_read_timeout_s = 60;
+    cfg->max_connections = ROUTER_DEFAULT_MAX_CONNECTIONS;
 
     const struct flag flags[] = {
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
@@ -221,6 +223,18 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "connect timeout to an endpoint (5)", NULL},
         {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S",
          "whole upstream request, 0 = none (0)", NULL},
+        {"--upstream-read-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_read_timeout_s, "S",
+         "longest silence from an endpoint before 504 (or a retry elsewhere when nothing "
+         "reached the client yet); the endpoint is marked down (60; 0 = none)",
+         NULL},
+        {"--max-connections", NULL, FLAG_INT, &cfg->max_connections, "N",
+         "client connections held at once; past it, 503 and close (" 
+         ROUTER_DEFAULT_MAX_CONNECTIONS_STR "; 0 = no bound)",
+         NULL},
+        {"--enable-debug-endpoints", NULL, FLAG_BOOL, &cfg->debug_endpoints, NULL,
+         "also serve /debug/endpoints and /debug/schedule on the API port (they are always on "
+         "the metrics port)",
+         NULL},
         {"--read-timeout", NULL, FLAG_DOUBLE, &cfg->read_timeout_s, "S",
          "time to receive a client request (30)", NULL},
         {"--idle-timeout", NULL, FLAG_DOUBLE, &cfg->idle_timeout_s, "S",
@@ -272,10 +286,12 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
         cfg->max_inflight < 0 || cfg->workers > 64 || cfg->max_body_bytes < 1024 ||
         !(cfg->connect_timeout_s > 0) || cfg->upstream_timeout_s < 0 ||
+        !(cfg->upstream_read_timeout_s >= 0) || cfg->max_connections < 0 ||
         !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
         fprintf(stderr, "tandem router: intervals and timeouts must be > 0, --max-retries >= 0, "
                         "--workers in [0, 64], --max-body-bytes >= 1024, "
-                        "--max-inflight-per-endpoint >= 0\n");
+                        "--max-inflight-per-endpoint >= 0, --upstream-read-timeout >= 0, "
+                        "--max-connections >= 0\n");
         return -1;
     }
     if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {

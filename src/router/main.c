@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -45,7 +46,8 @@ static int worker_start(struct router *r, struct router_worker *w, int port)
         .idle_timeout_ms = (uint64_t)(r->cfg.idle_timeout_s * 1e3),
         .handler = router_handle,
         .handler_ctx = w,
-        .server_name = "router",
+        .server_name = r->cfg.sidecar ? "sidecar" : "router",
+        .conn_limit = &r->conn_limit,
     };
     int err = http_server_start(&w->loop, &hc, &w->server);
     if (err) {
@@ -65,9 +67,34 @@ static int worker_start(struct router *r, struct router_worker *w, int port)
 static void metrics_handler(struct http_exchange *ex, void *ctx)
 {
     struct router *r = ctx;
-    if (!router_admin(r, ex, NULL))
-        router_error(ex, 404, NULL, "the metrics port serves /metrics, /health, /ready and "
-                                    "/debug/endpoints");
+    const struct http_request *q = http_exchange_request(ex);
+    if (router_admin(r, ex, NULL))
+        return;
+    if (!r->cfg.sidecar && !strcmp(q->method, "POST") && !strcmp(q->path, "/debug/schedule")) {
+        router_debug_schedule(r, ex);
+        return;
+    }
+    router_error(ex, 404, NULL, "the metrics port serves /metrics, /health, /ready, "
+                                "/debug/endpoints and POST /debug/schedule");
+}
+
+/* Every connection is a file descriptor (two for a proxied request): make the soft limit
+ * fit --max-connections where the hard limit allows, else say what will fail first. */
+static void fit_fd_limit(struct router *r, const char *role)
+{
+    if (r->cfg.max_connections <= 0)
+        return;
+    rlim_t want = (rlim_t)r->cfg.max_connections * 2 + 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t target = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    rl.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && target >= want)
+        return;
+    LOG_W(role, "open files limit is %llu, below what --max-connections %lld needs (%llu): "
+                "connections past it fail to be accepted; raise ulimit -n",
+          (unsigned long long)target, r->cfg.max_connections, (unsigned long long)want);
 }
 
 static void on_shutdown(void *ctx)
@@ -203,6 +230,9 @@ int router_run(struct router *r)
         return 2;
     }
     router_metrics_init(r);
+    r->conn_limit.max = (size_t)r->cfg.max_connections;
+    r->conn_limit.max_flag = "--max-connections";
+    fit_fd_limit(r, role);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
@@ -259,7 +289,12 @@ int router_run(struct router *r)
               r->cfg.host, port, r->cfg.metrics_port,
               r->cfg.n_endpoints ? r->cfg.endpoints[0].name : "?", r->cfg.connector->name,
               r->cfg.ssrf ? "on" : "off");
-    else
+    if (r->cfg.sidecar && r->cfg.ssrf && !router_prefillers_configured(r))
+        LOG_W(LOG_C, "SSRF protection is on and no prefiller is allowed: every P/D request "
+                     "(x-prefiller-host-port) will get 403. Allow the prefill pods with "
+                     "--allowed-prefillers HOST[:PORT],... or --inference-pool-name NAME, or "
+                     "opt out with --enable-ssrf-protection=false");
+    if (!r->cfg.sidecar)
         LOG_I(LOG_C, "tandem router on %s:%d (metrics :%d), %zu workers, %zu endpoints, "
                      "scheduler: %s, P/D mode: %s",
               r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,

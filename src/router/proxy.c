@@ -163,6 +163,36 @@ static void on_body(struct http_call *c, const char *data, size_t len, void *ctx
 
 static void start_upstream(struct proxy_req *p);
 
+/* The next pick (or a fresh decision) for a request whose endpoint failed before any
+ * byte reached the client. Returns false after answering 503 (the request is freed). */
+static bool retry_elsewhere(struct proxy_req *p)
+{
+    p->retries++;
+    metrics_counter_inc(p->r->m.retries);
+    if (p->pick + 1 < p->res.n_picks) {
+        p->pick++;
+        p->ep = p->res.picks[p->pick];
+    } else {
+        sched_result_release(&p->res);
+        sched_schedule(p->r->sched, &p->sreq, false, &p->res, NULL);
+        if (p->res.status || p->res.n_picks == 0) {
+            router_error(p->ex, 503, NULL, "no endpoint available after retry: %s",
+                         p->res.reason[0] ? p->res.reason : "all failed");
+            count_request(p, 503);
+            proxy_free(p);
+            return true;
+        }
+        p->pick = 0;
+        p->ep = p->res.picks[0];
+    }
+    if (p->decode_body)
+        LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=%d", p->request_id,
+              p->prefill_name ? p->prefill_name : "?", sched_endpoint_name(p->ep),
+              ++p->pd_attempt);
+    start_upstream(p);
+    return true;
+}
+
 static void on_done(struct http_call *c, enum http_call_error err, int status, void *ctx)
 {
     struct proxy_req *p = ctx;
@@ -190,32 +220,10 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
         sched_endpoint_set_health(p->ep, false);
         uncount(p);
         if (p->retries < p->r->cfg.max_retries) {
-            p->retries++;
-            metrics_counter_inc(p->r->m.retries);
             LOG_W(LOG_C, "request %s: %s unreachable, retrying (attempt %lld)", p->request_id,
-                  sched_endpoint_name(p->ep), p->retries + 1);
-            if (p->pick + 1 < p->res.n_picks) {
-                p->pick++;
-                p->ep = p->res.picks[p->pick];
-            } else {
-                sched_result_release(&p->res);
-                sched_schedule(p->r->sched, &p->sreq, false, &p->res, NULL);
-                if (p->res.status || p->res.n_picks == 0) {
-                    router_error(p->ex, 503, NULL, "no endpoint available after retry: %s",
-                                 p->res.reason[0] ? p->res.reason : "all failed");
-                    count_request(p, 503);
-                    proxy_free(p);
-                    return;
-                }
-                p->pick = 0;
-                p->ep = p->res.picks[0];
-            }
-            if (p->decode_body)
-                LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=%d", p->request_id,
-                      p->prefill_name ? p->prefill_name : "?", sched_endpoint_name(p->ep),
-                      ++p->pd_attempt);
-            start_upstream(p);
-            return;
+                  sched_endpoint_name(p->ep), p->retries + 2);
+            if (retry_elsewhere(p))
+                return;
         }
         LOG_W(LOG_C, "request %s: %s is not reachable (%s): 503", p->request_id,
               sched_endpoint_name(p->ep), http_call_error_str(err));
@@ -225,6 +233,24 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
                      http_call_error_str(err),
                      p->r->cfg.max_retries ? " and retries are used up" : "");
         count_request(p, 503);
+        proxy_free(p);
+        return;
+    }
+    if (err == HTTP_CALL_EIDLE) {
+        /* A stalled engine (stopped, wedged): suspect at once, not after the next scrape. */
+        sched_endpoint_set_health(p->ep, false);
+        uncount(p);
+        LOG_W(LOG_C, "request %s: no byte from %s for %g s (--upstream-read-timeout): "
+                     "marked down%s",
+              p->request_id, sched_endpoint_name(p->ep), p->r->cfg.upstream_read_timeout_s,
+              p->retries < p->r->cfg.max_retries ? ", retrying elsewhere" : "");
+        if (p->retries < p->r->cfg.max_retries && retry_elsewhere(p))
+            return;
+        router_error(p->ex, 504, NULL,
+                     "upstream %s sent nothing for %g s (--upstream-read-timeout)",
+                     p->r->cfg.sidecar ? "engine" : sched_endpoint_name(p->ep),
+                     p->r->cfg.upstream_read_timeout_s);
+        count_request(p, 504);
         proxy_free(p);
         return;
     }
@@ -253,6 +279,7 @@ static void start_upstream(struct proxy_req *p)
         .body = p->body,
         .body_len = p->body_len,
         .timeout_ms = (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3),
+        .read_timeout_ms = (uint64_t)(p->r->cfg.upstream_read_timeout_s * 1e3),
     };
     if (!p->counted) { /* a P/D request is counted from its prefill leg on */
         sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
@@ -380,8 +407,7 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
     return true;
 }
 
-/* POST /debug/schedule: a dry run of the decision for this body, as JSON. */
-static void debug_schedule(struct router *r, struct http_exchange *ex)
+void router_debug_schedule(struct router *r, struct http_exchange *ex)
 {
     const struct http_request *q = http_exchange_request(ex);
     struct proxy_req p = {.r = r, .ex = ex};
@@ -508,6 +534,11 @@ static bool prefiller_allowed(const struct router_config *cfg, const char *host,
     return false;
 }
 
+bool router_prefillers_configured(const struct router *r)
+{
+    return r->cfg.allowed_prefillers && *r->cfg.allowed_prefillers;
+}
+
 /* A proxied request's state: the client's body, and its x-request-id (made up when the
  * client sent none). */
 static struct proxy_req *proxy_req_new(struct router_worker *w, struct http_exchange *ex)
@@ -580,6 +611,24 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
         proxy_free(p);
         return;
     }
+    if (r->cfg.ssrf && !router_prefillers_configured(r)) {
+        /* Protection on, nothing allowed: refuse, and say once how to configure it. */
+        bool expected = false;
+        if (atomic_compare_exchange_strong(&r->ssrf_unconfigured_logged, &expected, true))
+            LOG_W(LOG_C, "request %s: prefiller %s:%d refused: SSRF protection is on and no "
+                         "prefiller is allowed. Give --allowed-prefillers HOST[:PORT],... or "
+                         "--inference-pool-name NAME (the pool's pods), or opt out with "
+                         "--enable-ssrf-protection=false (logged once)",
+                  p->request_id, host, port);
+        router_error(ex, 403, NULL,
+                     "prefiller %s:%d is not allowed: SSRF protection is on and no prefillers "
+                     "are configured (--allowed-prefillers or --inference-pool-name)",
+                     host, port);
+        p->pd_label = "refused";
+        count_request(p, 403);
+        proxy_free(p);
+        return;
+    }
     if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port)) {
         LOG_W(LOG_C, "request %s: prefiller %s:%d refused (not in --allowed-prefillers)",
               p->request_id, host, port);
@@ -609,8 +658,15 @@ void router_handle(struct http_exchange *ex, void *ctx)
     if (router_admin(r, ex, w))
         return;
     const struct http_request *q = http_exchange_request(ex);
-    if (!strcmp(q->path, "/debug/schedule") && !strcmp(q->method, "POST")) {
-        debug_schedule(r, ex);
+    if (!strcmp(q->path, "/debug/schedule") && !strcmp(q->method, "POST") &&
+        r->cfg.debug_endpoints) {
+        router_debug_schedule(r, ex);
+        return;
+    }
+    if (!strncmp(q->path, "/debug/", 7)) {
+        router_error(ex, 404, NULL,
+                     "%s is served on the metrics port%s, or here with --enable-debug-endpoints",
+                     q->path, r->cfg.metrics_port ? "" : " (--metrics-port)");
         return;
     }
     if (strncmp(q->path, "/v1/", 4) != 0) {

@@ -24,6 +24,8 @@
 #include "sched/sched.h"
 
 #define ROUTER_MAX_ENDPOINT_FLAGS 256
+#define ROUTER_DEFAULT_MAX_CONNECTIONS 8192
+#define ROUTER_DEFAULT_MAX_CONNECTIONS_STR "8192"
 
 struct router_config {
     const char *host;
@@ -45,6 +47,9 @@ struct router_config {
     double read_timeout_s;
     double idle_timeout_s;
     double upstream_timeout_s; /* whole upstream call, 0 = none */
+    double upstream_read_timeout_s; /* longest silence from upstream (60), 0 = none */
+    long long max_connections;      /* client connections, whole process (0 = none) */
+    bool debug_endpoints;           /* the debug routes also on the API port */
     double prefill_timeout_s;  /* the P/D prefill leg (120): past it, decode in place */
     int verbosity;             /* --v: 4 logs every decision */
     /* P/D */
@@ -54,7 +59,7 @@ struct router_config {
     int n_prefill_flags, n_decode_flags; /* --prefill / --decode given */
     /* tandem sidecar (the same process shape, one engine behind it) */
     bool sidecar;
-    bool ssrf;                  /* --enable-ssrf-protection */
+    bool ssrf;                  /* --enable-ssrf-protection (default on) */
     const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
     bool prefiller_sampling;    /* --enable-prefiller-sampling */
     char *storage;             /* owns strings parsed out of --endpoint values */
@@ -93,6 +98,8 @@ struct router {
     uv_timer_t scrape_timer;
     struct http_client *scrape_client;
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
+    struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */
+    _Atomic bool ssrf_unconfigured_logged;
     bool stopping;
 };
 
@@ -123,9 +130,15 @@ bool router_load_endpoints_file(struct router *r, const char *path, char *err, s
 
 /* proxy.c */
 void router_handle(struct http_exchange *ex, void *ctx); /* ctx = struct router_worker */
+/* Whether the sidecar has any allowed prefiller (flag or pool). */
+bool router_prefillers_configured(const struct router *r);
+/* POST /debug/schedule: a dry run of the decision for the body, as JSON. */
+void router_debug_schedule(struct router *r, struct http_exchange *ex);
 
 /* admin.c */
-/* Returns true if the request was an admin route and has been answered. */
+/* Returns true if the request was an admin route and has been answered. w is NULL on
+ * the metrics port, which also serves the debug routes; the API port serves them only with
+ * --enable-debug-endpoints. */
 bool router_admin(struct router *r, struct http_exchange *ex, struct router_worker *w);
 void router_metrics_init(struct router *r);
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)

@@ -27,6 +27,9 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->read_timeout_s = 30;
     cfg->idle_timeout_s = 75;
     cfg->prefill_timeout_s = 120;
+    cfg->upstream_read_timeout_s = 60;
+    cfg->max_connections = ROUTER_DEFAULT_MAX_CONNECTIONS;
+    cfg->ssrf = true;
     const struct flag flags[] = {
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
         {"--port", NULL, FLAG_INT, &port, "N", "listen port (8000)", NULL},
@@ -34,13 +37,22 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--vllm-host", NULL, FLAG_STRING, &vllm_host, "ADDR", "the local engine's address (127.0.0.1)", NULL},
         {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N", "port for the sidecar's own /metrics (0 = none; always at GET /sidecar/metrics)", NULL},
         {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME", "KV connector protocol (nixlv2)", NULL},
-        {"--enable-ssrf-protection", NULL, FLAG_BOOL, &cfg->ssrf, NULL, "only prefillers in --allowed-prefillers may be called", NULL},
-        {"--allowed-prefillers", NULL, FLAG_STRING, &cfg->allowed_prefillers, "LIST", "host or host:port, comma-separated", NULL},
+        {"--enable-ssrf-protection", NULL, FLAG_BOOL, &cfg->ssrf, NULL,
+         "only allowed prefillers may be called; with none configured every P/D request gets "
+         "403 (default true; =false opts out)",
+         NULL},
+        {"--allowed-prefillers", NULL, FLAG_STRING, &cfg->allowed_prefillers, "LIST",
+         "prefillers this sidecar may call: host or host:port, comma-separated", NULL},
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
         {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB)", NULL},
         {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S", "prefill leg timeout; past it, decode in place (120)", NULL},
         {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S", "whole upstream request, 0 = none (0)", NULL},
+        {"--upstream-read-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_read_timeout_s, "S",
+         "longest silence from the engine before 504 (60; 0 = none)", NULL},
+        {"--max-connections", NULL, FLAG_INT, &cfg->max_connections, "N",
+         "client connections held at once; past it, 503 and close ("
+         ROUTER_DEFAULT_MAX_CONNECTIONS_STR "; 0 = no bound)", NULL},
         {"--v", "-v", FLAG_INT, &v, "N", "verbosity: 2 info, 4 debug (2)", NULL},
         {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL", "error, warn, info, debug", NULL},
         {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
@@ -76,18 +88,15 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         return -1;
     }
     if (cfg->workers < 1 || cfg->workers > 64 || cfg->max_body_bytes < 1024 ||
-        cfg->upstream_timeout_s < 0) {
+        cfg->upstream_timeout_s < 0 || !(cfg->upstream_read_timeout_s >= 0) ||
+        cfg->max_connections < 0) {
         fprintf(stderr, "tandem sidecar: --workers in [1, 64], --max-body-bytes >= 1024, "
-                        "--upstream-timeout >= 0\n");
+                        "--upstream-timeout >= 0, --upstream-read-timeout >= 0, "
+                        "--max-connections >= 0\n");
         return -1;
     }
     if (!(cfg->prefill_timeout_s > 0)) {
         fprintf(stderr, "tandem sidecar: --prefill-timeout must be > 0\n");
-        return -1;
-    }
-    if (cfg->ssrf && (!cfg->allowed_prefillers || !*cfg->allowed_prefillers)) {
-        fprintf(stderr, "tandem sidecar: --enable-ssrf-protection needs --allowed-prefillers "
-                        "(the Kubernetes pool watch is not built yet)\n");
         return -1;
     }
     cfg->connector = pd_connector_find(cfg->connector_name);

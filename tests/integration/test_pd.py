@@ -62,12 +62,18 @@ def endpoints(r):
     return {e["name"]: e for e in get(r.port, "/debug/endpoints").json()["endpoints"]}
 
 
+def allow(*sims):
+    """The sidecar flag that lets it call these prefill sims (SSRF protection is on by
+    default)."""
+    return ("--allowed-prefillers", ",".join("127.0.0.1:%d" % s.port for s in sims))
+
+
 def start_router(eps, *extra):
     """eps: (name, port, role). No --policy: endpoints with the prefill role get the P/D
     preset (prefill/decode filters, prefix-cache-scorer x2, queue-scorer, threshold 100)."""
     port = free_port()
     args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
-            "--workers", "2", "--refresh-metrics-interval", "20"]
+            "--workers", "2", "--refresh-metrics-interval", "20", "--enable-debug-endpoints"]
     for name, p, role in eps:
         args += ["--endpoint", "name=%s,addr=127.0.0.1:%d,role=%s" % (name, p, role)]
     args += list(extra)
@@ -98,7 +104,7 @@ class Topo:
         extra = list(router_args)
         if mode == "sidecar":  # the default --pd-mode: decode endpoints are the sidecars
             for d in self.d:
-                sc = start_sidecar(d)
+                sc = start_sidecar(d, *allow(self.p))
                 self.sidecars[d.name] = sc
                 eps.append((d.name, sc.port, "decode"))
         else:
@@ -344,7 +350,9 @@ def in_mode(check, mode):
 
 def test_sidecar_direct():
     p, d = sim("prefill-0"), sim("decode-0")
-    sc = start_sidecar(d, "--log-level", "info")
+    dead = free_port()  # an allowed prefiller that refuses connections (below)
+    sc = start_sidecar(d, "--log-level", "info", "--allowed-prefillers",
+                       "127.0.0.1:%d,127.0.0.1:%d" % (p.port, dead))
     # Its own health; everything else is the engine's.
     assert get(sc.port, "/health").status == 200
     assert [m["id"] for m in get(sc.port, "/v1/models").json()["data"]] == ["m"]
@@ -373,7 +381,6 @@ def test_sidecar_direct():
     assert events[-1] == "[DONE]" and json.loads(events[-2])["usage"]["completion_tokens"] == 5
     assert val(d.port, "tandem_sim_kv_pulls_total", result="ok") == 2
     # A prefiller that refuses connections: decode-only fallback, counted and logged.
-    dead = free_port()
     ok_text(complete(sc.port, long_prompt(),
                      headers={"x-prefiller-host-port": "127.0.0.1:%d" % dead}))
     assert val(sc.mport, "tandem_sidecar_pd_fallbacks_total") == 1
@@ -408,6 +415,49 @@ def test_sidecar_ssrf_protection():
     ok_text(complete(sc2.port, long_prompt(),
                      headers={"x-prefiller-host-port": "127.0.0.1:%d" % p.port}))
     assert val(d.port, "tandem_sim_kv_pulls_total", result="ok") == 1
+
+
+def test_sidecar_ssrf_on_by_default():
+    """With no allowed prefillers configured, the sidecar calls none: 403, counted,
+    logged once with how to configure it; --enable-ssrf-protection=false opts out."""
+    p, d = sim("prefill-0"), sim("decode-0")
+    sc = start_sidecar(d)
+    assert sc.wait_log(r"WARN.*SSRF protection is on and no prefiller is allowed.*"
+                       r"--allowed-prefillers", 5), sc.output()[-2000:]
+    for _ in range(3):
+        r = complete(sc.port, long_prompt(),
+                     headers={"x-prefiller-host-port": "127.0.0.1:%d" % p.port})
+        assert r.status == 403, (r.status, r.body)
+        err = r.json()["error"]
+        assert "no prefillers are configured" in err["message"], err
+        assert err["code"] == 403 and err["type"], err
+    assert val(sc.mport, "tandem_sidecar_requests_total", pd="refused") == 3
+    refusals = [l for l in sc.output().splitlines() if "refused: SSRF protection is on" in l]
+    assert len(refusals) == 1, refusals  # once, not per request
+    assert "--enable-ssrf-protection=false" in refusals[0], refusals[0]
+    assert val(p.port, "vllm:request_success_total") == 0
+    assert val(d.port, "vllm:request_success_total") == 0
+    # Requests without the header are still proxied.
+    ok_text(complete(sc.port, long_prompt()))
+    # Opting out: any prefiller is called.
+    sc2 = start_sidecar(d, "--enable-ssrf-protection=false")
+    ok_text(complete(sc2.port, long_prompt(),
+                     headers={"x-prefiller-host-port": "127.0.0.1:%d" % p.port}))
+    assert val(d.port, "tandem_sim_kv_pulls_total", result="ok") == 1
+    assert val(p.port, "vllm:request_success_total") == 1
+
+
+def test_router_ignores_client_prefiller_header():
+    """The router's P/D legs go only to its own endpoints: a client's
+    x-prefiller-host-port is dropped, in both modes."""
+    for mode in ("sidecar", "router"):
+        t = Topo(mode)
+        evil = sim("evil-0")
+        r = complete(t.router.port, "hi", headers={"x-prefiller-host-port":
+                                                   "127.0.0.1:%d" % evil.port})
+        ok_text(r)
+        assert val(evil.port, "vllm:request_success_total") == 0
+        assert val(t.p.port, "vllm:request_success_total") == 0
 
 
 def test_sidecar_decode_down():
@@ -473,7 +523,7 @@ def test_prefill_decode_url_flags():
     p, d = sim("prefill-0"), sim("decode-0")
     port = free_port()
     r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
-              "--workers", "1", "--refresh-metrics-interval", "20",
+              "--workers", "1", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
               "--prefill", "http://127.0.0.1:%d" % p.port,
               "--decode", "http://127.0.0.1:%d" % d.port], r"tandem router ready on", 20)
     r.port = port
@@ -495,5 +545,6 @@ def test_prefill_decode_url_flags():
 
 if __name__ == "__main__":
     run([in_mode(c, m) for m in ("sidecar", "router") for c in CORE] +
-        [test_sidecar_direct, test_sidecar_ssrf_protection, test_sidecar_decode_down,
+        [test_sidecar_direct, test_sidecar_ssrf_protection, test_sidecar_ssrf_on_by_default,
+         test_router_ignores_client_prefiller_header, test_sidecar_decode_down,
          test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags])

@@ -2,6 +2,7 @@
 config errors, the decision trace, and cancellation on client disconnect."""
 
 import json
+import signal
 import os
 import socket
 import subprocess
@@ -9,7 +10,8 @@ import tempfile
 import threading
 import time
 
-from harness import (TANDEM, Proc, free_port, get, metric, post, run, sse_events, start_sim,
+from harness import (TANDEM, Proc, free_port, get, metric, post, request, run, sse_events,
+                     start_sim,
                      stream, wait_until)
 
 # Seed 001's two prompts: the second shares a long prefix with the first.
@@ -38,7 +40,7 @@ def sims(n, *extra, roles=None):
 def start_router(backends, *extra, roles=None, port=None):
     port = port or free_port()
     args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
-            "--workers", "2", "--refresh-metrics-interval", "20"]
+            "--workers", "2", "--refresh-metrics-interval", "20", "--enable-debug-endpoints"]
     for i, b in enumerate(backends):
         spec = "name=%s,addr=127.0.0.1:%d" % (b.name, b.port)
         if roles:
@@ -186,6 +188,9 @@ def test_role_filters():
            "schedulingProfiles:\n- name: default\n  plugins:\n"
            "  - pluginRef: decode-filter\n  - pluginRef: queue-scorer\n")
     r = start_router([d, p], "--config-text", cfg, roles=["decode", "prefill"])
+    wait_until(lambda: all(e["healthy"] for e in
+                           get(r.port, "/debug/endpoints").json()["endpoints"]),
+               10, what="both endpoints scraped")
     for i in range(6):
         assert pod_of(complete(r.port, "q%d" % i)) == "decode-0"
 
@@ -253,7 +258,15 @@ def test_endpoints_file_and_metrics_port():
                   str(mport), "--workers", "1", "--endpoints-file", path],
                  r"tandem router ready on", 20)
         wait_until(lambda: get(port, "/ready").status == 200, 10, what="ready")
-        names = {e["name"]: e for e in get(port, "/debug/endpoints").json()["endpoints"]}
+        # The debug routes are on the metrics port only (no --enable-debug-endpoints).
+        for method, route in (("GET", "/debug/endpoints"), ("POST", "/debug/schedule")):
+            rr = request(port, method, route, {"model": "m", "prompt": "x"} if method == "POST"
+                         else None)
+            assert rr.status == 404, (route, rr.status, rr.body)
+            assert "metrics port" in rr.json()["error"]["message"], rr.body
+        t = post(mport, "/debug/schedule", {"model": "m", "prompt": "x"}).json()
+        assert t["profiles"], t
+        names = {e["name"]: e for e in get(mport, "/debug/endpoints").json()["endpoints"]}
         assert set(names) == {"decode-0", "decode-1"} and names["decode-0"]["role"] == "decode"
         assert pod_of(complete(port, "x")) in names
         # Rewrite the file without decode-1: it is removed within a couple of seconds.
@@ -261,7 +274,7 @@ def test_endpoints_file_and_metrics_port():
             f.write("- name: decode-0\n  address: 127.0.0.1:%d\n" % a.port)
         os.utime(path, (time.time() + 5, time.time() + 5))  # a new mtime, whatever the clock
         wait_until(lambda: [e["name"] for e in
-                            get(port, "/debug/endpoints").json()["endpoints"]] == ["decode-0"],
+                            get(mport, "/debug/endpoints").json()["endpoints"]] == ["decode-0"],
                    5, what="decode-1 to be removed")
         assert r.wait_log(r"endpoint decode-1 removed", 2)
         for i in range(4):
@@ -280,6 +293,67 @@ def test_endpoints_file_and_metrics_port():
             out.stderr
     finally:
         os.unlink(path)
+
+
+def test_stalled_endpoint_read_timeout():
+    """A SIGSTOPped engine: with nothing sent to the client yet the request moves to
+    another endpoint, the stalled one is marked down at once; with no other endpoint the
+    client gets 504 with an OpenAI error body."""
+    a, b = sims(2)
+    r = start_router([a, b], "--policy", "round_robin", "--upstream-read-timeout", "0.5",
+                     "--refresh-metrics-interval", "60000")
+    a.p.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        for i in range(2):  # round robin: one of the two lands on the stalled pod first
+            assert pod_of(complete(r.port, "stall %d" % i)) == b.name
+        assert time.monotonic() - t0 < 5
+        eps = {e["name"]: e for e in get(r.port, "/debug/endpoints").json()["endpoints"]}
+        assert not eps[a.name]["healthy"] and eps[b.name]["healthy"], eps
+        assert r.wait_log(r"no byte from %s for 0.5 s.*marked down, retrying" % a.name, 2)
+        assert (metric(r.port, "tandem_router_upstream_errors_total", endpoint=a.name,
+                       kind="read timeout") or 0) >= 1
+    finally:
+        a.p.send_signal(signal.SIGCONT)
+    c = sims(1)[0]
+    r2 = start_router([c], "--upstream-read-timeout", "0.5", "--max-retries", "0")
+    c.p.send_signal(signal.SIGSTOP)
+    try:
+        resp = complete(r2.port, "alone")
+        assert resp.status == 504, (resp.status, resp.body)
+        err = resp.json()["error"]
+        assert "--upstream-read-timeout" in err["message"] and err["code"] == 504, err
+    finally:
+        c.p.send_signal(signal.SIGCONT)
+
+
+def test_max_connections_refuses_clearly():
+    a = sims(1)[0]
+    r = start_router([a], "--max-connections", "3", "--workers", "1")
+    held = [socket.create_connection(("127.0.0.1", r.port), timeout=5) for _ in range(3)]
+    try:
+        # Each held connection is accepted (one request answered on each).
+        for s in held:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        extra = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        data = b""
+        while True:
+            chunk = extra.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        extra.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), data
+        err = json.loads(body)["error"]
+        assert "--max-connections" in err["message"] and err["code"] == 503, err
+        assert r.wait_log(r"WARN.*refusing connections.*--max-connections", 2)
+    finally:
+        for s in held:
+            s.close()
+    # Room again once they are gone.
+    wait_until(lambda: get(r.port, "/health").status == 200, 5, what="a connection accepted")
 
 
 def test_inflight_bound_gives_429():
@@ -366,5 +440,6 @@ if __name__ == "__main__":
          test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
          test_client_disconnect_stops_generation, test_endpoints_file_and_metrics_port,
          test_inflight_bound_gives_429,
+         test_stalled_endpoint_read_timeout, test_max_connections_refuses_clearly,
          test_config_errors_name_file_line_field,
          test_llm_d_example_config_loads])
