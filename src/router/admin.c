@@ -40,7 +40,17 @@ static void collect(void *ctx)
         metrics_gauge_set(metrics_series_get(r->m.ep_kv, &name), m.kv_usage);
         metrics_gauge_set(metrics_series_get(r->m.ep_inflight, &name), (double)m.inflight_requests);
     }
+    double by_role[4] = {0};
+    for (size_t i = 0; i < n; i++)
+        by_role[sched_endpoint_role(eps[i]) & 3]++;
     sched_ds_release_list(eps, n);
+    static const enum sched_role roles[] = {SCHED_ROLE_DECODE, SCHED_ROLE_PREFILL,
+                                            SCHED_ROLE_BOTH};
+    for (size_t i = 0; i < 3; i++) {
+        const char *name = role_str(roles[i]);
+        metrics_gauge_set(metrics_series_get(r->m.endpoints_by_role, &name),
+                          by_role[roles[i] & 3]);
+    }
     metrics_gauge_set(r->m.prefix_size, (double)sched_prefix_index_size(r->sched));
     uint64_t blocks = r->m.prefix_blocks, hits = r->m.prefix_hits;
     metrics_gauge_set(r->m.prefix_hit_ratio, blocks ? (double)hits / (double)blocks : 0);
@@ -114,6 +124,20 @@ void router_metrics_init(struct router *r)
         reg, METRICS_COUNTER, "tandem_router_pd_fallbacks_total",
         "Disaggregated requests decoded in place after the prefill leg failed, by reason.", rs,
         1, NULL, 0);
+    const char *rl[] = {"role"};
+    m->endpoints_by_role = metrics_family_new(
+        reg, METRICS_GAUGE, "tandem_router_endpoints",
+        "Endpoints in the datastore by role (decode, prefill, both).", rl, 1, NULL, 0);
+    m->discovery_restarts = metrics_series0(metrics_family_new(
+        reg, METRICS_COUNTER, "tandem_router_discovery_watch_restarts_total",
+        "Kubernetes watches started again (after a timeout, an error or a relist).", NULL, 0,
+        NULL, 0));
+    const char *kd[] = {"kind"};
+    m->discovery_errors = metrics_family_new(
+        reg, METRICS_COUNTER, "tandem_router_discovery_errors_total",
+        "Failed Kubernetes lists and watches, by the Status reason (Forbidden, NotFound, "
+        "Expired, TransportError, ...).",
+        kd, 1, NULL, 0);
     metrics_registry_on_collect(reg, collect, r);
     if (!r->cfg.sidecar)
         return;
@@ -161,6 +185,9 @@ static void endpoints_json(struct router *r, struct buf *b)
         json_quote(b, addr, strlen(addr));
         buf_append_str(b, ",\"role\":");
         json_quote(b, role, strlen(role));
+        const char *source = sched_endpoint_source(eps[i]);
+        buf_append_str(b, ",\"source\":");
+        json_quote(b, source, strlen(source));
         buf_printf(b,
                    ",\"healthy\":%s,\"metrics\":%s,\"stale\":%s,\"waiting\":%g,\"running\":%g,"
                    "\"kv_usage\":%g,\"block_size\":%u,\"num_blocks\":%u,\"inflight_requests\":%lld,"

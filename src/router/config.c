@@ -179,7 +179,7 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     long long port = 8000, metrics_port = 9090, v = 2;
     double refresh_ms = 50, stale_ms = 2000;
     const char *log_level = NULL;
-    const char *pd_mode = NULL, *pool_name = NULL, *pool_ns = NULL;
+    const char *pd_mode = NULL;
     bool log_json = false;
     cfg->workers = 0;
     cfg->max_body_bytes = 32ll << 20;
@@ -256,9 +256,18 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "KV connector protocol for P/D (nixlv2)", NULL},
         {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S",
          "P/D prefill leg timeout; past it, decode in place (120)", NULL},
-        {"--pool-name", NULL, FLAG_STRING, &pool_name, "NAME",
-         "InferencePool to discover pods from (Kubernetes; not built yet)", NULL},
-        {"--pool-namespace", NULL, FLAG_STRING, &pool_ns, "NS", "its namespace", NULL},
+        {"--pool-name", "-poolName", FLAG_STRING, &cfg->pool_name, "NAME",
+         "InferencePool whose Ready pods are the endpoints (Kubernetes; GAIE's EPP flag)", NULL},
+        {"--pool-namespace", "-poolNamespace", FLAG_STRING, &cfg->pool_namespace, "NS",
+         "its namespace (default: the kubeconfig's, or the pod's in a cluster)", NULL},
+        {"--pool-group", "-poolGroup", FLAG_STRING, &cfg->pool_group, "GROUP",
+         "inference.networking.k8s.io (v1, default) or inference.networking.x-k8s.io "
+         "(v1alpha2)",
+         NULL},
+        {"--kubeconfig", "-kubeconfig", FLAG_STRING, &cfg->kubeconfig, "FILE",
+         "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)", NULL},
+        {"--k8s-watch-timeout", NULL, FLAG_DOUBLE, &cfg->k8s_watch_timeout_s, "S",
+         "watch timeoutSeconds (default random 300-600)", NULL},
     };
     const size_t n_flags = sizeof flags / sizeof flags[0];
     struct flags_result res;
@@ -298,14 +307,22 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
         return -1;
     }
-    if (pool_name || pool_ns) {
-        fprintf(stderr,
-                "tandem router: --pool-name: discovering pods from an InferencePool is "
-                "not built yet; give --endpoint or --endpoints-file (docs/kubernetes.md)\n");
+    if ((cfg->pool_namespace || cfg->pool_group) && !cfg->pool_name) {
+        fprintf(stderr, "tandem router: --pool-namespace/--pool-group need --pool-name\n");
         return -1;
     }
-    if (cfg->n_endpoints == 0 && !cfg->endpoints_file) {
-        fprintf(stderr, "tandem router: no endpoints: give --endpoint or --endpoints-file\n");
+    if (cfg->pool_name && !router_pool_group_ok(cfg->pool_group)) {
+        fprintf(stderr, "tandem router: --pool-group: '%s' is not inference.networking.k8s.io "
+                        "or inference.networking.x-k8s.io\n", cfg->pool_group);
+        return -1;
+    }
+    if (cfg->n_endpoints == 0 && !cfg->endpoints_file && !cfg->pool_name) {
+        fprintf(stderr, "tandem router: no endpoints: give --pool-name, --endpoint or "
+                        "--endpoints-file\n");
+        return -1;
+    }
+    if (cfg->k8s_watch_timeout_s < 0) {
+        fprintf(stderr, "tandem router: --k8s-watch-timeout must be >= 0\n");
         return -1;
     }
     if (pd_mode && strcmp(pd_mode, "sidecar") && strcmp(pd_mode, "router")) {
@@ -329,6 +346,12 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->staleness_s = stale_ms / 1e3;
     cfg->verbosity = (int)v;
     return router_config_logging("router", v, log_level, log_json) ? 0 : -1;
+}
+
+bool router_pool_group_ok(const char *group)
+{
+    return !group || !*group || !strcmp(group, "inference.networking.k8s.io") ||
+           !strcmp(group, "inference.networking.x-k8s.io");
 }
 
 bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json)
@@ -433,15 +456,14 @@ bool router_load_endpoints_file(struct router *r, const char *path, char *err, s
     if (ok) {
         /* Replace: remove endpoints that came from this file and are gone, upsert the
          * rest. Endpoints from --endpoint flags are kept. */
+        char *source = xasprintf("file:%s", path);
         struct sched_endpoint **cur;
         size_t nc = sched_ds_list(r->ds, &cur);
         for (size_t i = 0; i < nc; i++) {
             const char *name = sched_endpoint_name(cur[i]);
-            bool keep = false;
+            bool keep = strcmp(sched_endpoint_source(cur[i]), source) != 0;
             for (size_t j = 0; j < n && !keep; j++)
                 keep = !strcmp(specs[j].name, name);
-            for (size_t j = 0; j < r->cfg.n_endpoints && !keep; j++)
-                keep = !strcmp(r->cfg.endpoints[j].name, name);
             if (!keep) {
                 LOG_I("router", "endpoint %s removed (%s)", name, path);
                 sched_ds_remove(r->ds, name);
@@ -449,8 +471,10 @@ bool router_load_endpoints_file(struct router *r, const char *path, char *err, s
         }
         sched_ds_release_list(cur, nc);
         for (size_t i = 0; i < n; i++) {
+            specs[i].source = source;
             sched_ds_upsert(r->ds, &specs[i]);
         }
+        free(source);
         LOG_I("router", "loaded %zu endpoints from %s", n, path);
     }
     for (size_t i = 0; i < n; i++)

@@ -107,6 +107,7 @@ static void on_shutdown(void *ctx)
     for (size_t i = 0; i < r->n_workers; i++)
         uv_async_send(&r->workers[i].stop);
     router_scrape_stop(r);
+    router_discovery_stop(r->discovery);
     if (r->metrics_server)
         http_server_stop(r->metrics_server, NULL, NULL);
     loop_shutdown_watch_close(&r->control);
@@ -234,6 +235,19 @@ int router_run(struct router *r)
     r->conn_limit.max_flag = "--max-connections";
     fit_fd_limit(r, role);
 
+    uv_loop_init(&r->control);
+    if (r->cfg.pool_name) { /* fails only before it made any handle */
+        char why[600];
+        r->discovery = router_discovery_start(r, &r->control, why, sizeof why);
+        if (!r->discovery) {
+            fprintf(stderr, "tandem %s: %s: %s\n", role,
+                    r->cfg.sidecar ? "--inference-pool-name" : "--pool-name", why);
+            uv_loop_close(&r->control);
+            router_free(r);
+            return 2;
+        }
+    }
+
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
     r->workers = xcalloc(r->n_workers, sizeof *r->workers);
@@ -251,6 +265,10 @@ int router_run(struct router *r)
                 loop_run_and_close(&r->workers[j].loop);
                 uv_loop_close(&r->workers[j].loop);
             }
+            router_discovery_stop(r->discovery);
+            loop_run_and_close(&r->control);
+            uv_loop_close(&r->control);
+            router_discovery_free(r->discovery);
             router_free(r);
             return 1;
         }
@@ -258,7 +276,6 @@ int router_run(struct router *r)
             port = http_server_port(w->server); /* port 0: the others share the one given */
     }
 
-    uv_loop_init(&r->control);
     if (r->cfg.metrics_port > 0) {
         struct http_server_config mc = {
             .host = r->cfg.host,
@@ -312,6 +329,7 @@ int router_run(struct router *r)
         uv_loop_close(&r->workers[i].loop);
     }
     uv_loop_close(&r->control);
+    router_discovery_free(r->discovery);
     router_free(r);
     return 0;
 }

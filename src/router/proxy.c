@@ -536,7 +536,7 @@ static bool prefiller_allowed(const struct router_config *cfg, const char *host,
 
 bool router_prefillers_configured(const struct router *r)
 {
-    return r->cfg.allowed_prefillers && *r->cfg.allowed_prefillers;
+    return (r->cfg.allowed_prefillers && *r->cfg.allowed_prefillers) || r->cfg.pool_name;
 }
 
 /* A proxied request's state: the client's body, and its x-request-id (made up when the
@@ -629,13 +629,17 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
         proxy_free(p);
         return;
     }
-    if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port)) {
-        LOG_W(LOG_C, "request %s: prefiller %s:%d refused (not in --allowed-prefillers)",
-              p->request_id, host, port);
+    if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port) &&
+        !router_discovery_allows(r->discovery, host, port)) {
+        const char *where = r->cfg.pool_name && r->cfg.allowed_prefillers
+                                ? "--allowed-prefillers nor a Ready pod of the InferencePool"
+                            : r->cfg.pool_name ? "a Ready pod of the InferencePool"
+                                               : "--allowed-prefillers";
+        LOG_W(LOG_C, "request %s: prefiller %s:%d refused (not %s)", p->request_id, host, port,
+              where);
         router_error(ex, 403, NULL,
-                     "prefiller %s:%d is not allowed (SSRF protection: not in "
-                     "--allowed-prefillers)",
-                     host, port);
+                     "prefiller %s:%d is not allowed (SSRF protection: not %s)", host, port,
+                     where);
         p->pd_label = "refused";
         count_request(p, 403);
         proxy_free(p);
@@ -645,6 +649,28 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
     p->pd_label = "cancelled"; /* until the prefill leg ends: a client gone by then */
     LOG_D(LOG_C, "request %s: prefill on %s, decode here", p->request_id, p->prefill_name);
     start_prefill(p, host, port);
+}
+
+/* Why a pool-fed router has no endpoint at all, or NULL when it has some (or no pool). */
+static const char *no_endpoints_reason(struct router *r)
+{
+    if (!r->discovery)
+        return NULL;
+    struct sched_endpoint **eps;
+    size_t n = sched_ds_list(r->ds, &eps);
+    sched_ds_release_list(eps, n);
+    if (n)
+        return NULL;
+    switch (atomic_load(&r->pool_state)) {
+    case ROUTER_POOL_DELETED:
+        return "was deleted";
+    case ROUTER_POOL_MISSING:
+        return "does not exist";
+    case ROUTER_POOL_UNKNOWN:
+        return "has not been read from the API server yet";
+    default:
+        return "has no Ready pod matching its selector";
+    }
 }
 
 void router_handle(struct http_exchange *ex, void *ctx)
@@ -705,8 +731,13 @@ void router_handle(struct http_exchange *ex, void *ctx)
     }
     if (p->res.status || p->res.n_picks == 0) {
         int code = p->res.status ? p->res.status : 503;
-        router_error(ex, code, NULL, "%s",
-                     p->res.reason[0] ? p->res.reason : "no endpoint available");
+        const char *pool_why = no_endpoints_reason(r);
+        if (pool_why)
+            router_error(ex, code, NULL, "no endpoints: InferencePool %s %s",
+                         router_discovery_pool(r->discovery), pool_why);
+        else
+            router_error(ex, code, NULL, "%s",
+                         p->res.reason[0] ? p->res.reason : "no endpoint available");
         count_request(p, code);
         proxy_free(p);
         return;

@@ -63,6 +63,19 @@ struct router_config {
     const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
     bool prefiller_sampling;    /* --enable-prefiller-sampling */
     char *storage;             /* owns strings parsed out of --endpoint values */
+    /* Kubernetes: endpoints (router) or allowed prefillers (sidecar) from an InferencePool */
+    const char *pool_name;      /* --pool-name / --inference-pool-name */
+    const char *pool_namespace; /* default: the kubeconfig's or in-cluster namespace */
+    const char *pool_group;     /* inference.networking.k8s.io (v1) or .x-k8s.io (v1alpha2) */
+    const char *kubeconfig;     /* --kubeconfig; else $KUBECONFIG, in-cluster, ~/.kube/config */
+    double k8s_watch_timeout_s; /* watch timeoutSeconds (0: random 300-600; tests set it) */
+};
+
+enum router_pool_state {
+    ROUTER_POOL_UNKNOWN = 0, /* not read from the API server yet */
+    ROUTER_POOL_OK,
+    ROUTER_POOL_MISSING, /* listed: it does not exist */
+    ROUTER_POOL_DELETED,
 };
 
 /* Counters and histograms (all thread-safe series). */
@@ -84,6 +97,10 @@ struct router_metrics {
     struct metrics_family *sc_fallbacks; /* {reason} */
     struct metrics_series *sc_prefill_duration, *sc_true_ttft;
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
+    /* discovery */
+    struct metrics_family *endpoints_by_role;  /* {role} */
+    struct metrics_series *discovery_restarts; /* watch restarts and relists */
+    struct metrics_family *discovery_errors;   /* {kind} */
 };
 
 struct router {
@@ -99,6 +116,8 @@ struct router {
     struct http_client *scrape_client;
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
     struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */
+    struct router_discovery *discovery; /* --pool-name: on the control loop */
+    _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
     bool stopping;
 };
@@ -118,6 +137,8 @@ struct router_worker {
 int router_config_parse(struct router_config *cfg, int argc, char **argv);
 /* --v / --log-level / --log-json, the same for both roles; false after printing why. */
 bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json);
+/* NULL, "", or one of the two InferencePool groups. */
+bool router_pool_group_ok(const char *group);
 /* sidecar.c: `tandem sidecar` flags into the same config (one "engine" endpoint). */
 int sidecar_config_parse(struct router_config *cfg, int argc, char **argv);
 
@@ -143,6 +164,17 @@ bool router_admin(struct router *r, struct http_exchange *ex, struct router_work
 void router_metrics_init(struct router *r);
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* discovery.c: endpoints (router) or the prefiller allowlist (sidecar) from an
+ * InferencePool, on the control loop. */
+struct router_discovery;
+struct router_discovery *router_discovery_start(struct router *r, uv_loop_t *loop, char *err,
+                                                size_t errlen);
+void router_discovery_stop(struct router_discovery *d); /* the loop must run afterwards */
+void router_discovery_free(struct router_discovery *d); /* after the loop has run dry */
+/* Sidecar: is host:port a Ready pod of the pool on one of its target ports? Any thread. */
+bool router_discovery_allows(struct router_discovery *d, const char *host, int port);
+const char *router_discovery_pool(const struct router_discovery *d); /* "NS/NAME" */
 
 /* scrape.c */
 void router_scrape_start(struct router *r);

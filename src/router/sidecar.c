@@ -43,6 +43,18 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
          NULL},
         {"--allowed-prefillers", NULL, FLAG_STRING, &cfg->allowed_prefillers, "LIST",
          "prefillers this sidecar may call: host or host:port, comma-separated", NULL},
+        {"--inference-pool-name", NULL, FLAG_STRING, &cfg->pool_name, "NAME",
+         "allowed prefillers are this InferencePool's Ready pods on its target ports "
+         "(Kubernetes; llm-d's sidecar flag)",
+         NULL},
+        {"--inference-pool-namespace", NULL, FLAG_STRING, &cfg->pool_namespace, "NS",
+         "its namespace (default: the kubeconfig's, or the pod's in a cluster)", NULL},
+        {"--inference-pool-group", NULL, FLAG_STRING, &cfg->pool_group, "GROUP",
+         "inference.networking.k8s.io (v1, default) or inference.networking.x-k8s.io", NULL},
+        {"--kubeconfig", NULL, FLAG_STRING, &cfg->kubeconfig, "FILE",
+         "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)", NULL},
+        {"--k8s-watch-timeout", NULL, FLAG_DOUBLE, &cfg->k8s_watch_timeout_s, "S",
+         "watch timeoutSeconds (default random 300-600)", NULL},
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
         {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N", "largest request body (32 MiB)", NULL},
@@ -97,6 +109,17 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     }
     if (!(cfg->prefill_timeout_s > 0)) {
         fprintf(stderr, "tandem sidecar: --prefill-timeout must be > 0\n");
+        return -1;
+    }
+    if ((cfg->pool_namespace || cfg->pool_group) && !cfg->pool_name) {
+        fprintf(stderr, "tandem sidecar: --inference-pool-namespace/-group need "
+                        "--inference-pool-name\n");
+        return -1;
+    }
+    if (cfg->pool_name && !router_pool_group_ok(cfg->pool_group)) {
+        fprintf(stderr, "tandem sidecar: --inference-pool-group: '%s' is not "
+                        "inference.networking.k8s.io or inference.networking.x-k8s.io\n",
+                cfg->pool_group);
         return -1;
     }
     cfg->connector = pd_connector_find(cfg->connector_name);

@@ -39,6 +39,8 @@ struct sched_endpoint_spec {
     enum sched_role role;
     struct sched_label labels[SCHED_MAX_LABELS]; /* includes llm-d.ai/role when given */
     size_t n_labels;
+    const char *source; /* where it came from, for /debug/endpoints: "flag", "file:PATH",
+                           "pool:NS/NAME" (NULL = "flag") */
 };
 
 /* Engine state as last scraped, plus the router's own live counts. */
@@ -82,6 +84,7 @@ int sched_endpoint_port(const struct sched_endpoint *e);
 const char *sched_endpoint_addr(const struct sched_endpoint *e); /* "host:port" */
 enum sched_role sched_endpoint_role(const struct sched_endpoint *e);
 const char *sched_endpoint_label(const struct sched_endpoint *e, const char *key); /* or NULL */
+const char *sched_endpoint_source(const struct sched_endpoint *e); /* never NULL */
 /* Consistent copy of the metrics. */
 void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoint_metrics *out);
 

@@ -63,6 +63,7 @@ static struct sched_endpoint *endpoint_new(const struct sched_endpoint_spec *spe
     e->host = xstrdup(spec->host);
     e->port = spec->port;
     e->addr = xasprintf("%s:%d", spec->host, spec->port);
+    e->source = xstrdup(spec->source ? spec->source : "flag");
     e->name_hash = hash_str(spec->name, 0);
     e->role = spec->role;
     e->n_labels = spec->n_labels;
@@ -81,6 +82,7 @@ static void endpoint_free(struct sched_endpoint *e)
     free(e->name);
     free(e->host);
     free(e->addr);
+    free(e->source);
     for (size_t i = 0; i < e->n_labels; i++) {
         free(e->labels[i].key);
         free(e->labels[i].value);
@@ -309,4 +311,9 @@ void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int
 {
     atomic_fetch_add_explicit(&e->st->inflight_requests, requests, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->st->inflight_tokens, tokens, memory_order_relaxed);
+}
+
+const char *sched_endpoint_source(const struct sched_endpoint *e)
+{
+    return e->source;
 }

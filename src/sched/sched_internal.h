@@ -30,6 +30,7 @@ struct sched_endpoint {
     char *name;
     char *host;
     char *addr;
+    char *source;
     int port;
     enum sched_role role;
     struct sched_label labels[SCHED_MAX_LABELS];
