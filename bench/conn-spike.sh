@@ -6,6 +6,9 @@
 # with the bound at N/2, the connections past it get 503 and a close.
 #
 # usage: bench/conn-spike.sh [BUILD_DIR] [N]   (default build, 10000)
+#        BOUND0=none bench/conn-spike.sh OLD_BUILD   (a build without --max-connections)
+#        WORKERS=2 (router worker threads, default 1); MODE=post (each connection first
+#        sends a 16 KB completion through the router instead of GET /health)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${1:-build}"
@@ -26,8 +29,10 @@ wait_http "$S" /health
 
 run_one() { # $1 = --max-connections value; prints "rss_before rss_peak rss_after ok refused"
   local R; R=$(port)
-  "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers 1 --log-level error \
-    --max-connections "$1" --endpoint "name=s,addr=127.0.0.1:$S" >/dev/null &
+  local bound=(--max-connections "$1")
+  [ "$1" = none ] && bound=() # a build from before the flag existed
+  "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers "${WORKERS:-1}" --log-level error \
+    "${bound[@]}" --endpoint "name=s,addr=127.0.0.1:$S" >/dev/null &
   local rp=$!
   wait_http "$R" /ready
   python3 - "$R" "$rp" "$N" <<'PY'
@@ -42,13 +47,20 @@ def rss():
 def fds():
     import os
     return len(os.listdir("/proc/%s/fd" % pid))
+import os as _os
+if _os.environ.get("MODE") == "post":  # a 16 KB completion on each connection first
+    body = ('{"model":"m","prompt":"%s","max_tokens":1}' % ("x" * 16384)).encode()
+    REQ = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(body)) + body
+else:
+    REQ = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 base_fds = fds()
 before = rss()
 socks, ok, refused = [], 0, 0
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(REQ)
     except OSError:
         pass  # refused and closed already: its 503 is still to be read
     socks.append(s)
@@ -74,8 +86,9 @@ PY
   kill "$rp"; wait "$rp" 2>/dev/null || true
 }
 
-read -r b p a ok ref < <(run_one 0)
+read -r b p a ok ref < <(run_one "${BOUND0:-0}")
 echo "spike of $N idle connections, no bound: RSS before ${b} MiB, peak ${p} MiB, after close ${a} MiB ($ok answered)"
+[ "${BOUND0:-0}" = none ] && exit 0
 half=$((N / 2))
 read -r b p a ok ref < <(run_one "$half")
 echo "--max-connections $half with $N connections: $ok answered 200, $ref refused with 503; RSS peak ${p} MiB, after close ${a} MiB"

@@ -175,12 +175,16 @@ static void fail(struct k8s_informer *inf, const struct k8s_response *r)
 
 /* --- the cache ---------------------------------------------------------------------- */
 
-static json_t *clean(json_t *obj)
+/* What the cache keeps of an object: the transform's result, or the object without
+ * managedFields. A new reference. */
+static json_t *prepare(struct k8s_informer *inf, json_t *obj)
 {
+    if (inf->cfg.transform)
+        return inf->cfg.transform(obj, inf->cfg.ctx);
     json_t *md = json_object_get(obj, "metadata");
     if (json_is_object(md))
         json_object_del(md, "managedFields");
-    return obj;
+    return json_incref(obj);
 }
 
 static void upsert(struct k8s_informer *inf, json_t *obj)
@@ -293,7 +297,7 @@ static void on_list(const struct k8s_response *r, void *ctx)
     {
         char key[512];
         obj_key(item, key, sizeof key);
-        json_object_set(inf->relist, key, clean(item));
+        json_object_set_new(inf->relist, key, prepare(inf, item));
     }
     const json_t *md = json_object_get(doc, "metadata");
     const char *cont = json_string_value(json_object_get(md, "continue"));
@@ -348,7 +352,9 @@ static void on_event(const char *type, json_t *obj, void *ctx)
     inf->stats.events++;
     if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
         set_rv(inf, k8s_obj_rv(obj));
-        upsert(inf, clean(obj));
+        json_t *kept = prepare(inf, obj);
+        upsert(inf, kept);
+        json_decref(kept);
     } else if (!strcmp(type, "DELETED")) {
         set_rv(inf, k8s_obj_rv(obj));
         char key[512];

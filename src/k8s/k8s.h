@@ -166,6 +166,10 @@ struct k8s_informer_config {
     void (*on_state)(enum k8s_informer_state st, const struct k8s_response *why, void *ctx);
     void *ctx;
     double watch_timeout_s;     /* 0: random in [300, 600) (timeoutSeconds) */
+    /* Optional (client-go's SetTransform): what to keep of each object, as a new
+     * reference; the cache and the callbacks see only that. It must keep
+     * metadata.name, namespace and resourceVersion. */
+    json_t *(*transform)(json_t *obj, void *ctx);
 };
 
 /* Lists, then watches; reconnects with jittered backoff (0.8 s doubling to 30 s), relists

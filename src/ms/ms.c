@@ -799,6 +799,10 @@ json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *e
         }
     }
     json_t *vars = make_vars(cr, &n, ns);
+    /* The router's --pool-group for the pool generated alongside it. */
+    json_object_set_new(vars, "InferencePoolGroup",
+                        json_string(!strcmp(pool_api, "v1") ? "inference.networking.k8s.io"
+                                                             : "inference.networking.x-k8s.io"));
     json_t *sas = json_array(), *rbs = json_array(), *cms = json_array(), *svcs = json_array(),
            *deps = json_array(), *tail = json_array();
     json_t *result = NULL;

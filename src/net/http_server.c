@@ -114,6 +114,7 @@ struct http_server {
     size_t n_open; /* connections not yet closing */
     size_t n_live; /* connections not yet freed */
     size_t peak_live; /* most connections since memory was last given back */
+    bool in_spike;    /* a spike of TRIM_MIN_PEAK+ connections is draining */
     struct conn *flush_head;
     size_t flush_len;
     bool stopping;
@@ -386,8 +387,11 @@ static void conn_free(struct conn *c)
     s->n_live--;
     /* After a spike of connections (10,000 idle keep-alives, say) has gone, glibc keeps
      * their freed buffers mapped; hand them back so RSS follows the load down. */
-    if (s->peak_live >= TRIM_MIN_PEAK && s->n_live < s->peak_live / 4) {
+    if (s->peak_live >= TRIM_MIN_PEAK)
+        s->in_spike = true;
+    if (s->in_spike && (s->n_live < s->peak_live / 4 || s->n_live == 0)) {
         s->peak_live = s->n_live;
+        s->in_spike = s->n_live > 0; /* trim once more when the last one goes */
         malloc_trim(0);
     }
     server_maybe_free(s);

@@ -306,6 +306,45 @@ static void pod_state_cb(enum k8s_informer_state st, const struct k8s_response *
 
 /* --- pods ------------------------------------------------------------------------------ */
 
+/* What the pod cache keeps: identity, labels, deletion, podIP and the Ready condition
+ * (a full pod is ~3 KB of JSON; this is ~10% of it). */
+static json_t *pod_transform(json_t *pod, void *ctx)
+{
+    const json_t *md = json_object_get(pod, "metadata");
+    const json_t *st = json_object_get(pod, "status");
+    json_t *out = json_object();
+    json_t *m = json_object();
+    static const char *const keep_md[] = {"name", "namespace", "resourceVersion", "labels",
+                                          "deletionTimestamp"};
+    for (size_t i = 0; i < sizeof keep_md / sizeof *keep_md; i++) {
+        json_t *v = json_object_get(md, keep_md[i]);
+        if (v)
+            json_object_set(m, keep_md[i], v);
+    }
+    json_object_set_new(out, "metadata", m);
+    json_t *s = json_object();
+    json_t *ip = json_object_get(st, "podIP");
+    if (ip)
+        json_object_set(s, "podIP", ip);
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(st, "conditions"), i, c)
+    {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (type && !strcmp(type, "Ready")) {
+            json_t *conds = json_array();
+            json_array_append_new(conds, json_pack("{s:s, s:O}", "type", "Ready", "status",
+                                                   json_object_get(c, "status")
+                                                       ? json_object_get(c, "status")
+                                                       : json_null()));
+            json_object_set_new(s, "conditions", conds);
+            break;
+        }
+    }
+    json_object_set_new(out, "status", s);
+    return out;
+}
+
 static void after_pods(struct router_discovery *d)
 {
     if (d->sidecar)
@@ -431,6 +470,7 @@ static void pool_apply(struct router_discovery *d, const json_t *pool)
             .on_update = pod_update,
             .on_delete = pod_delete,
             .on_state = pod_state_cb,
+            .transform = pod_transform,
             .ctx = d,
             .watch_timeout_s = d->r->cfg.k8s_watch_timeout_s,
         };

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 
+from harness import TANDEM as TANDEM_BIN_PATH
 from harness import Proc, free_port, get, metric, post, run, start_sim, wait_until
 
 SRC = os.environ.get("TANDEM_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
@@ -39,7 +40,7 @@ def env_start():
             print("0 passed, 1 failed")
             sys.exit(1)
         print("SKIP Kubernetes tests: %s" % msg)
-        print("0 passed, 0 failed, 8 skipped")
+        print("0 passed, 0 failed, 9 skipped")
         sys.exit(0)
     if r.returncode != 0:
         print(r.stdout, r.stderr)
@@ -425,6 +426,21 @@ def metric_at(ip, port, name):
     return total
 
 
+def test_client_calls_against_the_server():
+    """src/k8s's calls (Status errors, server-side apply, status patch, Events, Lease
+    create/update/conflict, list paging, client certificates, a token file re-read after
+    a 401) checked by a C program against this API server."""
+    exe = os.environ.get("TANDEM_K8S_CLIENT_TEST") or os.path.join(
+        os.path.dirname(TANDEM_BIN_PATH), "k8s_client_test")
+    ns = namespace()
+    r = subprocess.run([exe, ENV["KUBECONFIG"], ns, ENV["TANDEM_K8S_ADMIN_CERT_KUBECONFIG"],
+                        ENV["DIR"], ENV["TANDEM_K8S_ADMIN_TOKEN"]],
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "0 failed" in out and "AddressSanitizer" not in out, out
+
+
 if __name__ == "__main__":
     env_start()
     try:
@@ -433,6 +449,6 @@ if __name__ == "__main__":
              test_deleted_pool_gives_503_then_recovers,
              test_apiserver_restart_relists_on_410_and_keeps_serving,
              test_restricted_rbac_with_exactly_the_role,
-             test_sidecar_allowlist_follows_the_pool])
+             test_sidecar_allowlist_follows_the_pool, test_client_calls_against_the_server])
     finally:
         env_stop()
