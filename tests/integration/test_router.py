@@ -300,8 +300,9 @@ def test_stalled_endpoint_read_timeout():
     another endpoint, the stalled one is marked down at once; with no other endpoint the
     client gets 504 with an OpenAI error body."""
     a, b = sims(2)
+    # one worker: round robin is per worker, and both picks must see the same cursor
     r = start_router([a, b], "--policy", "round_robin", "--upstream-read-timeout", "0.5",
-                     "--refresh-metrics-interval", "60000")
+                     "--refresh-metrics-interval", "60000", "--workers", "1")
     a.p.send_signal(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
@@ -426,6 +427,9 @@ def test_llm_d_example_config_loads():
         path = f.name
     try:
         r = start_router([d, p], "--config-file", path, roles=["decode", "prefill"])
+        wait_until(lambda: all(e["healthy"] for e in
+                               get(r.port, "/debug/endpoints").json()["endpoints"]),
+                   10, what="both endpoints scraped")
         assert pod_of(complete(r.port, "short")) == "decode-0"
         t = post(r.port, "/debug/schedule", {"model": "m", "prompt": PROMPT_1 * 3}).json()
         assert t["pd"]["decision"] in ("disaggregate", "decode-only"), t["pd"]
