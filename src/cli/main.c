@@ -18,7 +18,7 @@ static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
-    {"ms", "ModelService: generate the Kubernetes objects of a ModelService CR", ms_main},
+    {"ms", "ModelService: generate its Kubernetes objects, or reconcile them (controller)", ms_main},
     {"up", "run a ModelService on this machine (sims, sidecars, router)", up_main},
     {"router", "OpenAI gateway and endpoint picker (llm-d scheduling: prefix, load, P/D)",
      router_main},

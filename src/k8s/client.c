@@ -50,7 +50,10 @@ struct k8s_client {
     struct k8s_req *reqs; /* live requests */
     struct k8s_req *reap; /* cancelled, to remove outside curl callbacks */
     bool freeing;
-    bool in_action; /* inside curl_multi_socket_action */
+    int in_callback; /* inside a curl write/header callback: no curl_multi_add_handle */
+    struct k8s_req *deferred; /* started inside a callback: added by the reaper */
+    k8s_observe_fn observe;
+    void *observe_ctx;
 };
 
 struct k8s_req {
@@ -73,6 +76,7 @@ struct k8s_req {
     bool reaping;
     bool retried_401;
     bool late; /* never reached curl: a timer reports the failure (struct late_fail) */
+    bool deferred; /* on cl->deferred, waiting for the reaper to add it */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -81,15 +85,24 @@ struct sock_ctx {
     struct k8s_client *cl;
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what curl asked to watch */
 };
 
 static void check_done(struct k8s_client *cl);
+static size_t on_write_inner(struct k8s_req *r, char *data, size_t len);
+static size_t on_header_inner(struct k8s_req *r, char *data, size_t len);
 static void client_maybe_free(struct k8s_client *cl);
 static bool req_submit(struct k8s_req *r);
 
 const struct k8s_config *k8s_client_config(const struct k8s_client *c)
 {
     return &c->cfg;
+}
+
+void k8s_client_observe(struct k8s_client *c, k8s_observe_fn fn, void *ctx)
+{
+    c->observe = fn;
+    c->observe_ctx = ctx;
 }
 
 uv_loop_t *k8s_client_loop(const struct k8s_client *c)
@@ -134,6 +147,14 @@ static size_t on_write(char *data, size_t size, size_t n, void *ud)
 {
     struct k8s_req *r = ud;
     size_t len = size * n;
+    r->cl->in_callback++;
+    size_t rc = on_write_inner(r, data, len);
+    r->cl->in_callback--;
+    return rc;
+}
+
+static size_t on_write_inner(struct k8s_req *r, char *data, size_t len)
+{
     if (r->cancelled)
         return 0; /* aborts the transfer */
     if (r->streaming && r->on_data) {
@@ -154,6 +175,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     struct k8s_req *r = ud;
     size_t len = size * n;
+    r->cl->in_callback++;
+    size_t rc = on_header_inner(r, data, len);
+    r->cl->in_callback--;
+    return rc;
+}
+
+static size_t on_header_inner(struct k8s_req *r, char *data, size_t len)
+{
     if (r->streaming && r->on_data && (len == 2 || len == 1) && (data[0] == '\r' || data[0] == '\n')) {
         long code = 0; /* end of a head: a 200 stream is open (data NULL, len 0) */
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -198,6 +227,8 @@ static void req_free(struct k8s_req *r)
     free(r);
 }
 
+static bool req_add(struct k8s_req *r);
+
 static void on_reap(uv_idle_t *h)
 {
     struct k8s_client *cl = h->data;
@@ -206,6 +237,12 @@ static void on_reap(uv_idle_t *h)
         cl->reap = r->reap_next;
         req_free(r);
     }
+    while (cl->deferred) { /* requests started inside a curl callback */
+        struct k8s_req *r = cl->deferred;
+        cl->deferred = r->reap_next;
+        r->deferred = false;
+        req_add(r);
+    }
     uv_idle_stop(h);
     client_maybe_free(cl);
 }
@@ -213,10 +250,18 @@ static void on_reap(uv_idle_t *h)
 void k8s_request_cancel(struct k8s_req *r)
 {
     if (!r || r->cancelled)
-        return;
+        return; /* also: inside its own done callback (req_finish frees it) */
     r->cancelled = true;
     if (r->late)
         return; /* its timer frees it */
+    if (r->deferred) { /* not in curl yet: take it off the deferred list */
+        struct k8s_req **pp = &r->cl->deferred;
+        while (*pp && *pp != r)
+            pp = &(*pp)->reap_next;
+        if (*pp)
+            *pp = r->reap_next;
+        r->deferred = false;
+    }
     req_unlink(r);
     r->reaping = true;
     r->reap_next = r->cl->reap;
@@ -297,7 +342,11 @@ static void req_finish(struct k8s_req *r, CURLcode rc)
             out.len = 0;
         fill_status(&out, &st);
     }
-    if (!r->cancelled && r->done)
+    if (cl->observe && !r->cancelled)
+        cl->observe(r->method, out.status, cl->observe_ctx);
+    bool call = !r->cancelled && r->done;
+    r->cancelled = true; /* a cancel from inside done is then a no-op: we free it here */
+    if (call)
         r->done(&out, r->ctx);
     json_decref(st);
     req_free(r);
@@ -331,9 +380,7 @@ static void check_done(struct k8s_client *cl)
 static void socket_action(struct k8s_client *cl, curl_socket_t fd, int flags)
 {
     int running;
-    cl->in_action = true;
     curl_multi_socket_action(cl->multi, fd, flags, &running);
-    cl->in_action = false;
     check_done(cl);
 }
 
@@ -341,8 +388,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct sock_ctx *s = h->data;
     int flags = 0;
-    if (status < 0)
+    if (status < 0) {
+        /* libuv stopped the watcher on the error: keep watching until curl says stop */
         flags = CURL_CSELECT_ERR;
+        uv_poll_start(&s->poll, s->events, on_poll);
+    }
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
@@ -388,7 +438,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         ev |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, on_poll);
+    s->events = ev;
+    if (uv_poll_start(&s->poll, ev, on_poll) != 0)
+        LOG_W(LOG_C, "cannot watch socket %d", (int)fd);
     return 0;
 }
 
@@ -581,9 +633,32 @@ static bool req_submit(struct k8s_req *r)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     }
-    if (curl_multi_add_handle(cl->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+    if (cl->in_callback) {
+        /* libcurl refuses new handles from inside its callbacks: add it on the next turn */
+        r->deferred = true;
+        r->reap_next = cl->deferred;
+        cl->deferred = r;
+        uv_idle_start(&cl->reaper, on_reap);
+        return true;
+    }
+    return req_add(r);
+}
+
+static bool req_add(struct k8s_req *r)
+{
+    if (curl_multi_add_handle(r->cl->multi, r->easy) != CURLM_OK) {
+        curl_easy_cleanup(r->easy);
         r->easy = NULL;
+        if (!r->late) { /* from the reaper: report it through the late-failure path */
+            req_unlink(r);
+            if (!r->cancelled && r->done) {
+                struct k8s_response out = {.reason = "TransportError",
+                                           .message = "cannot start the request", .body = ""};
+                r->cancelled = true;
+                r->done(&out, r->ctx);
+            }
+            req_free(r);
+        }
         return false;
     }
     return true;

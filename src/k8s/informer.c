@@ -54,6 +54,7 @@ struct k8s_informer {
     bool stopped;
     struct k8s_informer_stats stats;
     uint64_t rng; /* backoff jitter, watch timeouts */
+    uint64_t selector_gen; /* bumped by set_label_selector */
 };
 
 static void do_list(struct k8s_informer *inf);
@@ -152,10 +153,11 @@ static void next_now(struct k8s_informer *inf)
     uv_timer_start(&inf->timer, on_timer, 0, 0);
 }
 
-static void backoff(struct k8s_informer *inf, double retry_after_s)
+/* prev_error_ns: the error before this one (2 minutes without one reset the backoff). */
+static void backoff(struct k8s_informer *inf, uint64_t prev_error_ns, double retry_after_s)
 {
     uint64_t now = clock_monotonic_ns();
-    if (inf->last_error_ns && now - inf->last_error_ns > HEALTHY_RESET_NS)
+    if (prev_error_ns && now - prev_error_ns > HEALTHY_RESET_NS)
         inf->backoff_s = 0;
     inf->backoff_s = inf->backoff_s ? inf->backoff_s * 2 : BACKOFF_MIN_S;
     if (inf->backoff_s > BACKOFF_MAX_S)
@@ -168,9 +170,16 @@ static void backoff(struct k8s_informer *inf, double retry_after_s)
 
 static void fail(struct k8s_informer *inf, const struct k8s_response *r)
 {
+    uint64_t prev = inf->last_error_ns;
     report(inf, K8S_INFORMER_ERROR, r);
-    if (!inf->stopped)
-        backoff(inf, r->retry_after_s);
+    if (inf->stopped)
+        return;
+    if (r->code == 429 && r->retry_after_s > 0) {
+        /* the server says when (e.g. its cache is initializing): not a fault to back off */
+        uv_timer_start(&inf->timer, on_timer, (uint64_t)(r->retry_after_s * 1e3), 0);
+        return;
+    }
+    backoff(inf, prev, r->retry_after_s);
 }
 
 /* --- the cache ---------------------------------------------------------------------- */
@@ -313,12 +322,13 @@ static void on_list(const struct k8s_response *r, void *ctx)
     inf->stats.lists++;
     inf->quorum = false;
     inf->listed_once = true;
+    uint64_t gen = inf->selector_gen;
     apply_relist(inf);
-    if (inf->stopped)
-        return;
+    if (inf->stopped || gen != inf->selector_gen)
+        return; /* stopped, or re-selected from a callback: a new list is on its way */
     inf->synced = true;
     report(inf, K8S_INFORMER_SYNCED, r);
-    if (!inf->stopped)
+    if (!inf->stopped && gen == inf->selector_gen)
         do_watch(inf);
 }
 
@@ -429,9 +439,9 @@ static void on_watch_done(const struct k8s_response *r, void *ctx)
         next_now(inf); /* a clean end (timeoutSeconds): watch again from rv */
         return;
     }
-    if (r->code == 410) {
-        LOG_I(LOG_C, "watch %s: %s (410): listing again", inf->cfg.path,
-              r->message[0] ? r->message : "resource version expired");
+    if (r->code == 410 || (r->code == 504 && strstr(r->message, "too large"))) {
+        LOG_I(LOG_C, "watch %s: %s (%d): listing again", inf->cfg.path,
+              r->message[0] ? r->message : "resource version expired", r->code);
         inf->quorum = true;
         next_now(inf);
         return;
@@ -486,6 +496,7 @@ void k8s_informer_set_label_selector(struct k8s_informer *inf, const char *selec
         return;
     free((char *)inf->cfg.label_selector);
     inf->cfg.label_selector = selector ? xstrdup(selector) : NULL;
+    inf->selector_gen++;
     if (inf->req) {
         k8s_request_cancel(inf->req);
         inf->req = NULL;

@@ -74,6 +74,10 @@ struct k8s_client *k8s_client_new(uv_loop_t *loop, const struct k8s_config *cfg,
  * once its handles are closed. */
 void k8s_client_free(struct k8s_client *c);
 const struct k8s_config *k8s_client_config(const struct k8s_client *c);
+/* Called after every finished request (not cancelled ones) with its method and HTTP
+ * status (0: no answer), for metrics. One observer per client. */
+typedef void (*k8s_observe_fn)(const char *method, int status, void *ctx);
+void k8s_client_observe(struct k8s_client *c, k8s_observe_fn fn, void *ctx);
 uv_loop_t *k8s_client_loop(const struct k8s_client *c);
 
 /* A buffered request. path starts with "/" and carries its query. body may be NULL.

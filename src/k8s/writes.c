@@ -1,6 +1,7 @@
 /* Writes on top of k8s_request: server-side apply, status merge patches, Events and
  * Leases (kubernetes.md sections 3-5). Bodies are JSON; a JSON document is valid YAML,
  * so apply sends it as application/apply-patch+yaml unchanged (raw UTF-8, no "\/"). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,9 +64,13 @@ struct k8s_req *k8s_event(struct k8s_client *c, const json_t *regarding, const c
     const json_t *md = json_object_get(regarding, "metadata");
     char now[40];
     k8s_micro_time(now, sizeof now);
-    char suffix[17];
+    static _Atomic uint64_t seq;
+    char suffix[17]; /* unique per process and time, as client-go's "%x" of UnixNano */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(suffix, sizeof suffix, "%016llx",
-             (unsigned long long)((uint64_t)time(NULL) * 1000003u ^ (uint64_t)(uintptr_t)c));
+             (unsigned long long)((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
+                                  atomic_fetch_add(&seq, 1)));
     char *ename = xasprintf("%.200s.%s", name ? name : "object", suffix);
     char shortnote[1024];
     snprintf(shortnote, sizeof shortnote, "%s", note ? note : "");

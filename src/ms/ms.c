@@ -5,7 +5,9 @@
  * CR's variables; merge what the CR says into the rendered manifests (containers by
  * name, CR args before base args, env by name, volumes deduped, maps key by key); add
  * the model artifact volume; enforce names, namespace and llm-d's labels; add the RBAC
- * and routing objects; emit in dependency order. */
+ * and routing objects; emit in dependency order. Two tables drive it: kinds[] (every kind
+ * generate emits, in dependency order; ms_child_kinds) and sections[] (each BaseConfig
+ * key -> the kind it makes -> its build function; the only list of the keys). */
 #include "ms/ms.h"
 
 #include <ctype.h>
@@ -580,13 +582,52 @@ static json_t *render_section(const json_t *sec, const json_t *vars, const char 
 
 /* ---- objects ------------------------------------------------------------------------------ */
 
-static void set_meta(json_t *obj, const char *api, const char *kind, const char *name,
-                     const char *ns)
+/* Every kind generate can emit, in dependency order: objects come out kind by kind in
+ * this order (ServiceAccounts before the pods that run as them, ConfigMaps before the
+ * pods that mount them, Services before the pods that find each other through them, the
+ * pool before the model and the route that name it). A new kind is one row here (where
+ * it belongs in that order) plus its section below. ms_child_kinds() hands this table
+ * to a controller, which prunes children by kind. */
+enum kind_id {
+    K_SA,
+    K_RB,
+    K_CM,
+    K_SVC,
+    K_DEPLOY,
+    K_POOL, /* v1alpha2 */
+    K_POOL_V1,
+    K_MODEL,
+    K_ROUTE,
+    K_COUNT
+};
+
+static const struct ms_child_kind kinds[K_COUNT] = {
+    [K_SA] = {"v1", "ServiceAccount", "serviceaccounts", NULL},
+    [K_RB] = {"rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", NULL},
+    [K_CM] = {"v1", "ConfigMap", "configmaps", NULL},
+    [K_SVC] = {"v1", "Service", "services", NULL},
+    [K_DEPLOY] = {"apps/v1", "Deployment", "deployments", NULL},
+    [K_POOL] = {"inference.networking.x-k8s.io/v1alpha2", "InferencePool", "inferencepools",
+                "v1alpha2"},
+    [K_POOL_V1] = {"inference.networking.k8s.io/v1", "InferencePool", "inferencepools", "v1"},
+    [K_MODEL] = {"inference.networking.x-k8s.io/v1alpha2", "InferenceModel", "inferencemodels",
+                 NULL},
+    [K_ROUTE] = {"gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", NULL},
+};
+
+size_t ms_child_kinds(const struct ms_child_kind **out)
+{
+    *out = kinds;
+    return K_COUNT;
+}
+
+/* apiVersion and kind where the template left them out; name and namespace always. */
+static void set_meta(json_t *obj, enum kind_id k, const char *name, const char *ns)
 {
     if (!str_at(obj, "apiVersion"))
-        json_object_set_new(obj, "apiVersion", json_string(api));
+        json_object_set_new(obj, "apiVersion", json_string(kinds[k].api_version));
     if (!str_at(obj, "kind"))
-        json_object_set_new(obj, "kind", json_string(kind));
+        json_object_set_new(obj, "kind", json_string(kinds[k].kind));
     json_t *md = obj_at(obj, "metadata");
     json_object_set_new(md, "name", json_string(name));
     if (ns)
@@ -655,9 +696,7 @@ static json_t *pd_deployment(const struct ms_cr *cr, const struct names *n, cons
                              json_t *base, const json_t *sec, const char *role)
 {
     json_t *d = base ? base : json_object();
-    set_meta(d, "apps/v1", "Deployment", !strcmp(role, "decode") ? n->decode_deploy
-                                                                   : n->prefill_deploy,
-             ns);
+    set_meta(d, K_DEPLOY, !strcmp(role, "decode") ? n->decode_deploy : n->prefill_deploy, ns);
     set_labels(obj_at(obj_at(d, "metadata"), "labels"), n->model, role);
     json_t *spec = obj_at(d, "spec");
     long long replicas = !strcmp(role, "decode") ? cr->decode_replicas : cr->prefill_replicas;
@@ -727,295 +766,496 @@ static json_t *pd_deployment(const struct ms_cr *cr, const struct names *n, cons
 static json_t *service_account(const char *name, const char *ns)
 {
     json_t *o = json_object();
-    set_meta(o, "v1", "ServiceAccount", name, ns);
+    set_meta(o, K_SA, name, ns);
     return o;
 }
 
-bool ms_validate_object(const json_t *obj, char *err, size_t errlen);
+/* ---- generate: BaseConfig sections -> objects ------------------------------------------- */
+
+/* One ms_generate run. */
+struct gen {
+    const struct ms_cr *cr;
+    struct names n;
+    const char *ns, *cluster_role;
+    bool v1;              /* --pool-api v1 */
+    const json_t *data;   /* the BaseConfig's data, or NULL */
+    const char *bfile;    /* names the BaseConfig in errors */
+    json_t *vars;         /* template variables */
+    json_t *out[K_COUNT]; /* what is emitted, by kind (that is, in dependency order) */
+    bool pd_sa;           /* <msvc>-sa emitted */
+    bool epp;             /* an EPP Deployment is generated */
+    json_int_t epp_port;  /* the EPP Service's first port; 0 unknown */
+    char *err;
+    size_t errlen;
+};
+
+static void emit(struct gen *g, enum kind_id k, json_t *obj)
+{
+    json_array_append_new(g->out[k], obj);
+}
+
+/* A BaseConfig data key. Sections render in table order (so the first failing one is
+ * the one reported); wanted says whether the section is rendered at all (NULL: always);
+ * build takes the rendering (NULL when the key is absent: a skeleton or nothing),
+ * completes it and emits what it makes, returning false with g->err on failure. */
+struct section {
+    const char *key;
+    enum kind_id kind; /* what it produces */
+    const char *role;  /* P/D sections: "decode" or "prefill" */
+    bool list;         /* a YAML stream of objects rather than one object */
+    bool (*wanted)(const struct gen *g, const struct section *s);
+    bool (*build)(struct gen *g, const struct section *s, json_t *obj);
+};
+
+/* P/D: the CR's section for the row's role, or NULL. */
+static const json_t *pd_sec(const struct gen *g, const struct section *s)
+{
+    return !strcmp(s->role, "decode") ? g->cr->decode : g->cr->prefill;
+}
+
+static bool pd_wanted(const struct gen *g, const struct section *s)
+{
+    return pd_sec(g, s) != NULL;
+}
+
+static bool epp_wanted(const struct gen *g, const struct section *s)
+{
+    (void)s;
+    return g->epp;
+}
+
+/* decodeDeployment, prefillDeployment: the template (or a skeleton) with the CR's
+ * section merged in; any P/D Deployment brings <msvc>-sa. */
+static bool build_pd_deployment(struct gen *g, const struct section *s, json_t *base)
+{
+    json_t *rsec = render_section(pd_sec(g, s), g->vars, g->cr->path, s->role, g->err,
+                                  g->errlen);
+    if (!rsec) {
+        json_decref(base);
+        return false;
+    }
+    emit(g, s->kind, pd_deployment(g->cr, &g->n, g->ns, base, rsec, s->role));
+    json_decref(rsec);
+    if (!g->pd_sa) {
+        emit(g, K_SA, service_account(g->n.sa, g->ns));
+        g->pd_sa = true;
+    }
+    return true;
+}
+
+/* decodeService, prefillService: selecting the role's pods. */
+static bool build_pd_service(struct gen *g, const struct section *s, json_t *svc)
+{
+    if (!svc)
+        return true;
+    set_meta(svc, s->kind, !strcmp(s->role, "decode") ? g->n.decode_svc : g->n.prefill_svc,
+             g->ns);
+    set_labels(obj_at(obj_at(svc, "spec"), "selector"), g->n.model, s->role);
+    emit(g, s->kind, svc);
+    return true;
+}
+
+/* eppDeployment: the router as llm-d's endpoint picker, with its ServiceAccount and the
+ * RoleBinding to the EPP's ClusterRole. */
+static bool build_epp_deployment(struct gen *g, const struct section *s, json_t *epp)
+{
+    if (!epp)
+        return true;
+    const struct names *n = &g->n;
+    set_meta(epp, s->kind, n->epp_deploy, g->ns);
+    json_object_set_new(obj_at(obj_at(epp, "metadata"), "labels"), "llm-d.ai/epp",
+                        json_string(n->epp_deploy));
+    json_t *spec = obj_at(epp, "spec");
+    json_t *rep = json_object_get(g->cr->epp, "replicas");
+    if (json_is_integer(rep))
+        json_object_set(spec, "replicas", rep);
+    else if (!json_object_get(spec, "replicas"))
+        json_object_set_new(spec, "replicas", json_integer(1));
+    json_object_set_new(obj_at(obj_at(spec, "selector"), "matchLabels"), "llm-d.ai/epp",
+                        json_string(n->epp_deploy));
+    json_t *tpl = obj_at(spec, "template");
+    json_object_set_new(obj_at(obj_at(tpl, "metadata"), "labels"), "llm-d.ai/epp",
+                        json_string(n->epp_deploy));
+    json_t *ps = obj_at(tpl, "spec");
+    json_object_set_new(ps, "serviceAccountName", json_string(n->epp_sa));
+    merge_containers(ps, "containers", json_object_get(g->cr->epp, "containers"));
+    dedupe_volumes(ps);
+    emit(g, s->kind, epp);
+    g->epp = true;
+    emit(g, K_SA, service_account(n->epp_sa, g->ns));
+    json_t *rb = json_object();
+    set_meta(rb, K_RB, n->epp_rb, g->ns);
+    json_object_set_new(rb, "roleRef",
+                        json_pack("{s:s,s:s,s:s}", "apiGroup", "rbac.authorization.k8s.io",
+                                  "kind", "ClusterRole", "name", g->cluster_role));
+    json_object_set_new(rb, "subjects",
+                        json_pack("[{s:s,s:s,s:s}]", "kind", "ServiceAccount", "name",
+                                  n->epp_sa, "namespace", g->ns));
+    emit(g, K_RB, rb);
+    return true;
+}
+
+/* eppService (only with an EPP): selects the EPP's pods; its first port is the one the
+ * InferencePool's endpoint picker reference names. */
+static bool build_epp_service(struct gen *g, const struct section *s, json_t *es)
+{
+    if (!es)
+        return true;
+    set_meta(es, s->kind, g->n.epp_svc, g->ns);
+    json_t *spec = obj_at(es, "spec");
+    json_object_set_new(obj_at(spec, "selector"), "llm-d.ai/epp", json_string(g->n.epp_deploy));
+    json_t *port = json_object_get(json_array_get(json_object_get(spec, "ports"), 0), "port");
+    if (json_is_integer(port))
+        g->epp_port = json_integer_value(port);
+    emit(g, s->kind, es);
+    return true;
+}
+
+/* eppConfig: an EndpointPickerConfig (wrapped into a ConfigMap) or a ConfigMap. */
+static bool build_epp_config(struct gen *g, const struct section *s, json_t *ec)
+{
+    if (!ec)
+        return true;
+    if (strcmp(str_at(ec, "kind") ? str_at(ec, "kind") : "", "ConfigMap")) {
+        struct buf y = BUF_INIT;
+        yaml_emit(&y, ec, 0);
+        json_t *cm = json_object();
+        set_meta(cm, s->kind, g->n.epp_cfg, g->ns);
+        json_object_set_new(cm, "data",
+                            json_pack("{s:s%}", "config.yaml", y.data ? y.data : "", y.len));
+        buf_free(&y);
+        json_decref(ec);
+        ec = cm;
+    } else {
+        set_meta(ec, s->kind, g->n.epp_cfg, g->ns);
+    }
+    emit(g, s->kind, ec);
+    return true;
+}
+
+/* configMaps: a list of ConfigMaps (or a stream of them), kept as written but moved into
+ * the stack's namespace. */
+static bool build_config_maps(struct gen *g, const struct section *s, json_t *cml)
+{
+    if (!cml)
+        return true;
+    size_t i;
+    json_t *doc;
+    json_array_foreach(cml, i, doc)
+    {
+        size_t k;
+        json_t *cm;
+        if (json_is_array(doc)) {
+            json_array_foreach(doc, k, cm) json_array_append(g->out[s->kind], cm);
+        } else if (json_is_object(doc)) {
+            json_array_append(g->out[s->kind], doc);
+        }
+    }
+    json_decref(cml);
+    json_array_foreach(g->out[s->kind], i, doc)
+    {
+        json_object_set_new(obj_at(doc, "metadata"), "namespace", json_string(g->ns));
+    }
+    return true;
+}
+
+/* The pool's selector in the --pool-api's shape (v1alpha2: a map of labels; v1:
+ * matchLabels), the model's labels always in it. */
+static void pool_selector(struct gen *g, json_t *spec)
+{
+    json_t *sel = obj_at(spec, "selector");
+    if (g->v1) {
+        json_t *ml = obj_at(sel, "matchLabels");
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(sel, tmp, k, v)
+        {
+            if (json_is_string(v)) { /* v1alpha2's flat labels */
+                json_object_set(ml, k, v);
+                json_object_del(sel, k);
+            }
+        }
+        set_labels(ml, g->n.model, NULL);
+    } else {
+        json_t *ml = json_object_get(sel, "matchLabels");
+        if (json_is_object(ml)) { /* v1's matchLabels */
+            json_object_update(sel, ml);
+            json_object_del(sel, "matchLabels");
+        }
+        set_labels(sel, g->n.model, NULL);
+    }
+}
+
+/* The reference to the endpoint picker, as llm-d's controller sets it: when we generate
+ * the EPP, its name is always our EPP Service, with that Service's port where the
+ * template gives none. v1alpha2: extensionRef {name, portNumber}; v1: endpointPickerRef
+ * {name, port: {number}}, the port required for a Service (the EPP Service's first port,
+ * else 9002, GAIE's EPP port). A reference written for the other version converts. */
+static void pool_epp_ref(struct gen *g, json_t *spec)
+{
+    const char *mine = g->v1 ? "endpointPickerRef" : "extensionRef";
+    const char *other = g->v1 ? "extensionRef" : "endpointPickerRef";
+    json_t *theirs = json_object_get(spec, other);
+    if (json_is_object(theirs) && !json_object_get(spec, mine))
+        json_object_set(spec, mine, theirs);
+    json_object_del(spec, other);
+    json_t *ref = json_object_get(spec, mine);
+    if (!json_is_object(ref)) {
+        if (!g->epp)
+            return;
+        ref = obj_at(spec, mine);
+    }
+    if (g->epp)
+        json_object_set_new(ref, "name", json_string(g->n.epp_svc));
+    if (!g->v1) {
+        json_t *num = json_object_get(json_object_get(ref, "port"), "number");
+        if (num && !json_object_get(ref, "portNumber"))
+            json_object_set(ref, "portNumber", num);
+        json_object_del(ref, "port");
+        if (g->epp && g->epp_port && !json_object_get(ref, "portNumber"))
+            json_object_set_new(ref, "portNumber", json_integer(g->epp_port));
+        return;
+    }
+    json_t *pn = json_object_get(ref, "portNumber");
+    const char *kind = str_at(ref, "kind");
+    if (!json_object_get(json_object_get(ref, "port"), "number") &&
+        (!kind || !strcmp(kind, "Service")))
+        json_object_set_new(obj_at(ref, "port"), "number",
+                            json_is_integer(pn) ? json_incref(pn)
+                            : g->epp_port       ? json_integer(g->epp_port)
+                                                : json_integer(9002));
+    json_object_del(ref, "portNumber");
+}
+
+/* inferencePool: in the --pool-api's group and shape (a template written for the other
+ * version converts: targetPortNumber <-> targetPorts, selector, EPP reference), selecting
+ * the model's pods, naming our EPP. */
+static bool build_pool(struct gen *g, const struct section *s, json_t *pool)
+{
+    if (!pool)
+        return true;
+    enum kind_id k = g->v1 ? K_POOL_V1 : s->kind;
+    json_object_set_new(pool, "apiVersion", json_string(kinds[k].api_version));
+    set_meta(pool, k, g->n.pool, g->ns);
+    json_t *spec = obj_at(pool, "spec");
+    pool_selector(g, spec);
+    if (g->v1) {
+        json_t *tn = json_object_get(spec, "targetPortNumber");
+        if (tn && !json_object_get(spec, "targetPorts"))
+            json_object_set_new(spec, "targetPorts", json_pack("[{s:O}]", "number", tn));
+        json_object_del(spec, "targetPortNumber");
+    } else {
+        json_t *tn = json_object_get(json_array_get(json_object_get(spec, "targetPorts"), 0),
+                                     "number");
+        if (tn && !json_object_get(spec, "targetPortNumber"))
+            json_object_set(spec, "targetPortNumber", tn);
+        json_object_del(spec, "targetPorts");
+    }
+    pool_epp_ref(g, spec);
+    emit(g, k, pool);
+    return true;
+}
+
+/* inferenceModel: the CR's model name in our pool; criticality defaults to Standard. */
+static bool build_model(struct gen *g, const struct section *s, json_t *im)
+{
+    if (!im)
+        return true;
+    json_object_set_new(im, "apiVersion", json_string(kinds[s->kind].api_version));
+    set_meta(im, s->kind, g->n.msvc, g->ns);
+    json_t *spec = obj_at(im, "spec");
+    json_object_set_new(spec, "modelName", json_string(g->cr->model_name));
+    json_t *ref = obj_at(spec, "poolRef");
+    json_object_set_new(ref, "name", json_string(g->n.pool));
+    if (g->v1)
+        json_object_set_new(ref, "group", json_string("inference.networking.k8s.io"));
+    if (!json_object_get(spec, "criticality"))
+        json_object_set_new(spec, "criticality", json_string("Standard"));
+    emit(g, s->kind, im);
+    return true;
+}
+
+/* httpRoute: also without a template when the CR names gateways; routes to our pool
+ * unless the template has rules. */
+static bool build_route(struct gen *g, const struct section *s, json_t *route)
+{
+    json_t *gw = g->cr->gateway_refs;
+    if (!route && !json_array_size(gw))
+        return true;
+    if (!route)
+        route = json_object();
+    set_meta(route, s->kind, g->n.route, g->ns);
+    json_t *spec = obj_at(route, "spec");
+    if (json_array_size(gw))
+        json_object_set(spec, "parentRefs", gw);
+    if (!json_object_get(spec, "rules"))
+        json_object_set_new(spec, "rules",
+                            json_pack("[{s:[{s:s,s:s,s:s}]}]", "backendRefs", "group",
+                                      g->v1 ? "inference.networking.k8s.io"
+                                            : "inference.networking.x-k8s.io",
+                                      "kind", "InferencePool", "name", g->n.pool));
+    emit(g, s->kind, route);
+    return true;
+}
+
+/* The BaseConfig keys, each the kind it makes and how: the only list of them. A new
+ * section is one row and its build function (and, for a new kind, a row in kinds[]). */
+static const struct section sections[] = {
+    {"decodeDeployment", K_DEPLOY, "decode", false, pd_wanted, build_pd_deployment},
+    {"prefillDeployment", K_DEPLOY, "prefill", false, pd_wanted, build_pd_deployment},
+    {"decodeService", K_SVC, "decode", false, pd_wanted, build_pd_service},
+    {"prefillService", K_SVC, "prefill", false, pd_wanted, build_pd_service},
+    {"eppDeployment", K_DEPLOY, NULL, false, NULL, build_epp_deployment},
+    {"eppService", K_SVC, NULL, false, epp_wanted, build_epp_service},
+    {"eppConfig", K_CM, NULL, false, NULL, build_epp_config},
+    {"configMaps", K_CM, NULL, true, NULL, build_config_maps},
+    {"inferencePool", K_POOL, NULL, false, NULL, build_pool},
+    {"inferenceModel", K_MODEL, NULL, false, NULL, build_model},
+    {"httpRoute", K_ROUTE, NULL, false, NULL, build_route},
+};
+#define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+static const struct section *find_section(const char *key)
+{
+    for (size_t i = 0; i < N_SECTIONS; i++)
+        if (!strcmp(sections[i].key, key))
+            return &sections[i];
+    return NULL;
+}
+
+/* The BaseConfig (a new reference, or NULL with none) from o's file, text or object;
+ * *bfile names it in errors (label is its storage for a ConfigMap object). Checks that
+ * it is a ConfigMap whose data maps known keys to strings. false with err. */
+static bool load_base(const struct ms_gen_opts *o, json_t **out, const char **bfile,
+                      char *label, size_t lcap, char *err, size_t errlen)
+{
+    json_t *base = NULL;
+    bool from_obj = false;
+    *out = NULL;
+    *bfile = o->base_path ? o->base_path : "<baseconfig>";
+    if (o->base_path || o->base_text) {
+        struct yaml_err ye;
+        if (o->base_text) {
+            base = yaml_parse(o->base_text, strlen(o->base_text), *bfile, &ye);
+        } else {
+            size_t len;
+            char *text = read_all(o->base_path, &len, err, errlen);
+            if (!text)
+                return false;
+            base = yaml_parse(text, len, *bfile, &ye);
+            free(text);
+        }
+        if (!base)
+            return failf(err, errlen, "%s", ye.msg);
+    } else if (o->base_obj) {
+        const json_t *md = json_object_get(o->base_obj, "metadata");
+        const char *mns = str_at(md, "namespace"), *mname = str_at(md, "name");
+        if (o->base_name)
+            snprintf(label, lcap, "<configmap %.200s>", o->base_name);
+        else
+            snprintf(label, lcap, "<configmap %.100s%s%.100s>", mns ? mns : "",
+                     mns ? "/" : "", mname ? mname : "?");
+        *bfile = label;
+        base = json_deep_copy(o->base_obj); /* read only: callers may share theirs */
+        from_obj = true;
+    } else {
+        return true;
+    }
+    /* An object from the API server's list responses has no kind: only a wrong one is
+     * refused. */
+    const char *kind = str_at(base, "kind");
+    if (!json_is_object(base) || (kind ? strcmp(kind, "ConfigMap") != 0 : !from_obj)) {
+        json_decref(base);
+        return failf(err, errlen, "%s: kind: a BaseConfig is a ConfigMap", *bfile);
+    }
+    json_t *data = json_object_get(base, "data");
+    if (data && !json_is_object(data)) {
+        json_decref(base);
+        return failf(err, errlen, "%s: data: must be a mapping of templates", *bfile);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(data, key, val)
+    {
+        bool known = find_section(key) != NULL;
+        if (!known || !json_is_string(val)) {
+            char list[512] = "";
+            size_t used = 0;
+            for (size_t i = 0; i < N_SECTIONS && used < sizeof list; i++)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                         i ? ", " : "", sections[i].key);
+            failf(err, errlen, "%s: data.%s: %s%s%s", *bfile, key,
+                  known ? "must be a string (a templated manifest)" : "unknown key (",
+                  known ? "" : list, known ? "" : ")");
+            json_decref(base);
+            return false;
+        }
+    }
+    *out = base;
+    return true;
+}
 
 json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *err,
                     size_t errlen)
 {
-    const char *ns = o->namespace ? o->namespace : cr->namespace ? cr->namespace : "default";
-    const char *role = o->epp_cluster_role ? o->epp_cluster_role : "pod-read";
     const char *pool_api = o->pool_api ? o->pool_api : "v1alpha2";
     if (strcmp(pool_api, "v1alpha2") && strcmp(pool_api, "v1")) {
         failf(err, errlen, "--pool-api: '%s' is not v1alpha2 or v1", pool_api);
         return NULL;
     }
-    struct names n;
-    make_names(cr, &n);
-    /* The BaseConfig. */
-    json_t *base = NULL;
-    const char *bfile = o->base_path ? o->base_path : "<baseconfig>";
-    if (o->base_path || o->base_text) {
-        struct yaml_err ye;
-        if (o->base_text) {
-            base = yaml_parse(o->base_text, strlen(o->base_text), bfile, &ye);
-        } else {
-            size_t len;
-            char *text = read_all(o->base_path, &len, err, errlen);
-            if (!text)
-                return NULL;
-            base = yaml_parse(text, len, bfile, &ye);
-            free(text);
-        }
-        if (!base) {
-            failf(err, errlen, "%s", ye.msg);
-            return NULL;
-        }
-        if (!json_is_object(base) || strcmp(str_at(base, "kind") ? str_at(base, "kind") : "",
-                                            "ConfigMap")) {
-            failf(err, errlen, "%s: kind: a BaseConfig is a ConfigMap", bfile);
-            json_decref(base);
-            return NULL;
-        }
-    }
-    json_t *data = base ? json_object_get(base, "data") : NULL;
-    if (base && data && !json_is_object(data)) {
-        failf(err, errlen, "%s: data: must be a mapping of templates", bfile);
-        json_decref(base);
+    struct gen g = {
+        .cr = cr,
+        .ns = o->namespace ? o->namespace : cr->namespace ? cr->namespace : "default",
+        .cluster_role = o->epp_cluster_role ? o->epp_cluster_role : "pod-read",
+        .v1 = !strcmp(pool_api, "v1"),
+        .err = err,
+        .errlen = errlen,
+    };
+    make_names(cr, &g.n);
+    json_t *base;
+    char label[320];
+    if (!load_base(o, &base, &g.bfile, label, sizeof label, err, errlen))
         return NULL;
-    }
-    static const char *const known[] = {
-        "decodeDeployment", "prefillDeployment", "decodeService", "prefillService",
-        "eppDeployment",    "eppService",        "inferencePool", "inferenceModel",
-        "httpRoute",        "configMaps",        "eppConfig",     NULL};
-    const char *key;
-    json_t *val;
-    json_object_foreach(data, key, val)
-    {
-        bool ok = false;
-        for (const char *const *k = known; *k && !ok; k++)
-            ok = !strcmp(*k, key);
-        if (!ok || !json_is_string(val)) {
-            failf(err, errlen, "%s: data.%s: %s", bfile, key,
-                  ok ? "must be a string (a templated manifest)"
-                     : "unknown key (decodeDeployment, prefillDeployment, decodeService, "
-                       "prefillService, eppDeployment, eppService, inferencePool, "
-                       "inferenceModel, httpRoute, configMaps, eppConfig)");
-            json_decref(base);
-            return NULL;
-        }
-    }
-    json_t *vars = make_vars(cr, &n, ns);
+    g.data = json_object_get(base, "data");
+    g.vars = make_vars(cr, &g.n, g.ns);
     /* The router's --pool-group for the pool generated alongside it. */
-    json_object_set_new(vars, "InferencePoolGroup",
-                        json_string(!strcmp(pool_api, "v1") ? "inference.networking.k8s.io"
-                                                             : "inference.networking.x-k8s.io"));
-    json_t *sas = json_array(), *rbs = json_array(), *cms = json_array(), *svcs = json_array(),
-           *deps = json_array(), *tail = json_array();
-    json_t *result = NULL;
-    char cf[600];
-    snprintf(cf, sizeof cf, "%s", cr->path);
-#define RENDER(k, list) render_manifest(data, k, bfile, vars, list, err, errlen)
-#define FAIL_IF(cond)                                                                         \
-    do {                                                                                      \
-        if (cond)                                                                             \
-            goto done;                                                                        \
-    } while (0)
+    json_object_set_new(g.vars, "InferencePoolGroup",
+                        json_string(g.v1 ? "inference.networking.k8s.io"
+                                         : "inference.networking.x-k8s.io"));
+    for (size_t k = 0; k < K_COUNT; k++)
+        g.out[k] = json_array();
     err[0] = '\0';
-    bool any_pd = false;
-    static const char *const roles[] = {"decode", "prefill"};
-    for (size_t r = 0; r < 2; r++) {
-        const json_t *sec = r == 0 ? cr->decode : cr->prefill;
-        if (!sec)
+    bool ok = true;
+    for (size_t i = 0; ok && i < N_SECTIONS; i++) {
+        const struct section *s = &sections[i];
+        if (s->wanted && !s->wanted(&g, s))
             continue;
-        any_pd = true;
-        json_t *b = RENDER(r == 0 ? "decodeDeployment" : "prefillDeployment", false);
-        FAIL_IF(!b && err[0]);
-        json_t *rsec = render_section(sec, vars, cf, roles[r], err, errlen);
-        if (!rsec) {
-            json_decref(b);
-            goto done;
-        }
-        json_array_append_new(deps, pd_deployment(cr, &n, ns, b, rsec, roles[r]));
-        json_decref(rsec);
-        json_t *s = RENDER(r == 0 ? "decodeService" : "prefillService", false);
-        FAIL_IF(!s && err[0]);
-        if (s) {
-            set_meta(s, "v1", "Service", r == 0 ? n.decode_svc : n.prefill_svc, ns);
-            json_t *sel = obj_at(obj_at(s, "spec"), "selector");
-            set_labels(sel, n.model, roles[r]);
-            json_array_append_new(svcs, s);
-        }
+        json_t *obj = render_manifest(g.data, s->key, g.bfile, g.vars, s->list, err, errlen);
+        ok = (obj || !err[0]) && s->build(&g, s, obj);
     }
-    if (any_pd)
-        json_array_append_new(sas, service_account(n.sa, ns));
-    /* The EPP: the router as llm-d's endpoint picker. */
-    json_t *epp = RENDER("eppDeployment", false);
-    FAIL_IF(!epp && err[0]);
-    if (epp) {
-        set_meta(epp, "apps/v1", "Deployment", n.epp_deploy, ns);
-        json_object_set_new(obj_at(obj_at(epp, "metadata"), "labels"), "llm-d.ai/epp",
-                            json_string(n.epp_deploy));
-        json_t *spec = obj_at(epp, "spec");
-        json_t *rep = json_object_get(cr->epp, "replicas");
-        if (json_is_integer(rep))
-            json_object_set(spec, "replicas", rep);
-        else if (!json_object_get(spec, "replicas"))
-            json_object_set_new(spec, "replicas", json_integer(1));
-        json_object_set_new(obj_at(obj_at(spec, "selector"), "matchLabels"), "llm-d.ai/epp",
-                            json_string(n.epp_deploy));
-        json_t *tpl = obj_at(spec, "template");
-        json_object_set_new(obj_at(obj_at(tpl, "metadata"), "labels"), "llm-d.ai/epp",
-                            json_string(n.epp_deploy));
-        json_t *ps = obj_at(tpl, "spec");
-        json_object_set_new(ps, "serviceAccountName", json_string(n.epp_sa));
-        merge_containers(ps, "containers", json_object_get(cr->epp, "containers"));
-        dedupe_volumes(ps);
-        json_array_append_new(deps, epp);
-        json_array_append_new(sas, service_account(n.epp_sa, ns));
-        json_t *rb = json_object();
-        set_meta(rb, "rbac.authorization.k8s.io/v1", "RoleBinding", n.epp_rb, ns);
-        json_object_set_new(rb, "roleRef",
-                            json_pack("{s:s,s:s,s:s}", "apiGroup", "rbac.authorization.k8s.io",
-                                      "kind", "ClusterRole", "name", role));
-        json_object_set_new(rb, "subjects",
-                            json_pack("[{s:s,s:s,s:s}]", "kind", "ServiceAccount", "name",
-                                      n.epp_sa, "namespace", ns));
-        json_array_append_new(rbs, rb);
-        json_t *es = RENDER("eppService", false);
-        FAIL_IF(!es && err[0]);
-        if (es) {
-            set_meta(es, "v1", "Service", n.epp_svc, ns);
-            json_object_set_new(obj_at(obj_at(es, "spec"), "selector"), "llm-d.ai/epp",
-                                json_string(n.epp_deploy));
-            json_array_append_new(svcs, es);
-        }
-    }
-    json_t *ec = RENDER("eppConfig", false);
-    FAIL_IF(!ec && err[0]);
-    if (ec) {
-        /* An EndpointPickerConfig (wrapped into a ConfigMap) or a ConfigMap. */
-        if (strcmp(str_at(ec, "kind") ? str_at(ec, "kind") : "", "ConfigMap")) {
-            struct buf y = BUF_INIT;
-            yaml_emit(&y, ec, 0);
-            json_t *cm = json_object();
-            set_meta(cm, "v1", "ConfigMap", n.epp_cfg, ns);
-            json_object_set_new(cm, "data", json_pack("{s:s%}", "config.yaml",
-                                                      y.data ? y.data : "", y.len));
-            buf_free(&y);
-            json_decref(ec);
-            ec = cm;
-        } else {
-            set_meta(ec, "v1", "ConfigMap", n.epp_cfg, ns);
-        }
-        json_array_append_new(cms, ec);
-    }
-    json_t *cml = RENDER("configMaps", true);
-    FAIL_IF(!cml && err[0]);
-    if (cml) {
+    json_t *result = NULL;
+    if (ok) {
+        result = json_array();
+        for (size_t k = 0; k < K_COUNT; k++)
+            json_array_extend(result, g.out[k]);
         size_t i;
-        json_t *doc;
-        json_array_foreach(cml, i, doc)
+        json_t *obj;
+        json_array_foreach(result, i, obj)
         {
-            json_t *items = json_is_array(doc) ? doc : NULL;
-            size_t k;
-            json_t *cm;
-            if (items) {
-                json_array_foreach(items, k, cm) json_array_append(cms, cm);
-            } else if (json_is_object(doc)) {
-                json_array_append(cms, doc);
+            char why[768];
+            if (!ms_validate_object(obj, why, sizeof why)) {
+                failf(err, errlen, "%.400s: the generated %s (check the CR and the BaseConfig)",
+                      cr->path, why);
+                json_decref(result);
+                result = NULL;
+                break;
             }
         }
-        json_decref(cml);
-        size_t k;
-        json_t *cm;
-        json_array_foreach(cms, k, cm)
-        {
-            json_object_set_new(obj_at(cm, "metadata"), "namespace", json_string(ns));
-        }
     }
-    json_t *pool = RENDER("inferencePool", false);
-    FAIL_IF(!pool && err[0]);
-    if (pool) {
-        bool v1 = !strcmp(pool_api, "v1");
-        json_object_set_new(pool, "apiVersion",
-                            json_string(v1 ? "inference.networking.k8s.io/v1"
-                                           : "inference.networking.x-k8s.io/v1alpha2"));
-        set_meta(pool, "", "InferencePool", n.pool, ns);
-        json_t *spec = obj_at(pool, "spec");
-        json_t *sel = v1 ? obj_at(obj_at(spec, "selector"), "matchLabels")
-                         : obj_at(spec, "selector");
-        set_labels(sel, n.model, NULL);
-        if (v1) {
-            json_t *tn = json_object_get(spec, "targetPortNumber");
-            if (tn && !json_object_get(spec, "targetPorts"))
-                json_object_set_new(spec, "targetPorts", json_pack("[{s:O}]", "number", tn));
-            json_object_del(spec, "targetPortNumber");
-            json_t *ext = json_object_get(spec, "extensionRef");
-            if (ext && !json_object_get(spec, "endpointPickerRef")) {
-                json_object_set(spec, "endpointPickerRef", ext);
-                json_object_del(spec, "extensionRef");
-            }
-        }
-        json_array_append_new(tail, pool);
-    }
-    json_t *im = RENDER("inferenceModel", false);
-    FAIL_IF(!im && err[0]);
-    if (im) {
-        json_object_set_new(im, "apiVersion",
-                            json_string("inference.networking.x-k8s.io/v1alpha2"));
-        set_meta(im, "", "InferenceModel", n.msvc, ns);
-        json_t *s = obj_at(im, "spec");
-        json_object_set_new(s, "modelName", json_string(cr->model_name));
-        json_t *ref = obj_at(s, "poolRef");
-        json_object_set_new(ref, "name", json_string(n.pool));
-        if (!strcmp(pool_api, "v1"))
-            json_object_set_new(ref, "group", json_string("inference.networking.k8s.io"));
-        if (!json_object_get(s, "criticality"))
-            json_object_set_new(s, "criticality", json_string("Standard"));
-        json_array_append_new(tail, im);
-    }
-    json_t *route = RENDER("httpRoute", false);
-    FAIL_IF(!route && err[0]);
-    if (route || json_array_size(cr->gateway_refs)) {
-        if (!route)
-            route = json_object();
-        set_meta(route, "gateway.networking.k8s.io/v1", "HTTPRoute", n.route, ns);
-        json_t *spec = obj_at(route, "spec");
-        if (json_array_size(cr->gateway_refs))
-            json_object_set(spec, "parentRefs", cr->gateway_refs);
-        if (!json_object_get(spec, "rules"))
-            json_object_set_new(
-                spec, "rules",
-                json_pack("[{s:[{s:s,s:s,s:s}]}]", "backendRefs", "group",
-                          !strcmp(pool_api, "v1") ? "inference.networking.k8s.io"
-                                                  : "inference.networking.x-k8s.io",
-                          "kind", "InferencePool", "name", n.pool));
-        json_array_append_new(tail, route);
-    }
-    result = json_array();
-    json_array_extend(result, sas);
-    json_array_extend(result, rbs);
-    json_array_extend(result, cms);
-    json_array_extend(result, svcs);
-    json_array_extend(result, deps);
-    json_array_extend(result, tail);
-    size_t i;
-    json_t *obj;
-    json_array_foreach(result, i, obj)
-    {
-        char why[768];
-        if (!ms_validate_object(obj, why, sizeof why)) {
-            failf(err, errlen, "%.400s: the generated %s (check the CR and the BaseConfig)",
-                  cr->path, why);
-            json_decref(result);
-            result = NULL;
-            break;
-        }
-    }
-done:
-#undef RENDER
-#undef FAIL_IF
-    json_decref(sas);
-    json_decref(rbs);
-    json_decref(cms);
-    json_decref(svcs);
-    json_decref(deps);
-    json_decref(tail);
-    json_decref(vars);
+    for (size_t k = 0; k < K_COUNT; k++)
+        json_decref(g.out[k]);
+    json_decref(g.vars);
     json_decref(base);
     return result;
 }
@@ -1194,7 +1434,11 @@ static void ms_usage(FILE *out)
           "                          [-n NAMESPACE]\n\n"
           "Prints the Kubernetes objects a ModelService becomes (what the controller would\n"
           "apply), as a multi-document YAML stream for `kubectl apply -f -`, in dependency\n"
-          "order. Errors name the file and field; nothing is printed on error.\n",
+          "order. Errors name the file and field; nothing is printed on error.\n\n"
+          "usage: tandem ms controller [--kubeconfig FILE] [--namespace NS] [--leader-elect]\n"
+          "                            [--health-port N] [--metrics-port N] [--concurrency N]\n\n"
+          "Reconciles ModelServices on a cluster with the same rendering (see\n"
+          "`tandem ms controller --help`).\n",
           out);
 }
 
@@ -1204,10 +1448,10 @@ int ms_main(int argc, char **argv)
         ms_usage(argc < 1 ? stderr : stdout);
         return argc < 1 ? 2 : 0;
     }
+    if (!strcmp(argv[0], "controller"))
+        return ms_controller_main(argc - 1, argv + 1);
     if (strcmp(argv[0], "generate")) {
-        fprintf(stderr, "tandem ms: unknown subcommand '%s' (generate; the controller is not "
-                        "built yet)\n",
-                argv[0]);
+        fprintf(stderr, "tandem ms: unknown subcommand '%s' (generate, controller)\n", argv[0]);
         return 2;
     }
     const char *msvc = NULL, *basef = NULL, *role = "pod-read", *pool_api = "v1alpha2",

@@ -50,18 +50,43 @@ void ms_cr_free(struct ms_cr *cr);
  * no leading or trailing '-'. */
 void ms_sanitize(const char *in, char *out, size_t cap);
 
+/* The BaseConfig comes from the first of base_text, base_path, base_obj that is set;
+ * with none, generate works from the CR alone. The same checks apply to each: a
+ * ConfigMap (an object without kind, as the API server lists them, is accepted too)
+ * whose data maps known keys to strings. Errors name the file (base_text: the
+ * base_path or "<baseconfig>"), or for base_obj "<configmap NS/NAME>". */
 struct ms_gen_opts {
     const char *base_path;        /* BaseConfig ConfigMap file, or NULL (empty) */
     const char *base_text;        /* or its text (tests) */
+    const json_t *base_obj;       /* or the ConfigMap as parsed JSON, e.g. as read from the
+                                     API server (a controller); borrowed, only read (not even
+                                     its reference count), so threads may share one */
+    const char *base_name;        /* with base_obj, optional: "NS/NAME" for its errors;
+                                     NULL: from base_obj's metadata.namespace and name */
     const char *epp_cluster_role; /* "pod-read" */
     const char *pool_api;         /* "v1alpha2" (default) or "v1" */
     const char *namespace;        /* overrides the CR's; default "default" */
 };
 
 /* The objects, in dependency order (ServiceAccounts, RoleBinding, ConfigMaps, Services,
- * Deployments, InferencePool, InferenceModel, HTTPRoute). NULL with err. */
+ * Deployments, InferencePool, InferenceModel, HTTPRoute), each kind one of
+ * ms_child_kinds(). The result may share (reference) parts of cr->doc: copy a value
+ * before changing it in place. NULL with err. */
 json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *err,
                     size_t errlen);
+
+/* One kind of object ms_generate can emit. All are namespaced (in the CR's namespace or
+ * -n; a child of a namespaced owner must be). pool_api: the only --pool-api under which
+ * it is emitted ("v1alpha2" or "v1"), NULL for any. */
+struct ms_child_kind {
+    const char *api_version, *kind, *plural;
+    const char *pool_api;
+};
+
+/* Every kind ms_generate may emit, in its dependency order, so a controller knows every
+ * kind it may have to prune: *out points at a static table (never freed); returns its
+ * length. */
+size_t ms_child_kinds(const struct ms_child_kind **out);
 
 /* Strict checks of one generated object (apiVersion, kind, metadata.name as a DNS
  * label/subdomain, label keys and values, required fields per kind). */
@@ -71,5 +96,7 @@ bool ms_validate_object(const json_t *obj, char *err, size_t errlen);
 int ms_main(int argc, char **argv);
 /* `tandem up ...` */
 int up_main(int argc, char **argv);
+/* `tandem ms controller ...` (argv after "controller"): reconciles ModelServices. */
+int ms_controller_main(int argc, char **argv);
 
 #endif

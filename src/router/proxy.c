@@ -53,6 +53,7 @@ struct proxy_req {
     const char *pd_label;    /* sidecar metrics: disaggregated, decode_only, fallback, none */
     const char *path_label;  /* sidecar metrics: a static string (the exchange may be gone) */
     int pd_attempt;
+    bool stream_req; /* the body says "stream": true */
 };
 
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
@@ -237,14 +238,22 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
         return;
     }
     if (err == HTTP_CALL_EIDLE) {
-        /* A stalled engine (stopped, wedged): suspect at once, not after the next scrape. */
-        sched_endpoint_set_health(p->ep, false);
+        /* A streaming request whose engine sends nothing (not even the head vLLM sends at
+         * once) is a stalled engine: suspect at once, and the work moves elsewhere. A
+         * non-streaming answer may legitimately take that long (vLLM sends nothing until
+         * it is done): 504, with no retry (that would run the generation again) and the
+         * endpoint left alone. */
+        bool stalled = p->stream_req;
         uncount(p);
-        LOG_W(LOG_C, "request %s: no byte from %s for %g s (--upstream-read-timeout): "
-                     "marked down%s",
+        if (stalled)
+            sched_endpoint_set_health(p->ep, false);
+        bool retry = stalled && p->retries < p->r->cfg.max_retries;
+        LOG_W(LOG_C, "request %s: no byte from %s for %g s (--upstream-read-timeout)%s",
               p->request_id, sched_endpoint_name(p->ep), p->r->cfg.upstream_read_timeout_s,
-              p->retries < p->r->cfg.max_retries ? ", retrying elsewhere" : "");
-        if (p->retries < p->r->cfg.max_retries && retry_elsewhere(p))
+              !stalled ? ": 504 (a non-streaming answer can take this long: raise the flag)"
+              : retry  ? ": marked down, retrying elsewhere"
+                       : ": marked down");
+        if (retry && retry_elsewhere(p))
             return;
         router_error(p->ex, 504, NULL,
                      "upstream %s sent nothing for %g s (--upstream-read-timeout)",
@@ -361,11 +370,11 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
     p->model_label = "";
     if (q->body_len == 0 || strcmp(q->method, "POST") != 0)
         return true;
-    enum { F_MODEL, F_PROMPT, F_MESSAGES, F_USER, F_SESSION, N_FIELDS };
+    enum { F_MODEL, F_PROMPT, F_MESSAGES, F_USER, F_SESSION, F_STREAM, N_FIELDS };
     struct jscan_field f[N_FIELDS] = {
         [F_MODEL] = {.key = "model"},        [F_PROMPT] = {.key = "prompt"},
         [F_MESSAGES] = {.key = "messages"},  [F_USER] = {.key = "user"},
-        [F_SESSION] = {.key = "session_id"},
+        [F_SESSION] = {.key = "session_id"}, [F_STREAM] = {.key = "stream"},
     };
     struct json_err je;
     if (jscan_object(q->body, q->body_len, f, N_FIELDS, &je) != JSCAN_OK) {
@@ -381,6 +390,7 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
         s->model = jscan_str_dup(&f[F_MODEL].v, a, NULL);
         p->model_label = s->model;
     }
+    p->stream_req = f[F_STREAM].v.type == JSCAN_TRUE;
     s->user = jscan_str_dup(&f[F_USER].v, a, NULL);
     s->session_id = jscan_str_dup(&f[F_SESSION].v, a, NULL);
     struct jscan_val first;

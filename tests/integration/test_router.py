@@ -50,6 +50,10 @@ def start_router(backends, *extra, roles=None, port=None):
     p = Proc(args, r"tandem router ready on", 20)
     p.port = port
     wait_until(lambda: get(port, "/ready").status == 200, 10, what="router ready")
+    # every endpoint scraped once: decisions then see them all
+    wait_until(lambda: all(e["healthy"] for e in
+                           get(port, "/debug/endpoints").json()["endpoints"]),
+               10, what="every endpoint healthy")
     return p
 
 
@@ -296,9 +300,10 @@ def test_endpoints_file_and_metrics_port():
 
 
 def test_stalled_endpoint_read_timeout():
-    """A SIGSTOPped engine: with nothing sent to the client yet the request moves to
-    another endpoint, the stalled one is marked down at once; with no other endpoint the
-    client gets 504 with an OpenAI error body."""
+    """A SIGSTOPped engine. Streaming (vLLM sends the head at once, so silence means a
+    stalled engine): with nothing sent to the client yet the request moves to another
+    endpoint and the stalled one is marked down at once. Non-streaming (silence may be a
+    long generation): 504 with an OpenAI error body, no second run, endpoint left alone."""
     a, b = sims(2)
     # one worker: round robin is per worker, and both picks must see the same cursor
     r = start_router([a, b], "--policy", "round_robin", "--upstream-read-timeout", "0.5",
@@ -307,7 +312,10 @@ def test_stalled_endpoint_read_timeout():
     try:
         t0 = time.monotonic()
         for i in range(2):  # round robin: one of the two lands on the stalled pod first
-            assert pod_of(complete(r.port, "stall %d" % i)) == b.name
+            status, headers, raw, _ = stream(r.port, "/v1/completions", {
+                "model": "m", "prompt": "stall %d" % i, "max_tokens": 2, "stream": True})
+            assert status == 200 and sse_events(raw)[-1] == "[DONE]", (status, raw[:300])
+            assert dict((k.lower(), v) for k, v in headers).get("x-inference-pod") == b.name
         assert time.monotonic() - t0 < 5
         eps = {e["name"]: e for e in get(r.port, "/debug/endpoints").json()["endpoints"]}
         assert not eps[a.name]["healthy"] and eps[b.name]["healthy"], eps
@@ -317,15 +325,20 @@ def test_stalled_endpoint_read_timeout():
     finally:
         a.p.send_signal(signal.SIGCONT)
     c = sims(1)[0]
-    r2 = start_router([c], "--upstream-read-timeout", "0.5", "--max-retries", "0")
+    r2 = start_router([c], "--upstream-read-timeout", "0.5")
+    wait_until(lambda: get(r2.port, "/ready").status == 200, 5, what="ready")
     c.p.send_signal(signal.SIGSTOP)
     try:
         resp = complete(r2.port, "alone")
         assert resp.status == 504, (resp.status, resp.body)
         err = resp.json()["error"]
         assert "--upstream-read-timeout" in err["message"] and err["code"] == 504, err
+        assert r2.wait_log(r"no byte from decode-0 for 0.5 s \(--upstream-read-timeout\): 504", 2)
+        assert (metric(r2.port, "tandem_router_retries_total") or 0) == 0
     finally:
         c.p.send_signal(signal.SIGCONT)
+    wait_until(lambda: metric(c.port, "vllm:request_success_total") is not None, 5,
+               what="the sim answers again")
 
 
 def test_max_connections_refuses_clearly():

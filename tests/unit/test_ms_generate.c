@@ -8,8 +8,10 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/yaml.h"
 #include "ms/ms.h"
 
 #define SAMPLES TANDEM_SOURCE_DIR "/deploy/samples/"
@@ -398,6 +400,282 @@ static void test_affinity_namespace_model(void **state)
     json_decref(objs);
 }
 
+/* The pool as llm-d's controller builds it: a template with neither selector nor EPP
+ * reference gets both, in either API version's shape; our EPP's name wins over the
+ * template's; the port comes from the template, else the EPP Service, else 9002 (v1). */
+static const char BASE_POOL[] =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+    "  eppDeployment: |\n    spec: {template: {spec: {containers: [{name: epp, image: e}]}}}\n"
+    "  eppService: |\n    spec: {ports: [{name: grpc, port: 9009}, {name: m, port: 9090}]}\n"
+    "  inferencePool: |\n    spec: {targetPortNumber: 8000}\n";
+
+static json_t *gen_opts(const char *cr_text, struct ms_gen_opts *o, char *err, size_t errlen)
+{
+    struct ms_cr cr;
+    if (!ms_cr_parse(cr_text, strlen(cr_text), "cr.yaml", &cr, err, errlen)) {
+        ms_cr_free(&cr);
+        return NULL;
+    }
+    json_t *objs = ms_generate(&cr, o, err, errlen);
+    ms_cr_free(&cr);
+    return objs;
+}
+
+static const json_t *pool_spec(const json_t *objs)
+{
+    const json_t *pool = find(objs, "InferencePool", "m1-inference-pool");
+    assert_non_null(pool);
+    return json_object_get(pool, "spec");
+}
+
+static void test_pool_completed(void **state)
+{
+    (void)state;
+    char cr[1024], err[1024];
+    snprintf(cr, sizeof cr, "%s  modelArtifacts: {uri: \"hf://org/model-A\"}\n", CR_HEAD);
+    static const char *const model[] = {"selector", "llm-d.ai/model", NULL},
+                             *const serving[] = {"selector", "llm-d.ai/inferenceServing", NULL},
+                             *const ml_model[] = {"selector", "matchLabels", "llm-d.ai/model",
+                                                  NULL},
+                             *const ext_name[] = {"extensionRef", "name", NULL},
+                             *const epr_name[] = {"endpointPickerRef", "name", NULL};
+    /* v1alpha2 */
+    struct ms_gen_opts o = {.base_text = BASE_POOL};
+    json_t *objs = gen_opts(cr, &o, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    const json_t *spec = pool_spec(objs);
+    assert_string_equal(path_str(spec, model), "org-model-a");
+    assert_string_equal(path_str(spec, serving), "true");
+    assert_string_equal(path_str(spec, ext_name), "m1-epp-service");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(spec, "extensionRef"), "portNumber")),
+        9009);
+    assert_int_equal(json_integer_value(json_object_get(spec, "targetPortNumber")), 8000);
+    assert_null(json_object_get(spec, "endpointPickerRef"));
+    json_decref(objs);
+    /* v1 */
+    o.pool_api = "v1";
+    objs = gen_opts(cr, &o, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    spec = pool_spec(objs);
+    assert_string_equal(
+        json_string_value(json_object_get(find(objs, "InferencePool", "m1-inference-pool"),
+                                          "apiVersion")),
+        "inference.networking.k8s.io/v1");
+    assert_string_equal(path_str(spec, ml_model), "org-model-a");
+    assert_int_equal(json_object_size(json_object_get(spec, "selector")), 1); /* matchLabels */
+    assert_string_equal(path_str(spec, epr_name), "m1-epp-service");
+    const json_t *epr = json_object_get(spec, "endpointPickerRef");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(epr, "port"), "number")),
+                     9009);
+    assert_null(json_object_get(epr, "portNumber"));
+    assert_null(json_object_get(spec, "extensionRef"));
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(spec, "targetPorts"), 0), "number")),
+                     8000);
+    json_decref(objs);
+    /* A template naming another EPP with its own port, no EPP Service: the name is ours,
+     * the template's port and failure mode stay (converted for v1). */
+    const char *base2 =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+        "  eppDeployment: |\n    spec: {template: {spec: {containers: [{name: epp, image: e}]}}}\n"
+        "  inferencePool: |\n    spec:\n      targetPortNumber: 8000\n"
+        "      extensionRef: {name: other, portNumber: 9100, failureMode: FailOpen}\n";
+    for (int v1 = 0; v1 < 2; v1++) {
+        struct ms_gen_opts o2 = {.base_text = base2, .pool_api = v1 ? "v1" : NULL};
+        objs = gen_opts(cr, &o2, err, sizeof err);
+        if (!objs)
+            fail_msg("%s", err);
+        spec = pool_spec(objs);
+        const json_t *ref = json_object_get(spec, v1 ? "endpointPickerRef" : "extensionRef");
+        assert_string_equal(json_string_value(json_object_get(ref, "name")), "m1-epp-service");
+        assert_string_equal(json_string_value(json_object_get(ref, "failureMode")), "FailOpen");
+        const json_t *port = v1 ? json_object_get(json_object_get(ref, "port"), "number")
+                                : json_object_get(ref, "portNumber");
+        assert_int_equal(json_integer_value(port), 9100);
+        json_decref(objs);
+    }
+    /* v1 without an EPP Service: GAIE's EPP port. Without an EPP the template's
+     * reference (here none) is left as it is. */
+    const char *base3 =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+        "  eppDeployment: |\n    spec: {template: {spec: {containers: [{name: epp, image: e}]}}}\n"
+        "  inferencePool: |\n    spec: {targetPortNumber: 8000}\n";
+    struct ms_gen_opts o3 = {.base_text = base3, .pool_api = "v1"};
+    objs = gen_opts(cr, &o3, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    epr = json_object_get(pool_spec(objs), "endpointPickerRef");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(epr, "port"), "number")),
+                     9002);
+    json_decref(objs);
+    const char *base4 = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata:\n"
+                        "  inferencePool: |\n    spec: {targetPortNumber: 8000}\n";
+    for (int v1 = 0; v1 < 2; v1++) {
+        struct ms_gen_opts o4 = {.base_text = base4, .pool_api = v1 ? "v1" : NULL};
+        objs = gen_opts(cr, &o4, err, sizeof err);
+        if (!objs)
+            fail_msg("%s", err);
+        spec = pool_spec(objs);
+        assert_null(json_object_get(spec, "extensionRef"));
+        assert_null(json_object_get(spec, "endpointPickerRef"));
+        assert_string_equal(path_str(spec, v1 ? ml_model : model), "org-model-a");
+        json_decref(objs);
+    }
+}
+
+/* The golden sample's pool already names the EPP Service with its port: kept as written
+ * (v1alpha2), converted to endpointPickerRef.port (v1). */
+static void test_pool_golden_ref(void **state)
+{
+    (void)state;
+    for (int v1 = 0; v1 < 2; v1++) {
+        struct ms_cr cr;
+        char err[1024];
+        if (!ms_cr_load(SAMPLES "nixl-xpyd/facebook-nixl.yaml", &cr, err, sizeof err))
+            fail_msg("%s", err);
+        struct ms_gen_opts o = {.base_path = SAMPLES "nixl-xpyd/universal-baseconfig-hf.yaml",
+                                .pool_api = v1 ? "v1" : NULL};
+        json_t *objs = ms_generate(&cr, &o, err, sizeof err);
+        ms_cr_free(&cr);
+        if (!objs)
+            fail_msg("%s", err);
+        const json_t *pool = find(objs, "InferencePool", "facebook-opt-125m-nixl-inference-pool");
+        const json_t *spec = json_object_get(pool, "spec");
+        const json_t *ref = json_object_get(spec, v1 ? "endpointPickerRef" : "extensionRef");
+        char *got = json_dumps(ref, JSON_COMPACT);
+        assert_string_equal(got, v1 ? "{\"name\":\"facebook-opt-125m-nixl-epp-service\","
+                                      "\"failureMode\":\"FailClose\",\"port\":{\"number\":9002}}"
+                                    : "{\"name\":\"facebook-opt-125m-nixl-epp-service\","
+                                      "\"portNumber\":9002,\"failureMode\":\"FailClose\"}");
+        free(got);
+        json_decref(objs);
+    }
+}
+
+/* base_obj: the BaseConfig as a parsed ConfigMap (what a controller reads) renders what
+ * the same text does, is left untouched, and errors name the ConfigMap. */
+static void test_base_obj(void **state)
+{
+    (void)state;
+    char cr[2048], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  modelArtifacts: {uri: \"hf://org/model-A\"}\n"
+             "  decode:\n    containers: [{name: vllm, image: v, args: [\"{{ .ModelName }}\"]}]\n",
+             CR_HEAD);
+    json_t *want = gen_text(cr, BASE_DECODE, err, sizeof err);
+    if (!want)
+        fail_msg("%s", err);
+    struct yaml_err ye;
+    json_t *cm = yaml_parse(BASE_DECODE, strlen(BASE_DECODE), "base", &ye);
+    assert_non_null(cm);
+    json_object_set_new(json_object_get(cm, "metadata"), "namespace", json_string("ns1"));
+    json_t *data = json_object_get(cm, "data");
+    json_t *before = json_deep_copy(cm);
+    struct ms_gen_opts o = {.base_obj = cm};
+    json_t *got = gen_opts(cr, &o, err, sizeof err);
+    if (!got)
+        fail_msg("%s", err);
+    assert_true(json_equal(got, want));
+    assert_true(json_equal(cm, before));
+    json_decref(before);
+    assert_int_equal(cm->refcount, 1);
+    json_decref(got);
+    /* As the API server lists it: no kind, no apiVersion. */
+    json_object_del(cm, "kind");
+    json_object_del(cm, "apiVersion");
+    got = gen_opts(cr, &o, err, sizeof err);
+    if (!got)
+        fail_msg("%s", err);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    /* Errors name <configmap NS/NAME>, or base_name. */
+    json_object_set_new(data, "decodeDeploymnt", json_string("x"));
+    assert_null(gen_opts(cr, &o, err, sizeof err));
+    assert_non_null(strstr(err, "<configmap ns1/base>: data.decodeDeploymnt: unknown key ("));
+    static const char *const keys[] = {"decodeDeployment", "prefillDeployment",
+                                       "decodeService",    "prefillService",
+                                       "eppDeployment",    "eppService",
+                                       "eppConfig",        "configMaps",
+                                       "inferencePool",    "inferenceModel",
+                                       "httpRoute"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!strstr(strstr(err, "unknown key"), keys[i]))
+            fail_msg("'%s' lacks %s", err, keys[i]);
+    json_object_del(data, "decodeDeploymnt");
+    json_object_set_new(data, "decodeService", json_integer(1));
+    o.base_name = "team/cfg";
+    assert_null(gen_opts(cr, &o, err, sizeof err));
+    assert_string_equal(err, "<configmap team/cfg>: data.decodeService: must be a string (a "
+                             "templated manifest)");
+    json_object_set_new(data, "decodeService", json_string("spec: {{ .Nope }}\n"));
+    assert_null(gen_opts(cr, &o, err, sizeof err));
+    assert_non_null(strstr(err, "<configmap team/cfg>: data.decodeService:1:"));
+    json_object_set_new(cm, "data", json_string("x"));
+    assert_null(gen_opts(cr, &o, err, sizeof err));
+    assert_string_equal(err, "<configmap team/cfg>: data: must be a mapping of templates");
+    json_object_set_new(cm, "kind", json_string("Secret"));
+    o.base_name = NULL;
+    assert_null(gen_opts(cr, &o, err, sizeof err));
+    assert_string_equal(err, "<configmap ns1/base>: kind: a BaseConfig is a ConfigMap");
+    json_decref(cm);
+}
+
+/* ms_child_kinds: every object generate emits is of a listed kind (apiVersion and kind),
+ * under a matching pool API; both pool groups are listed. */
+static void test_child_kinds(void **state)
+{
+    (void)state;
+    const struct ms_child_kind *k;
+    size_t nk = ms_child_kinds(&k);
+    assert_int_equal(nk, 9);
+    size_t pools = 0;
+    for (size_t i = 0; i < nk; i++) {
+        assert_non_null(k[i].api_version);
+        assert_non_null(k[i].plural);
+        pools += !strcmp(k[i].kind, "InferencePool");
+    }
+    assert_int_equal(pools, 2);
+    static const char *const pairs[][2] = {
+        {SAMPLES "sim/msvc.yaml", SAMPLES "sim/baseconfig.yaml"},
+        {SAMPLES "nixl-xpyd/facebook-nixl.yaml", SAMPLES "nixl-xpyd/universal-baseconfig-hf.yaml"},
+    };
+    for (size_t p = 0; p < 2; p++) {
+        for (int v1 = 0; v1 < 2; v1++) {
+            struct ms_cr cr;
+            char err[1024];
+            if (!ms_cr_load(pairs[p][0], &cr, err, sizeof err))
+                fail_msg("%s", err);
+            struct ms_gen_opts o = {.base_path = pairs[p][1], .pool_api = v1 ? "v1" : NULL};
+            json_t *objs = ms_generate(&cr, &o, err, sizeof err);
+            ms_cr_free(&cr);
+            if (!objs)
+                fail_msg("%s", err);
+            size_t i, last = 0;
+            json_t *obj;
+            json_array_foreach(objs, i, obj)
+            {
+                const char *api = json_string_value(json_object_get(obj, "apiVersion"));
+                const char *kind = json_string_value(json_object_get(obj, "kind"));
+                size_t j;
+                for (j = 0; j < nk; j++)
+                    if (!strcmp(k[j].api_version, api) && !strcmp(k[j].kind, kind))
+                        break;
+                if (j == nk)
+                    fail_msg("%s %s is not in ms_child_kinds", api, kind);
+                if (k[j].pool_api)
+                    assert_string_equal(k[j].pool_api, v1 ? "v1" : "v1alpha2");
+                assert_true(j >= last); /* emitted in the table's (dependency) order */
+                last = j;
+            }
+            json_decref(objs);
+        }
+    }
+}
+
 static void test_validate_object(void **state)
 {
     (void)state;
@@ -428,6 +706,8 @@ int main(void)
         cmocka_unit_test(test_all_samples_valid), cmocka_unit_test(test_merge),
         cmocka_unit_test(test_artifacts),         cmocka_unit_test(test_invalid_inputs),
         cmocka_unit_test(test_validate_object), cmocka_unit_test(test_affinity_namespace_model),
+        cmocka_unit_test(test_pool_completed),  cmocka_unit_test(test_pool_golden_ref),
+        cmocka_unit_test(test_base_obj),        cmocka_unit_test(test_child_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
