@@ -54,6 +54,7 @@ fuzz: build-test
 	@for f in build-test/fuzz_*; do \
 	  n=$$(basename $$f | sed 's/^fuzz_//'); mkdir -p build-test/fuzz-corpus/$$n; \
 	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan-libfyaml.supp:print_suppressions=0 \
 	  $$f -max_total_time=$(FUZZ_SECONDS) build-test/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
