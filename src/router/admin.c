@@ -40,9 +40,16 @@ static void collect(void *ctx)
         metrics_gauge_set(metrics_series_get(r->m.ep_kv, &name), m.kv_usage);
         metrics_gauge_set(metrics_series_get(r->m.ep_inflight, &name), (double)m.inflight_requests);
     }
-    double by_role[4] = {0};
-    for (size_t i = 0; i < n; i++)
+    double by_role[4] = {0}, healthy = 0;
+    for (size_t i = 0; i < n; i++) {
         by_role[sched_endpoint_role(eps[i]) & 3]++;
+        struct sched_endpoint_metrics em;
+        sched_endpoint_snapshot(eps[i], &em);
+        healthy += em.healthy;
+    }
+    const char *pool = r->discovery ? router_discovery_pool(r->discovery) : "";
+    if (r->m.gaie_ready_pods)
+        metrics_gauge_set(metrics_series_get(r->m.gaie_ready_pods, &pool), healthy);
     sched_ds_release_list(eps, n);
     static const enum sched_role roles[] = {SCHED_ROLE_DECODE, SCHED_ROLE_PREFILL,
                                             SCHED_ROLE_BOTH};
@@ -138,6 +145,20 @@ void router_metrics_init(struct router *r)
         "Failed Kubernetes lists and watches, by the Status reason (Forbidden, NotFound, "
         "Expired, TransportError, ...).",
         kd, 1, NULL, 0);
+    const char *mt[] = {"model_name", "target_model_name"};
+    m->gaie_requests = metrics_family_new(
+        reg, METRICS_COUNTER, "inference_objective_request_total",
+        "Requests scheduled through ext_proc, by model (GAIE's EPP metric name).", mt, 2, NULL,
+        0);
+    const char *me[] = {"model_name", "error_code"};
+    m->gaie_errors = metrics_family_new(
+        reg, METRICS_COUNTER, "inference_objective_request_error_total",
+        "ext_proc requests refused, by model and HTTP code (GAIE's EPP metric name).", me, 2,
+        NULL, 0);
+    const char *pn[] = {"name"};
+    m->gaie_ready_pods = metrics_family_new(
+        reg, METRICS_GAUGE, "inference_pool_ready_pods",
+        "Healthy endpoints of the pool (GAIE's EPP metric name).", pn, 1, NULL, 0);
     metrics_registry_on_collect(reg, collect, r);
     if (!r->cfg.sidecar)
         return;

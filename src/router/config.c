@@ -179,7 +179,9 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     long long port = 8000, metrics_port = 9090, v = 2;
     double refresh_ms = 50, stale_ms = 2000;
     const char *log_level = NULL;
-    const char *pd_mode = NULL;
+    const char *pd_mode = NULL, *xp_mode = NULL;
+    long long grpc_port = 0, grpc_health_port = 9003;
+    cfg->secure_serving = true;
     bool log_json = false;
     cfg->workers = 0;
     cfg->max_body_bytes = 32ll << 20;
@@ -268,6 +270,20 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)", NULL},
         {"--k8s-watch-timeout", NULL, FLAG_DOUBLE, &cfg->k8s_watch_timeout_s, "S",
          "watch timeoutSeconds (default random 300-600)", NULL},
+        {"--grpc-port", "-grpcPort", FLAG_INT, &grpc_port, "N",
+         "Envoy ext_proc server port, the endpoint picker of a GAIE gateway (GAIE: 9002; "
+         "0 = off, the default)",
+         NULL},
+        {"--grpc-health-port", "-grpcHealthPort", FLAG_INT, &grpc_health_port, "N",
+         "grpc.health.v1 port (9003)", NULL},
+        {"--secure-serving", "-secureServing", FLAG_BOOL, &cfg->secure_serving, NULL,
+         "ext_proc over TLS, self-signed unless --cert-path (default true)", NULL},
+        {"--cert-path", "-certPath", FLAG_STRING, &cfg->cert_path, "DIR",
+         "tls.crt and tls.key for ext_proc", NULL},
+        {"--extproc-body-mode", NULL, FLAG_STRING, &xp_mode, "MODE",
+         "body mode when the gateway sends no protocol_config: full-duplex (default) or "
+         "buffered",
+         NULL},
     };
     const size_t n_flags = sizeof flags / sizeof flags[0];
     struct flags_result res;
@@ -321,6 +337,19 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
                         "--endpoints-file\n");
         return -1;
     }
+    if (grpc_port < 0 || grpc_port > 65535 || grpc_health_port < -1 ||
+        grpc_health_port > 65535) {
+        fprintf(stderr, "tandem router: --grpc-port/--grpc-health-port must be ports\n");
+        return -1;
+    }
+    if (xp_mode && strcmp(xp_mode, "full-duplex") && strcmp(xp_mode, "buffered")) {
+        fprintf(stderr, "tandem router: --extproc-body-mode: '%s' is not full-duplex or "
+                        "buffered\n", xp_mode);
+        return -1;
+    }
+    cfg->grpc_port = (int)grpc_port;
+    cfg->grpc_health_port = (int)grpc_health_port;
+    cfg->extproc_mode = !xp_mode ? 0 : !strcmp(xp_mode, "buffered") ? 2 : 1;
     if (cfg->k8s_watch_timeout_s < 0) {
         fprintf(stderr, "tandem router: --k8s-watch-timeout must be >= 0\n");
         return -1;

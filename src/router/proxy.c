@@ -360,16 +360,14 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
     }
 }
 
-/* Fills sreq from the body: model, the prompt text (completions prompt, or the chat
- * rendered as the sim renders it), its token estimate. Returns false after answering. */
-static bool parse_body(struct proxy_req *p, const struct http_request *q, struct arena *a)
+int router_parse_body(struct sched_request *s, struct arena *a, const char *method,
+                      const char *body, size_t body_len, struct router_parsed *out, char *msg,
+                      size_t cap)
 {
-    struct sched_request *s = &p->sreq;
-    s->request_id = p->request_id;
-    s->headers = &q->headers;
-    p->model_label = "";
-    if (q->body_len == 0 || strcmp(q->method, "POST") != 0)
-        return true;
+    memset(out, 0, sizeof *out);
+    out->model_label = "";
+    if (body_len == 0 || strcmp(method, "POST") != 0)
+        return 0;
     enum { F_MODEL, F_PROMPT, F_MESSAGES, F_USER, F_SESSION, F_STREAM, N_FIELDS };
     struct jscan_field f[N_FIELDS] = {
         [F_MODEL] = {.key = "model"},        [F_PROMPT] = {.key = "prompt"},
@@ -377,20 +375,21 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
         [F_SESSION] = {.key = "session_id"}, [F_STREAM] = {.key = "stream"},
     };
     struct json_err je;
-    if (jscan_object(q->body, q->body_len, f, N_FIELDS, &je) != JSCAN_OK) {
-        router_error(p->ex, 400, NULL, "%s", je.msg);
-        return false;
+    if (jscan_object(body, body_len, f, N_FIELDS, &je) != JSCAN_OK) {
+        snprintf(msg, cap, "%s", je.msg);
+        return 400;
     }
     if (f[F_MODEL].v.type != JSCAN_ABSENT && f[F_MODEL].v.type != JSCAN_NULL) {
         if (f[F_MODEL].v.type != JSCAN_STRING) {
-            router_error(p->ex, 400, "model", "'model' must be a string, got %s",
-                         jscan_type_name(f[F_MODEL].v.type));
-            return false;
+            snprintf(msg, cap, "'model' must be a string, got %s",
+                     jscan_type_name(f[F_MODEL].v.type));
+            out->param = "model";
+            return 400;
         }
         s->model = jscan_str_dup(&f[F_MODEL].v, a, NULL);
-        p->model_label = s->model;
+        out->model_label = s->model;
     }
-    p->stream_req = f[F_STREAM].v.type == JSCAN_TRUE;
+    out->stream = f[F_STREAM].v.type == JSCAN_TRUE;
     s->user = jscan_str_dup(&f[F_USER].v, a, NULL);
     s->session_id = jscan_str_dup(&f[F_SESSION].v, a, NULL);
     struct jscan_val first;
@@ -413,7 +412,26 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
     }
     /* Exact counts cost ~1 ms per 220 KB prompt: plugins that need them (the P/D
      * decider) count lazily; in-flight accounting uses ~4 characters per token. */
-    p->est_tokens = (int64_t)(s->prompt_len / 4);
+    out->est_tokens = (int64_t)(s->prompt_len / 4);
+    return 0;
+}
+
+/* Fills sreq from the client's body. Returns false after answering 400. */
+static bool parse_body(struct proxy_req *p, const struct http_request *q, struct arena *a)
+{
+    p->sreq.request_id = p->request_id;
+    p->sreq.headers = &q->headers;
+    struct router_parsed parsed;
+    char msg[512];
+    int st = router_parse_body(&p->sreq, a, q->method, q->body, q->body_len, &parsed, msg,
+                               sizeof msg);
+    p->model_label = parsed.model_label;
+    p->stream_req = parsed.stream;
+    p->est_tokens = parsed.est_tokens;
+    if (st) {
+        router_error(p->ex, st, parsed.param, "%s", msg);
+        return false;
+    }
     return true;
 }
 
@@ -683,6 +701,63 @@ static const char *no_endpoints_reason(struct router *r)
     }
 }
 
+int router_decide(struct router *r, struct sched_request *sreq, struct sched_result *res,
+                  size_t *pick, char *msg, size_t cap)
+{
+    struct buf trace = BUF_INIT;
+    bool want_trace = log_enabled(LOG_DEBUG);
+    sched_schedule(r->sched, sreq, false, res, want_trace ? &trace : NULL);
+    metrics_histogram_observe(r->m.sched_duration, (double)res->elapsed_ns / 1e9);
+    r->m.prefix_blocks += res->prefix_blocks;
+    r->m.prefix_hits += res->prefix_hit_blocks;
+    for (size_t i = 0; i < res->n_plugin_times; i++) {
+        const char *name = res->plugin_times[i].name;
+        metrics_histogram_observe(metrics_series_get(r->m.plugin_duration, &name),
+                                  (double)res->plugin_times[i].ns / 1e9);
+    }
+    if (want_trace && trace.len)
+        log_msg(LOG_DEBUG, "scheduler", "%s", trace.data);
+    buf_free(&trace);
+    const char *decision = res->prefill ? "disaggregate" : "decode-only";
+    metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
+    if (!res->prefill && res->pd_reason && !strncmp(res->pd_reason, "no prefill", 10)) {
+        /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
+        LOG_W(r->cfg.sidecar ? "sidecar" : "router",
+              "request %s: no healthy prefill endpoint: fallback to decode-only",
+              sreq->request_id);
+        const char *reason = "no_prefill_endpoint";
+        metrics_counter_inc(metrics_series_get(r->m.pd_fallbacks, &reason));
+    }
+    *pick = 0;
+    if (res->status || res->n_picks == 0) {
+        int code = res->status ? res->status : 503;
+        const char *pool_why = no_endpoints_reason(r);
+        if (pool_why)
+            snprintf(msg, cap, "no endpoints: InferencePool %s %s",
+                     router_discovery_pool(r->discovery), pool_why);
+        else
+            snprintf(msg, cap, "%s", res->reason[0] ? res->reason : "no endpoint available");
+        return code;
+    }
+    /* The in-flight bound: the best pick under it (fallbacks count), else 429. */
+    if (r->cfg.max_inflight > 0) {
+        for (size_t i = 0; i < res->n_picks; i++) {
+            struct sched_endpoint_metrics m;
+            sched_endpoint_snapshot(res->picks[i], &m);
+            if (m.inflight_requests < r->cfg.max_inflight) {
+                *pick = i;
+                return 0;
+            }
+        }
+        snprintf(msg, cap,
+                 "endpoint %s already has %lld requests in flight "
+                 "(--max-inflight-per-endpoint); retry later",
+                 sched_endpoint_name(res->picks[0]), r->cfg.max_inflight);
+        return 429;
+    }
+    return 0;
+}
+
 void router_handle(struct http_exchange *ex, void *ctx)
 {
     struct router_worker *w = ctx;
@@ -716,65 +791,16 @@ void router_handle(struct http_exchange *ex, void *ctx)
         proxy_free(p);
         return;
     }
-    struct buf trace = BUF_INIT;
-    bool want_trace = log_enabled(LOG_DEBUG);
-    sched_schedule(r->sched, &p->sreq, false, &p->res, want_trace ? &trace : NULL);
-    metrics_histogram_observe(r->m.sched_duration, (double)p->res.elapsed_ns / 1e9);
-    r->m.prefix_blocks += p->res.prefix_blocks;
-    r->m.prefix_hits += p->res.prefix_hit_blocks;
-    for (size_t i = 0; i < p->res.n_plugin_times; i++) {
-        const char *name = p->res.plugin_times[i].name;
-        metrics_histogram_observe(metrics_series_get(r->m.plugin_duration, &name),
-                                  (double)p->res.plugin_times[i].ns / 1e9);
-    }
-    if (want_trace && trace.len)
-        log_msg(LOG_DEBUG, "scheduler", "%s", trace.data);
-    buf_free(&trace);
-    const char *decision = p->res.prefill ? "disaggregate" : "decode-only";
-    metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
-    if (!p->res.prefill && p->res.pd_reason && !strncmp(p->res.pd_reason, "no prefill", 10)) {
-        /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
-        LOG_W(LOG_C, "request %s: no healthy prefill endpoint: fallback to decode-only",
-              p->request_id);
-        const char *reason = "no_prefill_endpoint";
-        metrics_counter_inc(metrics_series_get(r->m.pd_fallbacks, &reason));
-    }
-    if (p->res.status || p->res.n_picks == 0) {
-        int code = p->res.status ? p->res.status : 503;
-        const char *pool_why = no_endpoints_reason(r);
-        if (pool_why)
-            router_error(ex, code, NULL, "no endpoints: InferencePool %s %s",
-                         router_discovery_pool(r->discovery), pool_why);
-        else
-            router_error(ex, code, NULL, "%s",
-                         p->res.reason[0] ? p->res.reason : "no endpoint available");
+    char msg[512];
+    int code = router_decide(r, &p->sreq, &p->res, &p->pick, msg, sizeof msg);
+    if (code) {
+        p->ep = p->res.n_picks ? p->res.picks[0] : NULL; /* for the metrics below */
+        router_error(ex, code, NULL, "%s", msg);
         count_request(p, code);
         proxy_free(p);
         return;
     }
-    /* The in-flight bound: the best pick under it (fallbacks count), else 429. */
-    p->ep = p->res.picks[0];
-    if (r->cfg.max_inflight > 0) {
-        p->ep = NULL;
-        for (size_t i = 0; i < p->res.n_picks && !p->ep; i++) {
-            struct sched_endpoint_metrics m;
-            sched_endpoint_snapshot(p->res.picks[i], &m);
-            if (m.inflight_requests < r->cfg.max_inflight) {
-                p->pick = i;
-                p->ep = p->res.picks[i];
-            }
-        }
-        if (!p->ep) {
-            p->ep = p->res.picks[0]; /* for the log and metrics below */
-            router_error(ex, 429, NULL,
-                         "endpoint %s already has %lld requests in flight "
-                         "(--max-inflight-per-endpoint); retry later",
-                         sched_endpoint_name(p->ep), r->cfg.max_inflight);
-            count_request(p, 429);
-            proxy_free(p);
-            return;
-        }
-    }
+    p->ep = p->res.picks[p->pick];
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
     if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {

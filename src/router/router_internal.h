@@ -69,6 +69,12 @@ struct router_config {
     const char *pool_group;     /* inference.networking.k8s.io (v1) or .x-k8s.io (v1alpha2) */
     const char *kubeconfig;     /* --kubeconfig; else $KUBECONFIG, in-cluster, ~/.kube/config */
     double k8s_watch_timeout_s; /* watch timeoutSeconds (0: random 300-600; tests set it) */
+    /* Envoy ext_proc (the router as a GAIE gateway's endpoint picker) */
+    int grpc_port;              /* --grpc-port, 0 = off */
+    int grpc_health_port;       /* --grpc-health-port (9003 with --grpc-port) */
+    bool secure_serving;        /* --secure-serving (true: TLS, self-signed by default) */
+    const char *cert_path;      /* --cert-path DIR with tls.crt and tls.key */
+    int extproc_mode;           /* enum extproc_body_mode: --extproc-body-mode */
 };
 
 enum router_pool_state {
@@ -101,6 +107,10 @@ struct router_metrics {
     struct metrics_family *endpoints_by_role;  /* {role} */
     struct metrics_series *discovery_restarts; /* watch restarts and relists */
     struct metrics_family *discovery_errors;   /* {kind} */
+    /* GAIE's EPP names, for dashboards built on them */
+    struct metrics_family *gaie_requests;  /* inference_objective_request_total{model_name,target_model_name} */
+    struct metrics_family *gaie_errors;    /* inference_objective_request_error_total{model_name,error_code} */
+    struct metrics_family *gaie_ready_pods; /* inference_pool_ready_pods{name} */
 };
 
 struct router {
@@ -117,6 +127,7 @@ struct router {
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
     struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */
     struct router_discovery *discovery; /* --pool-name: on the control loop */
+    struct extproc_server *extproc;     /* --grpc-port */
     _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
     bool stopping;
@@ -149,7 +160,25 @@ void router_config_free(struct router_config *cfg);
  * datastore, replacing what came from it before. Returns false with a message. */
 bool router_load_endpoints_file(struct router *r, const char *path, char *err, size_t errlen);
 
+/* What the body says beyond the scheduler's fields. */
+struct router_parsed {
+    const char *model_label; /* the model, "" when absent (metrics) */
+    const char *param;       /* the field a 400 is about, or NULL */
+    int64_t est_tokens;      /* prompt tokens, estimated (~4 characters each) */
+    bool stream;             /* "stream": true */
+};
+
 /* proxy.c */
+/* Reads an OpenAI request body into s (strings in a or pointing into body). 0, or 400
+ * with msg. Shared by the HTTP proxy and ext_proc. */
+int router_parse_body(struct sched_request *s, struct arena *a, const char *method,
+                      const char *body, size_t body_len, struct router_parsed *out, char *msg,
+                      size_t cap);
+/* The decision (scheduler, its metrics and decision log, P/D fallback accounting, the
+ * in-flight bound): 0 with res filled and *pick the index to use, or an HTTP status
+ * (503, 429) with msg. res must be released by the caller either way. */
+int router_decide(struct router *r, struct sched_request *sreq, struct sched_result *res,
+                  size_t *pick, char *msg, size_t cap);
 void router_handle(struct http_exchange *ex, void *ctx); /* ctx = struct router_worker */
 /* Whether the sidecar has any allowed prefiller (flag or pool). */
 bool router_prefillers_configured(const struct router *r);
@@ -175,6 +204,9 @@ void router_discovery_free(struct router_discovery *d); /* after the loop has ru
 /* Sidecar: is host:port a Ready pod of the pool on one of its target ports? Any thread. */
 bool router_discovery_allows(struct router_discovery *d, const char *host, int port);
 const char *router_discovery_pool(const struct router_discovery *d); /* "NS/NAME" */
+
+/* extproc.c: the ext_proc server with the router's decision (--grpc-port). */
+bool router_extproc_start(struct router *r, char *err, size_t errlen);
 
 /* scrape.c */
 void router_scrape_start(struct router *r);

@@ -430,11 +430,15 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         matched = xmalloc((total ? total : 1) * sizeof *matched);
     }
 
-    /* Keep healthy endpoints only (compacted in place; the rest are released now). */
+    /* Keep healthy endpoints only (compacted in place; the rest are released now), and
+     * only those in the gateway's subset when it gave one. */
     size_t n = 0;
     for (size_t i = 0; i < total; i++) {
         sched_endpoint_snapshot(all[i], &m[n]);
-        if (m[n].healthy && n < UINT16_MAX)
+        bool in_subset = !req->has_subset;
+        for (size_t k = 0; k < req->n_subset && !in_subset; k++)
+            in_subset = !strcmp(req->subset[k], all[i]->addr);
+        if (m[n].healthy && in_subset && n < UINT16_MAX)
             all[n++] = all[i];
         else
             sched_endpoint_unref(all[i]);

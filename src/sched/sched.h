@@ -107,6 +107,11 @@ struct sched_request {
     const char *user;        /* body "user", may be NULL (consistent-hash key) */
     const char *session_id;  /* body "session_id", may be NULL (same) */
     const char *target_lora; /* adapter name when the model is a LoRA, else NULL */
+    /* The gateway's subset hint (ext_proc envoy.lb.subset_hint): only endpoints whose
+     * "host:port" is listed are candidates; an empty list leaves none (503). */
+    bool has_subset;
+    const char *const *subset;
+    size_t n_subset;
 };
 
 #define SCHED_MAX_PICKS 8
