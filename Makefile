@@ -4,6 +4,7 @@
 #   make up      deps + build + run the local stack on localhost:8000
 #   make bench   run the benchmarks in bench/ and print their tables
 #   make fuzz    longer libFuzzer runs (FUZZ_SECONDS each)
+#   make tsan    ThreadSanitizer build of router + sidecar under the threaded tests
 #   make format  clang-format every source file
 
 CC ?= cc
@@ -11,7 +12,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8000
 FUZZ_SECONDS ?= 300
 
-.PHONY: all build test up bench fuzz format clean deps k8s-bins
+.PHONY: all build test up bench fuzz format clean deps k8s-bins tsan
 
 all: build
 
@@ -43,6 +44,16 @@ test: build-test k8s-bins
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS)
 
+# ThreadSanitizer: the router and the sidecar (worker threads, shared datastore,
+# scheduler and metrics) under the threaded integration tests (--workers 2).
+tsan: deps
+	@CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_TSAN=ON \
+	  >/dev/null
+	@cmake --build build-tsan -j$(JOBS) --target tandem
+	@for t in test_router test_pd; do \
+	  TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" TANDEM_BIN=$(CURDIR)/build-tsan/tandem \
+	  TANDEM_SRC=$(CURDIR) python3 tests/integration/$$t.py || exit 1; done
+
 up: build
 	@scripts/up.sh $(PORT)
 
@@ -62,4 +73,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-tsan

@@ -246,7 +246,7 @@ def run(tests):
                 # Sanitizer reports (leaks, memory errors, UB) fail the test.
                 out = p.output()
                 if any(k in out for k in ("AddressSanitizer", "LeakSanitizer",
-                                           "runtime error:")):
+                                           "ThreadSanitizer", "runtime error:")):
                     failed += 1
                     print("FAIL %s: sanitizer report from %s (exit %r)\n%s" %
                           (t.__name__, " ".join(p.args), rc, out[-6000:]), flush=True)
