@@ -130,9 +130,25 @@ static bool skip_response_header(const struct http_header *h)
     return false;
 }
 
+static bool retry_elsewhere(struct proxy_req *p);
+
 static void on_head(struct http_call *c, int status, const struct http_headers *h, void *ctx)
 {
     struct proxy_req *p = ctx;
+    if (status == 503 && !p->r->cfg.sidecar && p->retries < p->r->cfg.max_retries) {
+        /* The pod cannot take it (a sidecar whose engine is down, an engine still
+         * loading): nothing reached the client, so another pod may (nginx's
+         * proxy_next_upstream http_503). */
+        LOG_W(LOG_C, "request %s: %s answered 503: marked down, retrying elsewhere",
+              p->request_id, sched_endpoint_name(p->ep));
+        upstream_error(p, "503");
+        http_call_cancel(c);
+        p->call = NULL;
+        sched_endpoint_set_health(p->ep, false);
+        uncount(p);
+        retry_elsewhere(p);
+        return;
+    }
     p->status = status;
     double ttft = (double)(clock_monotonic_ns() - p->t_start) / 1e9;
     metrics_histogram_observe(p->r->m.ttft, ttft);
@@ -214,7 +230,10 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
         proxy_free(p);
         return;
     }
-    bool retryable = err == HTTP_CALL_ECONNECT && !http_call_sent_any(c);
+    /* Safe to try elsewhere: nothing was sent, or the pod died (reset) before answering
+     * anything, so the client has seen nothing either. */
+    bool retryable = (err == HTTP_CALL_ECONNECT && !http_call_sent_any(c)) ||
+                     (err == HTTP_CALL_ERESET && status == 0);
     if (retryable) {
         /* Nothing reached the engine: safe to try elsewhere. Mark the endpoint down now
          * (the scraper brings it back) so the next decision avoids it. */

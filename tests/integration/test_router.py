@@ -341,6 +341,71 @@ def test_stalled_endpoint_read_timeout():
                what="the sim answers again")
 
 
+def test_503_and_reset_before_any_byte_are_retried():
+    """Nothing reached the client yet: a pod that answers 503 (a sidecar whose engine is
+    down, an engine loading) or dies before answering gets the request moved to another
+    pod, and is marked down; the client sees 200."""
+    busy = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-0",
+                     "--failure-rate", "1", "--failure-types", "503")
+    busy.name = "decode-0"
+    good = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-1")
+    good_port = good.port
+    # a "pod" that reads the request and drops the connection without a byte
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    dead_port = lsock.getsockname()[1]
+    stop = threading.Event()
+
+    def dropper():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(2)
+                data = conn.recv(65536)
+                if data.startswith(b"GET"):  # health and metrics scrapes pass
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            conn.close()
+    t = threading.Thread(target=dropper, daemon=True)
+    t.start()
+    try:
+        port = free_port()
+        r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+                  "--workers", "1", "--policy", "round_robin", "--enable-debug-endpoints",
+                  "--refresh-metrics-interval", "60000",
+                  "--endpoint", "name=decode-0,addr=127.0.0.1:%d" % busy.port,
+                  "--endpoint", "name=decode-1,addr=127.0.0.1:%d" % good_port],
+                 r"tandem router ready on", 20)
+        r.port = port
+        wait_until(lambda: get(port, "/ready").status == 200, 10, what="ready")
+        for i in range(4):
+            assert pod_of(complete(port, "retry %d" % i)) == "decode-1"
+        assert r.wait_log(r"decode-0 answered 503: marked down, retrying elsewhere", 2)
+        r.stop()
+        # the dropping pod: its socket accepts, reads, closes
+        port2 = free_port()
+        r2 = Proc(["router", "--host", "127.0.0.1", "--port", str(port2), "--metrics-port",
+                   "0", "--workers", "1", "--policy", "round_robin", "--enable-debug-endpoints",
+                   "--refresh-metrics-interval", "60000",
+                   "--endpoint", "name=dropper,addr=127.0.0.1:%d" % dead_port,
+                   "--endpoint", "name=decode-1,addr=127.0.0.1:%d" % good_port],
+                  r"tandem router ready on", 20)
+        wait_until(lambda: get(port2, "/ready").status == 200, 10, what="ready")
+        for i in range(4):
+            assert pod_of(complete(port2, "reset %d" % i)) == "decode-1"
+        assert r2.wait_log(r"dropper unreachable, retrying", 2), r2.output()[-2000:]
+    finally:
+        stop.set()
+        lsock.close()
+
+
 def test_max_connections_refuses_clearly():
     a = sims(1)[0]
     r = start_router([a], "--max-connections", "3", "--workers", "1")
@@ -457,6 +522,7 @@ if __name__ == "__main__":
          test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
          test_client_disconnect_stops_generation, test_endpoints_file_and_metrics_port,
          test_inflight_bound_gives_429,
-         test_stalled_endpoint_read_timeout, test_max_connections_refuses_clearly,
+         test_stalled_endpoint_read_timeout, test_503_and_reset_before_any_byte_are_retried,
+         test_max_connections_refuses_clearly,
          test_config_errors_name_file_line_field,
          test_llm_d_example_config_loads])
