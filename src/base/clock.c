@@ -24,15 +24,3 @@ static uint64_t real_now(void *ctx)
 }
 
 const struct clock clock_real = {real_now, NULL};
-
-static uint64_t virtual_now(void *ctx)
-{
-    return ((struct clock_virtual *)ctx)->now;
-}
-
-void clock_virtual_init(struct clock_virtual *v, struct clock *out)
-{
-    v->now = 0;
-    out->now_ns = virtual_now;
-    out->ctx = v;
-}

@@ -20,10 +20,4 @@ uint64_t clock_realtime_ns(void);  /* CLOCK_REALTIME, for timestamps shown to us
 /* The real monotonic clock as a struct clock. */
 extern const struct clock clock_real;
 
-/* A virtual clock that only moves when told to (tests, capacity planning). */
-struct clock_virtual {
-    uint64_t now;
-};
-void clock_virtual_init(struct clock_virtual *v, struct clock *out);
-
 #endif

@@ -1,8 +1,10 @@
 /* Hashes and ids: xxh64 (libxxhash), SHA-256 (libcrypto), splitmix64, UUIDv4. */
+#include "base/clock.h"
 #include "base/hash.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/random.h>
 
 #include <openssl/sha.h>
@@ -51,8 +53,10 @@ void hash_uuid4(char out[37])
     uint8_t b[16];
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
         /* getrandom on Linux does not fail for 16 bytes once the pool is up; fall back
-         * to a time-seeded generator rather than abort. */
-        static uint64_t st = 0x1234567;
+         * to a generator seeded from the clock and the pid rather than abort. */
+        static _Thread_local uint64_t st;
+        if (!st)
+            st = clock_realtime_ns() ^ ((uint64_t)getpid() << 32) ^ 0x1234567;
         for (int i = 0; i < 16; i++)
             b[i] = (uint8_t)hash_rand_next(&st);
     }

@@ -89,3 +89,31 @@ bool http_header_is_hop_by_hop(const char *name, size_t len)
            name_is(name, len, "trailers") || name_is(name, len, "transfer-encoding") ||
            name_is(name, len, "upgrade");
 }
+
+const char *http_error_type(int status)
+{
+    switch (status) {
+    case 400:
+        return "BadRequestError";
+    case 401:
+        return "AuthenticationError";
+    case 403:
+        return "PermissionDeniedError";
+    case 404:
+        return "NotFoundError";
+    case 408:
+        return "RequestTimeoutError";
+    case 413:
+        return "RequestTooLargeError";
+    case 422:
+        return "UnprocessableEntityError";
+    case 429:
+        return "RateLimitError";
+    case 501:
+        return "NotImplementedError";
+    case 503:
+        return "ServiceUnavailableError";
+    default:
+        return status >= 500 ? "InternalServerError" : "BadRequestError";
+    }
+}

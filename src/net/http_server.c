@@ -433,16 +433,6 @@ static void conn_abort(struct conn *c)
     conn_close(c);
 }
 
-static const char *error_type(int status)
-{
-    switch (status) {
-    case 404:
-        return "NotFoundError";
-    default:
-        return status >= 500 ? "InternalServerError" : "BadRequestError";
-    }
-}
-
 /* Answers a request the parser (or the read timer) rejected, then closes. */
 static void conn_error(struct conn *c, int status, const char *msg)
 {
@@ -453,7 +443,7 @@ static void conn_error(struct conn *c, int status, const char *msg)
     FMT_LIT(&body, "{\"error\":{\"message\":\"");
     json_escape(&body, msg, strlen(msg));
     FMT_LIT(&body, "\",\"type\":\"");
-    buf_append_str(&body, error_type(status));
+    buf_append_str(&body, http_error_type(status));
     FMT_LIT(&body, "\",\"param\":null,\"code\":");
     fmt_uint(&body, (uint64_t)status);
     FMT_LIT(&body, "}}");

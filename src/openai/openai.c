@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "base/jscan.h"
 #include "base/json.h"
+#include "net/http.h"
 
 bool openai_api_from_path(const char *path, enum openai_api *out)
 {
@@ -27,30 +28,7 @@ bool openai_api_from_path(const char *path, enum openai_api *out)
 
 const char *openai_error_type(int status)
 {
-    switch (status) {
-    case 400:
-        return "BadRequestError";
-    case 401:
-        return "AuthenticationError";
-    case 403:
-        return "PermissionDeniedError";
-    case 404:
-        return "NotFoundError";
-    case 408:
-        return "RequestTimeoutError";
-    case 413:
-        return "RequestTooLargeError";
-    case 422:
-        return "UnprocessableEntityError";
-    case 429:
-        return "RateLimitError";
-    case 501:
-        return "NotImplementedError";
-    case 503:
-        return "ServiceUnavailableError";
-    default:
-        return status >= 500 ? "InternalServerError" : "BadRequestError";
-    }
+    return http_error_type(status);
 }
 
 void openai_error_vset(struct openai_error *e, int status, const char *param, const char *fmt,

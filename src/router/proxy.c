@@ -739,7 +739,7 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
     buf_free(&trace);
     const char *decision = res->prefill ? "disaggregate" : "decode-only";
     metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
-    if (!res->prefill && res->pd_reason && !strncmp(res->pd_reason, "no prefill", 10)) {
+    if (res->pd == SCHED_PD_NO_PREFILL) {
         /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
         LOG_W(r->cfg.sidecar ? "sidecar" : "router",
               "request %s: no healthy prefill endpoint: fallback to decode-only",

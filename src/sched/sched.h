@@ -114,6 +114,14 @@ struct sched_request {
     size_t n_subset;
 };
 
+/* What the profile handler decided about P/D. */
+enum sched_pd_outcome {
+    SCHED_PD_SINGLE = 0,       /* one profile: no P/D in this config (or not scheduled) */
+    SCHED_PD_DECODE_ONLY,      /* the decider said no (cached / short prompt) */
+    SCHED_PD_DISAGGREGATE,     /* prefill picked: res->prefill is set */
+    SCHED_PD_NO_PREFILL,       /* disaggregation wanted, no prefill endpoint healthy */
+};
+
 #define SCHED_MAX_PICKS 8
 #define SCHED_MAX_PLUGIN_TIMES 24
 
@@ -126,6 +134,7 @@ struct sched_result {
     /* P/D: the prefill endpoint when the handler decided to disaggregate. */
     struct sched_endpoint *prefill; /* ref'd, or NULL */
     const char *pd_reason;          /* static text: why P/D was or was not chosen */
+    enum sched_pd_outcome pd;       /* the same, for code to branch on */
     uint64_t elapsed_ns;
     /* Time spent in each plugin call, on sampled decisions only (1 in 16 per thread: the
      * clock reads are not free); n_plugin_times is 0 on the others. Names are borrowed

@@ -169,10 +169,12 @@ static void pd_handle(struct sched_plugin *self, struct sched_cycle *c, struct s
         hit = fmin(1.0, fmax(matched - 1, 0) * (double)st->block_size / len);
     }
     if ((1 - hit) * len >= st->threshold) {
-        res->pd_reason = run_prefill(c, st->prefill, res)
-                             ? "uncached prompt length >= threshold: prefill disaggregated"
-                             : "no prefill endpoint: decode only";
+        bool ok = run_prefill(c, st->prefill, res);
+        res->pd = ok ? SCHED_PD_DISAGGREGATE : SCHED_PD_NO_PREFILL;
+        res->pd_reason = ok ? "uncached prompt length >= threshold: prefill disaggregated"
+                            : "no prefill endpoint: decode only";
     } else {
+        res->pd = SCHED_PD_DECODE_ONLY;
         res->pd_reason = "uncached prompt length < threshold: decode only";
     }
 }
@@ -277,10 +279,13 @@ static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
     if (st->decider)
         go = st->decider->t->decide(st->decider, c, (uint16_t)c->decode_pick, &why);
     if (!go) {
+        res->pd = SCHED_PD_DECODE_ONLY;
         res->pd_reason = why;
         return;
     }
-    res->pd_reason = run_prefill(c, st->prefill, res) ? why : "no prefill endpoint: decode only";
+    bool ok = run_prefill(c, st->prefill, res);
+    res->pd = ok ? SCHED_PD_DISAGGREGATE : SCHED_PD_NO_PREFILL;
+    res->pd_reason = ok ? why : "no prefill endpoint: decode only";
 }
 
 const struct sched_plugin_type sched_disagg_profile_handler = {

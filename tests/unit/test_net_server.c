@@ -606,6 +606,8 @@ static void test_408_slow_client(void **state)
     run_until(t, &r.eof);
     assert_true(uv_now(&t->loop) - t0 >= 100);
     assert_true(strncmp(r.in.data, "HTTP/1.1 408 ", 13) == 0);
+    /* the same error class as every other 408 body (http_error_type) */
+    assert_non_null(strstr(r.in.data, "\"type\":\"RequestTimeoutError\""));
     assert_int_equal(t->handled, 0);
     raw_close(t, &r);
 
