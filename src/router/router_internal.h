@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -113,6 +114,16 @@ struct router_metrics {
     struct metrics_family *gaie_ready_pods; /* inference_pool_ready_pods{name} */
 };
 
+/* scrape.c's state (control loop only). */
+struct router_scraper {
+    struct scrape **busy; /* scrapes in flight, one per endpoint at most: freed on stop */
+    size_t n_busy, cap_busy;
+    uint64_t warned[1024]; /* name hashes of endpoints already warned about */
+    size_t n_warned;
+    uint64_t file_checked_ns; /* --endpoints-file: last stat */
+    struct timespec file_mtime;
+};
+
 struct router {
     struct router_config cfg;
     struct sched_datastore *ds;
@@ -123,6 +134,7 @@ struct router {
     struct router_worker *workers;
     size_t n_workers;
     uv_timer_t scrape_timer;
+    struct router_scraper scraper;
     struct http_client *scrape_client;
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
     struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */

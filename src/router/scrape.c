@@ -22,52 +22,42 @@ struct scrape {
     struct sched_endpoint *ep; /* ref'd */
 };
 
-/* Scrapes in flight (one per endpoint at most; few, so a linear list). Kept so shutdown
- * can free them: freeing the client cancels them without callbacks. */
-static struct scrape **busy;
-
 /* Endpoints never scraped successfully get one warning, not one per scrape (the control
  * loop is single-threaded; a small set of name hashes is enough). */
-static bool first_failure(const char *name)
+static bool first_failure(struct router_scraper *s, const char *name)
 {
-    static uint64_t warned[1024];
-    static size_t n_warned;
     uint64_t h = hash_str(name, 7);
-    for (size_t i = 0; i < n_warned; i++)
-        if (warned[i] == h)
+    for (size_t i = 0; i < s->n_warned; i++)
+        if (s->warned[i] == h)
             return false;
-    if (n_warned < sizeof warned / sizeof *warned)
-        warned[n_warned++] = h;
+    if (s->n_warned < sizeof s->warned / sizeof *s->warned)
+        s->warned[s->n_warned++] = h;
     return true;
 }
 
-static size_t n_busy, cap_busy;
-static uint64_t file_checked_ns;
-static struct timespec file_mtime;
-
-static bool is_busy(const char *name)
+static bool is_busy(struct router_scraper *s, const char *name)
 {
-    for (size_t i = 0; i < n_busy; i++) {
-        if (!strcmp(sched_endpoint_name(busy[i]->ep), name))
+    for (size_t i = 0; i < s->n_busy; i++) {
+        if (!strcmp(sched_endpoint_name(s->busy[i]->ep), name))
             return true;
     }
     return false;
 }
 
-static void busy_add(struct scrape *sc)
+static void busy_add(struct router_scraper *s, struct scrape *sc)
 {
-    if (n_busy == cap_busy) {
-        cap_busy = cap_busy ? cap_busy * 2 : 16;
-        busy = xrealloc(busy, cap_busy * sizeof *busy);
+    if (s->n_busy == s->cap_busy) {
+        s->cap_busy = s->cap_busy ? s->cap_busy * 2 : 16;
+        s->busy = xrealloc(s->busy, s->cap_busy * sizeof *s->busy);
     }
-    busy[n_busy++] = sc;
+    s->busy[s->n_busy++] = sc;
 }
 
-static void busy_remove(struct scrape *sc)
+static void busy_remove(struct router_scraper *s, struct scrape *sc)
 {
-    for (size_t i = 0; i < n_busy; i++) {
-        if (busy[i] == sc) {
-            busy[i] = busy[--n_busy];
+    for (size_t i = 0; i < s->n_busy; i++) {
+        if (s->busy[i] == sc) {
+            s->busy[i] = s->busy[--s->n_busy];
             return;
         }
     }
@@ -142,7 +132,7 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
     struct scrape *sc = ctx;
     struct router *r = sc->r;
     const char *name = sched_endpoint_name(sc->ep);
-    busy_remove(sc);
+    busy_remove(&sc->r->scraper, sc);
     struct sched_endpoint_metrics before;
     sched_endpoint_snapshot(sc->ep, &before);
     struct parsed p = {0};
@@ -154,7 +144,7 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
     else
         prom_parse(body, len, on_sample, &p, why, sizeof why); /* why names a bad line */
     if (why[0]) {
-        if (before.healthy || (!before.have && first_failure(name)))
+        if (before.healthy || (!before.have && first_failure(&r->scraper, name)))
             LOG_W(LOG_C, "endpoint %s (%s): metrics scrape failed (%s); marked unhealthy", name,
                   sched_endpoint_addr(sc->ep), why);
         sched_endpoint_set_health(sc->ep, false);
@@ -177,15 +167,16 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
 
 static void check_endpoints_file(struct router *r, uint64_t now)
 {
-    if (!r->cfg.endpoints_file || now - file_checked_ns < 1000000000ull)
+    if (!r->cfg.endpoints_file || now - r->scraper.file_checked_ns < 1000000000ull)
         return;
-    file_checked_ns = now;
+    r->scraper.file_checked_ns = now;
     struct stat st;
     if (stat(r->cfg.endpoints_file, &st) != 0)
         return;
-    if (st.st_mtim.tv_sec == file_mtime.tv_sec && st.st_mtim.tv_nsec == file_mtime.tv_nsec)
+    if (st.st_mtim.tv_sec == r->scraper.file_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == r->scraper.file_mtime.tv_nsec)
         return;
-    file_mtime = st.st_mtim;
+    r->scraper.file_mtime = st.st_mtim;
     char err[512];
     if (!router_load_endpoints_file(r, r->cfg.endpoints_file, err, sizeof err))
         LOG_E(LOG_C, "endpoints file not reloaded: %s", err);
@@ -207,13 +198,13 @@ static void on_tick(uv_timer_t *t)
             m.stale = true;
             sched_endpoint_set_scraped(eps[i], &m);
         }
-        if (is_busy(name))
+        if (is_busy(&r->scraper, name))
             continue;
         struct scrape *sc = xcalloc(1, sizeof *sc);
         sc->r = r;
         sc->ep = eps[i];
         sched_endpoint_ref(sc->ep);
-        busy_add(sc);
+        busy_add(&r->scraper, sc);
         uint64_t timeout = (uint64_t)(r->cfg.refresh_metrics_s * 1e3) * 20;
         struct http_call_request req = {
             .method = "GET",
@@ -245,11 +236,12 @@ void router_scrape_stop(struct router *r)
     uv_close((uv_handle_t *)&r->scrape_timer, NULL);
     /* Freeing the client cancels in-flight scrapes without callbacks: drop their state. */
     http_client_free(r->scrape_client);
-    for (size_t i = 0; i < n_busy; i++) {
-        sched_endpoint_unref(busy[i]->ep);
-        free(busy[i]);
+    struct router_scraper *sp = &r->scraper;
+    for (size_t i = 0; i < sp->n_busy; i++) {
+        sched_endpoint_unref(sp->busy[i]->ep);
+        free(sp->busy[i]);
     }
-    free(busy);
-    busy = NULL;
-    n_busy = cap_busy = 0;
+    free(sp->busy);
+    sp->busy = NULL;
+    sp->n_busy = sp->cap_busy = 0;
 }
