@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libuv1-dev node-llhttp libjansson-dev libfyaml-dev libxxhash-dev libssl-dev
   libcurl4-openssl-dev libcmocka-dev python3 curl openssl
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
 )
 # Benchmark-only tools (never runtime deps); installed with BENCH=1 or by `make bench`.
 if [ "${BENCH:-0}" = 1 ]; then

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "net/loop.h"
 #include "router/router.h"
+#include "extproc/extproc.h"
 #include "router/router_internal.h"
 
 #define LOG_C "router"
@@ -108,6 +109,10 @@ static void on_shutdown(void *ctx)
         uv_async_send(&r->workers[i].stop);
     router_scrape_stop(r);
     router_discovery_stop(r->discovery);
+    if (r->extproc) {
+        extproc_server_stop(r->extproc); /* joins its threads; streams are released */
+        r->extproc = NULL;
+    }
     if (r->metrics_server)
         http_server_stop(r->metrics_server, NULL, NULL);
     loop_shutdown_watch_close(&r->control);
@@ -251,6 +256,18 @@ int router_run(struct router *r)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
     r->workers = xcalloc(r->n_workers, sizeof *r->workers);
+    if (r->cfg.grpc_port > 0 && !r->cfg.sidecar) { /* before any worker: a clean exit */
+        char why[600];
+        if (!router_extproc_start(r, why, sizeof why)) {
+            fprintf(stderr, "tandem %s: --grpc-port: %s\n", role, why);
+            router_discovery_stop(r->discovery);
+            loop_run_and_close(&r->control);
+            uv_loop_close(&r->control);
+            router_discovery_free(r->discovery);
+            router_free(r);
+            return 1;
+        }
+    }
     int port = r->cfg.port;
     for (size_t i = 0; i < r->n_workers; i++) {
         struct router_worker *w = &r->workers[i];

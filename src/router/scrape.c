@@ -13,6 +13,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/prom.h"
+#include "extproc/extproc.h"
 #include "router/router_internal.h"
 
 #define LOG_C "scraper"
@@ -124,6 +125,8 @@ static void update_ready(struct router *r)
     }
     sched_ds_release_list(eps, n);
     r->ready = ready;
+    if (r->extproc)
+        extproc_set_ready(r->extproc, ready);
 }
 
 static void on_scraped(enum http_call_error err, int status, const char *body, size_t len,

@@ -1,0 +1,150 @@
+/* The router's side of Envoy ext_proc (`--grpc-port`): the gateway asks which pod should
+ * serve a request and forwards it itself. src/extproc speaks the protocol; this file
+ * makes the decision with exactly the HTTP proxy's code (router_parse_body +
+ * router_decide: same scheduler, config, plugins, decision log and metrics) and keeps
+ * the in-flight accounting for the picked endpoint until the gateway's stream ends.
+ *
+ * Threads: decide/release run on ext_proc's worker threads; the datastore, scheduler and
+ * metrics they use are thread-safe. A token owns one reference to its endpoint. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/arena.h"
+#include "base/log.h"
+#include "extproc/extproc.h"
+#include "router/router_internal.h"
+
+#define LOG_C "extproc"
+
+struct xp_token {
+    struct sched_endpoint *ep; /* ref'd */
+    int64_t est_tokens;
+};
+
+static const char *header(const struct extproc_request *req, const char *key)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!strcmp(req->headers[i].key, key))
+            return req->headers[i].value;
+    return NULL;
+}
+
+static void xp_decide(void *ctx, const struct extproc_request *req, struct extproc_decision *out)
+{
+    struct router *r = ctx;
+    memset(out, 0, sizeof *out);
+    struct arena a;
+    arena_init(&a, 0);
+    /* the gateway's headers as the scheduler's plugins read them (session headers ...) */
+    struct http_headers hh = {0};
+    hh.items = arena_alloc(&a, (req->n_headers ? req->n_headers : 1) * sizeof *hh.items);
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct extproc_header *h = &req->headers[i];
+        if (h->key[0] == ':')
+            continue;
+        hh.items[hh.n++] = (struct http_header){h->key, h->value, strlen(h->key),
+                                                strlen(h->value)};
+    }
+    hh.cap = hh.n;
+    const char *method = header(req, ":method");
+    struct sched_request s = {
+        .request_id = req->request_id,
+        .headers = &hh,
+        .has_subset = req->has_subset,
+        .subset = req->subset,
+        .n_subset = req->n_subset,
+    };
+    struct router_parsed parsed;
+    char msg[512];
+    int st = router_parse_body(&s, &a, method ? method : "POST", req->body, req->body_len,
+                               &parsed, msg, sizeof msg);
+    struct sched_result res;
+    memset(&res, 0, sizeof res);
+    size_t pick = 0;
+    if (!st)
+        st = router_decide(r, &s, &res, &pick, msg, sizeof msg);
+    const char *model = parsed.model_label && *parsed.model_label ? parsed.model_label : "";
+    const char *labels[] = {model, model};
+    metrics_counter_inc(metrics_series_get(r->m.gaie_requests, labels));
+    if (st) {
+        out->status = st;
+        if (st == 503 && req->has_subset)
+            snprintf(out->message, sizeof out->message,
+                     "no ready endpoint in the gateway's subset hint (%zu endpoint%s): %.400s",
+                     req->n_subset, req->n_subset == 1 ? "" : "s", msg);
+        else
+            snprintf(out->message, sizeof out->message, "%s", msg);
+        snprintf(out->reason, sizeof out->reason, "%s",
+                 st == 400 ? "bad_request" : st == 429 ? "shed" : "no_ready_endpoint");
+        const char *code = st == 400 ? "400" : st == 429 ? "429" : "503";
+        const char *el[] = {model, code};
+        metrics_counter_inc(metrics_series_get(r->m.gaie_errors, el));
+        sched_result_release(&res);
+        arena_free(&a);
+        return;
+    }
+    /* the pick first, then the other picks as fallbacks */
+    size_t len = 0;
+    struct sched_endpoint *order[SCHED_MAX_PICKS];
+    size_t n = 0;
+    order[n++] = res.picks[pick];
+    for (size_t i = 0; i < res.n_picks; i++)
+        if (i != pick)
+            order[n++] = res.picks[i];
+    for (size_t i = 0; i < n; i++) {
+        const char *addr = sched_endpoint_addr(order[i]);
+        int w = snprintf(out->endpoint + len, sizeof out->endpoint - len, "%s%s", i ? "," : "",
+                         addr);
+        if (w < 0 || (size_t)w >= sizeof out->endpoint - len) {
+            out->endpoint[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
+    }
+    if (res.prefill && !r->cfg.pd_router) /* the decode pod's sidecar runs the prefill leg */
+        snprintf(out->prefiller, sizeof out->prefiller, "%s",
+                 sched_endpoint_addr(res.prefill));
+    struct xp_token *t = xmalloc(sizeof *t);
+    t->ep = res.picks[pick];
+    sched_endpoint_ref(t->ep);
+    t->est_tokens = parsed.est_tokens;
+    sched_endpoint_inflight_add(t->ep, 1, t->est_tokens);
+    out->token = t;
+    LOG_D(LOG_C, "request %s -> %s%s%s", req->request_id, out->endpoint,
+          out->prefiller[0] ? " prefill " : "", out->prefiller);
+    sched_result_release(&res);
+    arena_free(&a);
+}
+
+static void xp_release(void *ctx, void *token, bool cancelled)
+{
+    struct xp_token *t = token;
+    sched_endpoint_inflight_add(t->ep, -1, -t->est_tokens);
+    sched_endpoint_unref(t->ep);
+    free(t);
+}
+
+bool router_extproc_start(struct router *r, char *err, size_t errlen)
+{
+    const struct router_config *c = &r->cfg;
+    struct extproc_config xc = {
+        .host = c->host,
+        .port = c->grpc_port,
+        .health_port = c->grpc_health_port,
+        .tls = c->secure_serving,
+        .cert_dir = c->cert_path,
+        .workers = (int)(r->n_workers ? r->n_workers : 1),
+        .mode = c->extproc_mode,
+        .max_body_bytes = (size_t)c->max_body_bytes,
+    };
+    struct extproc_hooks hooks = {.decide = xp_decide, .release = xp_release, .ctx = r};
+    if (!extproc_server_start(&xc, &hooks, &r->extproc, err, errlen))
+        return false;
+    LOG_I(LOG_C, "ext_proc on %s:%d (%s), gRPC health on %d", c->host,
+          extproc_port(r->extproc), c->secure_serving ? "TLS, self-signed unless --cert-path"
+                                                      : "plaintext",
+          extproc_health_port(r->extproc));
+    return true;
+}
