@@ -20,6 +20,7 @@
 #include "base/flags.h"
 #include "base/json.h"
 #include "bench/bench.h"
+#include "openai/openai.h"
 #include "net/http_client.h"
 #include "net/sse.h"
 #include "net/url.h"
@@ -517,7 +518,7 @@ static bool probe_server(struct bench *b, char *model_out, size_t cap)
 {
     struct fetch_state st = {0};
     struct http_call_request q = {.method = "GET", .host = b->url.host, .port = b->url.port,
-                                  .path = "/v1/models", .timeout_ms = 10000};
+                                  .path = OPENAI_PATH_MODELS, .timeout_ms = 10000};
     http_fetch(b->client, &q, 1 << 20, fetch_done, &st);
     while (!st.done)
         uv_run(b->loop, UV_RUN_ONCE);
@@ -620,7 +621,7 @@ int bench_main(int argc, char **argv)
 {
     if (argc > 0 && strcmp(argv[0], "compare") == 0)
         return bench_compare_main(argc - 1, argv + 1);
-    struct opts o = {.host = "127.0.0.1", .port = 8000, .endpoint = "/v1/completions",
+    struct opts o = {.host = "127.0.0.1", .port = 8000, .endpoint = OPENAI_PATH_COMPLETIONS,
                      .label = "tandem", .arrival = "poisson", .num_prompts = -1,
                      .request_rate = INFINITY, .burstiness = 1.0, .stage_duration = 30,
                      .timeout = 600, .percentile_metrics = "ttft,tpot,itl,e2el",
@@ -726,7 +727,8 @@ int bench_main(int argc, char **argv)
         fprintf(stderr, "tandem bench: --burstiness must be > 0\n");
         return 2;
     }
-    if (strcmp(o.endpoint, "/v1/completions") && strcmp(o.endpoint, "/v1/chat/completions")) {
+    enum openai_api api;
+    if (!openai_api_from_path(o.endpoint, &api)) {
         fprintf(stderr, "tandem bench: --endpoint: '%s' is not /v1/completions or "
                         "/v1/chat/completions\n", o.endpoint);
         return 2;

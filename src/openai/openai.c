@@ -13,17 +13,35 @@
 #include "base/json.h"
 #include "net/http.h"
 
+static const struct openai_route_info routes[] = {
+    {OPENAI_ROUTE_COMPLETIONS, "POST", OPENAI_PATH_COMPLETIONS, true},
+    {OPENAI_ROUTE_CHAT, "POST", OPENAI_PATH_CHAT, true},
+    {OPENAI_ROUTE_RESPONSES, "POST", OPENAI_PATH_RESPONSES, true},
+    {OPENAI_ROUTE_MODELS, "GET", OPENAI_PATH_MODELS, false},
+};
+
+const struct openai_route_info *openai_route_find(const char *method, const char *path)
+{
+    size_t len = strcspn(path, "?");
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        const struct openai_route_info *r = &routes[i];
+        if (strlen(r->path) == len && !strncmp(r->path, path, len) &&
+            (!method || !strcmp(method, r->method)))
+            return r;
+    }
+    return NULL;
+}
+
 bool openai_api_from_path(const char *path, enum openai_api *out)
 {
-    if (strcmp(path, "/v1/completions") == 0) {
+    const struct openai_route_info *r = openai_route_find(NULL, path);
+    if (r && r->route == OPENAI_ROUTE_COMPLETIONS)
         *out = OPENAI_COMPLETIONS;
-        return true;
-    }
-    if (strcmp(path, "/v1/chat/completions") == 0) {
+    else if (r && r->route == OPENAI_ROUTE_CHAT)
         *out = OPENAI_CHAT;
-        return true;
-    }
-    return false;
+    else
+        return false;
+    return true;
 }
 
 const char *openai_error_type(int status)

@@ -23,6 +23,30 @@ enum openai_api {
     OPENAI_CHAT,
 };
 
+/* The OpenAI routes tandem serves or proxies: one table, used by the router, the sim,
+ * P/D and bench. */
+#define OPENAI_PATH_COMPLETIONS "/v1/completions"
+#define OPENAI_PATH_CHAT "/v1/chat/completions"
+#define OPENAI_PATH_RESPONSES "/v1/responses"
+#define OPENAI_PATH_MODELS "/v1/models"
+
+enum openai_route {
+    OPENAI_ROUTE_COMPLETIONS,
+    OPENAI_ROUTE_CHAT,
+    OPENAI_ROUTE_RESPONSES,
+    OPENAI_ROUTE_MODELS,
+};
+
+struct openai_route_info {
+    enum openai_route route;
+    const char *method; /* "POST" or "GET" */
+    const char *path;   /* static: usable as a metrics label */
+    bool generation;    /* a prompt goes in, tokens come out (scheduled, P/D) */
+};
+
+/* The route for a request, or NULL. A query string after the path is ignored. */
+const struct openai_route_info *openai_route_find(const char *method, const char *path);
+
 /* Maps a path to an API; false for paths that are not generation endpoints. */
 bool openai_api_from_path(const char *path, enum openai_api *out);
 

@@ -1,4 +1,5 @@
 /* P/D coordination: the nixlv2 connector and the buffered prefill leg (see pd.h). */
+#include "openai/openai.h"
 #include "pd/pd.h"
 
 #include <stdio.h>
@@ -33,7 +34,8 @@ static bool nixl_prefill_body(const char *path, const char *body, size_t len, st
     json_object_set_new(root, "kv_transfer_params", kv);
     json_object_set_new(root, "stream", json_false());
     json_object_del(root, "stream_options");
-    if (strstr(path, "/v1/responses")) {
+    const struct openai_route_info *rt = openai_route_find(NULL, path);
+    if (rt && rt->route == OPENAI_ROUTE_RESPONSES) {
         json_object_set_new(root, "max_output_tokens", json_integer(1));
     } else {
         json_object_set_new(root, "max_tokens", json_integer(1));

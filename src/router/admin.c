@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "openai/openai.h"
 #include "router/router_internal.h"
 
 static const char *role_str(enum sched_role r)
@@ -292,7 +293,7 @@ static void handle_models(struct router *r, struct http_exchange *ex, struct rou
             .method = "GET",
             .host = sched_endpoint_host(eps[i]),
             .port = sched_endpoint_port(eps[i]),
-            .path = "/v1/models",
+            .path = OPENAI_PATH_MODELS,
             .timeout_ms = 2000,
         };
         m->pending++;
@@ -327,7 +328,7 @@ bool router_admin(struct router *r, struct http_exchange *ex, struct router_work
         endpoints_json(r, &b);
         http_respond(ex, 200, "application/json", b.data, b.len);
         buf_free(&b);
-    } else if (get && !strcmp(q->path, "/v1/models") && w) {
+    } else if (get && !strcmp(q->path, OPENAI_PATH_MODELS) && w) {
         handle_models(r, ex, w);
     } else {
         return false;

@@ -539,9 +539,8 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
 
 static bool pd_path(const struct http_request *q)
 {
-    return !strcmp(q->method, "POST") &&
-           (!strcmp(q->path, "/v1/completions") || !strcmp(q->path, "/v1/chat/completions") ||
-            !strcmp(q->path, "/v1/responses"));
+    const struct openai_route_info *rt = openai_route_find(q->method, q->path);
+    return rt && rt->generation;
 }
 
 /* Is host:port on --allowed-prefillers? Entries are host:port or a host alone (any port),
@@ -627,11 +626,8 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
     }
     struct arena *a = http_exchange_arena(ex);
     struct proxy_req *p = proxy_req_new(w, ex);
-    static const char *const known[] = {"/v1/completions", "/v1/chat/completions",
-                                        "/v1/responses", "/v1/models", "/metrics", NULL};
-    for (const char *const *k = known; *k && !p->path_label; k++)
-        if (!strcmp(q->path, *k))
-            p->path_label = *k;
+    const struct openai_route_info *rt = openai_route_find(NULL, q->path);
+    p->path_label = rt ? rt->path : !strcmp(q->path, "/metrics") ? "/metrics" : NULL;
     p->ep = sched_ds_find(r->ds, "engine");
     if (!p->ep) {
         router_error(ex, 503, NULL, "decode endpoint not ready: no engine configured");

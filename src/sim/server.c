@@ -769,7 +769,7 @@ static void handle(struct http_exchange *ex, void *ctx)
         metrics_render(s->m.reg, &b);
         respond(s, ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
         buf_free(&b);
-    } else if (get && strcmp(q->path, "/v1/models") == 0) {
+    } else if (get && strcmp(q->path, OPENAI_PATH_MODELS) == 0) {
         handle_models(s, ex);
     } else if (get && strcmp(q->path, "/version") == 0) {
         static const char v[] = "{\"version\":\"tandem-sim " TANDEM_VERSION "\"}";

@@ -140,9 +140,30 @@ static void test_error_body(void **state)
     assert_false(openai_api_from_path("/v1/models", &api));
 }
 
+static void test_route_table(void **state)
+{
+    const struct openai_route_info *r = openai_route_find("POST", "/v1/chat/completions");
+    assert_non_null(r);
+    assert_int_equal(r->route, OPENAI_ROUTE_CHAT);
+    assert_true(r->generation);
+    r = openai_route_find("POST", "/v1/responses?x=1"); /* a query does not matter */
+    assert_non_null(r);
+    assert_int_equal(r->route, OPENAI_ROUTE_RESPONSES);
+    assert_null(openai_route_find("GET", "/v1/completions")); /* the method does */
+    r = openai_route_find(NULL, "/v1/models");
+    assert_non_null(r);
+    assert_false(r->generation);
+    assert_null(openai_route_find("POST", "/v1/completionsx"));
+    enum openai_api api;
+    assert_true(openai_api_from_path("/v1/completions", &api));
+    assert_int_equal(api, OPENAI_COMPLETIONS);
+    assert_false(openai_api_from_path("/v1/models", &api));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_table),
         cmocka_unit_test(test_completion_fields),   cmocka_unit_test(test_prompt_forms),
         cmocka_unit_test(test_chat_render_and_limits), cmocka_unit_test(test_errors_name_fields),
         cmocka_unit_test(test_error_body),
