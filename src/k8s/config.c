@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "base/alloc.h"
+#include "base/b64.h"
 #include "base/buf.h"
 #include "base/yaml.h"
 #include "k8s/k8s.h"
@@ -33,34 +32,16 @@ void k8s_config_free(struct k8s_config *c)
     memset(c, 0, sizeof *c);
 }
 
-/* base64 (standard alphabet, padding optional, whitespace ignored) -> NUL-terminated. */
-static char *b64_decode(const char *in, size_t *out_len)
+/* base64 (padding optional, whitespace ignored) -> a NUL-terminated copy, or NULL. */
+static char *b64_copy(const char *in)
 {
-    size_t n = strlen(in);
-    char *clean = xmalloc(n + 4);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ' && in[i] != '\t')
-            clean[m++] = in[i];
-    while (m % 4)
-        clean[m++] = '=';
-    clean[m] = '\0';
-    size_t pad = 0;
-    if (m >= 1 && clean[m - 1] == '=')
-        pad++;
-    if (m >= 2 && clean[m - 2] == '=')
-        pad++;
-    unsigned char *out = xmalloc(m / 4 * 3 + 1);
-    int r = m ? EVP_DecodeBlock(out, (const unsigned char *)clean, (int)m) : 0;
-    free(clean);
-    if (r < 0 || (size_t)r < pad) {
+    size_t len = strlen(in);
+    char *out = xmalloc(len / 4 * 3 + 4);
+    if (b64_decode(in, len, out, len / 4 * 3 + 4) == (size_t)-1) {
         free(out);
         return NULL;
     }
-    out[r - (int)pad] = '\0';
-    if (out_len)
-        *out_len = (size_t)r - pad;
-    return (char *)out;
+    return out;
 }
 
 /* A path in a kubeconfig is relative to the file's directory. */
@@ -102,7 +83,7 @@ static bool pem_field(const json_t *obj, const char *key, const char *path, char
             snprintf(why, whylen, "%s: must be a base64 string", dkey);
             return false;
         }
-        *out = b64_decode(json_string_value(data), NULL);
+        *out = b64_copy(json_string_value(data));
         if (!*out) {
             snprintf(why, whylen, "%s: not valid base64", dkey);
             return false;

@@ -162,7 +162,7 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
     if (!http_headers_get(h, "x-request-id"))
         http_add_header(p->ex, "x-request-id", p->request_id);
     if (!p->r->cfg.sidecar) {
-        char token[256];
+        char token[512]; /* base64 of a name of up to 253 characters */
         sched_session_token(p->ep, token, sizeof token);
         http_add_header(p->ex, "x-session-token", token);
     }

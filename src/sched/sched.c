@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/hash.h"
 #include "base/json.h"
@@ -144,67 +145,20 @@ int sched_param_bool(const json_t *params, const char *key, bool *out, struct sc
     return 1;
 }
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 void sched_session_token(const struct sched_endpoint *e, char *out, size_t cap)
 {
-    const unsigned char *s = (const unsigned char *)e->name;
-    size_t n = strlen(e->name), o = 0;
-    if (cap == 0)
-        return;
-    for (size_t i = 0; i < n && o + 4 < cap; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= s[i + 2];
-        out[o++] = b64_alphabet[(v >> 18) & 63];
-        out[o++] = b64_alphabet[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
-    }
-    out[o] = 0;
-}
-
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
+    b64_encode(e->name, strlen(e->name), out, cap);
 }
 
 size_t sched_b64_decode(const char *in, size_t len, char *out, size_t cap)
 {
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '=')
-            break;
-        int v = b64_val((unsigned char)in[i]);
-        if (v < 0)
-            return 0;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= cap)
-                return 0;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
+    size_t n = b64_decode(in, len, out, cap);
+    if (n == (size_t)-1) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
     }
-    if (cap)
-        out[o] = 0;
-    return o;
+    return n;
 }
 
 /* --- trace ------------------------------------------------------------------------------ */
