@@ -138,6 +138,13 @@ struct sched_plugin_type {
     /* After a successful, non-dry-run decision. */
     void (*post_pick)(struct sched_plugin *self, struct sched_cycle *c,
                       const struct sched_result *res);
+    /* prefix matcher (prefix-cache-scorer): matches this cycle's prompt blocks against
+     * every candidate once (c->px_hashes, c->px_matched), returns the prompt's block
+     * count. Other plugins (P/D handlers and deciders, no-hit-lru) read prefix state only
+     * through this hook, never by calling the scorer's own functions. */
+    size_t (*match_prefix)(struct sched_plugin *self, struct sched_cycle *c);
+    /* its block size in characters (for turning matched blocks into cached tokens) */
+    size_t (*prefix_block_size)(const struct sched_plugin *self);
 };
 
 struct sched_plugin {
@@ -212,10 +219,7 @@ struct sched_cycle {
 int sched_run_profile(struct sched_cycle *c, const struct sched_profile *p, uint16_t *picks,
                       size_t *n_picks, char *reason, size_t reason_cap);
 
-/* Prefix state for the given prefix-cache-scorer plugin (NULL: none configured).
- * Ensures hashes and per-endpoint matches exist; returns blocks total. */
-size_t sched_prefix_ensure(struct sched_cycle *c, struct sched_plugin *prefix_plugin);
-size_t sched_prefix_block_size(const struct sched_plugin *prefix_plugin);
+/* Whether p offers the prefix-matcher hooks (match_prefix, prefix_block_size). */
 bool sched_plugin_is_prefix(const struct sched_plugin *p);
 struct prefix_index *sched_prefix_plugin_index(const struct sched_plugin *p);
 /* The cache-aware picker's index, or NULL when p is another plugin. */

@@ -164,7 +164,7 @@ static void pd_handle(struct sched_plugin *self, struct sched_cycle *c, struct s
     double len = (double)c->req->prompt_len;
     double hit = 0;
     if (st->prefix && len > 0) {
-        sched_prefix_ensure(c, st->prefix);
+        st->prefix->t->match_prefix(st->prefix, c);
         double matched = c->px_matched[c->decode_pick];
         hit = fmin(1.0, fmax(matched - 1, 0) * (double)st->block_size / len);
     }
@@ -363,8 +363,9 @@ static bool pdec_decide(struct sched_plugin *self, struct sched_cycle *c, uint16
     }
     double cached = 0;
     if (st->prefix && r->prompt_len) {
-        sched_prefix_ensure(c, st->prefix);
-        double chars = (double)c->px_matched[decode] * (double)sched_prefix_block_size(st->prefix);
+        st->prefix->t->match_prefix(st->prefix, c);
+        double chars = (double)c->px_matched[decode] *
+                       (double)st->prefix->t->prefix_block_size(st->prefix);
         cached = fmin(tokens, chars * tokens / (double)r->prompt_len);
     }
     if (tokens - cached >= (double)st->non_cached) {

@@ -2,8 +2,9 @@
  * caller clamps and weights). Formulas and parameter names follow llm-d's plugins.
  *
  * The prefix-cache-scorer owns an approximate prefix index; its block hashes for the
- * request are computed once per cycle (sched_prefix_ensure) and reused by its post-pick
- * insert, the P/D handler, deciders and the no-hit-lru-scorer. The no-hit-lru-scorer
+ * request are computed once per cycle (prefix_match) and reused by its post-pick insert;
+ * the P/D handlers, deciders and the no-hit-lru-scorer reach them only through its
+ * match_prefix hook. The no-hit-lru-scorer
  * keeps an MRU-first list of the pods that took cold requests under a mutex (touched
  * once per cold request). */
 #include <math.h>
@@ -360,7 +361,7 @@ static void prefix_hashes_ensure(struct sched_cycle *c, const struct sched_prefi
                         : 0;
 }
 
-size_t sched_prefix_ensure(struct sched_cycle *c, struct sched_plugin *prefix_plugin)
+static size_t prefix_match(struct sched_plugin *prefix_plugin, struct sched_cycle *c)
 {
     if (!prefix_plugin)
         return 0;
@@ -381,10 +382,10 @@ size_t sched_prefix_ensure(struct sched_cycle *c, struct sched_plugin *prefix_pl
 
 bool sched_plugin_is_prefix(const struct sched_plugin *p)
 {
-    return p && p->t->score && p->t->create == prefix_create;
+    return p && p->t->match_prefix && p->t->prefix_block_size;
 }
 
-size_t sched_prefix_block_size(const struct sched_plugin *p)
+static size_t prefix_block_size(const struct sched_plugin *p)
 {
     return ((const struct sched_prefix_scorer *)p->st)->block_size;
 }
@@ -397,7 +398,7 @@ struct prefix_index *sched_prefix_plugin_index(const struct sched_plugin *p)
 static void prefix_score(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
                          size_t n, double *out)
 {
-    size_t total = sched_prefix_ensure(c, self);
+    size_t total = prefix_match(self, c);
     for (size_t i = 0; i < n; i++)
         out[i] = total ? (double)c->px_matched[in[i]] / (double)total : 0.0;
 }
@@ -420,6 +421,8 @@ const struct sched_plugin_type sched_prefix_cache_scorer = {
     .destroy = prefix_destroy,
     .score = prefix_score,
     .post_pick = prefix_post_pick,
+    .match_prefix = prefix_match,
+    .prefix_block_size = prefix_block_size,
 };
 
 /* --- no-hit-lru-scorer ----------------------------------------------------------------- */
@@ -476,7 +479,7 @@ static bool cycle_is_cold(struct sched_cycle *c, struct sched_plugin *prefix)
 {
     if (!prefix)
         return true;
-    sched_prefix_ensure(c, prefix);
+    prefix->t->match_prefix(prefix, c);
     for (size_t i = 0; i < c->n; i++)
         if (c->px_matched[i])
             return false;
