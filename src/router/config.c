@@ -171,33 +171,107 @@ void router_config_free(struct router_config *cfg)
     cfg->n_endpoints = 0;
 }
 
+void router_common_flags(struct router_config *cfg, struct router_common *cv,
+                         struct flag *out)
+{
+    cfg->host = "0.0.0.0";
+    cfg->max_body_bytes = 32ll << 20;
+    cfg->prefill_timeout_s = 120;
+    cfg->upstream_read_timeout_s = 60;
+    cfg->max_connections = ROUTER_DEFAULT_MAX_CONNECTIONS;
+    cv->port = 8000;
+    cv->v = 2;
+    const struct flag rows[ROUTER_COMMON_FLAGS] = {
+        {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
+        {"--port", NULL, FLAG_INT, &cv->port, "N", "OpenAI API port (8000)", NULL},
+        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N",
+         "largest request body (32 MiB, 413 past it)", NULL},
+        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S",
+         "whole upstream request, 0 = none (0)", NULL},
+        {"--upstream-read-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_read_timeout_s, "S",
+         "longest silence from an engine: 504, or for a stream that has not started a "
+         "retry elsewhere with the engine marked down (60; 0 = none)",
+         NULL},
+        {"--max-connections", NULL, FLAG_INT, &cfg->max_connections, "N",
+         "client connections held at once; past it, 503 and close ("
+         ROUTER_DEFAULT_MAX_CONNECTIONS_STR "; 0 = no bound)",
+         NULL},
+        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME",
+         "KV connector protocol for P/D (nixlv2)", NULL},
+        {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S",
+         "P/D prefill leg timeout; past it, decode in place (120)", NULL},
+        {"--kubeconfig", "-kubeconfig", FLAG_STRING, &cfg->kubeconfig, "FILE",
+         "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)", NULL},
+        {"--k8s-watch-timeout", NULL, FLAG_DOUBLE, &cfg->k8s_watch_timeout_s, "S",
+         "watch timeoutSeconds (default random 300-600)", NULL},
+        {"--v", "-v", FLAG_INT, &cv->v, "N",
+         "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
+        {"--log-level", NULL, FLAG_STRING, &cv->log_level, "LEVEL",
+         "error, warn, info, debug (overrides --v)", NULL},
+        {"--log-json", NULL, FLAG_BOOL, &cv->log_json, NULL, "log JSON lines", NULL},
+    };
+    memcpy(out, rows, sizeof rows);
+}
+
+bool router_common_apply(const char *who, struct router_config *cfg,
+                         const struct router_common *cv)
+{
+    if (cv->port < 0 || cv->port > 65535) {
+        fprintf(stderr, "tandem %s: --port must be in [0, 65535]\n", who);
+        return false;
+    }
+    if (cfg->max_body_bytes < 1024 || cfg->upstream_timeout_s < 0 ||
+        !(cfg->upstream_read_timeout_s >= 0) || cfg->max_connections < 0 ||
+        cfg->k8s_watch_timeout_s < 0) {
+        fprintf(stderr, "tandem %s: --max-body-bytes >= 1024; --upstream-timeout, "
+                        "--upstream-read-timeout, --max-connections, --k8s-watch-timeout "
+                        ">= 0\n",
+                who);
+        return false;
+    }
+    if (!(cfg->prefill_timeout_s > 0)) {
+        fprintf(stderr, "tandem %s: --prefill-timeout must be > 0\n", who);
+        return false;
+    }
+    cfg->connector = pd_connector_find(cfg->connector_name);
+    if (!cfg->connector) {
+        fprintf(stderr, "tandem %s: --connector: '%s' is not a known connector (nixlv2)\n", who,
+                cfg->connector_name);
+        return false;
+    }
+    if (cfg->pool_name && !router_pool_group_ok(cfg->pool_group)) {
+        fprintf(stderr, "tandem %s: the pool group '%s' is not inference.networking.k8s.io or "
+                        "inference.networking.x-k8s.io\n",
+                who, cfg->pool_group);
+        return false;
+    }
+    if ((cfg->pool_namespace || cfg->pool_group) && !cfg->pool_name) {
+        fprintf(stderr, "tandem %s: a pool namespace or group needs the pool's name\n", who);
+        return false;
+    }
+    cfg->port = (int)cv->port;
+    cfg->verbosity = (int)cv->v;
+    return router_config_logging(who, cv->v, cv->log_level, cv->log_json);
+}
+
 int router_config_parse(struct router_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->host = "0.0.0.0";
-    cfg->port = 8000;
-    long long port = 8000, metrics_port = 9090, v = 2;
+    struct router_common cv = {0};
+    long long metrics_port = 9090;
     double refresh_ms = 50, stale_ms = 2000;
-    const char *log_level = NULL;
     const char *pd_mode = NULL, *xp_mode = NULL;
     long long grpc_port = 0, grpc_health_port = 9003;
     cfg->secure_serving = true;
-    bool log_json = false;
     cfg->workers = 0;
-    cfg->max_body_bytes = 32ll << 20;
     cfg->max_retries = 2;
     cfg->connect_timeout_s = 5;
     cfg->read_timeout_s = 30;
     cfg->idle_timeout_s = 75;
-    cfg->prefill_timeout_s = 120;
-    cfg->upstream_read_timeout_s = 60;
-    cfg->max_connections = ROUTER_DEFAULT_MAX_CONNECTIONS;
 
-    const struct flag flags[] = {
-        {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (0.0.0.0)", NULL},
-        {"--port", NULL, FLAG_INT, &port, "N", "OpenAI API port (8000)", NULL},
+    const struct flag own[] = {
         {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N",
-         "Prometheus /metrics port (9090; 0 = main port only)", NULL},
+         "Prometheus /metrics and /debug/* port (9090; 0 = main port only)", NULL},
         {"--endpoint", NULL, FLAG_FUNC, cfg, "SPEC",
          "name=NAME,addr=HOST:PORT[,role=decode|prefill|both][,label.K=V] (repeatable)",
          parse_endpoint_flag},
@@ -213,8 +287,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "engine metrics scrape interval (50)", NULL},
         {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS",
          "scraped metrics older than this are stale (2000)", NULL},
-        {"--max-body-bytes", NULL, FLAG_INT, &cfg->max_body_bytes, "N",
-         "largest request body (32 MiB, 413 past it)", NULL},
         {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N",
          "retries on another endpoint before the first byte (2)", NULL},
         {"--max-inflight-per-endpoint", NULL, FLAG_INT, &cfg->max_inflight, "N",
@@ -223,16 +295,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "worker threads (default: number of cores)", NULL},
         {"--upstream-connect-timeout", NULL, FLAG_DOUBLE, &cfg->connect_timeout_s, "S",
          "connect timeout to an endpoint (5)", NULL},
-        {"--upstream-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_timeout_s, "S",
-         "whole upstream request, 0 = none (0)", NULL},
-        {"--upstream-read-timeout", NULL, FLAG_DOUBLE, &cfg->upstream_read_timeout_s, "S",
-         "longest silence from an endpoint before 504 (or a retry elsewhere when nothing "
-         "reached the client yet); the endpoint is marked down (60; 0 = none)",
-         NULL},
-        {"--max-connections", NULL, FLAG_INT, &cfg->max_connections, "N",
-         "client connections held at once; past it, 503 and close (" 
-         ROUTER_DEFAULT_MAX_CONNECTIONS_STR "; 0 = no bound)",
-         NULL},
         {"--enable-debug-endpoints", NULL, FLAG_BOOL, &cfg->debug_endpoints, NULL,
          "also serve /debug/endpoints and /debug/schedule on the API port (they are always on "
          "the metrics port)",
@@ -241,11 +303,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "time to receive a client request (30)", NULL},
         {"--idle-timeout", NULL, FLAG_DOUBLE, &cfg->idle_timeout_s, "S",
          "keep-alive idle timeout (75)", NULL},
-        {"--v", "-v", FLAG_INT, &v, "N",
-         "verbosity like llm-d: 2 info, 4 every scheduling decision as JSON (2)", NULL},
-        {"--log-level", NULL, FLAG_STRING, &log_level, "LEVEL",
-         "error, warn, info, debug (overrides --v)", NULL},
-        {"--log-json", NULL, FLAG_BOOL, &log_json, NULL, "log JSON lines", NULL},
         {"--pd-mode", NULL, FLAG_STRING, &pd_mode, "MODE",
          "sidecar (add x-prefiller-host-port for the decode pod's sidecar; default) or router (run "
          "both legs here)",
@@ -254,10 +311,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "a prefill endpoint (repeatable; implies --pd-mode router)", parse_prefill_flag},
         {"--decode", NULL, FLAG_FUNC, cfg, "URL", "a decode endpoint (repeatable)",
          parse_decode_flag},
-        {"--connector", NULL, FLAG_STRING, &cfg->connector_name, "NAME",
-         "KV connector protocol for P/D (nixlv2)", NULL},
-        {"--prefill-timeout", NULL, FLAG_DOUBLE, &cfg->prefill_timeout_s, "S",
-         "P/D prefill leg timeout; past it, decode in place (120)", NULL},
         {"--pool-name", "-poolName", FLAG_STRING, &cfg->pool_name, "NAME",
          "InferencePool whose Ready pods are the endpoints (Kubernetes; GAIE's EPP flag)", NULL},
         {"--pool-namespace", "-poolNamespace", FLAG_STRING, &cfg->pool_namespace, "NS",
@@ -266,10 +319,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "inference.networking.k8s.io (v1, default) or inference.networking.x-k8s.io "
          "(v1alpha2)",
          NULL},
-        {"--kubeconfig", "-kubeconfig", FLAG_STRING, &cfg->kubeconfig, "FILE",
-         "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)", NULL},
-        {"--k8s-watch-timeout", NULL, FLAG_DOUBLE, &cfg->k8s_watch_timeout_s, "S",
-         "watch timeoutSeconds (default random 300-600)", NULL},
         {"--grpc-port", "-grpcPort", FLAG_INT, &grpc_port, "N",
          "Envoy ext_proc server port, the endpoint picker of a GAIE gateway (GAIE: 9002; "
          "0 = off, the default)",
@@ -285,7 +334,10 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "buffered",
          NULL},
     };
-    const size_t n_flags = sizeof flags / sizeof flags[0];
+    const size_t n_own = sizeof own / sizeof own[0], n_flags = ROUTER_COMMON_FLAGS + n_own;
+    struct flag flags[ROUTER_COMMON_FLAGS + sizeof own / sizeof own[0]];
+    router_common_flags(cfg, &cv, flags);
+    memcpy(flags + ROUTER_COMMON_FLAGS, own, sizeof own);
     struct flags_result res;
     char err[512];
     if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
@@ -304,32 +356,21 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem router: unexpected argument '%s'\n", res.positional[0]);
         return -1;
     }
-    if (port < 0 || port > 65535 || metrics_port < 0 || metrics_port > 65535) {
-        fprintf(stderr, "tandem router: --port/--metrics-port must be in [0, 65535]\n");
+    if (!router_common_apply("router", cfg, &cv))
+        return -1;
+    if (metrics_port < 0 || metrics_port > 65535) {
+        fprintf(stderr, "tandem router: --metrics-port must be in [0, 65535]\n");
         return -1;
     }
     if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
-        cfg->max_inflight < 0 || cfg->workers > 64 || cfg->max_body_bytes < 1024 ||
-        !(cfg->connect_timeout_s > 0) || cfg->upstream_timeout_s < 0 ||
-        !(cfg->upstream_read_timeout_s >= 0) || cfg->max_connections < 0 ||
+        cfg->max_inflight < 0 || cfg->workers > 64 || !(cfg->connect_timeout_s > 0) ||
         !(cfg->read_timeout_s > 0) || !(cfg->idle_timeout_s > 0)) {
         fprintf(stderr, "tandem router: intervals and timeouts must be > 0, --max-retries >= 0, "
-                        "--workers in [0, 64], --max-body-bytes >= 1024, "
-                        "--max-inflight-per-endpoint >= 0, --upstream-read-timeout >= 0, "
-                        "--max-connections >= 0\n");
+                        "--workers in [0, 64], --max-inflight-per-endpoint >= 0\n");
         return -1;
     }
     if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {
         fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
-        return -1;
-    }
-    if ((cfg->pool_namespace || cfg->pool_group) && !cfg->pool_name) {
-        fprintf(stderr, "tandem router: --pool-namespace/--pool-group need --pool-name\n");
-        return -1;
-    }
-    if (cfg->pool_name && !router_pool_group_ok(cfg->pool_group)) {
-        fprintf(stderr, "tandem router: --pool-group: '%s' is not inference.networking.k8s.io "
-                        "or inference.networking.x-k8s.io\n", cfg->pool_group);
         return -1;
     }
     if (cfg->n_endpoints == 0 && !cfg->endpoints_file && !cfg->pool_name) {
@@ -337,6 +378,11 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
                         "--endpoints-file\n");
         return -1;
     }
+    if (pd_mode && strcmp(pd_mode, "sidecar") && strcmp(pd_mode, "router")) {
+        fprintf(stderr, "tandem router: --pd-mode: '%s' is not sidecar or router\n", pd_mode);
+        return -1;
+    }
+    cfg->pd_router = pd_mode ? !strcmp(pd_mode, "router") : cfg->n_prefill_flags > 0;
     if (grpc_port < 0 || grpc_port > 65535 || grpc_health_port < -1 ||
         grpc_health_port > 65535) {
         fprintf(stderr, "tandem router: --grpc-port/--grpc-health-port must be ports\n");
@@ -350,31 +396,10 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->grpc_port = (int)grpc_port;
     cfg->grpc_health_port = (int)grpc_health_port;
     cfg->extproc_mode = !xp_mode ? 0 : !strcmp(xp_mode, "buffered") ? 2 : 1;
-    if (cfg->k8s_watch_timeout_s < 0) {
-        fprintf(stderr, "tandem router: --k8s-watch-timeout must be >= 0\n");
-        return -1;
-    }
-    if (pd_mode && strcmp(pd_mode, "sidecar") && strcmp(pd_mode, "router")) {
-        fprintf(stderr, "tandem router: --pd-mode: '%s' is not sidecar or router\n", pd_mode);
-        return -1;
-    }
-    cfg->pd_router = pd_mode ? !strcmp(pd_mode, "router") : cfg->n_prefill_flags > 0;
-    cfg->connector = pd_connector_find(cfg->connector_name);
-    if (!cfg->connector) {
-        fprintf(stderr, "tandem router: --connector: '%s' is not a known connector (nixlv2)\n",
-                cfg->connector_name);
-        return -1;
-    }
-    if (!(cfg->prefill_timeout_s > 0)) {
-        fprintf(stderr, "tandem router: --prefill-timeout must be > 0\n");
-        return -1;
-    }
-    cfg->port = (int)port;
     cfg->metrics_port = (int)metrics_port;
     cfg->refresh_metrics_s = refresh_ms / 1e3;
     cfg->staleness_s = stale_ms / 1e3;
-    cfg->verbosity = (int)v;
-    return router_config_logging("router", v, log_level, log_json) ? 0 : -1;
+    return 0;
 }
 
 bool router_pool_group_ok(const char *group)

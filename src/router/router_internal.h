@@ -18,6 +18,7 @@
 
 #include <uv.h>
 
+#include "base/flags.h"
 #include "base/metrics.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
@@ -157,6 +158,22 @@ struct router_worker {
 };
 
 /* config.c */
+/* The flags the router and the sidecar share, as table rows written once; values that
+ * need checking after parsing land in struct router_common. */
+#define ROUTER_COMMON_FLAGS 13
+struct router_common {
+    long long port, v;
+    const char *log_level;
+    bool log_json;
+};
+/* Sets the shared defaults in cfg and writes the shared rows into out (which has room
+ * for ROUTER_COMMON_FLAGS rows). */
+void router_common_flags(struct router_config *cfg, struct router_common *cv,
+                         struct flag *out);
+/* Checks the shared values (naming `who` in errors) and applies them (port, logging,
+ * connector). */
+bool router_common_apply(const char *who, struct router_config *cfg,
+                         const struct router_common *cv);
 int router_config_parse(struct router_config *cfg, int argc, char **argv);
 /* --v / --log-level / --log-json, the same for both roles; false after printing why. */
 bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json);
