@@ -25,7 +25,8 @@ trap cleanup EXIT
 tests/k8s/env.sh start "$tmp/k8s" >/dev/null
 # shellcheck disable=SC1091
 source "$tmp/k8s/env"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh # the scripts run from the repository root (cd above)
 "$KUBECTL" create namespace bench >/dev/null
 for _ in $(seq 100); do "$KUBECTL" -n bench get serviceaccount default >/dev/null 2>&1 && break; sleep 0.1; done
 "$KUBECTL" -n bench apply -f deploy/samples/nixl-xpyd/universal-baseconfig-hf.yaml >/dev/null

@@ -19,8 +19,8 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1$2" >/dev/null && return; sleep 0.1; done; echo "no answer on $1$2" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh # the scripts run from the repository root (cd above)
 
 S1=$(port); S2=$(port); R=$(port); N=$(port)
 for p in $S1 $S2; do
