@@ -479,8 +479,10 @@ static void on_eps(enum http_call_error err, int status, const char *body, size_
     buf_printf(&b,
                "  try: curl http://%s:%d/v1/completions -H \"Content-Type: application/json\" "
                "-d '{\"model\": \"%s\", \"prompt\": \"San Francisco is a\", "
-               "\"max_tokens\": 16}'\n  stop: Ctrl-C\n",
-               u->host, u->port, u->cr.model_name);
+               "\"max_tokens\": 16}'\n"
+               "  router metrics, /debug/endpoints, POST /debug/schedule: http://127.0.0.1:%d\n"
+               "  stop: Ctrl-C\n",
+               u->host, u->port, u->cr.model_name, u->router_admin_port);
     out_buf(&b);
     buf_free(&b);
 }
