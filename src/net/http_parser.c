@@ -660,6 +660,14 @@ size_t http_resp_parser_feed(struct http_resp_parser *p, const char *data, size_
         }
         if (e == HPE_PAUSED && p->interim_done) {
             p->interim_done = false;
+            /* An interim (1xx) head counts whole, its final CRLF included, as the bytes
+             * of a head that is still arriving do: the limit must not depend on where
+             * the reads split the stream. */
+            if (p->head_bytes + (size_t)(pos - p->feed_start) > p->max_header_bytes) {
+                p->err_msg = "response head too large";
+                *st = HTTP_PARSE_ERROR;
+                return used;
+            }
             p->head_bytes = 0;
             p->feed_start = pos;
             llhttp_resume(&p->ll);
