@@ -384,7 +384,9 @@ def test_503_and_reset_before_any_byte_are_retried():
                   "--endpoint", "name=decode-1,addr=127.0.0.1:%d" % good_port],
                  r"tandem router ready on", 20)
         r.port = port
-        wait_until(lambda: get(port, "/ready").status == 200, 10, what="ready")
+        wait_until(lambda: all(e["healthy"] for e in
+                               get(port, "/debug/endpoints").json()["endpoints"]),
+                   10, what="both endpoints scraped")
         for i in range(4):
             assert pod_of(complete(port, "retry %d" % i)) == "decode-1"
         assert r.wait_log(r"decode-0 answered 503: marked down, retrying elsewhere", 2)
@@ -397,7 +399,9 @@ def test_503_and_reset_before_any_byte_are_retried():
                    "--endpoint", "name=dropper,addr=127.0.0.1:%d" % dead_port,
                    "--endpoint", "name=decode-1,addr=127.0.0.1:%d" % good_port],
                   r"tandem router ready on", 20)
-        wait_until(lambda: get(port2, "/ready").status == 200, 10, what="ready")
+        wait_until(lambda: all(e["healthy"] for e in
+                               get(port2, "/debug/endpoints").json()["endpoints"]),
+                   10, what="both endpoints scraped")
         for i in range(4):
             assert pod_of(complete(port2, "reset %d" % i)) == "decode-1"
         assert r2.wait_log(r"dropper unreachable, retrying", 2), r2.output()[-2000:]
