@@ -164,9 +164,17 @@ def test_converges_to_generate_owned_by_the_cr():
     assert c.p.poll() is None
 
 
+def reconciled_after(c, poke):
+    """Runs poke() and waits until the controller has finished one more reconcile."""
+    before = metric_sum(c.hp, "tandem_ms_reconciles_total")
+    poke()
+    wait_until(lambda: metric_sum(c.hp, "tandem_ms_reconciles_total") > before, 10,
+               what="a reconcile")
+
+
 def test_replicas_decoupling_and_restore():
     ns = k.namespace()
-    start_controller("--namespace", ns)
+    c = start_controller("--namespace", ns)
     apply_sample(ns)
     wait_until(lambda: get_obj(ns, "Deployment", MS + "-decode", check=False), 20,
                what="decode Deployment")
@@ -184,18 +192,18 @@ def test_replicas_decoupling_and_restore():
     wait_until(lambda: get_obj(ns, "Deployment", MS + "-decode")["spec"]["replicas"] == 3, 10,
                what="hand-edited replicas restored")
     # decoupleScaling: an external scale stays
-    k.kubectl("-n", ns, "patch", "modelservice", MS, "--type=merge", "-p",
-              '{"spec":{"decoupleScaling":true}}')
-    time.sleep(0.5)  # let that reconcile pass before scaling by hand
+    reconciled_after(c, lambda: k.kubectl("-n", ns, "patch", "modelservice", MS,
+                                          "--type=merge", "-p",
+                                          '{"spec":{"decoupleScaling":true}}'))
     k.kubectl("-n", ns, "scale", "deployment", MS + "-decode", "--replicas=5")
-    k.kubectl("-n", ns, "label", "modelservice", MS, "poke=1")  # another reconcile
-    time.sleep(1.5)  # a reconcile that would change it has had time to run
+    # the scale itself and a CR change both make it reconcile: replicas stay
+    reconciled_after(c, lambda: k.kubectl("-n", ns, "label", "modelservice", MS, "poke=1"))
     assert get_obj(ns, "Deployment", MS + "-decode")["spec"]["replicas"] == 5
 
 
 def test_baseconfig_change_rerenders_and_prunes():
     ns = k.namespace()
-    start_controller("--namespace", ns)
+    c = start_controller("--namespace", ns)
     apply_sample(ns)
     wait_until(lambda: get_obj(ns, "InferencePool", MS + "-inference-pool", check=False), 20,
                what="pool")
@@ -220,8 +228,7 @@ def test_baseconfig_change_rerenders_and_prunes():
     k.apply({"apiVersion": "v1", "kind": "ConfigMap",
              "metadata": {"name": MS + "-stranger", "namespace": ns,
                           "labels": {"llm-d.ai/modelservice": MS}}})
-    k.kubectl("-n", ns, "label", "modelservice", MS, "poke=2")
-    time.sleep(1)
+    reconciled_after(c, lambda: k.kubectl("-n", ns, "label", "modelservice", MS, "poke=2"))
     assert get_obj(ns, "ConfigMap", MS + "-stranger", check=False)
 
 
@@ -260,10 +267,11 @@ def test_broken_cr_degraded_others_fine_then_recovers():
     wait_until(lambda: get_obj(ns, "Deployment", "broken-decode", check=False), 10,
                what="its children")
     assert c.p.poll() is None
-    # deleting a CR: the garbage collector takes its children
+    # deleting a CR: the garbage collector takes its children (in a control plane started
+    # seconds ago it first has to discover the ModelService resource: up to a minute)
     k.kubectl("-n", ns, "delete", "modelservice", "broken")
-    wait_until(lambda: get_obj(ns, "Deployment", "broken-decode", check=False) is None, 30,
-               what="children collected")
+    wait_until(lambda: get_obj(ns, "Deployment", "broken-decode", check=False) is None, 120,
+               interval=0.5, what="children collected")
 
 
 def test_idle_controller_writes_nothing():
