@@ -607,6 +607,226 @@ static void rate_word(double r, char *out, size_t cap)
 
 /* ---- main ----------------------------------------------------------------------------- */
 
+/* What to send and where: rates, stages, the count or the duration, the URL and the
+ * path. 0, or 2 after saying why (a usage error). */
+static int plan_run(struct opts *o, struct bench *b)
+{
+    if (!(o->timeout > 0 && o->timeout <= 1e6)) {
+        fprintf(stderr, "tandem bench: --timeout must be in (0, 1000000] seconds\n");
+        return 2;
+    }
+    if (!(o->burstiness > 0)) {
+        fprintf(stderr, "tandem bench: --burstiness must be > 0\n");
+        return 2;
+    }
+    enum openai_api api;
+    if (!openai_api_from_path(o->endpoint, &api)) {
+        fprintf(stderr, "tandem bench: --endpoint: '%s' is not /v1/completions or "
+                        "/v1/chat/completions\n", o->endpoint);
+        return 2;
+    }
+    b->chat = strstr(o->endpoint, "chat") != NULL;
+    if (o->rate_ladder) {
+        if (!parse_list(o->rate_ladder, b->rates, MAX_STAGES, &b->n_stages, true)) {
+            fprintf(stderr, "tandem bench: --rate-ladder: '%s' is not a list of rates like "
+                            "3,10,20\n", o->rate_ladder);
+            return 2;
+        }
+        if (!(o->stage_duration > 0)) {
+            fprintf(stderr, "tandem bench: --stage-duration must be > 0\n");
+            return 2;
+        }
+        b->t_stop = o->stage_duration * (double)b->n_stages;
+    } else {
+        b->rates[0] = o->request_rate;
+        b->n_stages = 1;
+        if (o->duration > 0)
+            b->t_stop = o->duration;
+        else if (o->num_prompts > 0 || o->num_prompts == -1)
+            b->n_total = o->num_prompts > 0 ? (size_t)o->num_prompts : 1000;
+        else {
+            fprintf(stderr, "tandem bench: --num-prompts must be > 0 (or give --duration)\n");
+            return 2;
+        }
+    }
+    bool open_ended = !b->n_total;
+    for (size_t i = 0; i < b->n_stages; i++)
+        if (isinf(b->rates[i]) && open_ended && o->max_concurrency <= 0) {
+            fprintf(stderr, "tandem bench: an infinite rate with --duration or --rate-ladder "
+                            "needs --max-concurrency\n");
+            return 2;
+        }
+    const char *why = NULL;
+    char hostport[300];
+    if (o->base_url) {
+        if (!url_parse(o->base_url, 80, &b->url, &why)) {
+            fprintf(stderr, "tandem bench: --base-url: %s\n", why);
+            return 2;
+        }
+    } else {
+        snprintf(hostport, sizeof hostport, "%s:%lld", o->host, o->port);
+        if (!url_parse(hostport, 8000, &b->url, &why)) {
+            fprintf(stderr, "tandem bench: --host/--port: %s\n", why);
+            return 2;
+        }
+    }
+    if (b->url.tls) {
+        fprintf(stderr, "tandem bench: https is not supported; use http://\n");
+        return 2;
+    }
+    /* base path + endpoint: "http://h:p" + "/v1/completions" */
+    const char *base = strcmp(b->url.path, "/") ? b->url.path : "";
+    size_t bl = strlen(base);
+    if (bl && base[bl - 1] == '/')
+        bl--;
+    snprintf(b->path, sizeof b->path, "%.*s%s", (int)bl, base, o->endpoint);
+
+    return 0;
+}
+
+/* The prompt pool: exactly the requests of a counted run. A timed run or a ladder
+ * cycles through a pool (request i uses prompt i mod pool): --num-prompts sizes it;
+ * by default it covers the expected arrivals (repeats would be unrealistic cache
+ * hits), or the whole dataset for shared-prefix and sharegpt. */
+static void size_pool(struct opts *o, const struct bench *b)
+{
+    if (b->n_total)
+        o->ds.num_prompts = (long long)b->n_total;
+    else if (o->num_prompts > 0)
+        o->ds.num_prompts = o->num_prompts;
+    else if (!strcmp(o->ds.name, "random") || !strcmp(o->ds.name, "prefix_repetition")) {
+        double expect = 0;
+        for (size_t i = 0; i < b->n_stages; i++) {
+            double span = o->rate_ladder ? o->stage_duration : o->duration;
+            expect += isinf(b->rates[i]) ? 10000 : b->rates[i] * span * 1.2 + 16;
+        }
+        o->ds.num_prompts = expect > 200000 ? 200000 : (long long)expect;
+    } else
+        o->ds.num_prompts = 0;
+}
+
+/* Prints the statistics (per stage and whole), the first distinct errors, and writes the
+ * result JSON and the HTML report when asked. Returns the exit code. */
+static int report(struct bench *b, struct opts *o, const struct bench_slo *slo,
+                  const double *pcts, size_t n_pcts, const char *rw)
+{
+    /* Results: per stage when laddered, then the whole run. */
+    time_t now = time(NULL);
+    struct tm tmv;
+    localtime_r(&now, &tmv);
+    char date[32];
+    strftime(date, sizeof date, "%Y%m%d-%H%M%S", &tmv);
+    char base_url[600];
+    snprintf(base_url, sizeof base_url, "http://%s:%d", b->url.host, b->url.port);
+    struct bench_meta meta = {.date = date, .label = o->label, .model = o->model,
+                              .base_url = base_url, .endpoint = o->endpoint,
+                              .dataset_name = o->ds.name, .num_prompts = (long long)b->n_recs,
+                              .request_rate = o->rate_ladder ? b->rates[b->n_stages - 1]
+                                                            : o->request_rate,
+                              .burstiness = o->burstiness,
+                              .max_concurrency = o->max_concurrency,
+                              .percentile_metrics = o->percentile_metrics};
+    struct bench_stats all;
+    struct bench_stats stage_stats[MAX_STAGES];
+    size_t n_views = 0;
+    struct bench_run_view views[MAX_STAGES + 1];
+    char names[MAX_STAGES][64];
+    json_t *stages = json_array();
+    bool laddered = o->rate_ladder != NULL;
+    if (laddered) {
+        for (size_t i = 0; i < b->n_stages; i++) {
+            char title[64], r[32];
+            rate_word(b->rates[i], r, sizeof r);
+            snprintf(title, sizeof title, " Stage %zu: %s req/s ", i + 1, r);
+            bench_stats_compute(b->recs, b->n_recs, (int)i, slo, pcts, n_pcts, &stage_stats[i]);
+            bench_stats_print(stdout, &stage_stats[i], title);
+            snprintf(names[i], sizeof names[i], "%s req/s", r);
+            views[n_views++] = (struct bench_run_view){names[i], &stage_stats[i], NULL, 0};
+            struct bench_meta sm = meta;
+            sm.request_rate = b->rates[i];
+            json_array_append_new(stages, bench_result_json(&sm, &stage_stats[i], NULL, 0, false));
+        }
+    }
+    bench_stats_compute(b->recs, b->n_recs, -1, slo, pcts, n_pcts, &all);
+    bench_stats_print(stdout, &all, laddered ? " All stages " : NULL);
+    /* Failed requests, by message, so a broken backend is obvious. */
+    for (size_t i = 0, shown = 0; i < b->n_recs && shown < 5; i++) {
+        if (b->recs[i].ok)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !b->recs[j].ok && !strcmp(b->recs[j].error, b->recs[i].error);
+        if (!seen) {
+            printf("error: %s\n", b->recs[i].error);
+            shown++;
+        }
+    }
+    int rc = 0;
+    if (o->save_result || o->result_filename) {
+        json_t *j = bench_result_json(&meta, &all, b->recs, b->n_recs, o->save_detailed);
+        if (laddered)
+            json_object_set(j, "stages", stages);
+        char fname[768];
+        if (o->result_filename)
+            snprintf(fname, sizeof fname, "%s", o->result_filename);
+        else {
+            const char *mb = strrchr(o->model, '/') ? strrchr(o->model, '/') + 1 : o->model;
+            char conc[32] = "";
+            if (o->max_concurrency > 0)
+                snprintf(conc, sizeof conc, "-concurrency%lld", o->max_concurrency);
+            snprintf(fname, sizeof fname, "%s-%sqps%s-%s-%s.json", o->label,
+                     o->rate_ladder ? "ladder" : rw, conc, mb, date);
+        }
+        char path[1024];
+        if (o->result_dir)
+            snprintf(path, sizeof path, "%s/%s", o->result_dir, fname);
+        else
+            snprintf(path, sizeof path, "%s", fname);
+        if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+            fprintf(stderr, "tandem bench: cannot write %s: %s\n", path, strerror(errno));
+            rc = 1;
+        } else
+            printf("Result written to %s\n", path);
+        json_decref(j);
+    }
+    json_decref(stages);
+    if (o->html) {
+        FILE *f = fopen(o->html, "w");
+        struct bench_run_view whole = {o->label, &all, b->recs, b->n_recs};
+        if (laddered) {
+            /* Stage views get their records for the charts: records are in arrival
+             * order and stages only increase, so each stage is one slice. */
+            size_t start = 0;
+            for (size_t i = 0; i < n_views; i++) {
+                size_t end = start;
+                while (end < b->n_recs && b->recs[end].stage == i)
+                    end++;
+                views[i].recs = b->recs + start;
+                views[i].n = end - start;
+                start = end;
+            }
+        }
+        views[n_views] = whole; /* a ladder's report shows every stage and the whole run */
+        bool ok = f && bench_report_html(f, o->label, laddered ? views : &views[n_views],
+                                          laddered ? n_views + 1 : 1);
+        if (f && fclose(f) != 0)
+            ok = false;
+        if (!ok) {
+            fprintf(stderr, "tandem bench: cannot write %s: %s\n", o->html, strerror(errno));
+            rc = 1;
+        } else
+            printf("Report written to %s\n", o->html);
+    }
+    if (all.completed == 0 && b->n_recs > 0) {
+        fprintf(stderr, "tandem bench: every request failed\n");
+        rc = 1;
+    }
+    for (size_t i = 0; laddered && i < b->n_stages; i++)
+        bench_stats_free(&stage_stats[i]);
+    bench_stats_free(&all);
+    return rc;
+}
+
 static const char usage_text[] = "tandem bench [flags]   |   tandem bench compare A.json B.json ...";
 static const char description[] =
     "Load generator with vllm bench serve's metrics (TTFT, TPOT, ITL, E2EL, goodput) and\n"
@@ -719,95 +939,11 @@ int bench_main(int argc, char **argv)
         fprintf(stderr, "tandem bench: --arrival: '%s' is not poisson or constant\n", o.arrival);
         return 2;
     }
-    if (!(o.timeout > 0 && o.timeout <= 1e6)) {
-        fprintf(stderr, "tandem bench: --timeout must be in (0, 1000000] seconds\n");
-        return 2;
-    }
-    if (!(o.burstiness > 0)) {
-        fprintf(stderr, "tandem bench: --burstiness must be > 0\n");
-        return 2;
-    }
-    enum openai_api api;
-    if (!openai_api_from_path(o.endpoint, &api)) {
-        fprintf(stderr, "tandem bench: --endpoint: '%s' is not /v1/completions or "
-                        "/v1/chat/completions\n", o.endpoint);
-        return 2;
-    }
     struct bench b = {.o = &o, .t_stop = INFINITY};
-    b.chat = strstr(o.endpoint, "chat") != NULL;
-    if (o.rate_ladder) {
-        if (!parse_list(o.rate_ladder, b.rates, MAX_STAGES, &b.n_stages, true)) {
-            fprintf(stderr, "tandem bench: --rate-ladder: '%s' is not a list of rates like "
-                            "3,10,20\n", o.rate_ladder);
-            return 2;
-        }
-        if (!(o.stage_duration > 0)) {
-            fprintf(stderr, "tandem bench: --stage-duration must be > 0\n");
-            return 2;
-        }
-        b.t_stop = o.stage_duration * (double)b.n_stages;
-    } else {
-        b.rates[0] = o.request_rate;
-        b.n_stages = 1;
-        if (o.duration > 0)
-            b.t_stop = o.duration;
-        else if (o.num_prompts > 0 || o.num_prompts == -1)
-            b.n_total = o.num_prompts > 0 ? (size_t)o.num_prompts : 1000;
-        else {
-            fprintf(stderr, "tandem bench: --num-prompts must be > 0 (or give --duration)\n");
-            return 2;
-        }
-    }
-    bool open_ended = !b.n_total;
-    for (size_t i = 0; i < b.n_stages; i++)
-        if (isinf(b.rates[i]) && open_ended && o.max_concurrency <= 0) {
-            fprintf(stderr, "tandem bench: an infinite rate with --duration or --rate-ladder "
-                            "needs --max-concurrency\n");
-            return 2;
-        }
-    const char *why = NULL;
-    char hostport[300];
-    if (o.base_url) {
-        if (!url_parse(o.base_url, 80, &b.url, &why)) {
-            fprintf(stderr, "tandem bench: --base-url: %s\n", why);
-            return 2;
-        }
-    } else {
-        snprintf(hostport, sizeof hostport, "%s:%lld", o.host, o.port);
-        if (!url_parse(hostport, 8000, &b.url, &why)) {
-            fprintf(stderr, "tandem bench: --host/--port: %s\n", why);
-            return 2;
-        }
-    }
-    if (b.url.tls) {
-        fprintf(stderr, "tandem bench: https is not supported; use http://\n");
-        return 2;
-    }
-    /* base path + endpoint: "http://h:p" + "/v1/completions" */
-    const char *base = strcmp(b.url.path, "/") ? b.url.path : "";
-    size_t bl = strlen(base);
-    if (bl && base[bl - 1] == '/')
-        bl--;
-    snprintf(b.path, sizeof b.path, "%.*s%s", (int)bl, base, o.endpoint);
-
-    /* The dataset: for a count, exactly that many prompts; otherwise a pool cycled. */
-    /* The prompt pool: exactly the requests of a counted run. A timed run or a ladder
-     * cycles through a pool (request i uses prompt i mod pool): --num-prompts sizes it;
-     * by default it covers the expected arrivals (repeats would be unrealistic cache
-     * hits), or the whole dataset for shared-prefix and sharegpt. */
-    if (b.n_total)
-        o.ds.num_prompts = (long long)b.n_total;
-    else if (o.num_prompts > 0)
-        o.ds.num_prompts = o.num_prompts;
-    else if (!strcmp(o.ds.name, "random") || !strcmp(o.ds.name, "prefix_repetition")) {
-        double expect = 0;
-        for (size_t i = 0; i < b.n_stages; i++) {
-            double span = o.rate_ladder ? o.stage_duration : o.duration;
-            expect += isinf(b.rates[i]) ? 10000 : b.rates[i] * span * 1.2 + 16;
-        }
-        o.ds.num_prompts = expect > 200000 ? 200000 : (long long)expect;
-    } else
-        o.ds.num_prompts = 0;
+    int prc = plan_run(&o, &b);
+    if (prc)
+        return prc;
+    size_pool(&o, &b);
     struct bench_dataset ds = {0};
     if (!bench_dataset_load(&o.ds, &ds, err, sizeof err)) {
         fprintf(stderr, "tandem bench: %s\n", err);
@@ -870,120 +1006,7 @@ int bench_main(int argc, char **argv)
     uv_loop_close(b.loop);
     free(b.loop);
 
-    /* Results: per stage when laddered, then the whole run. */
-    time_t now = time(NULL);
-    struct tm tmv;
-    localtime_r(&now, &tmv);
-    char date[32];
-    strftime(date, sizeof date, "%Y%m%d-%H%M%S", &tmv);
-    char base_url[600];
-    snprintf(base_url, sizeof base_url, "http://%s:%d", b.url.host, b.url.port);
-    struct bench_meta meta = {.date = date, .label = o.label, .model = o.model,
-                              .base_url = base_url, .endpoint = o.endpoint,
-                              .dataset_name = o.ds.name, .num_prompts = (long long)b.n_recs,
-                              .request_rate = o.rate_ladder ? b.rates[b.n_stages - 1]
-                                                            : o.request_rate,
-                              .burstiness = o.burstiness,
-                              .max_concurrency = o.max_concurrency,
-                              .percentile_metrics = o.percentile_metrics};
-    struct bench_stats all;
-    struct bench_stats stage_stats[MAX_STAGES];
-    size_t n_views = 0;
-    struct bench_run_view views[MAX_STAGES + 1];
-    char names[MAX_STAGES][64];
-    json_t *stages = json_array();
-    bool laddered = o.rate_ladder != NULL;
-    if (laddered) {
-        for (size_t i = 0; i < b.n_stages; i++) {
-            char title[64], r[32];
-            rate_word(b.rates[i], r, sizeof r);
-            snprintf(title, sizeof title, " Stage %zu: %s req/s ", i + 1, r);
-            bench_stats_compute(b.recs, b.n_recs, (int)i, &slo, pcts, n_pcts, &stage_stats[i]);
-            bench_stats_print(stdout, &stage_stats[i], title);
-            snprintf(names[i], sizeof names[i], "%s req/s", r);
-            views[n_views++] = (struct bench_run_view){names[i], &stage_stats[i], NULL, 0};
-            struct bench_meta sm = meta;
-            sm.request_rate = b.rates[i];
-            json_array_append_new(stages, bench_result_json(&sm, &stage_stats[i], NULL, 0, false));
-        }
-    }
-    bench_stats_compute(b.recs, b.n_recs, -1, &slo, pcts, n_pcts, &all);
-    bench_stats_print(stdout, &all, laddered ? " All stages " : NULL);
-    /* Failed requests, by message, so a broken backend is obvious. */
-    for (size_t i = 0, shown = 0; i < b.n_recs && shown < 5; i++) {
-        if (b.recs[i].ok)
-            continue;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = !b.recs[j].ok && !strcmp(b.recs[j].error, b.recs[i].error);
-        if (!seen) {
-            printf("error: %s\n", b.recs[i].error);
-            shown++;
-        }
-    }
-    int rc = 0;
-    if (o.save_result || o.result_filename) {
-        json_t *j = bench_result_json(&meta, &all, b.recs, b.n_recs, o.save_detailed);
-        if (laddered)
-            json_object_set(j, "stages", stages);
-        char fname[768];
-        if (o.result_filename)
-            snprintf(fname, sizeof fname, "%s", o.result_filename);
-        else {
-            const char *mb = strrchr(o.model, '/') ? strrchr(o.model, '/') + 1 : o.model;
-            char conc[32] = "";
-            if (o.max_concurrency > 0)
-                snprintf(conc, sizeof conc, "-concurrency%lld", o.max_concurrency);
-            snprintf(fname, sizeof fname, "%s-%sqps%s-%s-%s.json", o.label,
-                     o.rate_ladder ? "ladder" : rw, conc, mb, date);
-        }
-        char path[1024];
-        if (o.result_dir)
-            snprintf(path, sizeof path, "%s/%s", o.result_dir, fname);
-        else
-            snprintf(path, sizeof path, "%s", fname);
-        if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-            fprintf(stderr, "tandem bench: cannot write %s: %s\n", path, strerror(errno));
-            rc = 1;
-        } else
-            printf("Result written to %s\n", path);
-        json_decref(j);
-    }
-    json_decref(stages);
-    if (o.html) {
-        FILE *f = fopen(o.html, "w");
-        struct bench_run_view whole = {o.label, &all, b.recs, b.n_recs};
-        if (laddered) {
-            /* Stage views get their records for the charts: records are in arrival
-             * order and stages only increase, so each stage is one slice. */
-            size_t start = 0;
-            for (size_t i = 0; i < n_views; i++) {
-                size_t end = start;
-                while (end < b.n_recs && b.recs[end].stage == i)
-                    end++;
-                views[i].recs = b.recs + start;
-                views[i].n = end - start;
-                start = end;
-            }
-        }
-        views[n_views] = whole; /* a ladder's report shows every stage and the whole run */
-        bool ok = f && bench_report_html(f, o.label, laddered ? views : &views[n_views],
-                                          laddered ? n_views + 1 : 1);
-        if (f && fclose(f) != 0)
-            ok = false;
-        if (!ok) {
-            fprintf(stderr, "tandem bench: cannot write %s: %s\n", o.html, strerror(errno));
-            rc = 1;
-        } else
-            printf("Report written to %s\n", o.html);
-    }
-    if (all.completed == 0 && b.n_recs > 0) {
-        fprintf(stderr, "tandem bench: every request failed\n");
-        rc = 1;
-    }
-    for (size_t i = 0; laddered && i < b.n_stages; i++)
-        bench_stats_free(&stage_stats[i]);
-    bench_stats_free(&all);
+    int rc = report(&b, &o, &slo, pcts, n_pcts, rw);
     for (size_t i = 0; i < b.n_recs; i++)
         bench_record_free(&b.recs[i]);
     free(b.recs);
