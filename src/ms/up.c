@@ -96,7 +96,7 @@ struct up {
 
     struct up_proc *procs;
     size_t n;
-    size_t router; /* index of the router */
+    size_t router;         /* index of the router */
     int router_admin_port; /* its metrics port: /debug/endpoints is served there */
 
     struct http_client *client;
@@ -739,6 +739,156 @@ static const char up_desc[] =
     "--engine vllm: each section's first container's command and args (plus --served-model-name,\n"
     "--host and --port) instead of simulators; needs vllm on PATH.";
 
+/* The processes, their ports and command lines (nothing starts yet). false when the
+ * ports ran out. */
+static bool plan_processes(struct up *u, int base_port)
+{
+    /* The processes, ports as in scripts/up.sh: prefill engines, then per decode pod its
+     * sidecar and its engine. */
+    int cursor = base_port, port = u->port;
+    struct buf allowed = BUF_INIT; /* the sidecars' --allowed-prefillers */
+    bool pd = u->cr.prefill != NULL && u->cr.prefill_replicas > 0;
+    char name[160];
+    for (long long i = 0; pd && i < u->cr.prefill_replicas; i++) {
+        int p = next_port(&cursor, port);
+        if (p < 0) {
+            buf_free(&allowed);
+            return false;
+        }
+        snprintf(name, sizeof name, "%s-prefill-%lld", u->cr.name, i);
+        struct up_proc *e =
+            add_proc(u, ROLE_PREFILL, name, p, "/health", engine_argv(u, u->cr.prefill, name, p));
+        e->use_path = u->vllm; /* vllm from PATH; sims are this binary */
+    }
+    /* Sidecars may call exactly these prefillers (SSRF protection is on by default). */
+    for (size_t i = 0; i < u->n; i++)
+        if (u->procs[i].role == ROLE_PREFILL)
+            buf_printf(&allowed, "%s127.0.0.1:%d", allowed.len ? "," : "", u->procs[i].port);
+    for (long long i = 0; i < u->cr.decode_replicas; i++) {
+        int sp = 0;
+        if (pd && (sp = next_port(&cursor, port)) < 0) {
+            buf_free(&allowed);
+            return false;
+        }
+        int ep = next_port(&cursor, port);
+        if (ep < 0) {
+            buf_free(&allowed);
+            return false;
+        }
+        snprintf(name, sizeof name, "%s-decode-%lld", u->cr.name, i);
+        struct up_proc *e =
+            add_proc(u, ROLE_DECODE, name, ep, "/health", engine_argv(u, u->cr.decode, name, ep));
+        e->use_path = u->vllm;
+        if (pd) {
+            char **av = argv_new();
+            av = argv_add(av, "tandem");
+            av = argv_add(av, "sidecar");
+            av = argv_add(av, "--host");
+            av = argv_add(av, "127.0.0.1");
+            av = argv_add(av, "--port");
+            av = argv_addf(av, "%d", sp);
+            av = argv_add(av, "--vllm-port");
+            av = argv_addf(av, "%d", ep);
+            av = argv_add(av, "--allowed-prefillers");
+            av = argv_add(av, allowed.len ? allowed.data : "127.0.0.1:1");
+            char sname[200];
+            snprintf(sname, sizeof sname, "%s-sidecar", name);
+            add_proc(u, ROLE_SIDECAR, sname, sp, "/health", av);
+            u->procs[u->n - 1].partner = (int)u->n - 2;
+            u->procs[u->n - 2].partner = (int)u->n - 1;
+        }
+    }
+    {
+        char **av = argv_new();
+        av = argv_add(av, "tandem");
+        av = argv_add(av, "router");
+        av = argv_add(av, "--host");
+        av = argv_add(av, u->host);
+        av = argv_add(av, "--port");
+        av = argv_addf(av, "%d", port);
+        u->router_admin_port = next_port(&cursor, port);
+        if (u->router_admin_port < 0) {
+            buf_free(&allowed);
+            return false;
+        }
+        av = argv_add(av, "--metrics-port");
+        av = argv_addf(av, "%d", u->router_admin_port);
+        av = argv_add(av, "--workers");
+        av = argv_add(av, "2");
+        for (size_t i = 0; i < u->n; i++) {
+            const struct up_proc *p = &u->procs[i];
+            if (p->role == ROLE_SIDECAR)
+                continue;
+            int addr_port = p->partner >= 0 ? u->procs[p->partner].port : p->port;
+            av = argv_add(av, "--endpoint");
+            av = argv_addf(av, "name=%s,addr=127.0.0.1:%d,role=%s", p->name, addr_port,
+                           p->role == ROLE_PREFILL ? "prefill" : "decode");
+        }
+        snprintf(name, sizeof name, "%s-router", u->cr.name);
+        add_proc(u, ROLE_ROUTER, name, port, "/ready", av);
+        u->router = u->n - 1;
+    }
+    buf_free(&allowed);
+    return true;
+}
+
+/* Starts every process and runs until Ctrl-C / SIGTERM has stopped them all. */
+static void run_processes(struct up *u, const char *msvc)
+{
+    signal(SIGPIPE, SIG_IGN);
+    u->loop = xcalloc(1, sizeof *u->loop);
+    uv_loop_init(u->loop);
+    struct http_client_config cc = {.max_idle_per_upstream = 2,
+                                    .idle_timeout_ms = 2000,
+                                    .connect_timeout_ms = UP_PROBE_TIMEOUT_MS};
+    u->client = http_client_new(u->loop, &cc);
+    uv_timer_init(u->loop, &u->probe_timer);
+    uv_timer_init(u->loop, &u->status_timer);
+    uv_timer_init(u->loop, &u->kill_timer);
+    u->probe_timer.data = u->status_timer.data = u->kill_timer.data = u;
+    uv_signal_init(u->loop, &u->sig_chld);
+    uv_signal_init(u->loop, &u->sig_int);
+    uv_signal_init(u->loop, &u->sig_term);
+    u->sig_chld.data = u->sig_int.data = u->sig_term.data = u;
+    uv_signal_start(&u->sig_chld, on_sigchld, SIGCHLD);
+    uv_signal_start(&u->sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&u->sig_term, on_stop_signal, SIGTERM);
+    u->start_ns = clock_monotonic_ns();
+
+    {
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "tandem up: %s (%s, model %s): %s\n", u->cr.name, msvc, u->cr.model_name,
+                   u->cr.prefill && u->cr.prefill_replicas > 0 ? "prefill/decode disaggregated"
+                                                               : "aggregated");
+        for (size_t i = 0; i < u->n; i++) {
+            const struct up_proc *p = &u->procs[i];
+            buf_printf(&b, "tandem up: %-8s %s on %s:%d\n", role_names[p->role], p->name,
+                       p->role == ROLE_ROUTER ? u->host : "127.0.0.1", p->port);
+        }
+        out_buf(&b);
+        buf_free(&b);
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        struct up_proc *p = &u->procs[i];
+        p->up = u;
+        uv_timer_init(u->loop, &p->restart_timer);
+        p->restart_timer.data = p;
+    }
+    for (size_t i = 0; i < u->n; i++)
+        proc_start(u, &u->procs[i]);
+    uv_timer_start(&u->probe_timer, on_probe_timer, UP_PROBE_MS, UP_PROBE_MS);
+    if (u->status_interval_s > 0) {
+        uint64_t ms = (uint64_t)(u->status_interval_s * 1000.0);
+        if (ms == 0)
+            ms = 1;
+        uv_timer_start(&u->status_timer, on_status_timer, ms, ms);
+    }
+    uv_run(u->loop, UV_RUN_DEFAULT);
+    loop_run_and_close(u->loop);
+    uv_loop_close(u->loop);
+    free(u->loop);
+}
+
 int up_main(int argc, char **argv)
 {
     const char *msvc = NULL, *base = NULL, *host = "127.0.0.1", *engine = "sim", *profile = "fast";
@@ -844,143 +994,13 @@ int up_main(int argc, char **argv)
     u->vllm = vllm;
     u->status_interval_s = status_interval;
 
-    /* The processes, ports as in scripts/up.sh: prefill engines, then per decode pod its
-     * sidecar and its engine. */
-    int cursor = (int)base_port;
-    struct buf allowed = BUF_INIT; /* the sidecars' --allowed-prefillers */
-    bool pd = u->cr.prefill != NULL && u->cr.prefill_replicas > 0;
-    char name[160];
-    for (long long i = 0; pd && i < u->cr.prefill_replicas; i++) {
-        int p = next_port(&cursor, (int)port);
-        if (p < 0)
-            goto no_ports;
-        snprintf(name, sizeof name, "%s-prefill-%lld", u->cr.name, i);
-        struct up_proc *e =
-            add_proc(u, ROLE_PREFILL, name, p, "/health", engine_argv(u, u->cr.prefill, name, p));
-        e->use_path = vllm; /* vllm from PATH; sims are this binary */
+    if (!plan_processes(u, (int)base_port)) {
+        fprintf(stderr, "tandem up: no free port from --base-port %lld up to 65535\n", base_port);
+        rc = 1;
+        goto out_procs;
     }
-    /* Sidecars may call exactly these prefillers (SSRF protection is on by default). */
-    for (size_t i = 0; i < u->n; i++)
-        if (u->procs[i].role == ROLE_PREFILL)
-            buf_printf(&allowed, "%s127.0.0.1:%d", allowed.len ? "," : "", u->procs[i].port);
-    for (long long i = 0; i < u->cr.decode_replicas; i++) {
-        int sp = 0;
-        if (pd && (sp = next_port(&cursor, (int)port)) < 0)
-            goto no_ports;
-        int ep = next_port(&cursor, (int)port);
-        if (ep < 0)
-            goto no_ports;
-        snprintf(name, sizeof name, "%s-decode-%lld", u->cr.name, i);
-        struct up_proc *e =
-            add_proc(u, ROLE_DECODE, name, ep, "/health", engine_argv(u, u->cr.decode, name, ep));
-        e->use_path = vllm;
-        if (pd) {
-            char **av = argv_new();
-            av = argv_add(av, "tandem");
-            av = argv_add(av, "sidecar");
-            av = argv_add(av, "--host");
-            av = argv_add(av, "127.0.0.1");
-            av = argv_add(av, "--port");
-            av = argv_addf(av, "%d", sp);
-            av = argv_add(av, "--vllm-port");
-            av = argv_addf(av, "%d", ep);
-            av = argv_add(av, "--allowed-prefillers");
-            av = argv_add(av, allowed.len ? allowed.data : "127.0.0.1:1");
-            char sname[200];
-            snprintf(sname, sizeof sname, "%s-sidecar", name);
-            add_proc(u, ROLE_SIDECAR, sname, sp, "/health", av);
-            u->procs[u->n - 1].partner = (int)u->n - 2;
-            u->procs[u->n - 2].partner = (int)u->n - 1;
-        }
-    }
-    {
-        char **av = argv_new();
-        av = argv_add(av, "tandem");
-        av = argv_add(av, "router");
-        av = argv_add(av, "--host");
-        av = argv_add(av, host);
-        av = argv_add(av, "--port");
-        av = argv_addf(av, "%lld", port);
-        u->router_admin_port = next_port(&cursor, (int)port);
-        if (u->router_admin_port < 0)
-            goto no_ports;
-        av = argv_add(av, "--metrics-port");
-        av = argv_addf(av, "%d", u->router_admin_port);
-        av = argv_add(av, "--workers");
-        av = argv_add(av, "2");
-        for (size_t i = 0; i < u->n; i++) {
-            const struct up_proc *p = &u->procs[i];
-            if (p->role == ROLE_SIDECAR)
-                continue;
-            int addr_port = p->partner >= 0 ? u->procs[p->partner].port : p->port;
-            av = argv_add(av, "--endpoint");
-            av = argv_addf(av, "name=%s,addr=127.0.0.1:%d,role=%s", p->name, addr_port,
-                           p->role == ROLE_PREFILL ? "prefill" : "decode");
-        }
-        snprintf(name, sizeof name, "%s-router", u->cr.name);
-        add_proc(u, ROLE_ROUTER, name, (int)port, "/ready", av);
-        u->router = u->n - 1;
-    }
-    buf_free(&allowed);
-
-    signal(SIGPIPE, SIG_IGN);
-    u->loop = xcalloc(1, sizeof *u->loop);
-    uv_loop_init(u->loop);
-    struct http_client_config cc = {.max_idle_per_upstream = 2,
-                                    .idle_timeout_ms = 2000,
-                                    .connect_timeout_ms = UP_PROBE_TIMEOUT_MS};
-    u->client = http_client_new(u->loop, &cc);
-    uv_timer_init(u->loop, &u->probe_timer);
-    uv_timer_init(u->loop, &u->status_timer);
-    uv_timer_init(u->loop, &u->kill_timer);
-    u->probe_timer.data = u->status_timer.data = u->kill_timer.data = u;
-    uv_signal_init(u->loop, &u->sig_chld);
-    uv_signal_init(u->loop, &u->sig_int);
-    uv_signal_init(u->loop, &u->sig_term);
-    u->sig_chld.data = u->sig_int.data = u->sig_term.data = u;
-    uv_signal_start(&u->sig_chld, on_sigchld, SIGCHLD);
-    uv_signal_start(&u->sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&u->sig_term, on_stop_signal, SIGTERM);
-    u->start_ns = clock_monotonic_ns();
-
-    {
-        struct buf b = BUF_INIT;
-        buf_printf(&b, "tandem up: %s (%s, model %s): %s\n", u->cr.name, msvc, u->cr.model_name,
-                   pd ? "prefill/decode disaggregated" : "aggregated");
-        for (size_t i = 0; i < u->n; i++) {
-            const struct up_proc *p = &u->procs[i];
-            buf_printf(&b, "tandem up: %-8s %s on %s:%d\n", role_names[p->role], p->name,
-                       p->role == ROLE_ROUTER ? host : "127.0.0.1", p->port);
-        }
-        out_buf(&b);
-        buf_free(&b);
-    }
-    for (size_t i = 0; i < u->n; i++) {
-        struct up_proc *p = &u->procs[i];
-        p->up = u;
-        uv_timer_init(u->loop, &p->restart_timer);
-        p->restart_timer.data = p;
-    }
-    for (size_t i = 0; i < u->n; i++)
-        proc_start(u, &u->procs[i]);
-    uv_timer_start(&u->probe_timer, on_probe_timer, UP_PROBE_MS, UP_PROBE_MS);
-    if (status_interval > 0) {
-        uint64_t ms = (uint64_t)(status_interval * 1000.0);
-        if (ms == 0)
-            ms = 1;
-        uv_timer_start(&u->status_timer, on_status_timer, ms, ms);
-    }
-    uv_run(u->loop, UV_RUN_DEFAULT);
-    loop_run_and_close(u->loop);
-    uv_loop_close(u->loop);
-    free(u->loop);
+    run_processes(u, msvc);
     LOG_I("up", "stopped");
-    goto out_procs;
-
-no_ports:
-    buf_free(&allowed);
-    fprintf(stderr, "tandem up: no free port from --base-port %lld up to 65535\n", base_port);
-    rc = 1;
 out_procs:
     for (size_t i = 0; i < u->n; i++)
         argv_free(u->procs[i].argv);
