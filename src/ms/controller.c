@@ -65,7 +65,7 @@ struct rec {
     uint64_t t0;
     json_t *cr;           /* borrowed-then-increfed copy of the cached CR */
     json_t *status;       /* the computed status */
-    bool created, updated, pruned;
+    bool created, updated;
     bool status_written;
 };
 
@@ -517,7 +517,6 @@ static void on_deleted(const struct k8s_response *resp, void *ctx)
     struct apply_ctx *a = ctx;
     struct rec *r = a->r;
     if (resp->status == 200 || resp->status == 202 || resp->status == 404) {
-        r->pruned = true;
         LOG_I(LOG_C, "%s/%s: pruned %s", r->ns, r->name, a->path);
         event(r->c, r->cr, "Normal", "Pruned", "Prune", "deleted %s: the render no longer has it",
               a->path);
@@ -540,7 +539,7 @@ static void on_status(const struct k8s_response *resp, void *ctx)
 
 /* Adds our label and the owner reference; decoupleScaling handling for Deployments.
  * Returns the replicas to set after creation, or -1. */
-static long long own(struct ctl *c, struct rec *r, json_t *obj, bool decouple, bool exists)
+static long long own(struct rec *r, json_t *obj, bool decouple, bool exists)
 {
     json_t *md = json_object_get(obj, "metadata");
     json_t *labels = json_object_get(md, "labels");
@@ -563,7 +562,6 @@ static long long own(struct ctl *c, struct rec *r, json_t *obj, bool decouple, b
     json_t *rep = json_object_get(spec, "replicas");
     long long n = rep ? json_integer_value(rep) : 1;
     json_object_del(spec, "replicas"); /* never under our main field manager */
-    (void)c;
     return exists ? -1 : n;
 }
 
@@ -642,7 +640,7 @@ static void reconcile(struct ctl *c, const char *key)
         json_object_set_new(desired, dk, json_true());
         const json_t *live = cached(c, ki, r->ns, name);
         json_t *want = json_deep_copy(obj);
-        long long later = own(c, r, want, decouple, live != NULL);
+        long long later = own(r, want, decouple, live != NULL);
         /* skip when the live object already holds what we render */
         char *dump = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
         char hash[20];

@@ -220,7 +220,7 @@ bool router_discovery_allows(struct router_discovery *d, const char *host, int p
 
 static void update_counters(struct router_discovery *d)
 {
-    uint64_t restarts = 0, errors = 0;
+    uint64_t restarts = 0;
     struct k8s_informer *infs[2] = {d->pool_inf, d->pod_inf};
     for (int i = 0; i < 2; i++) {
         if (!infs[i])
@@ -228,9 +228,7 @@ static void update_counters(struct router_discovery *d)
         struct k8s_informer_stats st;
         k8s_informer_get_stats(infs[i], &st);
         restarts += st.watch_restarts + (st.lists > 1 ? st.lists - 1 : 0);
-        errors += st.errors;
     }
-    (void)errors;
     if (restarts > d->seen_restarts) {
         metrics_counter_add(d->r->m.discovery_restarts, (double)(restarts - d->seen_restarts));
         d->seen_restarts = restarts;
