@@ -108,6 +108,38 @@ def start_sim(*extra, port=None, timeout=20.0):
     return p
 
 
+def sims(n, *extra, roles=None):
+    """n fast sims serving model "m", named ROLE-i (decode-0, ...); s.name is the name."""
+    out = []
+    for i in range(n):
+        name = "%s-%d" % ((roles[i] if roles else "decode"), i)
+        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
+        s.name = name
+        out.append(s)
+    return out
+
+
+def run_setup(cmd, what, n_tests, timeout=1800):
+    """Runs a setup script of a test file (a build, a control plane). Exit 3 means a
+    toolchain is missing: the file's tests are skipped, except under CI=true, where that
+    fails. Any other failure fails. Returns the finished process."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode == 3:
+        msg = (r.stderr.strip().splitlines() or ["Go is missing"])[-1]
+        if os.environ.get("CI") == "true":
+            print("FAIL %s: %s (CI needs these tests)" % (what, msg))
+            print("0 passed, 1 failed")
+            sys.exit(1)
+        print("SKIP %s: %s" % (what, msg))
+        print("0 passed, 0 failed, %d skipped" % n_tests)
+        sys.exit(0)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    return r
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -9,9 +9,8 @@ TLS and plaintext."""
 import json
 import os
 import subprocess
-import sys
 
-from harness import Proc, free_port, get, metric, run, start_sim, wait_until
+from harness import Proc, free_port, get, metric, run, run_setup, sims, wait_until
 
 SRC = os.environ.get("TANDEM_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
 CLIENT = None
@@ -30,21 +29,8 @@ PROMPT_2 = ("I am working on learning to run benchmarks in my openshift cluster.
 
 def build_client():
     global CLIENT
-    r = subprocess.run([os.path.join(SRC, "tests", "extproc", "build-client.sh")],
-                       capture_output=True, text=True, timeout=1800)
-    if r.returncode == 3:
-        msg = (r.stderr.strip().splitlines() or ["Go is missing"])[-1]
-        if os.environ.get("CI") == "true":
-            print("FAIL ext_proc client: %s (CI needs these tests)" % msg)
-            print("0 passed, 1 failed")
-            sys.exit(1)
-        print("SKIP ext_proc tests: %s" % msg)
-        print("0 passed, 0 failed, 9 skipped")
-        sys.exit(0)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("0 passed, 1 failed")
-        sys.exit(1)
+    r = run_setup([os.path.join(SRC, "tests", "extproc", "build-client.sh")],
+                  "ext_proc tests", 9)
     CLIENT = r.stdout.strip().splitlines()[-1]
 
 
@@ -56,16 +42,6 @@ def xp(port, *args, tls=False, check=True):
                                                           r.stderr))
     out = json.loads(r.stdout) if r.stdout.strip() else {}
     assert not out.get("violations"), out.get("violations")
-    return out
-
-
-def sims(n, *extra, roles=None):
-    out = []
-    for i in range(n):
-        name = "%s-%d" % ((roles[i] if roles else "decode"), i)
-        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
-        s.name = name
-        out.append(s)
     return out
 
 

@@ -13,13 +13,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
 from harness import TANDEM as TANDEM_BIN_PATH
-from harness import Proc, free_port, get, metric, post, run, start_sim, wait_until
+from harness import Proc, free_port, get, metric, post, run, run_setup, start_sim, wait_until
 
 SRC = os.environ.get("TANDEM_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
 ENVSH = os.path.join(SRC, "tests", "k8s", "env.sh")
@@ -31,21 +30,7 @@ _ns_count = [0]
 
 def env_start():
     d = tempfile.mkdtemp(prefix="tandem-k8s-")
-    r = subprocess.run([ENVSH, "start", d], capture_output=True, text=True, timeout=1800)
-    if r.returncode == 3:
-        shutil.rmtree(d, ignore_errors=True)
-        msg = (r.stderr.strip().splitlines() or ["Go is missing"])[-1]
-        if os.environ.get("CI") == "true":
-            print("FAIL k8s environment: %s (CI needs the Kubernetes tests)" % msg)
-            print("0 passed, 1 failed")
-            sys.exit(1)
-        print("SKIP Kubernetes tests: %s" % msg)
-        print("0 passed, 0 failed, 9 skipped")
-        sys.exit(0)
-    if r.returncode != 0:
-        print(r.stdout, r.stderr)
-        print("0 passed, 1 failed")
-        sys.exit(1)
+    run_setup([ENVSH, "start", d], "Kubernetes tests", 9)
     with open(os.path.join(d, "env")) as f:
         for line in f:
             line = line.strip()

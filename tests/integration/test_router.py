@@ -10,8 +10,8 @@ import tempfile
 import threading
 import time
 
-from harness import (TANDEM, Proc, free_port, get, metric, post, request, run, sse_events,
-                     start_sim,
+from harness import (TANDEM, Proc, free_port, get, metric, post, request, run, sims,
+                     sse_events, start_sim,
                      stream, wait_until)
 
 # Seed 001's two prompts: the second shares a long prefix with the first.
@@ -25,16 +25,6 @@ PROMPT_2 = ("I am working on learning to run benchmarks in my openshift cluster.
             "platform. Finally please help me build out a plan to extend this benchmarking to run "
             "against workloads on GKE and K8s that runs on CoreWeave to help us integrate into the "
             "ecosystems of our wonderful llm-d partners.")
-
-
-def sims(n, *extra, roles=None):
-    out = []
-    for i in range(n):
-        name = "%s-%d" % ((roles[i] if roles else "decode"), i)
-        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
-        s.name = name
-        out.append(s)
-    return out
 
 
 def start_router(backends, *extra, roles=None, port=None):
