@@ -1,8 +1,10 @@
 /* What the sim says and how it is framed. Output is decided when a request arrives
- * (random words or echo, cut at max_tokens or a drawn length, clipped at stop strings),
- * so the engine only has to count tokens. Responses are built by hand rather than
- * through a JSON DOM: chunks are on the hot path of streaming (one per token). Shapes
- * follow vLLM's OpenAI server. */
+ * (sampled from the pseudo language model of sim/lm.h, or the echoed prompt; cut at
+ * max_tokens or end of text, clipped at stop strings), so the engine only has to count
+ * tokens. Every logprob (output, echoed prompt, prompt_logprobs) is scored by the same
+ * model from the ids before the position, so they agree across requests. Responses are
+ * built by hand rather than through a JSON DOM: chunks are on the hot path of streaming
+ * (one per token). Shapes follow vLLM's OpenAI server. */
 #define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <string.h>

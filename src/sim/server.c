@@ -642,7 +642,7 @@ static void handle_model(struct sim_server *s, struct http_exchange *ex, const c
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
-        if (rest[i] == '%' && i + 2 < len + 1 && (hi = hexval(rest[i + 1])) >= 0 &&
+        if (rest[i] == '%' && i + 2 < len && (hi = hexval(rest[i + 1])) >= 0 &&
             (lo = hexval(rest[i + 2])) >= 0) {
             id[n++] = (char)(hi * 16 + lo);
             i += 2;
