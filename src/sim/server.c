@@ -418,13 +418,24 @@ static bool inject_fault(struct sim_server *s, struct sim_req *r, const char *fa
     return true;
 }
 
+#define SIM_MAX_PLANNED_TOKENS (8u << 20)
+
 static bool prepare_choices(struct sim_server *s, struct sim_req *r)
 {
     const struct openai_request *q = &r->oreq;
     uint32_t max_len = s->cfg->engine.max_model_len;
+    uint64_t planned = 0;
     if (q->n_prompts * q->n > 4096) {
         sim_req_fail(r, 400, "n", "%zu prompts x n=%u is more than 4096 choices", q->n_prompts,
                      q->n);
+        return false;
+    }
+    if (q->max_tokens > 0 &&
+        (uint64_t)q->max_tokens > SIM_MAX_PLANNED_TOKENS / (q->n_prompts * q->n)) {
+        sim_req_fail(r, 400, "max_tokens",
+                     "the request asks for more than %u output tokens in all (prompts x n x "
+                     "max_tokens)",
+                     SIM_MAX_PLANNED_TOKENS);
         return false;
     }
     /* vLLM numbers choices prompt-major: index = prompt * n + sample. */
@@ -496,6 +507,15 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
             want = 1; /* the prefill leg produces exactly one token */
         if (q->api == OPENAI_CHAT && q->max_tokens < 0 && want > 4096)
             want = 4096; /* an open-ended chat still ends; keeps random lengths sane */
+        /* Output is decided up front (~25 bytes a token): bound one request's share. */
+        planned += (uint64_t)want;
+        if (planned > SIM_MAX_PLANNED_TOKENS) {
+            sim_req_fail(r, 400, "max_tokens",
+                         "the request asks for more than %u output tokens in all (prompts x "
+                         "n x max_tokens)",
+                         SIM_MAX_PLANNED_TOKENS);
+            return false;
+        }
         sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
     }
     return true;

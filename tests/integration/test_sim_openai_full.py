@@ -299,6 +299,11 @@ def test_vllm_400s():
         e = r.json()["error"]
         assert e["message"] == message and e["param"] == param and e["code"] == 400, (body, e)
         assert e["type"] == "BadRequestError"
+    # One request's planned output is bounded (it is decided up front).
+    big = start_sim("--profile", "fast", "--max-model-len", "200000")
+    r = post(big.port, "/v1/completions", {"prompt": "x", "n": 128, "max_tokens": 100000})
+    assert r.status == 400 and r.json()["error"]["param"] == "max_tokens", r.body
+    assert post(big.port, "/v1/completions", {"prompt": "x", "n": 4}).status == 200
     # best_of >= n without streaming is accepted (n choices come back).
     j = post(s.port, "/v1/completions", {"prompt": "x", "n": 2, "best_of": 3,
                                          "max_tokens": 3}).json()
