@@ -561,7 +561,7 @@ static bool parse_host(const char *host, struct sockaddr_storage *ss, socklen_t 
 }
 
 /* Whether host:port can be bound now (SO_REUSEADDR, as the servers do). */
-static bool port_free(const char *host, int port)
+bool up_port_free(const char *host, int port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -583,7 +583,7 @@ static int next_port(int *cursor, int avoid)
         int p = (*cursor)++;
         if (p == avoid)
             continue;
-        if (port_free("127.0.0.1", p))
+        if (up_port_free("127.0.0.1", p))
             return p;
     }
     return -1;
@@ -986,7 +986,7 @@ int up_main(int argc, char **argv)
         rc = 2;
         goto out_cr;
     }
-    if (!port_free(host, (int)port)) {
+    if (!up_port_free(host, (int)port)) {
         fprintf(stderr, "tandem up: --port: %s:%lld is in use\n", host, port);
         rc = 1;
         goto out_cr;

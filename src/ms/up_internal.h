@@ -98,6 +98,8 @@ struct up {
 };
 
 /* up.c */
+/* Whether host:port can be bound now. */
+bool up_port_free(const char *host, int port);
 void up_proc_start(struct up *u, struct up_proc *p);
 /* Signals a process's group (then the process) and marks it terminating. */
 void up_proc_signal(struct up_proc *p, int sig);

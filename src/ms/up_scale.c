@@ -309,11 +309,20 @@ static void decide(struct up_scaler *sc)
         metrics_counter_add(sc->m_up, (double)(want - current));
         for (size_t k = 0; k < sc->n_reps && current < want; k++) {
             struct replica *rp = &sc->reps[k];
-            struct up_proc *e = engine_of(sc, rp);
-            if (e->parked && !e->draining && e->pid == 0) {
-                start_replica(sc, rp);
-                current++;
+            struct up_proc *e = engine_of(sc, rp), *side = sidecar_of(sc, rp);
+            if (!e->parked || e->draining || e->pid != 0)
+                continue;
+            /* Its ports were free when tandem up planned them; something else may hold one
+             * now (an outgoing connection's ephemeral port: keep --base-port below
+             * ip_local_port_range). Then the next parked replica goes instead. */
+            if (!up_port_free("127.0.0.1", e->port) ||
+                (side && !up_port_free("127.0.0.1", side->port))) {
+                LOG_W(LOG_C, "autoscale %s: cannot start %s: port %d%s in use; trying another",
+                      role_str(sc->role), e->name, e->port, side ? " or its sidecar's" : "");
+                continue;
             }
+            start_replica(sc, rp);
+            current++;
         }
     } else {
         metrics_counter_add(sc->m_down, (double)(current - want));

@@ -949,6 +949,7 @@ int sim_main(int argc, char **argv)
                 uv_strerror(err));
         sim_engine_free(s->engine);
         metrics_registry_free(s->m.reg);
+        uv_run(s->loop, UV_RUN_DEFAULT); /* the failed server frees itself in close callbacks */
         uv_loop_close(s->loop);
         free(s->loop);
         free(s);

@@ -134,9 +134,9 @@ def no_sanitizer_report(r):
     assert not any(k in r.stderr for k in (b"Sanitizer", b"runtime error:")), r.stderr
 
 
-def start_up(cr_path, *extra):
+def start_up(cr_path, *extra, base=None):
     port = free_port()
-    base = _rng.randrange(20000, 60000)
+    base = base or _rng.randrange(20000, 60000)
     p = Proc(["up", "-m", cr_path, "--port", str(port), "--base-port", str(base)] +
              list(extra), r"tandem up: serving", 30)
     p.port = port
@@ -417,8 +417,11 @@ def test_autoscale_roles_separately():
     prefill goes back; idle, both return to min; not one request fails, scale-downs
     (drain, then stop) included. Decisions every 0.5 s against the sims' own metrics."""
     mp = free_port()
+    # Replicas started later keep the ports planned at start: below the ephemeral range,
+    # where the load's own connections cannot take them meanwhile.
     p = start_up(write_cr("autoscale.yaml", CR_AUTOSCALE), "--profile", "h100-8b",
-                 "--autoscale-interval", "0.5", "--metrics-port", str(mp))
+                 "--autoscale-interval", "0.5", "--metrics-port", str(mp),
+                 base=_rng.randrange(20000, 32000))
     want = lambda role: metric(mp, "tandem_up_desired_replicas", role=role)
     assert (want("prefill"), want("decode")) == (1, 1)
     assert re.search(r"autoscaling prefill: 1 replicas \(min 1, max 3\)", p.output())
