@@ -179,20 +179,32 @@ static void router_free(struct router *r)
     if (r->m.hidden_reg)
         metrics_registry_free(r->m.hidden_reg);
     router_config_free(&r->cfg);
+    router_breakers_free(r);
+    pthread_mutex_destroy(&r->breakers.lock);
     free(r->workers);
     free(r);
 }
 
-int router_main(int argc, char **argv)
+static int run_router(int argc, char **argv, bool as_vllm_router)
 {
     struct router *r = xcalloc(1, sizeof *r);
-    int rc = router_config_parse(&r->cfg, argc, argv);
+    int rc = router_config_parse_as(&r->cfg, argc, argv, as_vllm_router);
     if (rc != 0) {
         router_config_free(&r->cfg);
         free(r);
         return rc > 0 ? 0 : 2;
     }
     return router_run(r);
+}
+
+int router_main(int argc, char **argv)
+{
+    return run_router(argc, argv, false);
+}
+
+int vllm_router_main(int argc, char **argv)
+{
+    return run_router(argc, argv, true);
 }
 
 int sidecar_main(int argc, char **argv)
@@ -211,6 +223,7 @@ int router_run(struct router *r)
 {
     const char *role = r->cfg.sidecar ? "sidecar" : "router";
     signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&r->breakers.lock, NULL);
     r->ds = sched_ds_new();
     for (size_t i = 0; i < r->cfg.n_endpoints; i++)
         sched_ds_upsert(r->ds, &r->cfg.endpoints[i]);
@@ -295,7 +308,7 @@ int router_run(struct router *r)
 
     if (r->cfg.metrics_port > 0) {
         struct http_server_config mc = {
-            .host = r->cfg.host,
+            .host = r->cfg.metrics_host ? r->cfg.metrics_host : r->cfg.host,
             .port = r->cfg.metrics_port,
             .handler = metrics_handler,
             .handler_ctx = r,

@@ -190,6 +190,7 @@ static void on_tick(uv_timer_t *t)
     struct router *r = t->data;
     uint64_t now = clock_monotonic_ns();
     check_endpoints_file(r, now);
+    router_breakers_tick(r);
     struct sched_endpoint **eps;
     size_t n = sched_ds_list(r->ds, &eps);
     uint64_t stale_ns = (uint64_t)(r->cfg.staleness_s * 1e9);
