@@ -570,6 +570,7 @@ void router_vr_metrics_collect(struct router *r)
     struct router_vr_metrics *m = &r->m.vr;
     if (!m->requests)
         return;
+    router_breakers_tick(r); /* the page shows half-open as soon as it is due */
     struct sched_endpoint **eps;
     size_t n = sched_ds_list(r->ds, &eps);
     double active = 0;
