@@ -109,6 +109,7 @@ static void on_shutdown(void *ctx)
         uv_async_send(&r->workers[i].stop);
     router_scrape_stop(r);
     router_discovery_stop(r->discovery);
+    router_sd_stop(r->sd);
     if (r->extproc) {
         extproc_server_stop(r->extproc); /* joins its threads; streams are released */
         r->extproc = NULL;
@@ -266,6 +267,20 @@ int router_run(struct router *r)
         }
     }
 
+    if (r->cfg.service_discovery) {
+        char why[600];
+        r->sd = router_sd_start(r, &r->control, why, sizeof why);
+        if (!r->sd) {
+            fprintf(stderr, "tandem %s: --service-discovery: %s\n", role, why);
+            router_discovery_stop(r->discovery);
+            loop_run_and_close(&r->control);
+            uv_loop_close(&r->control);
+            router_discovery_free(r->discovery);
+            router_free(r);
+            return 2;
+        }
+    }
+
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
     r->workers = xcalloc(r->n_workers, sizeof *r->workers);
@@ -274,9 +289,11 @@ int router_run(struct router *r)
         if (!router_extproc_start(r, why, sizeof why)) {
             fprintf(stderr, "tandem %s: --grpc-port: %s\n", role, why);
             router_discovery_stop(r->discovery);
+            router_sd_stop(r->sd);
             loop_run_and_close(&r->control);
             uv_loop_close(&r->control);
             router_discovery_free(r->discovery);
+            router_sd_free(r->sd);
             router_free(r);
             return 1;
         }
@@ -296,9 +313,11 @@ int router_run(struct router *r)
                 uv_loop_close(&r->workers[j].loop);
             }
             router_discovery_stop(r->discovery);
+            router_sd_stop(r->sd);
             loop_run_and_close(&r->control);
             uv_loop_close(&r->control);
             router_discovery_free(r->discovery);
+            router_sd_free(r->sd);
             router_free(r);
             return 1;
         }
@@ -360,6 +379,7 @@ int router_run(struct router *r)
     }
     uv_loop_close(&r->control);
     router_discovery_free(r->discovery);
+    router_sd_free(r->sd);
     router_free(r);
     return 0;
 }

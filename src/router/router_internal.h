@@ -27,6 +27,8 @@
 #include "sched/sched.h"
 
 #define ROUTER_MAX_ENDPOINT_FLAGS 256
+/* The label a DP worker (URL@rank) carries: its rank, sent as X-data-parallel-rank. */
+#define ROUTER_DP_RANK_LABEL "vllm-router/dp-rank"
 #define ROUTER_DEFAULT_MAX_CONNECTIONS 8192
 #define ROUTER_DEFAULT_MAX_CONNECTIONS_STR "8192"
 
@@ -205,6 +207,7 @@ struct router {
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
     struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */
     struct router_discovery *discovery; /* --pool-name: on the control loop */
+    struct router_sd *sd;               /* --service-discovery: on the control loop */
     struct extproc_server *extproc;     /* --grpc-port */
     _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
@@ -303,6 +306,13 @@ void router_discovery_free(struct router_discovery *d); /* after the loop has ru
 /* Sidecar: is host:port a Ready pod of the pool on one of its target ports? Any thread. */
 bool router_discovery_allows(struct router_discovery *d, const char *host, int port);
 const char *router_discovery_pool(const struct router_discovery *d); /* "NS/NAME" */
+
+/* sdiscovery.c: vllm-router's --service-discovery (pods by label selector), on the
+ * control loop. Same life cycle as router_discovery. */
+struct router_sd;
+struct router_sd *router_sd_start(struct router *r, uv_loop_t *loop, char *err, size_t errlen);
+void router_sd_stop(struct router_sd *d);
+void router_sd_free(struct router_sd *d);
 
 /* extproc.c: the ext_proc server with the router's decision (--grpc-port). */
 bool router_extproc_start(struct router *r, char *err, size_t errlen);

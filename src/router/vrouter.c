@@ -27,7 +27,6 @@ struct router_vr {
     const char *prometheus_host, *prefill_policy, *decode_policy;
 };
 
-#define DP_RANK_LABEL "vllm-router/dp-rank"
 
 /* --- flags ---------------------------------------------------------------------------- */
 
@@ -310,7 +309,7 @@ static bool materialize_urls(struct router_config *cfg, char *err, size_t errlen
                 e->labels[e->n_labels++].value = xstrdup(role_label(u->role));
             }
             if (cfg->dp_size > 1) {
-                e->labels[e->n_labels].key = xstrdup(DP_RANK_LABEL);
+                e->labels[e->n_labels].key = xstrdup(ROUTER_DP_RANK_LABEL);
                 e->labels[e->n_labels++].value = xasprintf("%lld", rank);
             }
             cfg->n_endpoints++;
@@ -467,7 +466,7 @@ out:
 
 int router_endpoint_dp_rank(const struct sched_endpoint *e)
 {
-    const char *v = sched_endpoint_label(e, DP_RANK_LABEL);
+    const char *v = sched_endpoint_label(e, ROUTER_DP_RANK_LABEL);
     return v ? atoi(v) : -1;
 }
 
