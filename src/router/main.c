@@ -365,6 +365,7 @@ int router_run(struct router *r)
                      "scheduler: %s, P/D mode: %s",
               r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,
               r->cfg.config_file ? r->cfg.config_file
+              : r->cfg.vr_policy ? r->cfg.vr_policy
               : r->cfg.policy    ? r->cfg.policy
               : r->cfg.config_text ? "<config-text>"
                                    : "default (queue 2, kv-cache 2, prefix-cache 3)",

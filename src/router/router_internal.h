@@ -114,7 +114,8 @@ struct router_config {
     long long max_concurrent;   /* --max-concurrent-requests (0 = none): past it, 429 */
     const char *api_key;        /* --api-key: Authorization: Bearer to workers */
     struct router_cb_config cb;
-    char *owned_config_text;    /* the generated P/D config (freed with the config) */
+    char *owned_config_text;    /* the config --policy stands for (freed with the config) */
+    const char *vr_policy;      /* that --policy, for the start-up line */
     /* --service-discovery: pods by label selector (K=V strings point into argv) */
     bool service_discovery;
     const char *selector[16], *prefill_selector[16], *decode_selector[16];

@@ -25,6 +25,7 @@ struct router_vr {
     long long dp_size, prometheus_port, request_timeout, max_concurrent, max_payload;
     long long retry_max, cb_fail, cb_succ, cb_timeout;
     const char *prometheus_host, *prefill_policy, *decode_policy;
+    double cache_threshold, balance_abs, balance_rel; /* cache_aware's */
 };
 
 
@@ -90,6 +91,9 @@ size_t router_vr_flags(struct router_config *cfg, struct router_vr **vvp, struct
     vv->dp_size = 1;
     vv->prometheus_port = vv->request_timeout = vv->max_concurrent = vv->max_payload = -1;
     vv->retry_max = vv->cb_fail = vv->cb_succ = vv->cb_timeout = -1;
+    vv->cache_threshold = 0.3; /* vllm-router's defaults */
+    vv->balance_abs = 64;
+    vv->balance_rel = 1.5;
     cfg->sd_port = 80;
     const struct flag rows[] = {
         {"--pd-disaggregation", NULL, FLAG_BOOL, &vv->pd, NULL,
@@ -148,9 +152,12 @@ size_t router_vr_flags(struct router_config *cfg, struct router_vr **vvp, struct
         /* Accepted, no effect here (one log line each). */
         IGN("--worker-startup-timeout-secs"),
         IGN("--worker-startup-check-interval"),
-        IGN("--cache-threshold"),
-        IGN("--balance-abs-threshold"),
-        IGN("--balance-rel-threshold"),
+        {"--cache-threshold", NULL, FLAG_DOUBLE, &vv->cache_threshold, "F",
+         "vllm-router: cache_aware: prefix match ratio that routes by cache (0.3)", NULL},
+        {"--balance-abs-threshold", NULL, FLAG_DOUBLE, &vv->balance_abs, "N",
+         "vllm-router: cache_aware: load gap that switches to least loaded (64)", NULL},
+        {"--balance-rel-threshold", NULL, FLAG_DOUBLE, &vv->balance_rel, "F",
+         "vllm-router: cache_aware: load ratio that switches to least loaded (1.5)", NULL},
         IGN("--eviction-interval"),
         IGN("--max-tree-size"),
         IGN_MULTI("--api-key-validation-urls"),
@@ -334,27 +341,43 @@ static const char *picker_type(const char *policy)
     return NULL;
 }
 
-/* vllm-router's P/D: every generation request has a prefill and a decode leg, each pool
- * picked by its own policy. */
-static char *pd_config(const char *prefill_type, const char *decode_type)
+/* One policy as a picker plugin named `name` (cache_aware with its thresholds). */
+static void picker_yaml(struct buf *b, const char *name, const char *policy,
+                        const struct router_vr *vv)
 {
-    return xasprintf("apiVersion: llm-d.ai/v1alpha1\n"
-                     "kind: EndpointPickerConfig\n"
-                     "plugins:\n"
-                     "- type: prefill-filter\n"
-                     "- type: decode-filter\n"
-                     "- name: prefill-policy\n"
-                     "  type: %s\n"
-                     "- name: decode-policy\n"
-                     "  type: %s\n"
-                     "- type: pd-profile-handler\n"
-                     "  parameters: {threshold: 0}\n"
-                     "schedulingProfiles:\n"
-                     "- name: prefill\n"
-                     "  plugins: [{pluginRef: prefill-filter}, {pluginRef: prefill-policy}]\n"
-                     "- name: decode\n"
-                     "  plugins: [{pluginRef: decode-filter}, {pluginRef: decode-policy}]\n",
-                     prefill_type, decode_type);
+    buf_printf(b, "- name: %s\n  type: %s\n", name, picker_type(policy));
+    if (!strcmp(policy, "cache_aware"))
+        buf_printf(b,
+                   "  parameters: {cacheThreshold: %.17g, balanceAbsThreshold: %.17g, "
+                   "balanceRelThreshold: %.17g}\n",
+                   vv->cache_threshold, vv->balance_abs, vv->balance_rel);
+}
+
+/* The scheduler config vllm-router's policies stand for. Regular: one profile, the
+ * policy's picker. P/D: every generation request has a prefill and a decode leg, each
+ * pool picked by its own policy. */
+static char *policy_config(bool pd, const char *policy, const struct router_vr *vv)
+{
+    struct buf b = BUF_INIT;
+    buf_append_str(&b, "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n");
+    if (!pd) {
+        picker_yaml(&b, "policy", policy, vv);
+        buf_append_str(&b, "schedulingProfiles:\n- name: default\n"
+                           "  plugins: [{pluginRef: policy}]\n");
+        return buf_steal(&b, NULL);
+    }
+    buf_append_str(&b, "- type: prefill-filter\n- type: decode-filter\n");
+    picker_yaml(&b, "prefill-policy", vv->prefill_policy ? vv->prefill_policy : policy, vv);
+    picker_yaml(&b, "decode-policy", vv->decode_policy ? vv->decode_policy : policy, vv);
+    buf_append_str(&b,
+                   "- type: pd-profile-handler\n"
+                   "  parameters: {threshold: 0}\n"
+                   "schedulingProfiles:\n"
+                   "- name: prefill\n"
+                   "  plugins: [{pluginRef: prefill-filter}, {pluginRef: prefill-policy}]\n"
+                   "- name: decode\n"
+                   "  plugins: [{pluginRef: decode-filter}, {pluginRef: decode-policy}]\n");
+    return buf_steal(&b, NULL);
 }
 
 static bool check_policy(const char *flag, const char *v)
@@ -444,17 +467,17 @@ bool router_vr_apply(struct router_config *cfg, struct router_vr *vv, const stru
                              "using service discovery\n");
         goto out;
     }
+    if (!(vv->cache_threshold >= 0 && vv->cache_threshold <= 1) || !(vv->balance_abs >= 0) ||
+        !(vv->balance_rel >= 1)) {
+        fprintf(stderr, "tandem router: --cache-threshold must be in [0, 1], "
+                        "--balance-abs-threshold >= 0, --balance-rel-threshold >= 1\n");
+        goto out;
+    }
     if (!cfg->config_file && !cfg->config_text) {
-        const char *policy = cfg->policy ? cfg->policy : "cache_aware";
-        if (pd) {
-            cfg->owned_config_text =
-                pd_config(picker_type(vv->prefill_policy ? vv->prefill_policy : policy),
-                          picker_type(vv->decode_policy ? vv->decode_policy : policy));
-            cfg->config_text = cfg->owned_config_text;
-            cfg->policy = NULL;
-        } else {
-            cfg->policy = policy;
-        }
+        cfg->vr_policy = cfg->policy ? cfg->policy : "cache_aware";
+        cfg->owned_config_text = policy_config(pd, cfg->vr_policy, vv);
+        cfg->config_text = cfg->owned_config_text;
+        cfg->policy = NULL;
     }
     ok = true;
 out:

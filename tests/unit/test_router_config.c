@@ -159,7 +159,7 @@ static void test_vllm_router_flag_forms(void **state)
                         "--prefill-policy", "round_robin", "--decode-policy", "rendezvous_hash",
                         "--cb-failure-threshold", "2", "--disable-retries",
                         "--prometheus-port", "29100", "--cors-allowed-origins", "x", "y",
-                        "--enable-trace", "--cache-threshold", "0.5", NULL};
+                        "--enable-trace", "--eviction-interval", "60", NULL};
     assert_int_equal(parse(&cfg, false, pd), 0);
     assert_int_equal(cfg.n_urls, 4);
     assert_int_equal(cfg.urls[0].bootstrap_port, 9000);
@@ -178,14 +178,32 @@ static void test_vllm_router_flag_forms(void **state)
     assert_int_equal(cfg.n_endpoints, 2);
     assert_string_equal(cfg.endpoints[1].name, "http://w1:8000");
     assert_false(cfg.pd_router);
-    assert_string_equal(cfg.policy, "power_of_two");
+    assert_string_equal(cfg.vr_policy, "power_of_two");
+    assert_non_null(strstr(cfg.config_text, "type: power-of-two-picker"));
     router_config_free(&cfg);
 
     /* Invoked as vllm-router: its port and its default policy. */
     const char *plain[] = {"--worker-urls", "http://w0:8000", NULL};
     assert_int_equal(parse_as(&cfg, true, plain), 0);
     assert_int_equal(cfg.port, 30000);
-    assert_string_equal(cfg.policy, "cache_aware");
+    assert_string_equal(cfg.vr_policy, "cache_aware");
+    assert_non_null(strstr(cfg.config_text, "type: cache-aware-picker"));
+    assert_non_null(strstr(cfg.config_text, "cacheThreshold: 0.29999999999999999"));
+    router_config_free(&cfg);
+
+    /* cache_aware takes vllm-router's thresholds. */
+    const char *ca[] = {"--pd-disaggregation", "--prefill", "http://a:1", "--decode",
+                        "http://b:2", "--cache-threshold", "0.5", "--balance-abs-threshold",
+                        "32", "--decode-policy", "random", NULL};
+    assert_int_equal(parse(&cfg, false, ca), 0);
+    assert_non_null(strstr(cfg.config_text,
+                           "name: prefill-policy\n  type: cache-aware-picker\n"
+                           "  parameters: {cacheThreshold: 0.5, balanceAbsThreshold: 32, "
+                           "balanceRelThreshold: 1.5}"));
+    assert_non_null(strstr(cfg.config_text, "name: decode-policy\n  type: random-picker\n"));
+    router_config_free(&cfg);
+    const char *bad_ca[] = {"--worker-urls", "http://a:1", "--cache-threshold", "2", NULL};
+    assert_int_equal(parse(&cfg, false, bad_ca), -1);
     router_config_free(&cfg);
 
     /* Plain tandem router flags keep tandem's defaults. */
