@@ -417,7 +417,10 @@ bool router_vr_apply(struct router_config *cfg, struct router_vr *vv, const stru
         ok = true;
         goto out;
     }
-    if (!check_policy("--policy", cfg->policy) ||
+    /* tandem's own presets (llm-d, pd) stay usable next to vllm-router's flags. */
+    bool tandem_preset =
+        cfg->policy && !picker_type(cfg->policy) && sched_policy_config(cfg->policy);
+    if ((!tandem_preset && !check_policy("--policy", cfg->policy)) ||
         !check_policy("--prefill-policy", vv->prefill_policy) ||
         !check_policy("--decode-policy", vv->decode_policy))
         goto out;
@@ -473,7 +476,7 @@ bool router_vr_apply(struct router_config *cfg, struct router_vr *vv, const stru
                         "--balance-abs-threshold >= 0, --balance-rel-threshold >= 1\n");
         goto out;
     }
-    if (!cfg->config_file && !cfg->config_text) {
+    if (!cfg->config_file && !cfg->config_text && !tandem_preset) {
         cfg->vr_policy = cfg->policy ? cfg->policy : "cache_aware";
         cfg->owned_config_text = policy_config(pd, cfg->vr_policy, vv);
         cfg->config_text = cfg->owned_config_text;

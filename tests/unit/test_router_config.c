@@ -206,6 +206,13 @@ static void test_vllm_router_flag_forms(void **state)
     assert_int_equal(parse(&cfg, false, bad_ca), -1);
     router_config_free(&cfg);
 
+    /* tandem's presets still work beside vllm-router's flags. */
+    const char *preset[] = {"--worker-urls", "http://a:1", "--policy", "llm-d", NULL};
+    assert_int_equal(parse(&cfg, false, preset), 0);
+    assert_string_equal(cfg.policy, "llm-d");
+    assert_null(cfg.config_text);
+    router_config_free(&cfg);
+
     /* Plain tandem router flags keep tandem's defaults. */
     const char *tandem[] = {"--decode", "http://d:4", NULL};
     assert_int_equal(parse(&cfg, false, tandem), 0);
