@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
+import time
 
 import harness
 from harness import Proc, free_port, get, metric, post, run, start_sim, wait_until
@@ -226,6 +228,40 @@ def test_worker_urls_regular_mode_and_tokenize():
     assert post(r.port, "/tokenize", {"model": "nope", "prompt": "x"}).status == 404
 
 
+def test_dp_worker_metrics_are_per_rank():
+    """A DP worker URL@r reads only engine="r" of its engine's metrics."""
+    s = sim("--data-parallel-size", "2", "--time-scale", "20")
+    r = vrouter(["--worker-urls", url(s), "--intra-node-data-parallel-size", "2",
+                 "--refresh-metrics-interval", "20"])
+    wait_workers(r, 2)
+    done = []
+
+    def long_request():
+        done.append(post(s.port, "/v1/completions",
+                         {"model": "m", "prompt": "busy rank one", "max_tokens": 200,
+                          "ignore_eos": True},
+                         headers={"X-data-parallel-rank": "1"}, timeout=60).status)
+
+    t = threading.Thread(target=long_request, daemon=True)
+    t.start()
+
+    def worker(rank):
+        es = get(r.mport, "/debug/endpoints").json()["endpoints"]
+        return [e for e in es if e["name"] == "%s@%d" % (url(s), rank)][0]
+
+    wait_until(lambda: worker(1)["running"] == 1, 10, what="rank 1 running one request")
+    t0 = time.monotonic()
+
+    def rank0_scraped_since():
+        e = worker(0)
+        return e if e["scraped_ms_ago"] / 1e3 < time.monotonic() - t0 else None
+
+    e0 = wait_until(rank0_scraped_since, 5, what="rank 0 scraped again")
+    assert e0["running"] == 0 and not done, (e0, done)  # engine="0" only, not the sum
+    t.join(60)
+    assert done == [200]
+
+
 def test_flags_unknown_fails_ignored_logs():
     out = subprocess.run([harness.TANDEM, "router", "--worker-urls", "http://127.0.0.1:1",
                           "--no-such-vllm-router-flag"], capture_output=True, text=True,
@@ -272,5 +308,6 @@ if __name__ == "__main__":
          test_metrics_page_has_vllm_router_families,
          test_circuit_breaker_opens_and_others_serve,
          test_worker_urls_regular_mode_and_tokenize,
+         test_dp_worker_metrics_are_per_rank,
          test_flags_unknown_fails_ignored_logs,
          test_invoked_as_vllm_router])
