@@ -191,16 +191,14 @@ struct router_sd *router_sd_start(struct router *r, uv_loop_t *loop, char *err, 
     d->cl = k8s_client_new(loop, &kc, "tandem-router");
     if (cfg->pd_router) {
         if (cfg->n_prefill_selector)
-            d->w[d->n_w++] = (struct sd_watch){d, SCHED_ROLE_PREFILL,
-                                               join(cfg->prefill_selector,
-                                                    cfg->n_prefill_selector), NULL};
+            d->w[d->n_w++] = (struct sd_watch){
+                d, SCHED_ROLE_PREFILL, join(cfg->prefill_selector, cfg->n_prefill_selector), NULL};
         if (cfg->n_decode_selector)
-            d->w[d->n_w++] = (struct sd_watch){d, SCHED_ROLE_DECODE,
-                                               join(cfg->decode_selector,
-                                                    cfg->n_decode_selector), NULL};
+            d->w[d->n_w++] = (struct sd_watch){
+                d, SCHED_ROLE_DECODE, join(cfg->decode_selector, cfg->n_decode_selector), NULL};
     } else {
-        d->w[d->n_w++] = (struct sd_watch){d, SCHED_ROLE_NONE,
-                                           join(cfg->selector, cfg->n_selector), NULL};
+        d->w[d->n_w++] =
+            (struct sd_watch){d, SCHED_ROLE_NONE, join(cfg->selector, cfg->n_selector), NULL};
     }
     char *path = xasprintf("/api/v1/namespaces/%s/pods", d->ns);
     for (size_t i = 0; i < d->n_w; i++) {

@@ -28,7 +28,6 @@ struct router_vr {
     double cache_threshold, balance_abs, balance_rel; /* cache_aware's */
 };
 
-
 /* --- flags ---------------------------------------------------------------------------- */
 
 static bool add_url(struct router_config *cfg, const char *url, enum sched_role role, int port,
