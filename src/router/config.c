@@ -130,7 +130,7 @@ static bool add_role_url(struct router_config *cfg, const char *url, enum sched_
         snprintf(err, errlen, "at most %d worker URLs", ROUTER_MAX_ENDPOINT_FLAGS);
         return false;
     }
-    cfg->urls[cfg->n_urls++] = (struct router_url){url, role, 0};
+    cfg->urls[cfg->n_urls++] = (struct router_url){.url = url, .role = role};
     return true;
 }
 

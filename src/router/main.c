@@ -110,6 +110,7 @@ static void on_shutdown(void *ctx)
     router_scrape_stop(r);
     router_discovery_stop(r->discovery);
     router_sd_stop(r->sd);
+    router_vr_resolve_stop(r);
     if (r->extproc) {
         extproc_server_stop(r->extproc); /* joins its threads; streams are released */
         r->extproc = NULL;
@@ -341,6 +342,7 @@ int router_run(struct router *r)
         }
     }
     router_scrape_start(r);
+    router_vr_resolve_start(r, &r->control);
     loop_on_shutdown(&r->control, on_shutdown, r);
     for (size_t i = 0; i < r->n_workers; i++)
         uv_thread_create(&r->workers[i].thread, worker_run, &r->workers[i]);
@@ -381,6 +383,7 @@ int router_run(struct router *r)
     uv_loop_close(&r->control);
     router_discovery_free(r->discovery);
     router_sd_free(r->sd);
+    router_vr_resolve_free(r);
     router_free(r);
     return 0;
 }

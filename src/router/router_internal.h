@@ -37,6 +37,10 @@ struct router_url {
     const char *url;      /* as given (points into argv) */
     enum sched_role role; /* NONE for --worker-urls */
     int bootstrap_port;   /* --prefill URL PORT, 0 = none */
+    /* Its host is a name (a Kubernetes Service): resolved on the control loop. */
+    char host[256];
+    int port;
+    bool needs_dns;
 };
 
 /* vllm-router's circuit breaker thresholds (--cb-*). */
@@ -213,6 +217,7 @@ struct router {
     _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
     struct router_breakers breakers;
+    struct router_resolver *resolver; /* URL workers' host names, on the control loop */
     _Atomic long long in_flight; /* proxied requests, for --max-concurrent-requests */
     bool stopping;
 };
@@ -335,6 +340,13 @@ bool router_vr_split_prefill(struct router_config *cfg, int argc, char **argv, c
  * ignored-flag log lines. Frees vv. false after printing why. */
 bool router_vr_apply(struct router_config *cfg, struct router_vr *vv,
                      const struct flags_result *res, int argc, char **argv);
+/* Host names of URL workers (http://svc.ns.svc.cluster.local:8000): resolved on the
+ * control loop, retried every second until they resolve; until then the worker is
+ * unhealthy. No-op when every URL has a numeric host. stop before the loop's last run,
+ * free after it. */
+void router_vr_resolve_start(struct router *r, uv_loop_t *loop);
+void router_vr_resolve_stop(struct router *r);
+void router_vr_resolve_free(struct router *r);
 /* "PD retry attempt N using prefill=... decode=..." (debug). */
 void router_vr_log_pd_attempt(struct router *r, int attempt, const char *prefill,
                               const char *decode);

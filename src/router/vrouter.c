@@ -17,6 +17,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "net/url.h"
+#include <netdb.h>
 #include "router/router_internal.h"
 
 /* Values before checking: -1 = not given (the default depends on the mode). */
@@ -37,7 +38,7 @@ static bool add_url(struct router_config *cfg, const char *url, enum sched_role 
         snprintf(err, errlen, "at most %d worker URLs", ROUTER_MAX_ENDPOINT_FLAGS);
         return false;
     }
-    cfg->urls[cfg->n_urls++] = (struct router_url){url, role, port};
+    cfg->urls[cfg->n_urls++] = (struct router_url){.url = url, .role = role, .bootstrap_port = port};
     return true;
 }
 
@@ -289,11 +290,16 @@ static const char *role_label(enum sched_role r)
 static bool materialize_urls(struct router_config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->n_urls; i++) {
-        const struct router_url *u = &cfg->urls[i];
+        struct router_url *u = &cfg->urls[i];
         char host[256];
         int port;
         if (!split_url(u->url, host, sizeof host, &port, err, errlen))
             return false;
+        struct sockaddr_storage ss;
+        snprintf(u->host, sizeof u->host, "%s", host);
+        u->port = port;
+        u->needs_dns = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+                       uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0;
         size_t ul = strlen(u->url);
         while (ul > 0 && u->url[ul - 1] == '/')
             ul--;
@@ -485,6 +491,138 @@ bool router_vr_apply(struct router_config *cfg, struct router_vr *vv, const stru
 out:
     free(vv);
     return ok;
+}
+
+/* --- host names ------------------------------------------------------------------------- */
+
+/* One lookup per URL whose host is a name; the timer starts the ones not resolved yet. */
+struct router_resolver {
+    struct router *r;
+    uv_timer_t timer;
+    struct lookup {
+        struct router_resolver *rs;
+        size_t url;     /* index into cfg.urls */
+        bool busy, done, warned;
+        uv_getaddrinfo_t req;
+    } *lookups;
+    size_t n;
+};
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct lookup *lk = req->data;
+    struct router *r = lk->rs->r;
+    const struct router_url *u = &r->cfg.urls[lk->url];
+    lk->busy = false;
+    /* IPv4 first when there is one: engines usually listen on 0.0.0.0. */
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a && status == 0; a = a->ai_next)
+        if (!pick || (a->ai_family == AF_INET && pick->ai_family != AF_INET))
+            pick = a;
+    char ip[64] = "";
+    if (pick)
+        uv_ip_name(pick->ai_addr, ip, sizeof ip);
+    uv_freeaddrinfo(res);
+    if (r->stopping)
+        return;
+    if (!ip[0]) {
+        if (!lk->warned)
+            LOG_W("router", "worker %s: cannot resolve %s (%s): unhealthy until it resolves "
+                            "(retrying every second)",
+                  u->url, u->host, status ? uv_strerror(status) : "no address");
+        lk->warned = true;
+        return;
+    }
+    lk->done = true;
+    /* The same workers, now at the address (same names: their state stays). */
+    struct sched_endpoint **eps;
+    size_t n = sched_ds_list(r->ds, &eps);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(sched_endpoint_host(eps[i]), u->host) != 0 ||
+            sched_endpoint_port(eps[i]) != u->port)
+            continue;
+        struct sched_endpoint_spec e = {
+            .name = sched_endpoint_name(eps[i]),
+            .host = ip,
+            .port = u->port,
+            .role = sched_endpoint_role(eps[i]),
+            .source = NULL,
+        };
+        const char *keys[] = {"llm-d.ai/role", ROUTER_DP_RANK_LABEL};
+        for (size_t k = 0; k < 2; k++) {
+            const char *v = sched_endpoint_label(eps[i], keys[k]);
+            if (v) {
+                e.labels[e.n_labels].key = (char *)keys[k];
+                e.labels[e.n_labels++].value = (char *)v;
+            }
+        }
+        sched_ds_upsert(r->ds, &e);
+        LOG_I("router", "worker %s: %s is %s", e.name, u->host, ip);
+    }
+    sched_ds_release_list(eps, n);
+}
+
+static void on_resolve_tick(uv_timer_t *t)
+{
+    struct router_resolver *rs = t->data;
+    struct router *r = rs->r;
+    bool pending = false;
+    for (size_t i = 0; i < rs->n; i++) {
+        struct lookup *lk = &rs->lookups[i];
+        if (lk->done)
+            continue;
+        pending = true;
+        if (lk->busy)
+            continue;
+        char port[8];
+        snprintf(port, sizeof port, "%d", r->cfg.urls[lk->url].port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        lk->req.data = lk;
+        if (uv_getaddrinfo(t->loop, &lk->req, on_resolved, r->cfg.urls[lk->url].host, port,
+                           &hints) == 0)
+            lk->busy = true;
+    }
+    if (!pending)
+        uv_timer_stop(t);
+}
+
+void router_vr_resolve_start(struct router *r, uv_loop_t *loop)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->cfg.n_urls; i++)
+        n += r->cfg.urls[i].needs_dns;
+    if (!n)
+        return;
+    struct router_resolver *rs = xcalloc(1, sizeof *rs);
+    rs->r = r;
+    rs->lookups = xcalloc(n, sizeof *rs->lookups);
+    for (size_t i = 0; i < r->cfg.n_urls; i++)
+        if (r->cfg.urls[i].needs_dns)
+            rs->lookups[rs->n++] = (struct lookup){.rs = rs, .url = i};
+    uv_timer_init(loop, &rs->timer);
+    rs->timer.data = rs;
+    uv_timer_start(&rs->timer, on_resolve_tick, 0, 1000);
+    r->resolver = rs;
+}
+
+void router_vr_resolve_stop(struct router *r)
+{
+    if (!r->resolver)
+        return;
+    uv_timer_stop(&r->resolver->timer);
+    uv_close((uv_handle_t *)&r->resolver->timer, NULL);
+    for (size_t i = 0; i < r->resolver->n; i++)
+        if (r->resolver->lookups[i].busy)
+            uv_cancel((uv_req_t *)&r->resolver->lookups[i].req); /* its callback still runs */
+}
+
+void router_vr_resolve_free(struct router *r)
+{
+    if (!r->resolver)
+        return;
+    free(r->resolver->lookups);
+    free(r->resolver);
+    r->resolver = NULL;
 }
 
 /* --- requests ----------------------------------------------------------------------------- */

@@ -262,6 +262,28 @@ def test_dp_worker_metrics_are_per_rank():
     assert done == [200]
 
 
+def test_worker_host_names_are_resolved():
+    """Workers given by name (a Kubernetes Service's DNS name, here localhost) are resolved
+    on the control loop; a name that does not resolve is an unhealthy worker, retried."""
+    a = sim()
+    named = "http://localhost:%d" % a.port
+    r = vrouter(["--worker-urls", named, "http://no-such-host.invalid:8000", "--policy",
+                 "round_robin"])
+
+    def eps():
+        return {e["name"]: e for e in get(r.mport, "/debug/endpoints").json()["endpoints"]}
+
+    wait_until(lambda: eps()[named]["address"] == "127.0.0.1:%d" % a.port and
+               eps()[named]["healthy"], 10, what="localhost resolved")
+    assert r.wait_log(r"worker %s: localhost is 127\.0\.0\.1" % re.escape(named), 5)
+    assert r.wait_log(r"worker http://no-such-host\.invalid:8000: cannot resolve "
+                      r"no-such-host\.invalid", 30), r.output()[-2000:]
+    assert not eps()["http://no-such-host.invalid:8000"]["healthy"]
+    for i in range(3):
+        assert complete(r.port, "named %d" % i).status == 200
+    assert val(a.port, "vllm:request_success_total") == 3
+
+
 def test_flags_unknown_fails_ignored_logs():
     out = subprocess.run([harness.TANDEM, "router", "--worker-urls", "http://127.0.0.1:1",
                           "--no-such-vllm-router-flag"], capture_output=True, text=True,
@@ -309,5 +331,6 @@ if __name__ == "__main__":
          test_circuit_breaker_opens_and_others_serve,
          test_worker_urls_regular_mode_and_tokenize,
          test_dp_worker_metrics_are_per_rank,
+         test_worker_host_names_are_resolved,
          test_flags_unknown_fails_ignored_logs,
          test_invoked_as_vllm_router])

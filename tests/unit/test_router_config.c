@@ -132,6 +132,9 @@ static void test_vllm_router_seed_command_line(void **state)
     assert_string_equal(cfg.endpoints[7].name, "http://p.svc:8000@7");
     assert_string_equal(cfg.endpoints[8].name, "http://d.svc:8200@0");
     assert_string_equal(cfg.endpoints[8].host, "d.svc");
+    assert_true(cfg.urls[1].needs_dns); /* a Service name: resolved at run time */
+    assert_string_equal(cfg.urls[1].host, "d.svc");
+    assert_int_equal(cfg.urls[1].port, 8200);
     assert_int_equal(cfg.endpoints[8].port, 8200);
     assert_int_equal(cfg.endpoints[0].role, SCHED_ROLE_PREFILL);
     assert_int_equal(cfg.endpoints[15].role, SCHED_ROLE_DECODE);
@@ -177,6 +180,15 @@ static void test_vllm_router_flag_forms(void **state)
     assert_int_equal(parse(&cfg, false, workers), 0);
     assert_int_equal(cfg.n_endpoints, 2);
     assert_string_equal(cfg.endpoints[1].name, "http://w1:8000");
+    router_config_free(&cfg);
+    const char *numeric[] = {"--worker-urls", "http://10.0.0.1:8000", "http://[fd00::2]:8000",
+                             NULL};
+    assert_int_equal(parse(&cfg, false, numeric), 0);
+    assert_false(cfg.urls[0].needs_dns);
+    assert_false(cfg.urls[1].needs_dns);
+    assert_string_equal(cfg.endpoints[1].host, "fd00::2");
+    router_config_free(&cfg);
+    assert_int_equal(parse(&cfg, false, workers), 0);
     assert_false(cfg.pd_router);
     assert_string_equal(cfg.vr_policy, "power_of_two");
     assert_non_null(strstr(cfg.config_text, "type: power-of-two-picker"));
