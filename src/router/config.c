@@ -362,7 +362,8 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
     }
     if (res.help) {
         free(vv);
-        flags_print_help(stdout, "tandem router [flags]",
+        flags_print_help(stdout, as_vllm_router ? "vllm-router [flags] (tandem router)"
+                                                : "tandem router [flags]",
                          "OpenAI-compatible gateway and endpoint picker with llm-d's scheduling\n"
                          "semantics: filters, scorers (prefix cache, queue, KV usage, ...),\n"
                          "pickers and profile handlers from an llm-d EndpointPickerConfig.",
