@@ -52,6 +52,7 @@ static int worker_start(struct router *r, struct router_worker *w, int port)
     };
     int err = http_server_start(&w->loop, &hc, &w->server);
     if (err) {
+        uv_run(&w->loop, UV_RUN_DEFAULT); /* the failed server frees itself in close callbacks */
         uv_loop_close(&w->loop);
         return err;
     }

@@ -642,8 +642,9 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
     const char *path = q->path;
     if (q->query && *q->query)
         path = arena_sprintf(http_exchange_arena(p->ex), "%s?%s", q->path, q->query);
-    if (!p->counted && !p->r->cfg.sidecar) {
-        /* The decode pod has this request from now on (admission bound, load scoring). */
+    if (!p->counted) {
+        /* The decode pod has this request from now on (admission bound, load scoring; in a
+         * sidecar, what tandem up's drain waits on before stopping the pod). */
         sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
         p->counted = true;
     }
