@@ -858,6 +858,15 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
     buf_free(&trace);
     const char *decision = res->prefill ? "disaggregate" : "decode-only";
     metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
+    if (res->n_picks > 0 && !res->status) {
+        const char *role = sched_endpoint_role(res->picks[0]) == SCHED_ROLE_BOTH ? "both"
+                                                                                 : "decode";
+        metrics_counter_inc(metrics_series_get(r->m.role_requests, &role));
+        if (res->prefill) {
+            const char *pr = "prefill";
+            metrics_counter_inc(metrics_series_get(r->m.role_requests, &pr));
+        }
+    }
     if (res->pd == SCHED_PD_NO_PREFILL) {
         /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
         LOG_W(r->cfg.sidecar ? "sidecar" : "router",

@@ -168,6 +168,9 @@ struct router_metrics {
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
     /* discovery */
     struct metrics_family *endpoints_by_role;  /* {role} */
+    /* per role, for autoscalers (docs/modelservice.md): */
+    struct metrics_family *role_requests;      /* {role}: scheduled to a pod of the role */
+    struct metrics_family *role_queue, *role_running, *role_inflight; /* {role} */
     struct metrics_series *discovery_restarts; /* watch restarts and relists */
     struct metrics_family *discovery_errors;   /* {kind} */
     /* GAIE's EPP names, for dashboards built on them */
