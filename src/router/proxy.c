@@ -927,9 +927,10 @@ void router_handle(struct http_exchange *ex, void *ctx)
                      q->path, r->cfg.metrics_port ? "" : " (--metrics-port)");
         return;
     }
-    /* /tokenize and /detokenize (vLLM's, outside /v1) go to any engine of the model. */
+    /* /tokenize, /detokenize and /tokenizer_info (vLLM's, outside /v1) go to any engine of
+     * the model. */
     if (strncmp(q->path, "/v1/", 4) != 0 && strcmp(q->path, "/tokenize") != 0 &&
-        strcmp(q->path, "/detokenize") != 0) {
+        strcmp(q->path, "/detokenize") != 0 && strcmp(q->path, "/tokenizer_info") != 0) {
         router_error(ex, 404, NULL, "no route for %s %s", q->method, q->path);
         return;
     }

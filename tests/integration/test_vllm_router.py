@@ -226,6 +226,12 @@ def test_worker_urls_regular_mode_and_tokenize():
     assert dt.status == 200 and isinstance(dt.json()["prompt"], str), dt.body
     # Bad model: the engine's own 404, passed through.
     assert post(r.port, "/tokenize", {"model": "nope", "prompt": "x"}).status == 404
+    # What lm-eval asks a vLLM server for before tokenizing through it, and the model card.
+    ti = get(r.port, "/tokenizer_info")
+    assert ti.status == 200 and ti.json()["vocab_size"] > 0, ti.body
+    card = get(r.port, "/v1/models/m")
+    assert card.status == 200 and card.json()["id"] == "m", card.body
+    assert get(r.port, "/v1/models/nope").status == 404
 
 
 def test_dp_worker_metrics_are_per_rank():
