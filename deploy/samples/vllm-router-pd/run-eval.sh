@@ -4,7 +4,7 @@
 #
 # usage: run-eval.sh [TASK=tandem_mc] [CONCURRENCY=1] [LIMIT=100]   (env: ROUTER_PORT 10001)
 # TASK is any lm-eval task. The default, tandem_mc (a multiple-choice loglikelihood
-# task), and tandem_until (generate_until with stop sequences) are small local tasks in
+# task), and tandem_gen (generate_until with stop sequences) are small local tasks in
 # tests/clients/tasks, so nothing is downloaded; hub tasks such as gsm8k, mmlu or
 # hellaswag need Hugging Face access, as in the seed. lm_eval comes from the test venv
 # (tests/clients/setup-venv.sh, which `make test` runs) unless one is on PATH.
@@ -25,6 +25,9 @@ if [ -z "$LM_EVAL" ]; then
   LM_EVAL="$venv/bin/lm_eval"
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" OPENAI_API_KEY="${OPENAI_API_KEY:-EMPTY}"
-exec "$LM_EVAL" --model local-completions \
-  --model_args "model=$MODEL,base_url=http://127.0.0.1:$ROUTER_PORT/v1/completions,num_concurrent=$CONCURRENCY,max_retries=3,tokenized_requests=False,tokenizer_backend=None" \
+# tokenizer_backend=remote: as against vLLM, lm-eval reads the server's /tokenizer_info and
+# tokenizes through /tokenize (the router passes both to an engine).
+cd "$root/tests/clients/tasks" # the local tasks name their data files relative to it
+exec "$LM_EVAL" run --model local-completions \
+  --model_args "model=$MODEL,base_url=http://127.0.0.1:$ROUTER_PORT/v1/completions,num_concurrent=$CONCURRENCY,max_retries=3,tokenizer_backend=remote" \
   --include_path "$root/tests/clients/tasks" --tasks "$TASK" --limit "$LIMIT"
