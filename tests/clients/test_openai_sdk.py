@@ -301,7 +301,7 @@ def test_tools_named():
 def test_response_format_json_object():
     c = client()
     r = c.chat.completions.create(model=MODEL, messages=chat_msgs("Reply in JSON."),
-                                  response_format={"type": "json_object"}, max_tokens=200)
+                                  response_format={"type": "json_object"}, max_tokens=1000)
     assert isinstance(json.loads(r.choices[0].message.content), dict), r
 
 
@@ -319,7 +319,7 @@ def test_response_format_json_schema():
         "tags": {"type": "array", "items": {"type": "string"}}},
         "required": ["name", "size", "tags"], "additionalProperties": False}
     r = c.chat.completions.create(
-        model=MODEL, messages=chat_msgs("Describe a city."), max_tokens=300,
+        model=MODEL, messages=chat_msgs("Describe a city."), max_tokens=1000,
         response_format={"type": "json_schema",
                          "json_schema": {"name": "city", "schema": schema, "strict": True}})
     obj = json.loads(r.choices[0].message.content)
@@ -328,7 +328,7 @@ def test_response_format_json_schema():
     assert isinstance(obj["tags"], list) and all(isinstance(t, str) for t in obj["tags"])
     # The SDK's own structured parsing: a pydantic model in, a validated instance out.
     p = c.chat.completions.parse(model=MODEL, messages=chat_msgs("A city, as JSON."),
-                                 response_format=City, max_tokens=300)
+                                 response_format=City, max_tokens=1000)
     city = p.choices[0].message.parsed
     assert isinstance(city, City) and isinstance(city.population, int), p
 
