@@ -27,6 +27,7 @@ def bootstrap(what, n_tests):
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ[k] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found"
     os.environ.setdefault("OPENAI_API_KEY", "EMPTY")
     venv = os.environ.get("TANDEM_CLIENTS_VENV")
     if venv and os.path.realpath(sys.prefix) == os.path.realpath(venv):
