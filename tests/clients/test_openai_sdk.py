@@ -8,12 +8,12 @@ import sys
 
 import stack
 
-N_TESTS = 20
+N_TESTS = 22
 if __name__ == "__main__":
     stack.bootstrap("openai SDK tests", N_TESTS)
 
 import openai  # noqa: E402
-from harness import run  # noqa: E402
+from harness import post, run  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from stack import MODEL, needs  # noqa: E402
@@ -32,10 +32,10 @@ TIME = {"type": "function", "function": {
                    "required": ["zone"]}}}
 
 
-def client(sim_flags=()):
-    r, _ = stack.stack(2, sim_flags)
-    return openai.OpenAI(base_url=r.base + "/v1", api_key="EMPTY", max_retries=0,
-                         timeout=30)
+def client(sim_flags=(), with_sims=False):
+    r, sims = stack.stack(2, sim_flags)
+    c = openai.OpenAI(base_url=r.base + "/v1", api_key="EMPTY", max_retries=0, timeout=30)
+    return (c, sims) if with_sims else c
 
 
 def extra(c):
@@ -164,6 +164,23 @@ def test_echo_prompt_logprobs():
     again = c.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True,
                                  logprobs=1).choices[0].logprobs.token_logprobs
     assert again == lp.token_logprobs
+
+
+@needs("sim-api")
+def test_token_id_prompts():
+    """A prompt given as token ids is decoded: echo shows the text, not placeholders."""
+    c, sims = client(with_sims=True)
+    text = "Hello world, how are you?"
+    r = post(sims[0].port, "/tokenize", {"model": MODEL, "prompt": text})
+    ids = r.json()["tokens"]
+    assert r.status == 200 and len(ids) > 3, r.body
+    out = c.completions.create(model=MODEL, prompt=ids, max_tokens=2, echo=True,
+                               extra_body={"ignore_eos": True})
+    assert out.choices[0].text.startswith(text), out.choices[0].text
+    assert out.usage.prompt_tokens == len(ids), out.usage
+    # A batch of id lists: one choice each.
+    out = c.completions.create(model=MODEL, prompt=[ids, ids[:2]], max_tokens=1, echo=True)
+    assert [x.index for x in out.choices] == [0, 1], out.choices
 
 
 def test_top_logprobs():
@@ -333,6 +350,21 @@ def test_response_format_json_schema():
     assert isinstance(city, City) and isinstance(city.population, int), p
 
 
+@needs("sim-struct")
+def test_guided_json():
+    """vLLM's own spelling of a JSON-schema constraint, passed as an extra body field."""
+    c = client()
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}},
+              "required": ["answer"]}
+    r = c.chat.completions.create(model=MODEL, messages=chat_msgs("2+2?"), max_tokens=1000,
+                                  extra_body={"guided_json": schema})
+    obj = json.loads(r.choices[0].message.content)
+    assert isinstance(obj, dict) and isinstance(obj.get("answer"), int), obj
+    r = c.completions.create(model=MODEL, prompt="JSON please:", max_tokens=1000,
+                             extra_body={"guided_json": schema})
+    assert isinstance(json.loads(r.choices[0].text).get("answer"), int), r
+
+
 # --- models and errors -----------------------------------------------------------------
 
 def test_models_list():
@@ -387,11 +419,11 @@ def test_errors_vllm_messages():
 
 TESTS = [test_completions, test_completions_stream, test_completions_stream_usage,
          test_stop, test_include_stop_str_in_output, test_n_choices,
-         test_echo_prompt_logprobs, test_top_logprobs, test_chat, test_chat_stream,
-         test_continuous_usage_stats, test_tools_auto, test_tools_required,
-         test_tools_named, test_response_format_json_object,
-         test_response_format_json_schema, test_models_list, test_models_retrieve,
-         test_errors, test_errors_vllm_messages]
+         test_echo_prompt_logprobs, test_token_id_prompts, test_top_logprobs, test_chat,
+         test_chat_stream, test_continuous_usage_stats, test_tools_auto,
+         test_tools_required, test_tools_named, test_response_format_json_object,
+         test_response_format_json_schema, test_guided_json, test_models_list,
+         test_models_retrieve, test_errors, test_errors_vllm_messages]
 
 if __name__ == "__main__":
     assert len(TESTS) == N_TESTS, len(TESTS)
