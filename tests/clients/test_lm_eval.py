@@ -22,7 +22,7 @@ import tempfile
 
 import stack
 
-N_TESTS = 3
+N_TESTS = 4
 if __name__ == "__main__":
     stack.bootstrap("lm-eval tests", N_TESTS)
 
@@ -64,12 +64,13 @@ def lm_eval(model, model_args, task, *extra):
 
 # --- loglikelihood ---------------------------------------------------------------------
 
-def continuation_logprob(sim, context, continuation):
-    """The sim's own score of continuation after context: token ids are the UTF-8 bytes
-    (what lm-eval sends with stack.byte_tokenizer); echo + max_tokens 0 returns the
-    prompt's logprobs and nothing else (vLLM)."""
-    ctx = list(context.encode())
-    ids = ctx + list(continuation.encode())
+def continuation_logprob(sim, encode, context, continuation):
+    """The sim's own score of continuation after context, tokenized as lm-eval does
+    (the whole text encoded, the context's length cut off); echo + max_tokens 0 returns
+    the prompt's logprobs and nothing else (vLLM)."""
+    ctx = encode(context)
+    ids = encode(context + continuation)
+    assert ids[:len(ctx)] == ctx, (ctx, ids)
     r = post(sim.port, "/v1/completions", {"model": MODEL, "prompt": ids, "max_tokens": 0,
                                            "echo": True, "logprobs": 1, "temperature": 0})
     assert r.status == 200, (r.status, r.body[:300])
@@ -82,14 +83,14 @@ def argmax(xs):
     return max(range(len(xs)), key=lambda i: (xs[i], -i))  # first of equals, as numpy
 
 
-@needs("sim-api (echo with max_tokens 0)")
-def test_loglikelihood_multiple_choice():
+def check_multiple_choice(model_args, encode):
+    """Runs tandem_mc with local-completions; lm-eval's per-choice loglikelihoods, acc
+    and acc_norm must equal the ones computed here from the sims' logprobs."""
     router, sims = stack.stack(2)
-    tok = stack.byte_tokenizer(tempfile.mkdtemp(prefix="tandem-tok-"))
-    results, samples = lm_eval("local-completions", {
-        "model": MODEL, "base_url": router.base + "/v1/completions",
-        "tokenizer_backend": "huggingface", "tokenizer": tok, "tokenized_requests": True,
-        "num_concurrent": 1, "max_retries": 1, "max_length": 4096}, "tandem_mc")
+    args = {"model": MODEL, "base_url": router.base + "/v1/completions",
+            "num_concurrent": 1, "max_retries": 1, "max_length": 4096}
+    args.update(model_args)
+    results, samples = lm_eval("local-completions", args, "tandem_mc")
 
     acc = acc_norm = 0
     expected_ll = {}
@@ -97,7 +98,8 @@ def test_loglikelihood_multiple_choice():
     for i, d in enumerate(ds):
         context = "Question: %s\nAnswer:" % d["question"]
         # Alternate sims: every sim must score the same prompt the same way.
-        lls = [continuation_logprob(sims[i % 2], context, " " + c) for c in d["choices"]]
+        lls = [continuation_logprob(sims[i % 2], encode(sims[0]), context, " " + c)
+               for c in d["choices"]]
         expected_ll[i] = lls
         acc += argmax(lls) == d["answer"]
         acc_norm += argmax([ll / len(c) for ll, c in zip(lls, d["choices"])]) == d["answer"]
@@ -114,6 +116,33 @@ def test_loglikelihood_multiple_choice():
         assert all(abs(g - w) < 1e-6 for g, w in zip(got, want)), (s["doc_id"], got, want)
     assert results["acc,none"] == acc, (results, acc)
     assert results["acc_norm,none"] == acc_norm, (results, acc_norm)
+
+
+@needs("sim-api (echo with max_tokens 0)")
+def test_loglikelihood_multiple_choice():
+    """With a local tokenizer whose ids are UTF-8 bytes: lm-eval sends token-id prompts."""
+    tok = stack.byte_tokenizer(tempfile.mkdtemp(prefix="tandem-tok-"))
+    check_multiple_choice({"tokenizer_backend": "huggingface", "tokenizer": tok,
+                           "tokenized_requests": True},
+                          lambda sim: lambda text: list(text.encode()))
+
+
+def sim_tokenize(sim):
+    def encode(text):
+        r = post(sim.port, "/tokenize", {"model": MODEL, "prompt": text,
+                                         "add_special_tokens": False})
+        assert r.status == 200, r.body[:300]
+        return r.json()["tokens"]
+    return encode
+
+
+@needs("sim-api (/tokenizer_info, echo with max_tokens 0) and the router serving "
+       "/tokenize, /detokenize and /tokenizer_info")
+def test_loglikelihood_remote_tokenizer():
+    """lm-eval with no tokenizer argument at all, as against vLLM started with
+    --enable-tokenizer-info-endpoint: it finds /tokenizer_info next to base_url and
+    tokenizes through the server's /tokenize."""
+    check_multiple_choice({}, sim_tokenize)
 
 
 # --- generate_until --------------------------------------------------------------------
@@ -163,7 +192,8 @@ def test_generate_until_chat():
     check_generate("local-chat-completions", "/v1/chat/completions", chat=True)
 
 
-TESTS = [test_loglikelihood_multiple_choice, test_generate_until_completions,
+TESTS = [test_loglikelihood_multiple_choice, test_loglikelihood_remote_tokenizer,
+         test_generate_until_completions,
          test_generate_until_chat]
 
 if __name__ == "__main__":
