@@ -427,7 +427,8 @@ def test_errors_vllm_messages():
                                   top_logprobs=25)
         raise AssertionError("top_logprobs 25 was accepted")
     except openai.BadRequestError as e:
-        assert "top_logprobs" in e.message, e.message
+        assert "Requested sample logprobs of 25, which is greater than max allowed: 20" \
+            in e.message, e.message
 
 
 TESTS = [test_completions, test_completions_stream, test_completions_stream_usage,
