@@ -280,18 +280,25 @@ def check_args(call, tool):
 
 @needs("sim-struct")
 def test_tools_auto():
+    """An agent's loop: the model calls the tool the user asks for, the client runs it
+    and sends the result back, and the next answer is text."""
     c = client(TOOL_FLAGS)
+    msgs = chat_msgs("Use get_weather: what's the weather in Paris?")
     r = c.chat.completions.create(model=MODEL, tools=[WEATHER, TIME], tool_choice="auto",
-                                  messages=chat_msgs("What's the weather in Paris?"))
+                                  messages=msgs, max_tokens=1000)
     ch = r.choices[0]
-    if ch.message.tool_calls:
-        assert ch.finish_reason == "tool_calls", ch
-        for call in ch.message.tool_calls:
-            assert call.type == "function" and call.id, call
-            tool = {"get_weather": WEATHER, "get_time": TIME}[call.function.name]
-            check_args(call, tool)
-    else:
-        assert ch.message.content, ch
+    assert ch.finish_reason == "tool_calls" and ch.message.tool_calls, ch
+    call = ch.message.tool_calls[0]
+    assert call.type == "function" and call.id and call.function.name == "get_weather", call
+    args = check_args(call, WEATHER)
+    msgs += [ch.message.model_dump(exclude_none=True),
+             {"role": "tool", "tool_call_id": call.id,
+              "content": "sunny, 21 degrees in %s" % args["city"]}]
+    r = c.chat.completions.create(model=MODEL, tools=[WEATHER, TIME], tool_choice="auto",
+                                  messages=msgs, max_tokens=50)
+    ch = r.choices[0]
+    assert not ch.message.tool_calls and ch.message.content, ch
+    assert ch.finish_reason in ("stop", "length"), ch
 
 
 @needs("sim-struct")
