@@ -136,8 +136,8 @@ def sim_tokenize(sim):
     return encode
 
 
-@needs("sim-api (/tokenizer_info, echo with max_tokens 0) and the router serving "
-       "/tokenize, /detokenize and /tokenizer_info")
+@needs("router: GET /tokenizer_info passed to an engine (router-vr passes /tokenize "
+       "and /detokenize; the sims serve all three since sim-api)")
 def test_loglikelihood_remote_tokenizer():
     """lm-eval with no tokenizer argument at all, as against vLLM started with
     --enable-tokenizer-info-endpoint: it finds /tokenizer_info next to base_url and
