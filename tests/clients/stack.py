@@ -7,8 +7,11 @@ venv's interpreter; without one (no Python >= 3.12, PyPI unreachable) it prints 
 line and exits 0, or fails under CI=true.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
@@ -56,6 +59,13 @@ def needs(branch):
         run.needs = branch
         return run
     return wrap
+
+
+def tmpdir(prefix):
+    """A temporary folder removed when the test file exits."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 # --- the stack -------------------------------------------------------------------------

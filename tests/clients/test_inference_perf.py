@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import stack
 
@@ -53,7 +52,7 @@ def summary(stdout):
 def check_run(api_type, streaming):
     router, sims = stack.stack(2)
     before = stack.sim_totals(sims)
-    work = tempfile.mkdtemp(prefix="tandem-inference-perf-")
+    work = stack.tmpdir("tandem-inference-perf-")
     tok = stack.word_tokenizer(os.path.join(work, "tokenizer"))
     cfg = os.path.join(work, "config.json")  # YAML is a superset of JSON
     with open(cfg, "w") as f:

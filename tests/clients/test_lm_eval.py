@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import stack
 
@@ -40,7 +39,7 @@ def docs(name):
 
 def lm_eval(model, model_args, task, *extra):
     """Runs the lm_eval CLI; returns (results, samples) from its output files."""
-    out = tempfile.mkdtemp(prefix="tandem-lm-eval-")
+    out = stack.tmpdir("tandem-lm-eval-")
     env = dict(os.environ, HF_DATASETS_CACHE=os.path.join(out, "hf-datasets"),
                HF_HOME=os.path.join(out, "hf-home"))
     cmd = [os.path.join(sys.prefix, "bin", "lm_eval"), "run", "--model", model,
@@ -121,7 +120,7 @@ def check_multiple_choice(model_args, encode):
 @needs("sim-api (echo with max_tokens 0)")
 def test_loglikelihood_multiple_choice():
     """With a local tokenizer whose ids are UTF-8 bytes: lm-eval sends token-id prompts."""
-    tok = stack.byte_tokenizer(tempfile.mkdtemp(prefix="tandem-tok-"))
+    tok = stack.byte_tokenizer(stack.tmpdir("tandem-tok-"))
     check_multiple_choice({"tokenizer_backend": "huggingface", "tokenizer": tok,
                            "tokenized_requests": True},
                           lambda sim: lambda text: list(text.encode()))
