@@ -69,7 +69,7 @@ struct up_scaler {
     bool have[MS_AS_MAX_METRICS];
     struct http_call *router_call; /* /debug/endpoints for drains */
     /* metrics */
-    struct metrics_series *m_desired, *m_ready, *m_up, *m_down;
+    struct metrics_series *m_desired, *m_ready, *m_running, *m_up, *m_down;
     struct metrics_series *m_value[MS_AS_MAX_METRICS], *m_target[MS_AS_MAX_METRICS];
 };
 
@@ -462,6 +462,10 @@ void up_scale_tick(struct up *u)
         if (!sc)
             continue;
         bool unlisting = false;
+        int running = 0;
+        for (size_t k = 0; k < sc->n_reps; k++)
+            running += !engine_of(sc, &sc->reps[k])->parked;
+        metrics_gauge_set(sc->m_running, running);
         for (size_t k = 0; k < sc->n_reps; k++) {
             struct replica *rp = &sc->reps[k];
             struct up_proc *e = engine_of(sc, rp);
@@ -542,6 +546,11 @@ bool up_scale_init(struct up *u)
     struct metrics_family *f_desired = metrics_family_new(
         u->metrics, METRICS_GAUGE, "tandem_up_desired_replicas",
         "Replicas the autoscaler wants per role", role_l, 1, NULL, 0);
+    struct metrics_family *f_running = metrics_family_new(
+        u->metrics, METRICS_GAUGE, "tandem_up_running_replicas",
+        "Replicas with processes per role (starting, serving or draining): what the role "
+        "costs now",
+        role_l, 1, NULL, 0);
     struct metrics_family *f_ready = metrics_family_new(
         u->metrics, METRICS_GAUGE, "tandem_up_ready_replicas", "Ready replicas per role", role_l,
         1, NULL, 0);
@@ -582,9 +591,11 @@ bool up_scale_init(struct up *u)
         const char *rl[] = {role_str(role)};
         sc->m_desired = metrics_series_get(f_desired, rl);
         sc->m_ready = metrics_series_get(f_ready, rl);
+        sc->m_running = metrics_series_get(f_running, rl);
         sc->m_up = metrics_series_get(f_events, (const char *const[]){role_str(role), "up"});
         sc->m_down = metrics_series_get(f_events, (const char *const[]){role_str(role), "down"});
         metrics_gauge_set(sc->m_desired, up_role_desired(u, role));
+        metrics_gauge_set(sc->m_running, up_role_desired(u, role));
         for (size_t i = 0; i < as->n_metrics; i++) {
             const char *l[] = {role_str(role), as->metrics[i].metric};
             sc->m_value[i] = metrics_series_get(f_value, l);

@@ -62,6 +62,7 @@ static void collect(void *ctx)
     metrics_gauge_set(r->m.prefix_size, (double)sched_prefix_index_size(r->sched));
     uint64_t blocks = r->m.prefix_blocks, hits = r->m.prefix_hits;
     metrics_gauge_set(r->m.prefix_hit_ratio, blocks ? (double)hits / (double)blocks : 0);
+    router_vr_metrics_collect(r);
 }
 
 void router_metrics_init(struct router *r)
@@ -160,6 +161,8 @@ void router_metrics_init(struct router *r)
     m->gaie_ready_pods = metrics_family_new(
         reg, METRICS_GAUGE, "inference_pool_ready_pods",
         "Healthy endpoints of the pool (GAIE's EPP metric name).", pn, 1, NULL, 0);
+    if (r->cfg.vr_mode && !r->cfg.sidecar)
+        router_vr_metrics_init(r);
     metrics_registry_on_collect(reg, collect, r);
     if (!r->cfg.sidecar)
         return;
