@@ -131,6 +131,18 @@ void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
         apply_stop(q, o);
 }
 
+void sim_output_from_text(const struct openai_request *q, const char *text, size_t len,
+                          uint32_t max_tokens, struct sim_output *o)
+{
+    memset(o, 0, sizeof *o);
+    uint32_t cap = 0;
+    push_text(o, &cap, text, len, max_tokens);
+    o->final_len = o->text.len;
+    /* Complete with room to spare: the model would sample EOS next (a natural stop). */
+    o->finish = o->text.len == len && o->n < max_tokens ? SIM_FINISH_STOP : SIM_FINISH_LENGTH;
+    apply_stop(q, o);
+}
+
 void sim_output_free(struct sim_output *o)
 {
     free(o->ids);
@@ -142,9 +154,9 @@ void sim_output_free(struct sim_output *o)
 
 /* --- rendering ------------------------------------------------------------------- */
 
-static const char *finish_str(enum sim_finish f)
+static const char *finish_str(const struct sim_choice *c)
 {
-    return f == SIM_FINISH_STOP ? "stop" : "length";
+    return sim_tool_finish(c, c->finish == SIM_FINISH_STOP ? "stop" : "length");
 }
 
 /* Text token i contributes to the reported output (clipped at a stop string). */
@@ -414,7 +426,15 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
         if (i)
             buf_append_char(out, ',');
         buf_printf(out, "{\"index\":%u,", c->index);
-        if (chat) {
+        if (chat && c->tool) {
+            buf_append_str(out, "\"message\":");
+            sim_tool_render_message(c, o->text.data ? o->text.data : "", reported_len(c), out);
+            buf_append_str(out, ",\"logprobs\":");
+            if (r->oreq.chat_logprobs)
+                chat_logprobs(r, o, 0, c->produced, out);
+            else
+                buf_append_str(out, "null");
+        } else if (chat) {
             buf_append_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
             json_quote(out, o->text.data ? o->text.data : "", reported_len(c));
             buf_append_str(out, ",\"refusal\":null,\"tool_calls\":[],\"reasoning_content\":null},"
@@ -434,7 +454,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             else
                 buf_append_str(out, "null");
         }
-        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c));
         append_stop_reason(out, c);
         if (!chat)
             buf_append_str(out, ",\"prompt_logprobs\":null");
@@ -488,15 +508,29 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
         const char *p;
         size_t n;
         token_text(&c->out, i, &p, &n);
+        if (chat && c->tool && i == 0) {
+            /* vLLM's first tool-call delta: id, type, name, empty arguments. */
+            frame_begin(out);
+            header_fields(r, "chat.completion.chunk", out);
+            buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
+            sim_tool_render_delta(c, true, NULL, 0, out);
+            buf_append_str(out, ",\"logprobs\":null,\"finish_reason\":null}]}");
+            frame_end(out);
+        }
         if (n == 0)
             continue; /* a token inside a stop string: nothing to show */
         frame_begin(out);
         header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
         buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
         if (chat) {
-            buf_append_str(out, "\"delta\":{\"content\":");
-            json_quote(out, p, n);
-            buf_append_str(out, "},\"logprobs\":");
+            if (c->tool) {
+                sim_tool_render_delta(c, false, p, n, out);
+            } else {
+                buf_append_str(out, "\"delta\":{\"content\":");
+                json_quote(out, p, n);
+                buf_append_char(out, '}');
+            }
+            buf_append_str(out, ",\"logprobs\":");
             if (r->oreq.chat_logprobs)
                 chat_logprobs(r, &c->out, i, i + 1, out);
             else
@@ -535,7 +569,7 @@ void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c
     else
         buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
                    c->index);
-    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c));
     append_stop_reason(out, c);
     buf_append_str(out, "}]}");
     frame_end(out);

@@ -485,7 +485,8 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
             want = 1; /* the prefill leg produces exactly one token */
         if (q->api == OPENAI_CHAT && q->max_tokens < 0 && want > 4096)
             want = 4096; /* an open-ended chat still ends; keeps random lengths sane */
-        sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
+        if (!sim_shape_output(r, c, (uint32_t)want))
+            sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
     }
     return true;
 }
@@ -575,6 +576,8 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
     if (inject_fault(s, r, http_headers_get(&hq->headers, "x-fault")))
         return;
     if (!sim_pd_prepare(r))
+        return;
+    if (!sim_shape_prepare(r))
         return;
     if (!prepare_choices(s, r))
         return;

@@ -446,19 +446,14 @@ static const char *word(struct gen *g)
     return w[0] == ' ' ? w + 1 : w;
 }
 
-/* Plain ASCII text of exactly n characters made of vocabulary words. */
-static void text_of_len(struct gen *g, struct buf *t, size_t n)
+/* A few vocabulary words, space-separated. */
+static void words_text(struct gen *g, struct buf *t, uint64_t n)
 {
-    while (t->len < n) {
-        const char *w = word(g);
+    for (uint64_t i = 0; i < n; i++) {
         if (t->len)
             buf_append_char(t, ' ');
-        buf_append_str(t, w);
+        buf_append_str(t, word(g));
     }
-    t->len = n;
-    /* A trailing space reads oddly; swap it for a letter. */
-    if (n && t->data[n - 1] == ' ')
-        t->data[n - 1] = 's';
 }
 
 static bool get_count(struct gen *g, const json_t *s, const char *k, long long dflt,
@@ -1160,15 +1155,18 @@ static void gen_string(struct gen *g, const json_t *s)
     if (json_is_string(fmt))
         gen_format(g, json_string_value(fmt), &t);
     if (t.len == 0 || (long long)t.len < mn || (mx >= 0 && (long long)t.len > mx)) {
-        /* No format, an unknown one, or one whose text cannot fit the lengths. */
-        long long hi = mx >= 0 ? mx : mn + 24;
-        if (hi > mn + 40)
-            hi = mn + 40;
-        long long n = soft(g) ? mn : mn + (long long)rnd(g, (uint64_t)(hi - mn) + 1);
-        if (n == 0 && hi > 0 && !soft(g))
-            n = 1 + (long long)rnd(g, (uint64_t)hi);
+        /* No format, an unknown one, or one whose text cannot fit the lengths: a few
+         * words, more while short of minLength, cut at maxLength. */
         buf_reset(&t);
-        text_of_len(g, &t, (size_t)n);
+        words_text(g, &t, soft(g) ? 1 : 1 + rnd(g, 4));
+        while ((long long)t.len < mn)
+            words_text(g, &t, 1);
+        if (mx >= 0 && (long long)t.len > mx)
+            t.len = (size_t)mx;
+        while (t.len > 0 && (long long)t.len > mn && t.data[t.len - 1] == ' ')
+            t.len--;
+        if (t.len && t.data[t.len - 1] == ' ')
+            t.data[t.len - 1] = 'x';
     }
     json_quote(g->out, t.data ? t.data : "", t.len);
     buf_free(&t);
@@ -1410,7 +1408,7 @@ static void gen_any(struct gen *g)
     switch (rnd(g, soft(g) ? 4 : 5)) {
     case 0: {
         struct buf t = BUF_INIT;
-        text_of_len(g, &t, 3 + rnd(g, 12));
+        words_text(g, &t, 1 + rnd(g, 3));
         json_quote(g->out, t.data, t.len);
         buf_free(&t);
         break;
