@@ -320,6 +320,11 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem sim: --failure-rate: %g is not in [0, 1]\n", cfg->failure_rate);
         return -1;
     }
+    if (cfg->enable_auto_tool_choice && !cfg->tool_call_parser) {
+        /* vLLM refuses to start this way too. */
+        fprintf(stderr, "tandem sim: --enable-auto-tool-choice requires --tool-call-parser\n");
+        return -1;
+    }
     if (strcmp(r.mode, "random") == 0) {
         cfg->mode = SIM_MODE_RANDOM;
     } else if (strcmp(r.mode, "echo") == 0) {

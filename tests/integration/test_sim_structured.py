@@ -2,8 +2,9 @@
 tool calls (tools, tool_choice), over raw HTTP, checked against the schemas they carry."""
 
 import json
+import subprocess
 
-from harness import post, start_sim, sse_events, stream
+from harness import TANDEM, post, start_sim, sse_events, stream
 
 try:
     import jsonschema
@@ -274,6 +275,11 @@ def test_multi_turn_tool_history():
     # After a tool result, auto answers in words: the agent loop ends.
     r = chat(s.port, {"messages": history, "tools": TOOLS})
     assert r.status == 200, r.body
+    # The call made is part of the prompt now (rendered like a Hermes chat template).
+    bare = [dict(m, tool_calls=[]) if m["role"] == "assistant" else m for m in history]
+    n_bare = chat(s.port, {"messages": bare, "max_tokens": 1}).json()["usage"]["prompt_tokens"]
+    assert r.json()["usage"]["prompt_tokens"] > n_bare + tokens_of(
+        s.port, call["function"]["arguments"])
     m = r.json()["choices"][0]["message"]
     assert m["tool_calls"] == [] and m["content"], m
     # required still calls, history and all
@@ -374,8 +380,18 @@ def test_errors():
     assert chat(s.port, {"max_tokens": 2}).status == 200
 
 
+def test_auto_tool_choice_flag_needs_a_parser():
+    out = subprocess.run([TANDEM, "sim", "--enable-auto-tool-choice"], capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 2 and "--tool-call-parser" in out.stderr, out.stderr
+    help_text = subprocess.run([TANDEM, "sim", "--help"], capture_output=True, text=True,
+                               timeout=10).stdout
+    assert "--enable-auto-tool-choice" in help_text and "--tool-call-parser" in help_text
+
+
 if __name__ == "__main__":
     from harness import run
     run([test_json_object, test_json_schema_conformance_and_determinism,
          test_json_cut_at_max_tokens_and_streamed, test_tools_auto_required_named,
-         test_multi_turn_tool_history, test_streaming_tool_deltas, test_errors])
+         test_multi_turn_tool_history, test_streaming_tool_deltas, test_errors,
+         test_auto_tool_choice_flag_needs_a_parser])
