@@ -19,7 +19,8 @@
 #include "base/json.h"
 #include "tokenize/tokenize.h"
 
-#define ERR_UNSUPPORTED "The provided JSON schema contains features not supported by the simulator: "
+#define ERR_UNSUPPORTED                                                                            \
+    "The provided JSON schema contains features not supported by the simulator: "
 #define ERR_INVALID "Failed to transform json schema into a grammar: "
 
 struct gen {
@@ -92,18 +93,30 @@ static void gen_value(struct gen *g, const json_t *s);
 /* --- keywords ------------------------------------------------------------------------ */
 
 static const char *const unsupported_kw[] = {
-    "not", "if", "then", "else", "patternProperties", "propertyNames", "contains",
-    "dependencies", "dependentSchemas", "dependentRequired", "unevaluatedProperties",
-    "unevaluatedItems", "$dynamicRef", "$recursiveRef",
+    "not",
+    "if",
+    "then",
+    "else",
+    "patternProperties",
+    "propertyNames",
+    "contains",
+    "dependencies",
+    "dependentSchemas",
+    "dependentRequired",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
 };
 
 /* Keys that say nothing about which instances are valid. */
 static bool annotation(const char *k)
 {
     static const char *const ann[] = {
-        "title", "description", "default", "examples", "$comment", "$schema", "$id",
-        "$defs", "definitions", "$anchor", "readOnly", "writeOnly", "deprecated", "strict",
-        "contentMediaType", "contentEncoding", "discriminator", "nullable",
+        "title",           "description",   "default",    "examples",    "$comment",
+        "$schema",         "$id",           "$defs",      "definitions", "$anchor",
+        "readOnly",        "writeOnly",     "deprecated", "strict",      "contentMediaType",
+        "contentEncoding", "discriminator", "nullable",
     };
     for (size_t i = 0; i < sizeof ann / sizeof *ann; i++)
         if (!strcmp(k, ann[i]))
@@ -456,8 +469,7 @@ static void words_text(struct gen *g, struct buf *t, uint64_t n)
     }
 }
 
-static bool get_count(struct gen *g, const json_t *s, const char *k, long long dflt,
-                      long long *out)
+static bool get_count(struct gen *g, const json_t *s, const char *k, long long dflt, long long *out)
 {
     const json_t *v = json_object_get(s, k);
     *out = dflt;
@@ -1194,7 +1206,8 @@ static bool in_required(const json_t *req, const char *k)
 {
     size_t i;
     const json_t *v;
-    json_array_foreach(req, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) return true;
+    json_array_foreach(req, i,
+                       v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) return true;
     return false;
 }
 
@@ -1216,8 +1229,7 @@ static void gen_object(struct gen *g, const json_t *s)
         return;
     }
     long long mnp, mxp;
-    if (!get_count(g, s, "minProperties", 0, &mnp) ||
-        !get_count(g, s, "maxProperties", -1, &mxp))
+    if (!get_count(g, s, "minProperties", 0, &mnp) || !get_count(g, s, "maxProperties", -1, &mxp))
         return;
     size_t n_req = 0;
     size_t i;
@@ -1267,8 +1279,10 @@ static void gen_object(struct gen *g, const json_t *s)
         if (json_object_get(emitted, k))
             continue;
         if (!addl_ok) {
-            fail(g, false, "required property '%.40s' is not in 'properties' and "
-                           "additionalProperties is false", k);
+            fail(g, false,
+                 "required property '%.40s' is not in 'properties' and "
+                 "additionalProperties is false",
+                 k);
             return;
         }
         emit_key(g, k, &first);
@@ -1440,12 +1454,12 @@ static int implied_types(const json_t *s)
         const char *kw;
         int t;
     } kws[] = {
-        {"properties", T_OBJ},  {"required", T_OBJ},     {"additionalProperties", T_OBJ},
-        {"minProperties", T_OBJ}, {"maxProperties", T_OBJ}, {"items", T_ARR},
-        {"prefixItems", T_ARR}, {"minItems", T_ARR},     {"maxItems", T_ARR},
-        {"uniqueItems", T_ARR}, {"minLength", T_STR},    {"maxLength", T_STR},
-        {"pattern", T_STR},     {"format", T_STR},       {"minimum", T_NUM},
-        {"maximum", T_NUM},     {"exclusiveMinimum", T_NUM}, {"exclusiveMaximum", T_NUM},
+        {"properties", T_OBJ},    {"required", T_OBJ},         {"additionalProperties", T_OBJ},
+        {"minProperties", T_OBJ}, {"maxProperties", T_OBJ},    {"items", T_ARR},
+        {"prefixItems", T_ARR},   {"minItems", T_ARR},         {"maxItems", T_ARR},
+        {"uniqueItems", T_ARR},   {"minLength", T_STR},        {"maxLength", T_STR},
+        {"pattern", T_STR},       {"format", T_STR},           {"minimum", T_NUM},
+        {"maximum", T_NUM},       {"exclusiveMinimum", T_NUM}, {"exclusiveMaximum", T_NUM},
         {"multipleOf", T_NUM},
     };
     int m = 0;
@@ -1523,8 +1537,10 @@ static void gen_value(struct gen *g, const json_t *s)
     if (g->failed)
         return;
     if (++g->depth > SIM_STRUCT_MAX_DEPTH) {
-        fail(g, false, "the schema nests deeper than %d levels (a recursive $ref with no "
-                       "finite instance?)", SIM_STRUCT_MAX_DEPTH);
+        fail(g, false,
+             "the schema nests deeper than %d levels (a recursive $ref with no "
+             "finite instance?)",
+             SIM_STRUCT_MAX_DEPTH);
         g->depth--;
         return;
     }

@@ -41,8 +41,7 @@ static bool schema_ok(struct sim_req *r, const char *param, const json_t *schema
 }
 
 /* A schema given as an object or as JSON text (guided_json allows both). */
-static bool schema_value(struct sim_req *r, const char *param, const json_t *v,
-                         const json_t **out)
+static bool schema_value(struct sim_req *r, const char *param, const json_t *v, const json_t **out)
 {
     if (json_is_string(v)) {
         struct json_err je;
@@ -61,8 +60,7 @@ static bool schema_value(struct sim_req *r, const char *param, const json_t *v,
     return schema_ok(r, param, v);
 }
 
-static bool choice_list(struct sim_req *r, const char *param, const json_t *v,
-                        struct sim_shape *sh)
+static bool choice_list(struct sim_req *r, const char *param, const json_t *v, struct sim_shape *sh)
 {
     size_t i;
     const json_t *s;
@@ -192,16 +190,17 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
     if (tools && !json_is_array(tools))
         return bad(r, "tools", "'tools' must be a list");
     if (tools && json_array_size(tools) == 0)
-        return bad(r, "tools", "`tools` must not be an empty array. Either provide at least "
-                               "one tool or omit the field entirely.");
+        return bad(r, "tools",
+                   "`tools` must not be an empty array. Either provide at least "
+                   "one tool or omit the field entirely.");
     size_t i;
     const json_t *t;
     json_array_foreach(tools, i, t)
     {
         const json_t *fn = json_object_get(t, "function");
         const json_t *type = json_object_get(t, "type");
-        if (!json_is_object(t) || (type && !(json_is_string(type) &&
-                                             !strcmp(json_string_value(type), "function")))) {
+        if (!json_is_object(t) ||
+            (type && !(json_is_string(type) && !strcmp(json_string_value(type), "function")))) {
             sim_req_fail(r, 400, "tools", "'tools[%zu].type' must be 'function'", i);
             return false;
         }
@@ -211,8 +210,7 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
         }
         const json_t *params = json_object_get(fn, "parameters");
         if (present(params) && !json_is_object(params)) {
-            sim_req_fail(r, 400, "tools", "'tools[%zu].function.parameters' must be an object",
-                         i);
+            sim_req_fail(r, 400, "tools", "'tools[%zu].function.parameters' must be an object", i);
             return false;
         }
     }
@@ -226,9 +224,10 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
         return bad(r, "tool_choice", "When using `tool_choice`, `tools` must be set.");
     if (tcs && !strcmp(tcs, "auto")) {
         if (!r->s->cfg->enable_auto_tool_choice || !r->s->cfg->tool_call_parser)
-            return bad(r, "tool_choice", "\"auto\" tool choice requires "
-                                         "--enable-auto-tool-choice and --tool-call-parser to "
-                                         "be set");
+            return bad(r, "tool_choice",
+                       "\"auto\" tool choice requires "
+                       "--enable-auto-tool-choice and --tool-call-parser to "
+                       "be set");
         sh->tool_choice = SIM_TOOL_AUTO;
     } else if (tcs && !strcmp(tcs, "required")) {
         sh->tool_choice = SIM_TOOL_REQUIRED;
@@ -255,8 +254,9 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
             }
         }
         if (!found)
-            return bad(r, "tool_choice", "The tool specified in `tool_choice` does not match "
-                                         "any of the specified `tools`");
+            return bad(r, "tool_choice",
+                       "The tool specified in `tool_choice` does not match "
+                       "any of the specified `tools`");
         sh->tool_choice = SIM_TOOL_NAMED;
     } else {
         char *txt = json_dumps(tc, JSON_ENCODE_ANY | JSON_COMPACT);

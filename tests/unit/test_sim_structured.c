@@ -90,8 +90,8 @@ static const json_t *resolve(const char *ref)
     if (!strcmp(ref, "#"))
         return v_root;
     const char *slash = strrchr(ref, '/');
-    const json_t *defs = json_object_get(v_root, strncmp(ref, "#/$defs/", 8) ? "definitions"
-                                                                               : "$defs");
+    const json_t *defs =
+        json_object_get(v_root, strncmp(ref, "#/$defs/", 8) ? "definitions" : "$defs");
     return json_object_get(defs, slash + 1);
 }
 
@@ -289,8 +289,8 @@ static void check_schema(const char *text, int n)
         json_error_t je;
         json_t *inst = json_loadb(out.data, out.len, JSON_DECODE_ANY, &je);
         if (!inst)
-            fail_msg("schema %s seed %d: output does not parse: %.*s", text, seed,
-                     (int)out.len, out.data);
+            fail_msg("schema %s seed %d: output does not parse: %.*s", text, seed, (int)out.len,
+                     out.data);
         if (!validate(inst, s))
             fail_msg("schema %s seed %d: %.*s: %s", text, seed, (int)out.len, out.data, v_why);
         json_decref(inst);
@@ -307,8 +307,8 @@ static void expect_error(const char *text, const char *needle)
     char err[512];
     bool ok = sim_structured_generate(s, 1, &out, err, sizeof err);
     if (ok)
-        fail_msg("schema %s: expected an error with '%s', got %.*s", text, needle,
-                 (int)out.len, out.data);
+        fail_msg("schema %s: expected an error with '%s', got %.*s", text, needle, (int)out.len,
+                 out.data);
     if (!strstr(err, needle))
         fail_msg("schema %s: error '%s' lacks '%s'", text, err, needle);
     assert_int_equal(out.len, 4); /* restored */
