@@ -31,7 +31,9 @@ struct gen {
     size_t err_len;
     bool failed;
     int depth;
-    json_t *keep; /* merged schemas made during the walk */
+    json_t *keep;  /* objects made during the walk, freed at its end */
+    json_t *cache; /* merged schemas by what they were made of: an array of 5,000 items
+                    * under an allOf merges it once, not 5,000 times */
     char path[160];
     size_t plen;
 };
@@ -312,7 +314,7 @@ static void merge_key(struct gen *g, json_t *acc, const char *k, const json_t *v
         return;
     }
     if (!strcmp(k, "properties") && json_is_object(cur) && json_is_object(v)) {
-        json_t *props = json_deep_copy(cur);
+        json_t *props = json_copy(cur);
         const char *pk;
         json_t *pv;
         json_object_foreach((json_t *)v, pk, pv)
@@ -442,13 +444,30 @@ static void merge_into(struct gen *g, json_t *acc, const json_t *s, int level)
     }
 }
 
-/* A schema with its allOf / $ref flattened; kept alive in g->keep. */
+/* The merge of a and b (b may be NULL), made once per walk. */
+static const json_t *merged(struct gen *g, const json_t *a, const json_t *b)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%p|%p", (const void *)a, (const void *)b);
+    json_t *acc = json_object_get(g->cache, key);
+    if (acc)
+        return acc;
+    acc = json_object();
+    json_object_set_new(g->cache, key, acc);
+    /* Hold the parts so their addresses, the key, stay theirs for the whole walk. */
+    json_array_append(g->keep, (json_t *)a);
+    if (b)
+        json_array_append(g->keep, (json_t *)b);
+    merge_into(g, acc, a, 0);
+    if (b)
+        merge_into(g, acc, b, 0);
+    return acc;
+}
+
+/* A schema with its allOf / $ref flattened. */
 static const json_t *flatten(struct gen *g, const json_t *s)
 {
-    json_t *acc = json_object();
-    json_array_append_new(g->keep, acc);
-    merge_into(g, acc, s, 0);
-    return acc;
+    return merged(g, s, NULL);
 }
 
 /* --- scalars ------------------------------------------------------------------------- */
@@ -656,6 +675,7 @@ struct rx {
     const char *pat;
     struct buf *t;
     int depth;
+    long steps; /* atoms generated: bounds patterns that repeat empty groups */
 };
 
 static bool rx_fail(struct rx *x, const char *why)
@@ -859,7 +879,13 @@ static bool cls_emit(struct rx *x, const struct cls *c)
     if (!c->neg) {
         int i = (int)rnd(x->g, (uint64_t)c->n);
         uint32_t span = c->hi[i] - c->lo[i];
-        put_cp(x->t, c->lo[i] + (uint32_t)rnd(x->g, (uint64_t)span + 1));
+        uint32_t cp = c->lo[i] + (uint32_t)rnd(x->g, (uint64_t)span + 1);
+        /* Only scalar values make valid UTF-8: no surrogates, nothing past U+10FFFF. */
+        if ((cp >= 0xd800 && cp < 0xe000) || cp > 0x10ffff)
+            cp = c->lo[i];
+        if ((cp >= 0xd800 && cp < 0xe000) || cp > 0x10ffff || cp == 0)
+            return rx_fail(x, "a class of code points that are not characters");
+        put_cp(x->t, cp);
         return true;
     }
     /* Printable ASCII not in the set, starting somewhere random. */
@@ -944,6 +970,8 @@ static bool rx_atom(struct rx *x, const char *p, const char *e)
 {
     if (x->t->len > SIM_STRUCT_MAX_BYTES)
         return rx_fail(x, "the generated string is too long");
+    if (++x->steps > 1000000)
+        return rx_fail(x, "too complex");
     switch (*p) {
     case '^':
     case '$':
@@ -1513,14 +1541,18 @@ static void gen_typed(struct gen *g, const json_t *s)
     }
 }
 
-/* s without the given keys, kept alive in g->keep. */
-static const json_t *without(struct gen *g, const json_t *s, const char *k1, const char *k2)
+/* s without key k, made once per walk. */
+static const json_t *without(struct gen *g, const json_t *s, const char *k)
 {
-    json_t *c = json_copy((json_t *)s);
-    json_object_del(c, k1);
-    if (k2)
-        json_object_del(c, k2);
-    json_array_append_new(g->keep, c);
+    char ck[80];
+    snprintf(ck, sizeof ck, "-%p|%.40s", (const void *)s, k);
+    json_t *c = json_object_get(g->cache, ck);
+    if (c)
+        return c;
+    c = json_copy((json_t *)s);
+    json_object_del(c, k);
+    json_object_set_new(g->cache, ck, c);
+    json_array_append(g->keep, (json_t *)s);
     return c;
 }
 
@@ -1567,7 +1599,7 @@ static void gen_value(struct gen *g, const json_t *s)
         const json_t *more = json_object_get(s, "__allOf_more");
         json_t *acc = json_object();
         json_array_append_new(g->keep, acc);
-        merge_into(g, acc, without(g, s, "__allOf_more", NULL), 0);
+        merge_into(g, acc, without(g, s, "__allOf_more"), 0);
         size_t i;
         const json_t *b;
         json_array_foreach(more, i, b)
@@ -1598,15 +1630,12 @@ static void gen_value(struct gen *g, const json_t *s)
                     }
                 }
             const json_t *branch = json_array_get(list, pick);
-            const json_t *rest = without(g, s, key, NULL);
+            const json_t *rest = without(g, s, key);
             char seg[40];
             snprintf(seg, sizeof seg, "%s/%zu", key, pick);
             size_t old = path_push(g, seg);
             if (has_constraints(rest)) {
-                json_t *acc = json_object();
-                json_array_append_new(g->keep, acc);
-                merge_into(g, acc, rest, 0);
-                merge_into(g, acc, branch, 0);
+                const json_t *acc = merged(g, rest, branch);
                 g->depth--; /* the merge is this level, not a new one */
                 gen_value(g, acc);
                 g->depth++;
@@ -1658,6 +1687,7 @@ bool sim_structured_generate(const json_t *schema, uint64_t seed, struct buf *ou
         .err = err && err_len ? err : dummy,
         .err_len = err && err_len ? err_len : sizeof dummy,
         .keep = json_array(),
+        .cache = json_object(),
     };
     g.err[0] = 0;
     size_t mark = out->len;
@@ -1666,6 +1696,7 @@ bool sim_structured_generate(const json_t *schema, uint64_t seed, struct buf *ou
     else
         gen_value(&g, schema);
     json_decref(g.keep);
+    json_decref(g.cache);
     if (g.failed)
         out->len = mark;
     return !g.failed;

@@ -485,6 +485,12 @@ static void test_recursion_bounded(void **state)
                  "\"#/$defs/l\"}},\"required\":[\"next\"]}},\"$ref\":\"#/$defs/l\"}",
                  "deeper");
     expect_error("{\"$ref\":\"#\"}", "$ref");
+    /* Thousands of items under an allOf: merged once, not once per item. */
+    check_schema("{\"type\":\"array\",\"minItems\":3000,\"items\":{\"allOf\":[{\"type\":"
+                 "\"integer\"},{\"minimum\":1,\"maximum\":3}]}}",
+                 3);
+    /* Empty groups repeated without end are cut off, not looped over. */
+    expect_error("{\"type\":\"string\",\"pattern\":\"((){9999}){9999}\"}", "complex");
     expect_error("{\"type\":\"string\",\"minLength\":100000000}", "limit");
     expect_error("{\"type\":\"array\",\"minItems\":5000,\"items\":{\"type\":\"string\","
                  "\"minLength\":1000}}",
