@@ -87,6 +87,20 @@ static bool field_err(struct openai_error *err, const char *param, const struct 
     return false;
 }
 
+/* A double as Python's repr writes it ("0.0", "-0.5", "1e-07"): vLLM's messages
+ * interpolate request values that way. */
+static const char *pyfloat(char *out, size_t cap, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    if (!strpbrk(out, ".eEni")) /* integral: Python adds ".0" */
+        snprintf(out + strlen(out), cap - strlen(out), ".0");
+    return out;
+}
+
 #define GET(kind, key, ptr)                                                                        \
     do {                                                                                           \
         if (json_get_##kind(root, key, ptr, &je) < 0)                                              \
@@ -317,8 +331,28 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
     GET(bool, "stream", &r->stream);
     GET(bool, "echo", &r->echo);
     GET(bool, "ignore_eos", &r->ignore_eos);
-    GET(num, "temperature", &r->temperature);
+    GET(bool, "include_stop_str_in_output", &r->include_stop_str_in_output);
     GET(str, "user", &r->user);
+    char num[64];
+    r->temperature = 1.0;
+    GET(num, "temperature", &r->temperature);
+    if (!(r->temperature >= 0)) {
+        openai_error_set(err, 400, "temperature", "temperature must be non-negative, got %s.",
+                         pyfloat(num, sizeof num, r->temperature));
+        return false;
+    }
+    r->top_p = 1.0;
+    GET(num, "top_p", &r->top_p);
+    if (!(r->top_p > 0 && r->top_p <= 1)) {
+        openai_error_set(err, 400, "top_p", "top_p must be in (0, 1], got %s.",
+                         pyfloat(num, sizeof num, r->top_p));
+        return false;
+    }
+    if (r->api == OPENAI_COMPLETIONS && json_object_get(root, "suffix") &&
+        !json_is_null(json_object_get(root, "suffix"))) {
+        openai_error_set(err, 400, "suffix", "suffix is not currently supported");
+        return false;
+    }
     GET(int, "min_tokens", &r->min_tokens);
     if (r->min_tokens < 0) {
         openai_error_set(err, 400, "min_tokens", "'min_tokens' must be non-negative");
@@ -335,19 +369,71 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
     if (got < 0)
         return field_err(err, mt_key, &je);
     if (got > 0 && v < 1) {
-        openai_error_set(err, 400, mt_key, "'%s' must be at least 1, got %lld", mt_key, v);
-        return false;
+        /* vLLM's echo without generation: the prompt comes back, scored, and nothing
+         * else (lm-eval's loglikelihood requests). */
+        if (r->api == OPENAI_COMPLETIONS && r->echo && v == 0) {
+            r->echo_only = true;
+        } else {
+            openai_error_set(err, 400, mt_key, "'%s' must be at least 1, got %lld", mt_key, v);
+            return false;
+        }
     }
     r->max_tokens = v;
 
     long long n = 1;
     GET(int, "n", &n);
-    if (n != 1) {
-        openai_error_set(err, 400, "n",
-                         "'n' must be 1 (got %lld): only one choice per prompt "
-                         "is supported",
-                         n);
+    if (n < 1) {
+        openai_error_set(err, 400, "n", "n must be at least 1, got %lld.", n);
         return false;
+    }
+    if (n > OPENAI_MAX_N) {
+        openai_error_set(err, 400, "n", "'n' must be at most %d, got %lld", OPENAI_MAX_N, n);
+        return false;
+    }
+    r->n = (uint32_t)n;
+    GET(int, "best_of", &r->best_of);
+    if (json_object_get(root, "best_of") && !json_is_null(json_object_get(root, "best_of"))) {
+        if (r->best_of < n) {
+            openai_error_set(err, 400, "best_of",
+                             "best_of must be greater than or equal to n, got n=%lld and "
+                             "best_of=%lld.",
+                             n, r->best_of);
+            return false;
+        }
+        if (r->best_of > OPENAI_MAX_N) {
+            openai_error_set(err, 400, "best_of", "'best_of' must be at most %d, got %lld",
+                             OPENAI_MAX_N, r->best_of);
+            return false;
+        }
+        if (r->stream && r->best_of != n) {
+            openai_error_set(err, 400, "best_of", "best_of must equal n to use output_kind=DELTA");
+            return false;
+        }
+    }
+
+    long long pl = -1;
+    GET(int, "prompt_logprobs", &pl);
+    r->prompt_logprobs = -1;
+    if (json_object_get(root, "prompt_logprobs") &&
+        !json_is_null(json_object_get(root, "prompt_logprobs"))) {
+        if (r->stream && (pl > 0 || pl == -1)) {
+            openai_error_set(err, 400, "prompt_logprobs",
+                             "`prompt_logprobs` are not available when `stream=True`.");
+            return false;
+        }
+        if (pl < -1) {
+            openai_error_set(err, 400, "prompt_logprobs",
+                             "`prompt_logprobs` must be a positive value or -1.");
+            return false;
+        }
+        if (pl == -1 || pl > OPENAI_MAX_LOGPROBS) {
+            openai_error_set(err, 400, "prompt_logprobs",
+                             "Requested prompt logprobs of %lld, which is greater than max "
+                             "allowed: %d",
+                             pl == -1 ? (long long)OPENAI_VOCAB_SIZE : pl, OPENAI_MAX_LOGPROBS);
+            return false;
+        }
+        r->prompt_logprobs = (int)pl;
     }
     if (json_get_int(root, "seed", &r->seed, &je) < 0)
         return field_err(err, "seed", &je);
@@ -376,20 +462,45 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
         long long lp = -1;
         GET(int, "logprobs", &lp);
         if (json_object_get(root, "logprobs") && !json_is_null(json_object_get(root, "logprobs"))) {
-            if (lp < 0 || lp > 20) {
-                openai_error_set(err, 400, "logprobs", "'logprobs' must be between 0 and 20");
+            if (lp < -1) {
+                openai_error_set(err, 400, "logprobs",
+                                 "`logprobs` must be a positive value or -1.");
+                return false;
+            }
+            if (lp == -1 || lp > OPENAI_MAX_LOGPROBS) {
+                openai_error_set(err, 400, "logprobs",
+                                 "Requested sample logprobs of %lld, which is greater than max "
+                                 "allowed: %d",
+                                 lp == -1 ? (long long)OPENAI_VOCAB_SIZE : lp,
+                                 OPENAI_MAX_LOGPROBS);
                 return false;
             }
             r->logprobs = (int)lp;
         }
+        /* vLLM scores the echoed prompt with the request's logprobs. */
+        if (r->echo && r->prompt_logprobs < 0 && r->logprobs >= 0)
+            r->prompt_logprobs = r->logprobs;
         if (!parse_prompt(json_object_get(root, "prompt"), a, r, err))
             return false;
     } else {
         GET(bool, "logprobs", &r->chat_logprobs);
         long long tl = 0;
         GET(int, "top_logprobs", &tl);
-        if (tl < 0 || tl > 20) {
-            openai_error_set(err, 400, "top_logprobs", "'top_logprobs' must be between 0 and 20");
+        if (tl < -1) {
+            openai_error_set(err, 400, "top_logprobs",
+                             "`top_logprobs` must be a positive value or -1.");
+            return false;
+        }
+        if ((tl == -1 || tl > 0) && !r->chat_logprobs) {
+            openai_error_set(err, 400, "top_logprobs",
+                             "when using `top_logprobs`, `logprobs` must be set to true.");
+            return false;
+        }
+        if (tl == -1 || tl > OPENAI_MAX_LOGPROBS) {
+            openai_error_set(err, 400, "top_logprobs",
+                             "Requested sample logprobs of %lld, which is greater than max "
+                             "allowed: %d",
+                             tl == -1 ? (long long)OPENAI_VOCAB_SIZE : tl, OPENAI_MAX_LOGPROBS);
             return false;
         }
         r->top_logprobs = (int)tl;
@@ -417,6 +528,10 @@ bool openai_request_parse(enum openai_api api, const char *body, size_t len, str
     out->api = api;
     out->max_tokens = -1;
     out->logprobs = -1;
+    out->prompt_logprobs = -1;
+    out->n = 1;
+    out->temperature = 1.0;
+    out->top_p = 1.0;
     struct json_err je;
     /* A long string prompt is most of the body: building a DOM of it costs ~5 ns a
      * byte. jscan validates the body and finds the prompt; the DOM is built of the body

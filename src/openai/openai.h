@@ -59,6 +59,9 @@ struct openai_prompt {
 };
 
 #define OPENAI_MAX_STOP 64
+#define OPENAI_MAX_N 128      /* choices per prompt */
+#define OPENAI_MAX_LOGPROBS 20 /* vLLM's default --max-logprobs */
+#define OPENAI_VOCAB_SIZE 50257 /* what logprobs: -1 means (the sim's vocabulary) */
 
 struct openai_request {
     enum openai_api api;
@@ -72,18 +75,25 @@ struct openai_request {
     bool stream;
     bool include_usage;          /* stream_options.include_usage */
     bool continuous_usage_stats; /* stream_options.continuous_usage_stats */
-    long long max_tokens;        /* -1 when absent (chat: max_completion_tokens first) */
+    long long max_tokens;        /* -1 when absent (chat: max_completion_tokens first);
+                                  * 0 only with echo (echo_only) */
     long long min_tokens;        /* 0 when absent */
     bool echo;                   /* completions */
+    bool echo_only;              /* completions: echo with max_tokens 0 (nothing generated) */
     int logprobs;                /* completions: top-k (-1 = none); chat: 0 = logprobs on */
     int top_logprobs;            /* chat */
     bool chat_logprobs;          /* chat: "logprobs": true */
+    int prompt_logprobs;         /* vLLM extension: top-k per prompt token, -1 when absent */
+    uint32_t n;                  /* choices per prompt (1..OPENAI_MAX_N) */
+    long long best_of;           /* 0 when absent; accepted when >= n (not streamed) */
+    bool include_stop_str_in_output;
+    double top_p;                /* (0, 1]; accepted, unused by the sim */
     const char *stop[OPENAI_MAX_STOP];
     size_t n_stop;
     bool has_seed;
     long long seed;
     bool ignore_eos;
-    double temperature;         /* accepted, unused by the sim */
+    double temperature;         /* >= 0; 1.0 when absent (vLLM's default) */
     const char *user;           /* may be NULL */
     json_t *kv_transfer_params; /* borrowed from root; NULL when absent or null */
 };

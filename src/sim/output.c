@@ -1,8 +1,10 @@
 /* What the sim says and how it is framed. Output is decided when a request arrives
- * (random words or echo, cut at max_tokens or a drawn length, clipped at stop strings),
- * so the engine only has to count tokens. Responses are built by hand rather than
- * through a JSON DOM: chunks are on the hot path of streaming (one per token). Shapes
- * follow vLLM's OpenAI server. */
+ * (sampled from the pseudo language model of sim/lm.h, or the echoed prompt; cut at
+ * max_tokens or end of text, clipped at stop strings), so the engine only has to count
+ * tokens. Every logprob (output, echoed prompt, prompt_logprobs) is scored by the same
+ * model from the ids before the position, so they agree across requests. Responses are
+ * built by hand rather than through a JSON DOM: chunks are on the hot path of streaming
+ * (one per token). Shapes follow vLLM's OpenAI server. */
 #define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <string.h>
@@ -10,44 +12,64 @@
 #include "base/alloc.h"
 #include "base/hash.h"
 #include "base/json.h"
+#include "sim/lm.h"
 #include "sim/sim_internal.h"
 #include "tokenize/tokenize.h"
 
-static void output_push(struct sim_output *o, uint32_t *cap, uint32_t id, const char *text,
-                        size_t len)
+static void output_push(struct sim_output *o, uint32_t *cap, uint32_t id, uint64_t h,
+                        const char *text, size_t len)
 {
     if (o->n == *cap) {
         *cap = *cap ? *cap * 2 : 16;
         o->ids = xrealloc(o->ids, *cap * sizeof *o->ids);
         o->off = xrealloc(o->off, *cap * sizeof *o->off);
         o->len = xrealloc(o->len, *cap * sizeof *o->len);
+        o->h = xrealloc(o->h, *cap * sizeof *o->h);
     }
     o->ids[o->n] = id;
+    o->h[o->n] = h;
     o->off[o->n] = (uint32_t)o->text.len;
     o->len[o->n] = (uint32_t)len;
     buf_append(&o->text, text, len);
     o->n++;
 }
 
-/* Appends the tokens of text, at most `limit` in total. */
-static void push_text(struct sim_output *o, uint32_t *cap, const char *text, size_t len,
-                      uint32_t limit)
+/* The context hash after the prompt (sim/lm.h). */
+static uint64_t prompt_hash(const struct sim_choice *c)
+{
+    uint64_t h = SIM_LM_H0;
+    for (uint32_t i = 0; i < c->n_prompt; i++)
+        h = sim_lm_next(h, c->prompt_ids[i]);
+    return h;
+}
+
+/* Appends the tokens of text, at most `limit` in total; *h follows them. */
+static void push_text(struct sim_output *o, uint32_t *cap, uint64_t *h, const char *text,
+                      size_t len, uint32_t limit)
 {
     struct tok_result t = {0};
     tok_encode(text, len, TOK_DEFAULT_VOCAB, &t);
-    for (size_t i = 0; i < t.n && o->n < limit; i++)
-        output_push(o, cap, t.pieces[i].id, text + t.pieces[i].offset, t.pieces[i].len);
+    for (size_t i = 0; i < t.n && o->n < limit; i++) {
+        output_push(o, cap, t.pieces[i].id, *h, text + t.pieces[i].offset, t.pieces[i].len);
+        *h = sim_lm_next(*h, t.pieces[i].id);
+    }
     tok_result_free(&t);
+}
+
+static void push_id(struct sim_output *o, uint32_t *cap, uint64_t *h, uint32_t id)
+{
+    char t[TOK_ID_TEXT_MAX];
+    size_t n = tok_id_text(id, TOK_DEFAULT_VOCAB, t);
+    output_push(o, cap, id, *h, t, n);
+    *h = sim_lm_next(*h, id);
 }
 
 void sim_detokenize(const uint32_t *ids, size_t n, struct buf *out)
 {
+    char t[TOK_ID_TEXT_MAX];
     for (size_t i = 0; i < n; i++) {
-        const char *p = tok_piece_text(ids[i], TOK_DEFAULT_VOCAB);
-        if (p)
-            buf_append_str(out, p);
-        else
-            buf_printf(out, "<|%u|>", ids[i]);
+        size_t len = tok_id_text(ids[i], TOK_DEFAULT_VOCAB, t);
+        buf_append(out, t, len);
     }
 }
 
@@ -71,9 +93,58 @@ static void apply_stop(const struct openai_request *q, struct sim_output *o)
     while (keep < o->n && o->off[keep] < end)
         keep++;
     o->n = keep;
-    o->final_len = best;
+    o->final_len = q->include_stop_str_in_output ? end : best;
     o->finish = SIM_FINISH_STOP;
     o->stop_reason = which;
+}
+
+/* Random mode: samples from the pseudo language model. Temperature 0 always takes the
+ * argmax; otherwise, between words, the rank-2 (70%) or rank-3 token with probability
+ * min(0.3 * temperature, 0.6). End of text stops the sequence once min_tokens (and at
+ * least one token) are out, unless ignore_eos; a masked end takes the best other token. */
+static void sample_lm(const struct sim_config *cfg, const struct openai_request *q,
+                      const struct sim_choice *c, uint32_t max_tokens, struct sim_output *o,
+                      uint32_t *cap, bool *natural_stop)
+{
+    /* Same prompt + same seed = same answer, on every sim process; each of the n
+     * choices of a prompt has its own stream. */
+    uint64_t rng = cfg->seed ^ 0x5eedull;
+    rng ^= hash_xxh64(c->prompt_ids, c->n_prompt * sizeof *c->prompt_ids, 0);
+    if (q->has_seed)
+        rng ^= hash_xxh64(&q->seed, sizeof q->seed, 1);
+    if (c->sample)
+        rng = sim_lm_mix(rng + c->sample * 0x9E3779B97F4A7C15ULL);
+    double stray = q->temperature <= 0 ? 0 : q->temperature * 0.3;
+    if (stray > 0.6)
+        stray = 0.6;
+    uint32_t min_out = q->min_tokens > 0 ? (uint32_t)q->min_tokens : 1;
+
+    /* The grammar reads the last SIM_LM_WINDOW ids: the prompt's tail, then the output. */
+    uint32_t wp = c->n_prompt < SIM_LM_WINDOW ? c->n_prompt : SIM_LM_WINDOW;
+    uint32_t *ctx = xmalloc(((size_t)wp + max_tokens) * sizeof *ctx);
+    memcpy(ctx, c->prompt_ids + (c->n_prompt - wp), wp * sizeof *ctx);
+    uint64_t h = prompt_hash(c);
+    struct sim_lm_dist d;
+    for (uint32_t i = 0; i < max_tokens; i++) {
+        sim_lm_dist(ctx, wp + i, h, 3, &d);
+        uint32_t pick = 0;
+        if (stray > 0 && !d.mid_word) {
+            double u = (double)(hash_rand_next(&rng) >> 11) * 0x1p-53;
+            if (u < stray)
+                pick = hash_rand_below(&rng, 10) < 7 ? 1 : 2;
+        }
+        uint32_t id = d.ids[pick];
+        if (id == TOK_EOS_ID) {
+            if (!q->ignore_eos && i >= min_out) {
+                *natural_stop = true;
+                break;
+            }
+            id = d.ids[pick == 0 ? 1 : 0];
+        }
+        ctx[wp + i] = id;
+        push_id(o, cap, &h, id);
+    }
+    free(ctx);
 }
 
 void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
@@ -82,47 +153,37 @@ void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
     const struct openai_request *q = &r->oreq;
     memset(o, 0, sizeof *o);
     uint32_t cap = 0;
-    /* Same prompt + same seed = same answer, on every sim process. */
-    uint64_t rng = cfg->seed ^ 0x5eedull;
-    rng ^= hash_xxh64(c->prompt_ids, c->n_prompt * sizeof *c->prompt_ids, 0);
-    if (q->has_seed)
-        rng ^= hash_xxh64(&q->seed, sizeof q->seed, 1);
-
-    uint32_t target = max_tokens;
     bool natural_stop = false;
-    if (!q->ignore_eos && cfg->mode == SIM_MODE_RANDOM) {
-        uint32_t lo = q->min_tokens > 0 ? (uint32_t)q->min_tokens : 1;
-        if (lo > max_tokens)
-            lo = max_tokens;
-        target = lo + (uint32_t)hash_rand_below(&rng, max_tokens - lo + 1);
-        natural_stop = target < max_tokens;
-    }
+    uint64_t h = prompt_hash(c);
 
+    if (q->echo_only) {
+        /* Echo without generation: the engine still runs one step (vLLM samples one
+         * token and drops it); nothing of it is reported. */
+        struct sim_lm_dist d;
+        uint32_t wp = c->n_prompt < SIM_LM_WINDOW ? c->n_prompt : SIM_LM_WINDOW;
+        sim_lm_dist(c->prompt_ids + (c->n_prompt - wp), wp, h, 2, &d);
+        output_push(o, &cap, d.ids[0] == TOK_EOS_ID ? d.ids[1] : d.ids[0], h, "", 0);
+        o->final_len = 0;
+        o->finish = SIM_FINISH_LENGTH;
+        return;
+    }
     if (cfg->mode == SIM_MODE_ECHO) {
         if (q->api == OPENAI_CHAT) {
-            push_text(o, &cap, q->last_message, q->last_message_len, max_tokens);
+            push_text(o, &cap, &h, q->last_message, q->last_message_len, max_tokens);
         } else if (c->prompt_text) {
-            push_text(o, &cap, c->prompt_text, c->prompt_text_len, max_tokens);
+            push_text(o, &cap, &h, c->prompt_text, c->prompt_text_len, max_tokens);
         } else {
-            for (uint32_t i = 0; i < c->n_prompt && o->n < max_tokens; i++) {
-                struct buf t = BUF_INIT;
-                sim_detokenize(&c->prompt_ids[i], 1, &t);
-                output_push(o, &cap, c->prompt_ids[i], t.data, t.len);
-                buf_free(&t);
-            }
+            for (uint32_t i = 0; i < c->n_prompt && o->n < max_tokens; i++)
+                push_id(o, &cap, &h, c->prompt_ids[i]);
         }
         natural_stop = o->n < max_tokens; /* the echo ran out before the cap */
     } else {
-        while (o->n < target) {
-            size_t w = (size_t)hash_rand_below(&rng, tok_vocab_size());
-            const char *word = tok_vocab_word(w);
-            push_text(o, &cap, word, strlen(word), target);
-        }
+        sample_lm(cfg, q, c, max_tokens, o, &cap, &natural_stop);
     }
     if (o->n == 0) {
         /* Echo of an empty prompt: still produce one token, as engines always do. */
         const char *word = tok_vocab_word(0);
-        push_text(o, &cap, word, strlen(word), 1);
+        push_text(o, &cap, &h, word, strlen(word), 1);
         natural_stop = max_tokens > 1;
     }
     o->final_len = o->text.len;
@@ -131,12 +192,13 @@ void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
         apply_stop(q, o);
 }
 
-void sim_output_from_text(const struct openai_request *q, const char *text, size_t len,
-                          uint32_t max_tokens, struct sim_output *o)
+void sim_output_from_text(const struct openai_request *q, const struct sim_choice *c,
+                          const char *text, size_t len, uint32_t max_tokens, struct sim_output *o)
 {
     memset(o, 0, sizeof *o);
     uint32_t cap = 0;
-    push_text(o, &cap, text, len, max_tokens);
+    uint64_t h = prompt_hash(c);
+    push_text(o, &cap, &h, text, len, max_tokens);
     o->final_len = o->text.len;
     /* Complete with room to spare: the model would sample EOS next (a natural stop). */
     o->finish = o->text.len == len && o->n < max_tokens ? SIM_FINISH_STOP : SIM_FINISH_LENGTH;
@@ -148,15 +210,16 @@ void sim_output_free(struct sim_output *o)
     free(o->ids);
     free(o->off);
     free(o->len);
+    free(o->h);
     buf_free(&o->text);
     memset(o, 0, sizeof *o);
 }
 
 /* --- rendering ------------------------------------------------------------------- */
 
-static const char *finish_str(const struct sim_choice *c)
+static const char *finish_str(const struct sim_choice *c, enum sim_finish f)
 {
-    return sim_tool_finish(c, c->finish == SIM_FINISH_STOP ? "stop" : "length");
+    return sim_tool_finish(c, f == SIM_FINISH_STOP ? "stop" : "length");
 }
 
 /* Text token i contributes to the reported output (clipped at a stop string). */
@@ -171,39 +234,9 @@ static void token_text(const struct sim_output *o, uint32_t i, const char **p, s
     *len = b - a;
 }
 
-/* Deterministic pseudo log-probabilities, consistent with greedy sampling: the sampled
- * token (rank 0) is in (-2, 0) and alternatives come strictly lower, in rank order, so
- * a harness checking "is the sampled token the most likely" sees a greedy model. */
-static double fake_logprob(uint32_t id, uint32_t pos, uint32_t rank)
-{
-    uint64_t h = hash_xxh64(&id, sizeof id, pos);
-    double lp = -((double)(h % 2000) / 1000.0 + 0.001);
-    for (uint32_t j = 1; j <= rank; j++) {
-        uint64_t hj = hash_xxh64(&id, sizeof id, ((uint64_t)pos << 8) | j);
-        lp -= 0.5 + (double)(hj % 400) / 1000.0;
-    }
-    return lp;
-}
-
-/* The rank-th alternative (rank >= 1) to a sampled token: distinct vocabulary words,
- * never the sampled text itself. */
-static const char *alt_word(uint32_t id, const char *sampled, size_t n, int rank)
-{
-    size_t v = tok_vocab_size();
-    int seen = 0;
-    for (size_t k = 1; k < v; k++) {
-        const char *w = tok_vocab_word((id + k * 7919u) % v);
-        if (strlen(w) == n && memcmp(w, sampled, n) == 0)
-            continue;
-        if (++seen == rank)
-            return w;
-    }
-    return tok_vocab_word(0);
-}
-
 static void append_double(struct buf *out, double v)
 {
-    if (!isfinite(v)) {
+    if (!isfinite(v) || v < -9999.0) {
         buf_append_str(out, "-9999.0");
         return;
     }
@@ -218,52 +251,227 @@ static void append_bytes_array(struct buf *out, const char *p, size_t n)
     buf_append_char(out, ']');
 }
 
-/* Chat logprobs entries for tokens [from, to). */
-static void chat_logprobs(const struct sim_req *r, const struct sim_output *o, uint32_t from,
+/* One scored position: the listed distribution and the token's own logprob and rank. */
+struct scored {
+    struct sim_lm_dist d;
+    double lp;
+    uint32_t rank;
+};
+
+/* Scores the token at position pos of choice c (prompt, then output): the context is
+ * every id before pos, its hash h. */
+static void score_pos(const struct sim_choice *c, uint32_t pos, uint64_t h, struct scored *s)
+{
+    uint32_t win[SIM_LM_WINDOW];
+    uint32_t from = pos > SIM_LM_WINDOW ? pos - SIM_LM_WINDOW : 0, wn = 0;
+    for (uint32_t p = from; p < pos; p++)
+        win[wn++] = p < c->n_prompt ? c->prompt_ids[p] : c->out.ids[p - c->n_prompt];
+    sim_lm_dist(win, wn, h, SIM_LM_TOP, &s->d);
+    uint32_t t = pos < c->n_prompt ? c->prompt_ids[pos] : c->out.ids[pos - c->n_prompt];
+    sim_lm_score(&s->d, h, t, &s->lp, &s->rank);
+}
+
+/* vLLM's per-position candidates: the sampled token first, then the top k by rank
+ * (without the sampled one again). Calls fn for each, up to `max` of them. */
+typedef void (*cand_fn)(void *ctx, uint32_t id, double lp, uint32_t rank, bool first);
+static void candidates(const struct scored *s, uint32_t sampled, int k, int max, cand_fn fn,
+                       void *ctx)
+{
+    int emitted = 0;
+    if (max <= 0)
+        return;
+    fn(ctx, sampled, s->lp, s->rank, true);
+    emitted++;
+    for (int r = 0; r < k && r < (int)s->d.n && emitted < max; r++) {
+        if (s->d.ids[r] == sampled)
+            continue;
+        fn(ctx, s->d.ids[r], s->d.lp[r], (uint32_t)r + 1, false);
+        emitted++;
+    }
+}
+
+/* Completions' top_logprobs dict {token text: logprob}; keys are unique (a second id
+ * with the same text is dropped, as a Python dict would keep one). */
+struct dict_ctx {
+    struct buf *out;
+    const char *first_text; /* the sampled token's text as reported */
+    size_t first_len;
+    char keys[SIM_LM_TOP + 1][TOK_ID_TEXT_MAX];
+    int n_keys;
+};
+
+static void dict_entry(void *vctx, uint32_t id, double lp, uint32_t rank, bool first)
+{
+    (void)rank;
+    struct dict_ctx *c = vctx;
+    char t[TOK_ID_TEXT_MAX];
+    const char *p = t;
+    size_t n;
+    if (first) {
+        p = c->first_text;
+        n = c->first_len;
+    } else {
+        n = tok_id_text(id, TOK_DEFAULT_VOCAB, t);
+        if (n == c->first_len && memcmp(t, c->first_text, n) == 0)
+            return;
+        for (int i = 0; i < c->n_keys; i++)
+            if (strcmp(c->keys[i], t) == 0)
+                return;
+        if (c->n_keys < SIM_LM_TOP + 1)
+            memcpy(c->keys[c->n_keys++], t, n + 1);
+    }
+    if (c->out->len && c->out->data[c->out->len - 1] != '{')
+        buf_append_char(c->out, ',');
+    json_quote(c->out, p, n);
+    buf_append_char(c->out, ':');
+    append_double(c->out, lp);
+}
+
+/* Chat's top_logprobs list [{token, logprob, bytes}]. */
+struct list_ctx {
+    struct buf *out;
+    const char *first_text;
+    size_t first_len;
+    bool any;
+};
+
+static void list_entry(void *vctx, uint32_t id, double lp, uint32_t rank, bool first)
+{
+    (void)rank;
+    struct list_ctx *c = vctx;
+    char t[TOK_ID_TEXT_MAX];
+    const char *p = t;
+    size_t n;
+    if (first) {
+        p = c->first_text;
+        n = c->first_len;
+    } else {
+        n = tok_id_text(id, TOK_DEFAULT_VOCAB, t);
+    }
+    if (c->any)
+        buf_append_char(c->out, ',');
+    c->any = true;
+    buf_append_str(c->out, "{\"token\":");
+    json_quote(c->out, p, n);
+    buf_append_str(c->out, ",\"logprob\":");
+    append_double(c->out, lp);
+    buf_append_str(c->out, ",\"bytes\":");
+    append_bytes_array(c->out, p, n);
+    buf_append_char(c->out, '}');
+}
+
+/* prompt_logprobs dict {"id": {logprob, rank, decoded_token}}. */
+static void plp_entry(void *vctx, uint32_t id, double lp, uint32_t rank, bool first)
+{
+    (void)first;
+    struct buf *out = vctx;
+    char t[TOK_ID_TEXT_MAX];
+    size_t n = tok_id_text(id, TOK_DEFAULT_VOCAB, t);
+    if (out->len && out->data[out->len - 1] != '{')
+        buf_append_char(out, ',');
+    buf_printf(out, "\"%u\":{\"logprob\":", id);
+    append_double(out, lp);
+    buf_printf(out, ",\"rank\":%u,\"decoded_token\":", rank);
+    json_quote(out, t, n);
+    buf_append_char(out, '}');
+}
+
+/* Chat logprobs entries for output tokens [from, to). */
+static void chat_logprobs(const struct sim_req *r, const struct sim_choice *c, uint32_t from,
                           uint32_t to, struct buf *out)
 {
+    const struct sim_output *o = &c->out;
     buf_append_str(out, "{\"content\":[");
     for (uint32_t i = from; i < to; i++) {
         const char *p;
         size_t n;
         token_text(o, i, &p, &n);
+        struct scored sc;
+        score_pos(c, c->n_prompt + i, o->h[i], &sc);
         if (i > from)
             buf_append_char(out, ',');
         buf_append_str(out, "{\"token\":");
         json_quote(out, p, n);
         buf_append_str(out, ",\"logprob\":");
-        append_double(out, fake_logprob(o->ids[i], i, 0));
+        append_double(out, sc.lp);
         buf_append_str(out, ",\"bytes\":");
         append_bytes_array(out, p, n);
         buf_append_str(out, ",\"top_logprobs\":[");
-        for (int k = 0; k < r->oreq.top_logprobs; k++) {
-            const char *alt = k == 0 ? p : alt_word(o->ids[i], p, n, k);
-            size_t alen = k == 0 ? n : strlen(alt);
-            if (k)
-                buf_append_char(out, ',');
-            buf_append_str(out, "{\"token\":");
-            json_quote(out, alt, alen);
-            buf_append_str(out, ",\"logprob\":");
-            append_double(out, fake_logprob(o->ids[i], i, (uint32_t)k));
-            buf_append_str(out, ",\"bytes\":");
-            append_bytes_array(out, alt, alen);
-            buf_append_char(out, '}');
-        }
+        struct list_ctx lc = {.out = out, .first_text = p, .first_len = n};
+        int k = r->oreq.top_logprobs;
+        candidates(&sc, o->ids[i], k, k, list_entry, &lc);
         buf_append_str(out, "]}");
     }
     buf_append_str(out, "]}");
 }
 
-/* Length of the prompt as the response shows it (echo). */
-static size_t prompt_text_len(const struct sim_choice *c)
+/* The prompt's token texts: slices of the prompt when we have its text (exact), else
+ * the ids' texts. Calls fn(ctx, i, text, len) for each prompt token. */
+static void prompt_tokens(const struct sim_choice *c,
+                          void (*fn)(void *ctx, uint32_t i, const char *p, size_t n), void *ctx)
 {
+    struct tok_result pt = {0};
     if (c->prompt_text)
-        return c->prompt_text_len;
-    struct buf t = BUF_INIT;
-    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
-    size_t n = t.len;
-    buf_free(&t);
-    return n;
+        tok_encode(c->prompt_text, c->prompt_text_len, TOK_DEFAULT_VOCAB, &pt);
+    char t[TOK_ID_TEXT_MAX];
+    for (uint32_t i = 0; i < c->n_prompt; i++) {
+        if (i < pt.n)
+            fn(ctx, i, c->prompt_text + pt.pieces[i].offset, pt.pieces[i].len);
+        else
+            fn(ctx, i, t, tok_id_text(c->prompt_ids[i], TOK_DEFAULT_VOCAB, t));
+    }
+    tok_result_free(&pt);
+}
+
+/* Completions logprobs, built column by column. */
+struct cmpl_lp {
+    const struct sim_choice *c;
+    int k;
+    struct buf toks, lps, tops, offs;
+    size_t text_pos;
+    bool any;
+    uint64_t h; /* prompt walk: hash before the current prompt token */
+};
+
+static void cmpl_sep(struct cmpl_lp *l)
+{
+    if (l->any) {
+        buf_append_char(&l->toks, ',');
+        buf_append_char(&l->lps, ',');
+        buf_append_char(&l->tops, ',');
+        buf_append_char(&l->offs, ',');
+    }
+    l->any = true;
+}
+
+/* One position: its token text, and its score unless it is the very first token. */
+static void cmpl_add(struct cmpl_lp *l, uint32_t id, const struct scored *sc, const char *p,
+                     size_t n)
+{
+    cmpl_sep(l);
+    json_quote(&l->toks, p, n);
+    if (!sc) {
+        buf_append_str(&l->lps, "null");
+        buf_append_str(&l->tops, "null");
+    } else {
+        append_double(&l->lps, sc->lp);
+        buf_append_char(&l->tops, '{');
+        struct dict_ctx dc = {.out = &l->tops, .first_text = p, .first_len = n};
+        candidates(sc, id, l->k, l->k + 1, dict_entry, &dc);
+        buf_append_char(&l->tops, '}');
+    }
+    buf_printf(&l->offs, "%zu", l->text_pos);
+    l->text_pos += n;
+}
+
+static void cmpl_prompt_token(void *vctx, uint32_t i, const char *p, size_t n)
+{
+    struct cmpl_lp *l = vctx;
+    struct scored sc;
+    if (i > 0)
+        score_pos(l->c, i, l->h, &sc);
+    cmpl_add(l, l->c->prompt_ids[i], i > 0 ? &sc : NULL, p, n);
+    l->h = sim_lm_next(l->h, l->c->prompt_ids[i]);
 }
 
 /* Completions logprobs for output tokens [from, to), with the prompt's tokens first when
@@ -273,85 +481,64 @@ static void completion_logprobs(const struct sim_req *r, const struct sim_choice
                                 uint32_t from, uint32_t to, bool with_prompt, struct buf *out)
 {
     const struct sim_output *o = &c->out;
-    int k = r->oreq.logprobs;
-    struct buf toks = BUF_INIT, lps = BUF_INIT, tops = BUF_INIT, offs = BUF_INIT;
-    size_t text_pos = !with_prompt && r->oreq.echo ? prompt_text_len(c) : 0;
-    bool first = true;
-    if (with_prompt) {
-        /* Prompt token texts: slices of the prompt when we have its text (exact), else
-         * the ids detokenized (lossy for words outside the sim's vocabulary). */
-        struct tok_result pt = {0};
-        if (c->prompt_text)
-            tok_encode(c->prompt_text, c->prompt_text_len, TOK_DEFAULT_VOCAB, &pt);
-        struct buf t = BUF_INIT;
-        for (uint32_t i = 0; i < c->n_prompt; i++) {
-            buf_reset(&t);
-            if (i < pt.n)
-                buf_append(&t, c->prompt_text + pt.pieces[i].offset, pt.pieces[i].len);
-            else
-                sim_detokenize(&c->prompt_ids[i], 1, &t);
-            if (!first) {
-                buf_append_char(&toks, ',');
-                buf_append_char(&lps, ',');
-                buf_append_char(&tops, ',');
-                buf_append_char(&offs, ',');
-            }
-            json_quote(&toks, t.data ? t.data : "", t.len);
-            if (i == 0) {
-                buf_append_str(&lps, "null");
-                buf_append_str(&tops, "null");
-            } else {
-                append_double(&lps, fake_logprob(c->prompt_ids[i], i, 0));
-                buf_append_char(&tops, '{');
-                json_quote(&tops, t.data ? t.data : "", t.len);
-                buf_append_char(&tops, ':');
-                append_double(&tops, fake_logprob(c->prompt_ids[i], i, 0));
-                buf_append_char(&tops, '}');
-            }
-            buf_printf(&offs, "%zu", text_pos);
-            text_pos += t.len;
-            first = false;
+    struct cmpl_lp l = {.c = c, .k = r->oreq.logprobs, .h = SIM_LM_H0};
+    l.text_pos = !with_prompt && r->oreq.echo ? sim_prompt_text_len(c) : 0;
+    if (with_prompt)
+        prompt_tokens(c, cmpl_prompt_token, &l);
+    if (!r->oreq.echo_only) {
+        for (uint32_t i = 0; i < from; i++)
+            l.text_pos += o->len[i];
+        for (uint32_t i = from; i < to; i++) {
+            const char *p;
+            size_t n;
+            token_text(o, i, &p, &n);
+            struct scored sc;
+            score_pos(c, c->n_prompt + i, o->h[i], &sc);
+            cmpl_add(&l, o->ids[i], &sc, p, n);
         }
-        buf_free(&t);
-        tok_result_free(&pt);
-    }
-    for (uint32_t i = 0; i < from; i++)
-        text_pos += o->len[i];
-    for (uint32_t i = from; i < to; i++) {
-        const char *p;
-        size_t n;
-        token_text(o, i, &p, &n);
-        if (!first) {
-            buf_append_char(&toks, ',');
-            buf_append_char(&lps, ',');
-            buf_append_char(&tops, ',');
-            buf_append_char(&offs, ',');
-        }
-        first = false;
-        json_quote(&toks, p, n);
-        append_double(&lps, fake_logprob(o->ids[i], i, 0));
-        buf_append_char(&tops, '{');
-        for (int j = 0; j < (k > 0 ? k : 1); j++) {
-            const char *alt = j == 0 ? p : alt_word(o->ids[i], p, n, j);
-            size_t alen = j == 0 ? n : strlen(alt);
-            if (j)
-                buf_append_char(&tops, ',');
-            json_quote(&tops, alt, alen);
-            buf_append_char(&tops, ':');
-            append_double(&tops, fake_logprob(o->ids[i], i, (uint32_t)j));
-        }
-        buf_append_char(&tops, '}');
-        buf_printf(&offs, "%zu", text_pos);
-        text_pos += o->len[i];
     }
     buf_printf(out, "{\"text_offset\":[%s],\"token_logprobs\":[%s],\"tokens\":[%s],"
                     "\"top_logprobs\":[%s]}",
-               offs.data ? offs.data : "", lps.data ? lps.data : "", toks.data ? toks.data : "",
-               tops.data ? tops.data : "");
-    buf_free(&toks);
-    buf_free(&lps);
-    buf_free(&tops);
-    buf_free(&offs);
+               l.offs.data ? l.offs.data : "", l.lps.data ? l.lps.data : "",
+               l.toks.data ? l.toks.data : "", l.tops.data ? l.tops.data : "");
+    buf_free(&l.toks);
+    buf_free(&l.lps);
+    buf_free(&l.tops);
+    buf_free(&l.offs);
+}
+
+/* vLLM's prompt_logprobs: null for the first token, then per token a dict of the prompt
+ * token and the top k, keyed by id. */
+static void prompt_logprobs(const struct sim_req *r, const struct sim_choice *c,
+                            struct buf *out)
+{
+    int k = r->oreq.prompt_logprobs;
+    uint64_t h = SIM_LM_H0;
+    buf_append_char(out, '[');
+    for (uint32_t i = 0; i < c->n_prompt; i++) {
+        if (i == 0) {
+            buf_append_str(out, "null");
+        } else {
+            struct scored sc;
+            score_pos(c, i, h, &sc);
+            buf_append_str(out, ",{");
+            candidates(&sc, c->prompt_ids[i], k, k + 1, plp_entry, out);
+            buf_append_char(out, '}');
+        }
+        h = sim_lm_next(h, c->prompt_ids[i]);
+    }
+    buf_append_char(out, ']');
+}
+
+size_t sim_prompt_text_len(const struct sim_choice *c)
+{
+    if (c->prompt_text)
+        return c->prompt_text_len;
+    struct buf t = BUF_INIT;
+    sim_detokenize(c->prompt_ids, c->n_prompt, &t);
+    size_t n = t.len;
+    buf_free(&t);
+    return n;
 }
 
 /* The prompt as text: exact when we have it, detokenized ids otherwise. */
@@ -365,6 +552,12 @@ static void append_prompt_escaped(struct buf *out, const struct sim_choice *c)
     sim_detokenize(c->prompt_ids, c->n_prompt, &t);
     json_escape(out, t.data ? t.data : "", t.len);
     buf_free(&t);
+}
+
+/* Output tokens reported: none for echo without generation. */
+static uint32_t reported_tokens(const struct sim_req *r, const struct sim_choice *c)
+{
+    return r->oreq.echo_only ? 0 : c->produced;
 }
 
 /* Bytes of output text reported: all of it, or, when the engine ended a sequence early
@@ -387,13 +580,17 @@ static void append_stop_reason(struct buf *out, const struct sim_choice *c)
         buf_append_str(out, "null");
 }
 
+/* vLLM counts each prompt once however many choices it has. */
 void sim_render_usage(const struct sim_req *r, struct buf *out)
 {
     uint64_t prompt = 0, completion = 0, cached = 0;
     for (uint32_t i = 0; i < r->n_choices; i++) {
-        prompt += r->choices[i].n_prompt;
-        completion += r->choices[i].produced;
-        cached += r->choices[i].cached_tokens;
+        const struct sim_choice *c = &r->choices[i];
+        if (c->sample == 0) {
+            prompt += c->n_prompt;
+            cached += c->cached_tokens;
+        }
+        completion += reported_tokens(r, c);
     }
     buf_printf(out,
                "{\"prompt_tokens\":%llu,\"total_tokens\":%llu,\"completion_tokens\":%llu,"
@@ -431,7 +628,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             sim_tool_render_message(c, o->text.data ? o->text.data : "", reported_len(c), out);
             buf_append_str(out, ",\"logprobs\":");
             if (r->oreq.chat_logprobs)
-                chat_logprobs(r, o, 0, c->produced, out);
+                chat_logprobs(r, c, 0, c->produced, out);
             else
                 buf_append_str(out, "null");
         } else if (chat) {
@@ -440,7 +637,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             buf_append_str(out, ",\"refusal\":null,\"tool_calls\":[],\"reasoning_content\":null},"
                                 "\"logprobs\":");
             if (r->oreq.chat_logprobs)
-                chat_logprobs(r, o, 0, c->produced, out);
+                chat_logprobs(r, c, 0, c->produced, out);
             else
                 buf_append_str(out, "null");
         } else {
@@ -454,15 +651,25 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             else
                 buf_append_str(out, "null");
         }
-        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c));
+        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->finish));
         append_stop_reason(out, c);
-        if (!chat)
-            buf_append_str(out, ",\"prompt_logprobs\":null");
+        if (!chat) {
+            buf_append_str(out, ",\"prompt_logprobs\":");
+            if (r->oreq.prompt_logprobs >= 0)
+                prompt_logprobs(r, c, out);
+            else
+                buf_append_str(out, "null");
+        }
         buf_append_char(out, '}');
     }
     buf_append_str(out, "],\"usage\":");
     sim_render_usage(r, out);
-    buf_append_str(out, ",\"prompt_logprobs\":null,\"kv_transfer_params\":");
+    buf_append_str(out, ",\"prompt_logprobs\":");
+    if (chat && r->oreq.prompt_logprobs >= 0 && r->n_choices)
+        prompt_logprobs(r, &r->choices[0], out);
+    else
+        buf_append_str(out, "null");
+    buf_append_str(out, ",\"kv_transfer_params\":");
     buf_append_str(out, kv_params ? kv_params : "null");
     buf_append_char(out, '}');
 }
@@ -479,6 +686,20 @@ static void frame_end(struct buf *out)
     buf_append(out, "\n\n", 2);
 }
 
+/* vLLM sends usage on every chunk only when both include_usage and
+ * continuous_usage_stats are set. */
+static bool continuous_usage(const struct sim_req *r)
+{
+    return r->oreq.include_usage && r->oreq.continuous_usage_stats;
+}
+
+static void chunk_usage(struct buf *out, uint32_t prompt, uint32_t completion)
+{
+    buf_printf(out,
+               ",\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u,\"completion_tokens\":%u}",
+               prompt, prompt + completion, completion);
+}
+
 void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf *out)
 {
     bool chat = r->oreq.api == OPENAI_CHAT;
@@ -489,22 +710,18 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
             header_fields(r, "chat.completion.chunk", out);
             buf_printf(out,
                        ",\"choices\":[{\"index\":%u,\"delta\":{\"role\":\"assistant\","
-                       "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}",
+                       "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]",
                        r->choices[i].index);
+            if (continuous_usage(r))
+                chunk_usage(out, r->choices[i].n_prompt, 0);
+            buf_append_char(out, '}');
             frame_end(out);
         }
         r->role_sent = true;
     }
-    if (!chat && r->oreq.echo && c->streamed == 0 && c->produced > 0) {
-        /* echo: the prompt goes out first, as its own chunk. */
-        frame_begin(out);
-        header_fields(r, "text_completion", out);
-        buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"", c->index);
-        append_prompt_escaped(out, c);
-        buf_append_str(out, "\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}]}");
-        frame_end(out);
-    }
     for (uint32_t i = c->streamed; i < c->produced; i++) {
+        bool last = i + 1 == c->out.n;
+        bool echo_first = !chat && r->oreq.echo && i == 0;
         const char *p;
         size_t n;
         token_text(&c->out, i, &p, &n);
@@ -514,10 +731,13 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
             header_fields(r, "chat.completion.chunk", out);
             buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
             sim_tool_render_delta(c, true, NULL, 0, out);
-            buf_append_str(out, ",\"logprobs\":null,\"finish_reason\":null}]}");
+            buf_append_str(out, ",\"logprobs\":null,\"finish_reason\":null}]");
+            if (continuous_usage(r))
+                chunk_usage(out, c->n_prompt, 0);
+            buf_append_char(out, '}');
             frame_end(out);
         }
-        if (n == 0)
+        if (n == 0 && !last && !echo_first)
             continue; /* a token inside a stop string: nothing to show */
         frame_begin(out);
         header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
@@ -532,26 +752,33 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
             }
             buf_append_str(out, ",\"logprobs\":");
             if (r->oreq.chat_logprobs)
-                chat_logprobs(r, &c->out, i, i + 1, out);
+                chat_logprobs(r, c, i, i + 1, out);
             else
                 buf_append_str(out, "null");
-            buf_append_str(out, ",\"finish_reason\":null}]");
         } else {
-            buf_append_str(out, "\"text\":");
-            json_quote(out, p, n);
-            buf_append_str(out, ",\"logprobs\":");
+            /* echo: the prompt goes out with the first token, as vLLM sends it. */
+            buf_append_str(out, "\"text\":\"");
+            if (echo_first)
+                append_prompt_escaped(out, c);
+            json_escape(out, p, n);
+            buf_append_str(out, "\",\"logprobs\":");
             if (r->oreq.logprobs >= 0)
-                completion_logprobs(r, c, i, i + 1, false, out);
+                completion_logprobs(r, c, i, i + 1, echo_first, out);
             else
                 buf_append_str(out, "null");
-            buf_append_str(out, ",\"finish_reason\":null,\"stop_reason\":null}]");
         }
-        if (r->oreq.continuous_usage_stats) {
-            buf_printf(out,
-                       ",\"usage\":{\"prompt_tokens\":%u,\"total_tokens\":%u,"
-                       "\"completion_tokens\":%u}",
-                       c->n_prompt, c->n_prompt + i + 1, i + 1);
+        if (last) {
+            buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->out.finish));
+            append_stop_reason(out, c);
+            c->finish_sent = true;
+        } else {
+            buf_append_str(out, ",\"finish_reason\":null");
+            if (!chat)
+                buf_append_str(out, ",\"stop_reason\":null");
         }
+        buf_append_str(out, "}]");
+        if (continuous_usage(r))
+            chunk_usage(out, c->n_prompt, r->oreq.echo_only ? 0 : i + 1);
         buf_append_char(out, '}');
         frame_end(out);
     }
@@ -569,9 +796,12 @@ void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c
     else
         buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
                    c->index);
-    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c));
+    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->finish));
     append_stop_reason(out, c);
-    buf_append_str(out, "}]}");
+    buf_append_str(out, "}]");
+    if (continuous_usage(r))
+        chunk_usage(out, c->n_prompt, reported_tokens(r, c));
+    buf_append_char(out, '}');
     frame_end(out);
 }
 

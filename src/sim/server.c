@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "net/loop.h"
 #include "net/sse.h"
+#include "sim/lm.h"
 #include "sim/sim_internal.h"
 #include "tokenize/tokenize.h"
 
@@ -337,7 +338,9 @@ static void cb_finish(void *user, enum sim_finish reason, uint64_t now)
         c->seq = 0; /* the engine freed it; a prefill keeps it pinned (pd.c) */
     r->n_done++;
     sim_metrics_on_finish(r->s, r, c, now);
-    if (r->stream && r->ex) {
+    if (r->stream && r->ex && !c->finish_sent) {
+        /* The last token chunk carries finish_reason; only a sequence the engine ended
+         * early needs a chunk of its own. */
         struct buf b = BUF_INIT;
         sim_render_finish_chunk(r, c, &b);
         sim_req_write(r, b.data, b.len);
@@ -415,17 +418,36 @@ static bool inject_fault(struct sim_server *s, struct sim_req *r, const char *fa
     return true;
 }
 
+#define SIM_MAX_PLANNED_TOKENS (8u << 20)
+
 static bool prepare_choices(struct sim_server *s, struct sim_req *r)
 {
     const struct openai_request *q = &r->oreq;
     uint32_t max_len = s->cfg->engine.max_model_len;
-    r->n_choices = (uint32_t)q->n_prompts;
+    uint64_t planned = 0;
+    if (q->n_prompts * q->n > 4096) {
+        sim_req_fail(r, 400, "n", "%zu prompts x n=%u is more than 4096 choices", q->n_prompts,
+                     q->n);
+        return false;
+    }
+    if (q->max_tokens > 0 &&
+        (uint64_t)q->max_tokens > SIM_MAX_PLANNED_TOKENS / (q->n_prompts * q->n)) {
+        sim_req_fail(r, 400, "max_tokens",
+                     "the request asks for more than %u output tokens in all (prompts x n x "
+                     "max_tokens)",
+                     SIM_MAX_PLANNED_TOKENS);
+        return false;
+    }
+    /* vLLM numbers choices prompt-major: index = prompt * n + sample. */
+    r->n_choices = (uint32_t)(q->n_prompts * q->n);
     r->choices = arena_calloc(&r->arena, r->n_choices * sizeof *r->choices);
     for (uint32_t i = 0; i < r->n_choices; i++) {
         struct sim_choice *c = &r->choices[i];
-        const struct openai_prompt *p = &q->prompts[i];
+        const struct openai_prompt *p = &q->prompts[i / q->n];
         c->req = r;
         c->index = i;
+        c->prompt_index = i / q->n;
+        c->sample = i % q->n;
         if (p->ids) {
             c->n_prompt = (uint32_t)p->n_ids;
             c->prompt_ids = xmalloc((p->n_ids ? p->n_ids : 1) * sizeof *c->prompt_ids);
@@ -453,7 +475,7 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
                          max_len, c->n_prompt);
             return false;
         }
-        long long want = q->max_tokens;
+        long long want = q->echo_only ? 1 : q->max_tokens;
         if (want < 0)
             want = q->api == OPENAI_COMPLETIONS ? 16 : (long long)(max_len - c->n_prompt);
         if (want > (long long)(max_len - c->n_prompt)) { /* no overflow: n_prompt <= max_len */
@@ -485,7 +507,16 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
             want = 1; /* the prefill leg produces exactly one token */
         if (q->api == OPENAI_CHAT && q->max_tokens < 0 && want > 4096)
             want = 4096; /* an open-ended chat still ends; keeps random lengths sane */
-        if (!sim_shape_output(r, c, (uint32_t)want))
+        /* Output is decided up front (~25 bytes a token): bound one request's share. */
+        planned += (uint64_t)want;
+        if (planned > SIM_MAX_PLANNED_TOKENS) {
+            sim_req_fail(r, 400, "max_tokens",
+                         "the request asks for more than %u output tokens in all (prompts x "
+                         "n x max_tokens)",
+                         SIM_MAX_PLANNED_TOKENS);
+            return false;
+        }
+        if (q->echo_only || !sim_shape_output(r, c, (uint32_t)want))
             sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
     }
     return true;
@@ -591,23 +622,89 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
 
 /* --- other endpoints ---------------------------------------------------------------- */
 
+/* vLLM's ModelCard. */
+static void model_card(struct sim_server *s, const char *name, struct buf *b)
+{
+    buf_append_str(b, "{\"id\":");
+    json_quote(b, name, strlen(name));
+    buf_printf(b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"vllm\",\"root\":",
+               (unsigned long long)s->created);
+    json_quote(b, s->cfg->model_path, strlen(s->cfg->model_path));
+    buf_printf(b, ",\"parent\":null,\"max_model_len\":%u,\"permission\":[]}",
+               s->cfg->engine.max_model_len);
+}
+
 static void handle_models(struct sim_server *s, struct http_exchange *ex)
 {
     struct buf b = BUF_INIT;
     buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < s->cfg->n_served; i++) {
-        const char *name = s->cfg->served_names[i];
         if (i)
             buf_append_char(&b, ',');
-        buf_append_str(&b, "{\"id\":");
-        json_quote(&b, name, strlen(name));
-        buf_printf(&b, ",\"object\":\"model\",\"created\":%llu,\"owned_by\":\"vllm\",\"root\":",
-                   (unsigned long long)s->created);
-        json_quote(&b, s->cfg->model_path, strlen(s->cfg->model_path));
-        buf_printf(&b, ",\"parent\":null,\"max_model_len\":%u,\"permission\":[]}",
-                   s->cfg->engine.max_model_len);
+        model_card(s, s->cfg->served_names[i], &b);
     }
     buf_append_str(&b, "]}");
+    respond(s, ex, 200, "application/json", b.data, b.len, NULL);
+    buf_free(&b);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* GET /v1/models/{id}: one card; the id may contain '/' (as "facebook/opt-125m" does)
+ * or arrive percent-encoded. */
+static void handle_model(struct sim_server *s, struct http_exchange *ex, const char *rest)
+{
+    size_t len = strcspn(rest, "?");
+    char *id = xmalloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (rest[i] == '%' && i + 2 < len && (hi = hexval(rest[i + 1])) >= 0 &&
+            (lo = hexval(rest[i + 2])) >= 0) {
+            id[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            id[n++] = rest[i];
+        }
+    }
+    id[n] = '\0';
+    if (strlen(id) != n || !model_known(s, id)) {
+        char shown[256];
+        snprintf(shown, sizeof shown, "%s", id);
+        respond_errorf(s, ex, 404, "model", "The model `%s` does not exist.", shown);
+    } else {
+        struct buf b = BUF_INIT;
+        model_card(s, id, &b);
+        respond(s, ex, 200, "application/json", b.data, b.len, NULL);
+        buf_free(&b);
+    }
+    free(id);
+}
+
+/* vLLM's GET /tokenizer_info: the tokenizer_config.json fields of the (pseudo)
+ * tokenizer, plus its vocabulary size and the chat template the sim renders. */
+static void handle_tokenizer_info(struct sim_server *s, struct http_exchange *ex)
+{
+    static const char chat_template[] =
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\\n"
+        "{{ message['content'] }}<|im_end|>\\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\\n{% endif %}";
+    struct buf b = BUF_INIT;
+    buf_printf(&b,
+               "{\"tokenizer_class\":\"TandemPseudoTokenizer\",\"model_max_length\":%u,"
+               "\"vocab_size\":%u,\"bos_token\":\"<|endoftext|>\",\"eos_token\":"
+               "\"<|endoftext|>\",\"unk_token\":\"<|endoftext|>\",\"pad_token\":null,"
+               "\"eos_token_id\":%u,\"add_bos_token\":false,\"add_eos_token\":false,"
+               "\"add_prefix_space\":false,\"clean_up_tokenization_spaces\":false,"
+               "\"padding_side\":\"right\",\"truncation_side\":\"right\","
+               "\"max_piece_bytes\":4,\"chat_template\":\"%s\"}",
+               s->cfg->engine.max_model_len, TOK_DEFAULT_VOCAB, TOK_EOS_ID, chat_template);
     respond(s, ex, 200, "application/json", b.data, b.len, NULL);
     buf_free(&b);
 }
@@ -774,6 +871,10 @@ static void handle(struct http_exchange *ex, void *ctx)
         buf_free(&b);
     } else if (get && strcmp(q->path, OPENAI_PATH_MODELS) == 0) {
         handle_models(s, ex);
+    } else if (get && strncmp(q->path, OPENAI_PATH_MODELS "/", sizeof OPENAI_PATH_MODELS) == 0) {
+        handle_model(s, ex, q->path + sizeof OPENAI_PATH_MODELS);
+    } else if (get && strcmp(q->path, "/tokenizer_info") == 0) {
+        handle_tokenizer_info(s, ex);
     } else if (get && strcmp(q->path, "/version") == 0) {
         static const char v[] = "{\"version\":\"tandem-sim " TANDEM_VERSION "\"}";
         respond(s, ex, 200, "application/json", v, sizeof v - 1, NULL);
@@ -832,6 +933,7 @@ int sim_main(int argc, char **argv)
     s->created = clock_realtime_ns() / 1000000000ull;
     s->rng = cfg.seed ^ clock_monotonic_ns();
     s->engine = sim_engine_new(&cfg.engine, &engine_ops);
+    sim_lm_period(); /* builds the model's tables now, not inside the first request's TTFT */
     sim_metrics_init(s);
 
     struct http_server_config hc = {

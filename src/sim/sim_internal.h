@@ -35,7 +35,9 @@ struct sim_output {
     struct buf text;   /* text of all n tokens */
     uint32_t *off;     /* token i covers text[off[i], off[i] + len[i]) */
     uint32_t *len;
-    size_t final_len;  /* text reported: clipped before a matched stop string */
+    uint64_t *h;       /* context hash (sim/lm.h) before token i: its logprobs */
+    size_t final_len;  /* text reported: clipped before a matched stop string (or after
+                        * it, with include_stop_str_in_output) */
     enum sim_finish finish;
     const char *stop_reason; /* the matched stop string, or NULL */
 };
@@ -44,7 +46,9 @@ enum sim_pd_role { SIM_PD_NONE, SIM_PD_PREFILL, SIM_PD_DECODE };
 
 struct sim_choice {
     struct sim_req *req;
-    uint32_t index;
+    uint32_t index;        /* prompt * n + sample, as vLLM numbers choices */
+    uint32_t prompt_index; /* which prompt of the request */
+    uint32_t sample;       /* which of the prompt's n choices (its sampling stream) */
     uint32_t *prompt_ids;
     uint32_t n_prompt;
     const char *prompt_text; /* may be NULL (token-id prompts) */
@@ -53,6 +57,7 @@ struct sim_choice {
     uint64_t seq; /* engine id, 0 once finished or aborted */
     uint32_t produced;
     uint32_t streamed; /* tokens already written to the stream */
+    bool finish_sent;  /* streaming: the last content chunk carried finish_reason */
     uint32_t cached_tokens;
     bool done;
     enum sim_finish finish;
@@ -71,7 +76,7 @@ struct sim_req {
     const char *request_id;   /* x-request-id */
     uint64_t created;         /* unix seconds */
     uint64_t t_arrival;       /* monotonic ns */
-    struct sim_choice *choices;
+    struct sim_choice *choices; /* n_prompts x n, in choice-index order */
     uint32_t n_choices;
     uint32_t n_done;
     bool stream;
@@ -165,19 +170,22 @@ void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
 void sim_output_free(struct sim_output *o);
 /* Output that is the given text (structured output, tool arguments), cut at max_tokens;
  * finish STOP when it all fits with room for EOS, else LENGTH. Stop strings apply. */
-void sim_output_from_text(const struct openai_request *q, const char *text, size_t len,
-                          uint32_t max_tokens, struct sim_output *o);
+void sim_output_from_text(const struct openai_request *q, const struct sim_choice *c,
+                          const char *text, size_t len, uint32_t max_tokens, struct sim_output *o);
 /* Whole non-streaming response body. kv_params: JSON text or NULL ("null"). */
 void sim_render_response(const struct sim_req *r, const char *kv_params, struct buf *out);
 /* Streaming: appends SSE frames for tokens [c->streamed, c->produced) of choice c. */
 void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf *out);
-/* Streaming: the finish frame of choice c. */
+/* Streaming: a finish frame for choice c, for when its last token chunk could not
+ * carry finish_reason (the engine ended it early). */
 void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c,
                              struct buf *out);
 /* Streaming: the usage frame (choices: []). */
 void sim_render_usage_chunk(const struct sim_req *r, struct buf *out);
 void sim_render_usage(const struct sim_req *r, struct buf *out);
-/* Prompt text of token ids (pieces we know, "<|ID|>" otherwise). */
+/* Bytes of the prompt as echo shows it. */
+size_t sim_prompt_text_len(const struct sim_choice *c);
+/* Prompt text of token ids (pieces we know, pseudo-words otherwise: tok_id_text). */
 void sim_detokenize(const uint32_t *ids, size_t n, struct buf *out);
 
 /* pd.c */

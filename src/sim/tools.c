@@ -424,7 +424,7 @@ bool sim_shape_output(struct sim_req *r, struct sim_choice *c, uint32_t max_toke
     struct buf t = BUF_INIT;
     bool shaped = sim_shape_text(r, c, &t);
     if (shaped)
-        sim_output_from_text(&r->oreq, t.data, t.len, max_tokens, &c->out);
+        sim_output_from_text(&r->oreq, c, t.data, t.len, max_tokens, &c->out);
     buf_free(&t);
     return shaped;
 }

@@ -297,10 +297,11 @@ static void tok_table_add(struct tok_entry *e, size_t *n, const char *p, size_t 
 
 static struct tok_table *tok_table_build(uint32_t vocab_size)
 {
-    /* Upper bound: every word cut into pieces, plus the 95 printable ASCII characters. */
+    /* Upper bound: every word (and its two capitalized forms) cut into pieces, plus the
+     * 95 printable ASCII characters. */
     size_t max = 95;
     for (size_t w = 0; w < TOK_NWORDS; w++)
-        max += strlen(tok_words[w]);
+        max += 3 * strlen(tok_words[w]);
     struct tok_entry *e = xcalloc(max, sizeof *e);
     size_t n = 0;
     /* Vocabulary pieces first: generated text must detokenize even where a piece's id
@@ -316,6 +317,26 @@ static struct tok_table *tok_table_build(uint32_t vocab_size)
     for (int c = 0x20; c < 0x7f; c++) {
         char ch = (char)c;
         tok_table_add(e, &n, &ch, 1, vocab_size);
+    }
+    /* Capitalized words (sentence starts), last: they lose every collision, and the sim
+     * only generates those whose pieces all map back (sim/lm.c checks). */
+    for (size_t w = 0; w < TOK_NWORDS; w++) {
+        char cap[32];
+        size_t len = strlen(tok_words[w]);
+        if (len >= sizeof cap)
+            continue;
+        memcpy(cap, tok_words[w], len + 1);
+        if (cap[1] >= 'a' && cap[1] <= 'z')
+            cap[1] = (char)(cap[1] - 'a' + 'A');
+        /* " The" (mid-text) and "The" (after a newline). */
+        for (size_t skip = 0; skip < 2; skip++) {
+            struct tok_result r = {0};
+            tok_encode(cap + skip, len - skip, vocab_size, &r);
+            for (size_t k = 0; k < r.n; k++)
+                tok_table_add(e, &n, cap + skip + r.pieces[k].offset, r.pieces[k].len,
+                              vocab_size);
+            tok_result_free(&r);
+        }
     }
     qsort(e, n, sizeof *e, tok_entry_cmp);
     size_t u = 0;
@@ -370,6 +391,39 @@ const char *tok_piece_text(uint32_t id, uint32_t vocab_size)
     }
     pthread_mutex_unlock(&tok_tables_lock);
     return tok_table_find(t, id);
+}
+
+size_t tok_id_text(uint32_t id, uint32_t vocab_size, char *out)
+{
+    const char *p = tok_piece_text(id, vocab_size);
+    if (p) {
+        size_t n = strlen(p);
+        memcpy(out, p, n + 1);
+        return n;
+    }
+    if (id == TOK_EOS_ID) {
+        memcpy(out, "<|endoftext|>", 14);
+        return 13;
+    }
+    /* Consonant-vowel syllables drawn from the id's bits: pronounceable, stable. */
+    static const char cons[] = "bdfghklmnprstvz", vow[] = "aeiou";
+    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
+    x = (x ^ (x >> 31)) * 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 29;
+    size_t n = 0;
+    if (x % 3 != 0)
+        out[n++] = ' ';
+    x /= 3;
+    unsigned syll = 1 + (unsigned)(x % 3);
+    x /= 3;
+    for (unsigned k = 0; k < syll; k++) {
+        out[n++] = cons[x % (sizeof cons - 1)];
+        x /= sizeof cons - 1;
+        out[n++] = vow[x % (sizeof vow - 1)];
+        x /= sizeof vow - 1;
+    }
+    out[n] = '\0';
+    return n;
 }
 
 /* ---- block hashes -------------------------------------------------------------------- */

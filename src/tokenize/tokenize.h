@@ -8,8 +8,9 @@
  * process. Roughly 1 token per 4 characters of English.
  *
  * Ids cannot be reversed in general (the map is a hash). tok_piece_text() returns the
- * text of ids that came from the sim's fixed generation vocabulary (or of a single ASCII
- * character); detokenizing other ids is lossy. */
+ * text of ids that came from the sim's fixed generation vocabulary (its words, their
+ * capitalized forms, or a single ASCII character); tok_id_text() gives every other id a
+ * readable pseudo-word, so detokenizing them is lossy but never shows placeholders. */
 #ifndef TANDEM_TOKENIZE_TOKENIZE_H
 #define TANDEM_TOKENIZE_TOKENIZE_H
 
@@ -44,6 +45,16 @@ const char *tok_vocab_word(size_t i);
 /* Text of an id if it is the id of a piece of some vocabulary word (or of a single
  * ASCII character), else NULL. Used by detokenize. The table is built once, thread-safely. */
 const char *tok_piece_text(uint32_t id, uint32_t vocab_size);
+
+/* Readable text for any id, so token-id prompts echo and detokenize as words rather
+ * than placeholders: the piece's text when tok_piece_text knows it, "<|endoftext|>" for
+ * TOK_EOS_ID, else a deterministic pseudo-word of 2-6 lowercase letters, with a leading
+ * space for about two ids in three (" bako", "tiru"). Writes a NUL-terminated string to
+ * out (at least TOK_ID_TEXT_MAX bytes) and returns its length. A pseudo-word need not
+ * tokenize back to its id. */
+#define TOK_ID_TEXT_MAX 16
+#define TOK_EOS_ID 50256u /* GPT-2's <|endoftext|> */
+size_t tok_id_text(uint32_t id, uint32_t vocab_size, char *out);
 
 /* Chained block hashes over token ids, as the sim's prefix cache keys blocks:
  * h_{-1} = seed, h_i = xxh64(le32 token ids of block i, seed = h_{i-1}). Only full

@@ -41,7 +41,7 @@ def test_openai_js_client():
     assert chat["roles"] == ["assistant"], chat
     assert chat["finish"] == "length" and chat["content"]
     assert chat["usage"]["completion_tokens"] == 6
-    assert chat["chunks"] == 1 + 6 + 1 + 1, chat  # role, tokens, finish, usage
+    assert chat["chunks"] == 1 + 6 + 1, chat  # role, tokens (the last one finishes), usage
     assert out["completion_stream"]["text"]
     e = out["error"]
     assert e and e["status"] == 400 and "max_tokens" in e["message"], e

@@ -190,7 +190,8 @@ def check_long_prompt_goes_p_then_d(mode):
     assert status == 200, raw[:500]
     events = sse_events(raw)
     assert events[-1] == "[DONE]", events[-3:]
-    assert len(events) == 1 + 8 + 1 + 1 + 1, events  # role, tokens, finish, usage, [DONE]
+    # role, tokens (the last carries finish_reason), usage, [DONE]
+    assert len(events) == 1 + 8 + 1 + 1, events
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
                    if c["choices"]), chunks

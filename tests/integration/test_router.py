@@ -69,7 +69,8 @@ def test_proxy_streaming_and_headers():
         "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}})
     assert status == 200
     events = sse_events(raw)
-    assert events[-1] == "[DONE]" and len(events) == 1 + 4 + 1 + 1 + 1
+    # role, tokens (the last carries finish_reason), usage, [DONE]
+    assert events[-1] == "[DONE]" and len(events) == 1 + 4 + 1 + 1
     assert get(r.port, "/health").status == 200
     models = get(r.port, "/v1/models").json()
     assert [m["id"] for m in models["data"]] == ["m"]

@@ -120,6 +120,20 @@ def err_message(r, status=400):
     return e["message"]
 
 
+def stream_chunks(raw):
+    """The chunks of an SSE body with choices, and the usage chunks; the finish_reason
+    must be on the last choice chunk (vLLM puts it on the last content chunk)."""
+    events = sse_events(raw)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    body = [c for c in chunks if c["choices"]]
+    usage = [c for c in chunks if not c["choices"]]
+    for c in body[:-1]:
+        assert c["choices"][0]["finish_reason"] is None, c
+    assert body[-1]["choices"][0]["finish_reason"] is not None, body[-1]
+    return body, usage
+
+
 def tokens_of(port, text):
     return post(port, "/tokenize", {"prompt": text}).json()["count"]
 
@@ -192,10 +206,13 @@ def test_json_cut_at_max_tokens_and_streamed():
     status, _, raw, _ = stream(s.port, "/v1/chat/completions", dict(
         body, model=MODEL, stream=True, stream_options={"include_usage": True}))
     assert status == 200
-    chunks = [json.loads(e) for e in sse_events(raw)[:-1]]
-    deltas = [c["choices"][0]["delta"].get("content") for c in chunks[1:-2]]
-    assert "".join(deltas) == text and len(deltas) == n
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    body, usage = stream_chunks(raw)
+    assert body[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    deltas = [c["choices"][0]["delta"]["content"] for c in body[1:]
+              if "content" in c["choices"][0]["delta"]]
+    assert "".join(deltas) == text and len(deltas) == n, (deltas, text)
+    assert body[-1]["choices"][0]["finish_reason"] == "stop"
+    assert usage[0]["usage"]["completion_tokens"] == n
 
 
 def tool_call_of(port, r):
@@ -299,9 +316,7 @@ def test_streaming_tool_deltas():
                 "tools": TOOLS, "tool_choice": choice}
         status, _, raw, _ = stream(s.port, "/v1/chat/completions", body)
         assert status == 200
-        events = sse_events(raw)
-        assert events[-1] == "[DONE]"
-        chunks = [json.loads(e) for e in events[:-1]]
+        chunks, usage = stream_chunks(raw)
         assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
         head = chunks[1]["choices"][0]["delta"]["tool_calls"]
         assert len(head) == 1 and head[0]["index"] == 0
@@ -309,19 +324,21 @@ def test_streaming_tool_deltas():
         assert head[0]["function"]["arguments"] == ""
         name = head[0]["function"]["name"]
         frags = []
-        for c in chunks[2:-2]:
+        for c in chunks[2:]:
             d = c["choices"][0]["delta"]
+            if not d:
+                assert c is chunks[-1]  # a separate finish chunk, if any, is empty
+                continue
             assert set(d) == {"tool_calls"}, d
             tc = d["tool_calls"]
             assert len(tc) == 1 and tc[0]["index"] == 0 and set(tc[0]) == {"index", "function"}
             assert set(tc[0]["function"]) == {"arguments"}
             frags.append(tc[0]["function"]["arguments"])
-            assert c["choices"][0]["finish_reason"] is None
         args = json.loads("".join(frags))
         tool = {t["function"]["name"]: t for t in TOOLS}[name]
         validate(args, tool["function"]["parameters"])
-        assert chunks[-2]["choices"][0]["finish_reason"] == finish
-        assert chunks[-1]["usage"]["completion_tokens"] == len(frags)
+        assert chunks[-1]["choices"][0]["finish_reason"] == finish
+        assert usage[0]["usage"]["completion_tokens"] == len(frags)
         if isinstance(choice, dict):
             assert name == "search_docs"
         # the non-streaming answer to the same request has the same arguments

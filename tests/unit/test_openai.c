@@ -89,6 +89,51 @@ static void test_chat_render_and_limits(void **state)
     arena_free(&a);
 }
 
+static void test_n_echo_logprob_fields(void **state)
+{
+    struct arena a;
+    arena_init(&a, 0);
+    struct openai_request r;
+    struct openai_error e;
+    /* Defaults: one choice, vLLM's sampling defaults, nothing scored. */
+    assert_true(parse(OPENAI_COMPLETIONS, "{\"prompt\":\"x\"}", &a, &r, &e));
+    assert_int_equal(r.n, 1);
+    assert_true(r.temperature == 1.0 && r.top_p == 1.0);
+    assert_int_equal(r.prompt_logprobs, -1);
+    assert_false(r.echo_only || r.include_stop_str_in_output);
+    openai_request_free(&r);
+    /* lm-eval's loglikelihood request: echo without generation, scored with logprobs. */
+    assert_true(parse(OPENAI_COMPLETIONS,
+                      "{\"prompt\":\"a b\",\"echo\":true,\"max_tokens\":0,\"logprobs\":1,"
+                      "\"temperature\":0.0}",
+                      &a, &r, &e));
+    assert_true(r.echo_only);
+    assert_int_equal(r.max_tokens, 0);
+    assert_int_equal(r.logprobs, 1);
+    assert_int_equal(r.prompt_logprobs, 1); /* vLLM scores the echoed prompt too */
+    assert_true(r.temperature == 0.0);
+    openai_request_free(&r);
+    assert_true(parse(OPENAI_COMPLETIONS,
+                      "{\"prompt\":\"x\",\"n\":4,\"best_of\":5,\"prompt_logprobs\":0,"
+                      "\"include_stop_str_in_output\":true,\"top_p\":0.5,\"suffix\":null}",
+                      &a, &r, &e));
+    assert_int_equal(r.n, 4);
+    assert_int_equal(r.best_of, 5);
+    assert_int_equal(r.prompt_logprobs, 0);
+    assert_true(r.include_stop_str_in_output);
+    assert_true(r.top_p == 0.5);
+    openai_request_free(&r);
+    /* n and best_of equal: streamable. */
+    assert_true(parse(OPENAI_CHAT,
+                      "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"n\":3,"
+                      "\"best_of\":3,\"stream\":true,\"logprobs\":true,\"top_logprobs\":20}",
+                      &a, &r, &e));
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.top_logprobs, 20);
+    openai_request_free(&r);
+    arena_free(&a);
+}
+
 static void test_errors_name_fields(void **state)
 {
     struct arena a;
@@ -101,7 +146,8 @@ static void test_errors_name_fields(void **state)
     } cases[] = {
         {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"max_tokens\":\"a\"}", "max_tokens",
          "'max_tokens' must be an integer, got string"},
-        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"n\":3}", "n", "'n' must be 1"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"n\":0}", "n", "n must be at least 1, got 0."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"n\":1000}", "n", "at most 128"},
         {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"stream\":1}", "stream", "boolean"},
         {OPENAI_COMPLETIONS, "{\"model\":5,\"prompt\":\"x\"}", "model", "'model' must be a string"},
         {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"stop\":[\"a\",2]}", "stop", "'stop[1]'"},
@@ -110,8 +156,41 @@ static void test_errors_name_fields(void **state)
         {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":7}]}", "messages",
          "'messages[0].content'"},
         {OPENAI_CHAT, "{\"messages\":{}}", "messages", "non-empty list"},
-        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"top_logprobs\":50}", "top_logprobs",
-         "between 0 and 20"},
+        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"logprobs\":true,\"top_logprobs\":50}",
+         "top_logprobs", "Requested sample logprobs of 50, which is greater than max allowed: 20"},
+        /* vLLM's messages, word for word. */
+        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"top_logprobs\":2}", "top_logprobs",
+         "when using `top_logprobs`, `logprobs` must be set to true."},
+        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"logprobs\":true,\"top_logprobs\":-3}",
+         "top_logprobs", "`top_logprobs` must be a positive value or -1."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"logprobs\":21}", "logprobs",
+         "Requested sample logprobs of 21, which is greater than max allowed: 20"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"logprobs\":-1}", "logprobs",
+         "Requested sample logprobs of 50257, which is greater than max allowed: 20"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"logprobs\":-2}", "logprobs",
+         "`logprobs` must be a positive value or -1."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"suffix\":\"y\"}", "suffix",
+         "suffix is not currently supported"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"top_p\":0}", "top_p",
+         "top_p must be in (0, 1], got 0.0."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"top_p\":1.5}", "top_p",
+         "top_p must be in (0, 1], got 1.5."},
+        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"temperature\":-0.5}", "temperature",
+         "temperature must be non-negative, got -0.5."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"n\":3,\"best_of\":2}", "best_of",
+         "best_of must be greater than or equal to n, got n=3 and best_of=2."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"best_of\":3,\"stream\":true}", "best_of",
+         "best_of must equal n to use output_kind=DELTA"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"prompt_logprobs\":1,\"stream\":true}",
+         "prompt_logprobs", "`prompt_logprobs` are not available when `stream=True`."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"prompt_logprobs\":-2}", "prompt_logprobs",
+         "`prompt_logprobs` must be a positive value or -1."},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"prompt_logprobs\":25}", "prompt_logprobs",
+         "Requested prompt logprobs of 25, which is greater than max allowed: 20"},
+        {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"max_tokens\":0}", "max_tokens",
+         "'max_tokens' must be at least 1, got 0"},
+        {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"max_tokens\":0,\"echo\":true}",
+         "max_tokens", "must be at least 1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_false(parse(cases[i].api, cases[i].body, &a, &r, &e));
@@ -166,7 +245,7 @@ int main(void)
         cmocka_unit_test(test_route_table),
         cmocka_unit_test(test_completion_fields),   cmocka_unit_test(test_prompt_forms),
         cmocka_unit_test(test_chat_render_and_limits), cmocka_unit_test(test_errors_name_fields),
-        cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_n_echo_logprob_fields), cmocka_unit_test(test_error_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

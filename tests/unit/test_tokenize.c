@@ -239,6 +239,41 @@ static void test_vocab_round_trip(void **state)
     assert_true(unknown > 150);
 }
 
+/* Every id has readable text: pieces keep theirs, others get stable pseudo-words. */
+static void test_id_text(void **state)
+{
+    (void)state;
+    char t[TOK_ID_TEXT_MAX], again[TOK_ID_TEXT_MAX];
+    size_t pseudo = 0;
+    for (uint32_t id = 0; id < TOK_DEFAULT_VOCAB; id += 7) {
+        size_t n = tok_id_text(id, TOK_DEFAULT_VOCAB, t);
+        assert_int_equal(strlen(t), n);
+        assert_true(n >= 1 && n < TOK_ID_TEXT_MAX);
+        assert_int_equal(tok_id_text(id, TOK_DEFAULT_VOCAB, again), n);
+        assert_string_equal(t, again);
+        const char *p = tok_piece_text(id, TOK_DEFAULT_VOCAB);
+        if (p) {
+            assert_string_equal(t, p);
+            continue;
+        }
+        if (id == TOK_EOS_ID)
+            continue;
+        pseudo++;
+        assert_null(strchr(t, '<')); /* never a placeholder */
+        for (size_t i = t[0] == ' '; i < n; i++)
+            assert_true(t[i] >= 'a' && t[i] <= 'z');
+    }
+    assert_true(pseudo > 6000);
+    assert_int_equal(tok_id_text(TOK_EOS_ID, TOK_DEFAULT_VOCAB, t), 13);
+    assert_string_equal(t, "<|endoftext|>");
+    /* Capitalized words detokenize (the sim starts sentences with them). */
+    struct tok_result r = {0};
+    tok_encode(" The", 4, TOK_DEFAULT_VOCAB, &r);
+    tok_id_text(r.pieces[0].id, TOK_DEFAULT_VOCAB, t);
+    assert_string_equal(t, " The");
+    tok_result_free(&r);
+}
+
 static void test_block_hashes(void **state)
 {
     (void)state;
@@ -330,7 +365,7 @@ int main(void)
         cmocka_unit_test(test_deterministic_ids),
         cmocka_unit_test(test_english_density),
         cmocka_unit_test(test_vocab_round_trip),
-        cmocka_unit_test(test_block_hashes),
+        cmocka_unit_test(test_id_text), cmocka_unit_test(test_block_hashes),
         cmocka_unit_test(test_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
