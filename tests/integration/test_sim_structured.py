@@ -349,6 +349,37 @@ def test_streaming_tool_deltas():
             "".join(frags)
 
 
+def test_n_choices_each_conform():
+    s = sim(*AUTO_FLAGS)
+    r = chat(s.port, {"n": 4, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "p", "schema": PERSON}}})
+    assert r.status == 200, r.body
+    contents = [c["message"]["content"] for c in r.json()["choices"]]
+    assert [c["index"] for c in r.json()["choices"]] == [0, 1, 2, 3]
+    for c in contents:
+        validate(json.loads(c), PERSON)
+    assert len(set(contents)) >= 3, contents  # each choice its own instance
+    assert r.json()["usage"]["completion_tokens"] == sum(tokens_of(s.port, c) for c in contents)
+    # n streamed tool calls: every choice's arguments reassemble on their own
+    status, _, raw, _ = stream(s.port, "/v1/chat/completions", {
+        "model": MODEL, "stream": True, "n": 3, "tools": TOOLS, "tool_choice": "required",
+        "messages": [{"role": "user", "content": "go"}]})
+    assert status == 200
+    frags, names = {}, {}
+    for e in sse_events(raw)[:-1]:
+        for ch in json.loads(e)["choices"]:
+            for tc in ch["delta"].get("tool_calls", []):
+                assert tc["index"] == 0
+                if "id" in tc:
+                    names[ch["index"]] = tc["function"]["name"]
+                else:
+                    frags.setdefault(ch["index"], []).append(tc["function"]["arguments"])
+    assert sorted(names) == [0, 1, 2] and sorted(frags) == [0, 1, 2]
+    for i, parts in frags.items():
+        tool = {t["function"]["name"]: t for t in TOOLS}[names[i]]
+        validate(json.loads("".join(parts)), tool["function"]["parameters"])
+
+
 def test_errors():
     s = sim()
     auto_msg = ('"auto" tool choice requires --enable-auto-tool-choice and '
@@ -410,5 +441,6 @@ if __name__ == "__main__":
     from harness import run
     run([test_json_object, test_json_schema_conformance_and_determinism,
          test_json_cut_at_max_tokens_and_streamed, test_tools_auto_required_named,
-         test_multi_turn_tool_history, test_streaming_tool_deltas, test_errors,
+         test_multi_turn_tool_history, test_streaming_tool_deltas, test_n_choices_each_conform,
+         test_errors,
          test_auto_tool_choice_flag_needs_a_parser])
