@@ -22,26 +22,33 @@
 #define CORRECT_USAGE                                                                              \
     "Correct usage: `{\"type\": \"function\", \"function\": {\"name\": \"my_function\"}}`"
 
-static bool bad(struct sim_req *r, const char *param, const char *msg)
+/* What the parsers need: the body, the server's flag, where errors go. */
+struct pctx {
+    json_t *root;
+    bool auto_ok;
+    struct openai_error *err;
+};
+
+static bool bad(struct pctx *r, const char *param, const char *msg)
 {
-    sim_req_fail(r, 400, param, "%s", msg);
+    openai_error_set(r->err, 400, param, "%s", msg);
     return false;
 }
 
 /* Tries the generator once on schema: a schema it cannot serve is a 400 up front. */
-static bool schema_ok(struct sim_req *r, const char *param, const json_t *schema)
+static bool schema_ok(struct pctx *r, const char *param, const json_t *schema)
 {
     struct buf b = BUF_INIT;
     char err[400];
     bool ok = sim_structured_generate(schema, 0, &b, err, sizeof err);
     buf_free(&b);
     if (!ok)
-        sim_req_fail(r, 400, param, "%s", err);
+        openai_error_set(r->err, 400, param, "%s", err);
     return ok;
 }
 
 /* A schema given as an object or as JSON text (guided_json allows both). */
-static bool schema_value(struct sim_req *r, const char *param, const json_t *v, const json_t **out)
+static bool schema_value(struct pctx *r, const char *param, const json_t *v, const json_t **out)
 {
     if (json_is_string(v)) {
         struct json_err je;
@@ -49,28 +56,29 @@ static bool schema_value(struct sim_req *r, const char *param, const json_t *v, 
         if (!parsed)
             return bad(r, param, "Invalid JSON grammar specification.");
         /* Keep it alive with the request: hang it on the parsed body. */
-        json_object_set_new(r->oreq.root, "__tandem_parsed_schema", parsed);
+        json_object_set_new(r->root, "__tandem_parsed_schema", parsed);
         v = parsed;
     }
     if (!json_is_object(v) && !json_is_boolean(v)) {
-        sim_req_fail(r, 400, param, "'%s' must be a JSON schema (an object)", param);
+        openai_error_set(r->err, 400, param, "'%s' must be a JSON schema (an object)", param);
         return false;
     }
     *out = v;
     return schema_ok(r, param, v);
 }
 
-static bool choice_list(struct sim_req *r, const char *param, const json_t *v, struct sim_shape *sh)
+static bool choice_list(struct pctx *r, const char *param, const json_t *v, struct sim_shape *sh)
 {
     size_t i;
     const json_t *s;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        sim_req_fail(r, 400, param, "'%s' must be a non-empty list of strings", param);
+        openai_error_set(r->err, 400, param, "'%s' must be a non-empty list of strings", param);
         return false;
     }
     json_array_foreach(v, i, s) if (!json_is_string(s) || json_string_length(s) == 0)
     {
-        sim_req_fail(r, 400, param, "'%s' must be a non-empty list of non-empty strings", param);
+        openai_error_set(r->err, 400, param, "'%s' must be a non-empty list of non-empty strings",
+                         param);
         return false;
     }
     sh->text = SIM_TEXT_CHOICE;
@@ -84,7 +92,7 @@ static bool present(const json_t *v)
 }
 
 /* response_format: {"type": "text" | "json_object" | "json_schema", "json_schema": {...}} */
-static bool parse_response_format(struct sim_req *r, const json_t *rf, struct sim_shape *sh,
+static bool parse_response_format(struct pctx *r, const json_t *rf, struct sim_shape *sh,
                                   int *kinds)
 {
     if (!json_is_object(rf))
@@ -101,10 +109,10 @@ static bool parse_response_format(struct sim_req *r, const json_t *rf, struct si
         return true;
     }
     if (strcmp(type, "json_schema") != 0) {
-        sim_req_fail(r, 400, "response_format",
-                     "'response_format.type' must be 'text', 'json_object' or 'json_schema', "
-                     "got '%.40s'",
-                     type);
+        openai_error_set(r->err, 400, "response_format",
+                         "'response_format.type' must be 'text', 'json_object' or 'json_schema', "
+                         "got '%.40s'",
+                         type);
         return false;
     }
     const json_t *js = json_object_get(rf, "json_schema");
@@ -124,9 +132,9 @@ static bool parse_response_format(struct sim_req *r, const json_t *rf, struct si
 }
 
 /* structured_outputs (current vLLM) and the guided_* fields (older vLLM). */
-static bool parse_structured(struct sim_req *r, struct sim_shape *sh, int *kinds)
+static bool parse_structured(struct pctx *r, struct sim_shape *sh, int *kinds)
 {
-    const json_t *root = r->oreq.root;
+    const json_t *root = r->root;
     const json_t *so = json_object_get(root, "structured_outputs");
     if (present(so) && !json_is_object(so))
         return bad(r, "structured_outputs", "'structured_outputs' must be an object");
@@ -168,19 +176,19 @@ static bool parse_structured(struct sim_req *r, struct sim_shape *sh, int *kinds
                 return false;
             break;
         default:
-            sim_req_fail(r, 400, f[i].param,
-                         "'%s' is not supported by the simulator (supported: JSON schemas, "
-                         "json_object, choice)",
-                         f[i].param);
+            openai_error_set(r->err, 400, f[i].param,
+                             "'%s' is not supported by the simulator (supported: JSON schemas, "
+                             "json_object, choice)",
+                             f[i].param);
             return false;
         }
     }
     return true;
 }
 
-static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
+static bool parse_tools(struct pctx *r, struct sim_shape *sh)
 {
-    const json_t *root = r->oreq.root;
+    const json_t *root = r->root;
     const json_t *tools = json_object_get(root, "tools");
     const json_t *tc = json_object_get(root, "tool_choice");
     if (json_is_null(tools))
@@ -201,16 +209,17 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
         const json_t *type = json_object_get(t, "type");
         if (!json_is_object(t) ||
             (type && !(json_is_string(type) && !strcmp(json_string_value(type), "function")))) {
-            sim_req_fail(r, 400, "tools", "'tools[%zu].type' must be 'function'", i);
+            openai_error_set(r->err, 400, "tools", "'tools[%zu].type' must be 'function'", i);
             return false;
         }
         if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name"))) {
-            sim_req_fail(r, 400, "tools", "'tools[%zu].function.name' is required", i);
+            openai_error_set(r->err, 400, "tools", "'tools[%zu].function.name' is required", i);
             return false;
         }
         const json_t *params = json_object_get(fn, "parameters");
         if (present(params) && !json_is_object(params)) {
-            sim_req_fail(r, 400, "tools", "'tools[%zu].function.parameters' must be an object", i);
+            openai_error_set(r->err, 400, "tools",
+                             "'tools[%zu].function.parameters' must be an object", i);
             return false;
         }
     }
@@ -223,7 +232,7 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
     if (!tools)
         return bad(r, "tool_choice", "When using `tool_choice`, `tools` must be set.");
     if (tcs && !strcmp(tcs, "auto")) {
-        if (!r->s->cfg->enable_auto_tool_choice || !r->s->cfg->tool_call_parser)
+        if (!r->auto_ok)
             return bad(r, "tool_choice",
                        "\"auto\" tool choice requires "
                        "--enable-auto-tool-choice and --tool-call-parser to "
@@ -260,10 +269,10 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
         sh->tool_choice = SIM_TOOL_NAMED;
     } else {
         char *txt = json_dumps(tc, JSON_ENCODE_ANY | JSON_COMPACT);
-        sim_req_fail(r, 400, "tool_choice",
-                     "Invalid value for `tool_choice`: %.80s! Only named tools, \"none\", "
-                     "\"auto\" or \"required\" are supported.",
-                     txt ? txt : "?");
+        openai_error_set(r->err, 400, "tool_choice",
+                         "Invalid value for `tool_choice`: %.80s! Only named tools, \"none\", "
+                         "\"auto\" or \"required\" are supported.",
+                         txt ? txt : "?");
         free(txt);
         return false;
     }
@@ -279,17 +288,33 @@ static bool parse_tools(struct sim_req *r, struct sim_shape *sh)
     return true;
 }
 
+bool sim_shape_parse(json_t *root, enum openai_api api, bool auto_tool_choice,
+                     struct sim_shape *out, struct openai_error *err)
+{
+    struct pctx ctx = {.root = root, .auto_ok = auto_tool_choice, .err = err};
+    struct pctx *r = &ctx;
+    memset(out, 0, sizeof *out);
+    int kinds = 0;
+    const json_t *rf = json_object_get(root, "response_format");
+    if (present(rf) && !parse_response_format(r, rf, out, &kinds))
+        return false;
+    if (!parse_structured(r, out, &kinds))
+        return false;
+    if (api == OPENAI_CHAT && !parse_tools(r, out))
+        return false;
+    return true;
+}
+
 bool sim_shape_prepare(struct sim_req *r)
 {
-    struct sim_shape sh = {0};
-    int kinds = 0;
-    const json_t *rf = json_object_get(r->oreq.root, "response_format");
-    if (present(rf) && !parse_response_format(r, rf, &sh, &kinds))
+    struct sim_shape sh;
+    struct openai_error err;
+    const struct sim_config *cfg = r->s->cfg;
+    if (!sim_shape_parse(r->oreq.root, r->oreq.api,
+                         cfg->enable_auto_tool_choice && cfg->tool_call_parser, &sh, &err)) {
+        sim_req_fail(r, err.status, err.param[0] ? err.param : NULL, "%s", err.message);
         return false;
-    if (!parse_structured(r, &sh, &kinds))
-        return false;
-    if (r->oreq.api == OPENAI_CHAT && !parse_tools(r, &sh))
-        return false;
+    }
     if (sh.text == SIM_TEXT_PLAIN && sh.tool_choice == SIM_TOOL_NONE)
         return true;
     r->shape = arena_alloc(&r->arena, sizeof *r->shape);
@@ -331,12 +356,12 @@ static const char *tool_name(const json_t *tool)
 }
 
 /* Which tool to call, or -1 for a text answer. */
-static long pick_tool(const struct sim_req *r, const struct sim_shape *sh, uint64_t seed)
+long sim_shape_pick_tool(const struct sim_shape *sh, const json_t *root, uint64_t seed)
 {
     size_t n = json_array_size(sh->tools);
     if (sh->tool_choice == SIM_TOOL_NAMED)
         return (long)sh->named;
-    const json_t *msgs = json_object_get(r->oreq.root, "messages");
+    const json_t *msgs = json_object_get(root, "messages");
     const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
     const char *role = json_string_value(json_object_get(last, "role"));
     /* auto after a tool result: the model reads the result and answers in words, which
@@ -379,25 +404,16 @@ static void generate(const json_t *schema, uint64_t seed, struct buf *out)
         buf_append_str(out, "{}");
 }
 
-bool sim_shape_text(struct sim_req *r, struct sim_choice *c, struct buf *out)
+bool sim_shape_answer(const struct sim_shape *sh, const json_t *root, uint64_t seed,
+                      struct buf *out, long *tool)
 {
-    const struct sim_shape *sh = r->shape;
-    if (!sh)
-        return false;
-    uint64_t seed = choice_seed(r, c);
+    *tool = -1;
     if (sh->tool_choice != SIM_TOOL_NONE) {
-        long t = pick_tool(r, sh, seed);
+        long t = sim_shape_pick_tool(sh, root, seed);
         if (t >= 0) {
             const json_t *fn = json_object_get(json_array_get(sh->tools, (size_t)t), "function");
             const json_t *params = json_object_get(fn, "parameters");
-            struct sim_tool_call *call = arena_calloc(&r->arena, sizeof *call);
-            call->name = json_string_value(json_object_get(fn, "name"));
-            call->named = sh->tool_choice == SIM_TOOL_NAMED;
-            uint64_t h1 = hash_xxh64(r->id, strlen(r->id), c->index);
-            uint64_t h2 = hash_xxh64(r->id, strlen(r->id), c->index + 0x9e3779b9ull);
-            snprintf(call->id, sizeof call->id, "chatcmpl-tool-%016llx%016llx",
-                     (unsigned long long)h1, (unsigned long long)h2);
-            c->tool = call;
+            *tool = t;
             if (present(params))
                 generate(params, seed, out);
             else
@@ -417,6 +433,26 @@ bool sim_shape_text(struct sim_req *r, struct sim_choice *c, struct buf *out)
     default:
         return false;
     }
+}
+
+bool sim_shape_text(struct sim_req *r, struct sim_choice *c, struct buf *out)
+{
+    const struct sim_shape *sh = r->shape;
+    long t;
+    if (!sh || !sim_shape_answer(sh, r->oreq.root, choice_seed(r, c), out, &t))
+        return false;
+    if (t >= 0) {
+        const json_t *fn = json_object_get(json_array_get(sh->tools, (size_t)t), "function");
+        struct sim_tool_call *call = arena_calloc(&r->arena, sizeof *call);
+        call->name = json_string_value(json_object_get(fn, "name"));
+        call->named = sh->tool_choice == SIM_TOOL_NAMED;
+        uint64_t h1 = hash_xxh64(r->id, strlen(r->id), c->index);
+        uint64_t h2 = hash_xxh64(r->id, strlen(r->id), c->index + 0x9e3779b9ull);
+        snprintf(call->id, sizeof call->id, "chatcmpl-tool-%016llx%016llx", (unsigned long long)h1,
+                 (unsigned long long)h2);
+        c->tool = call;
+    }
+    return true;
 }
 
 bool sim_shape_output(struct sim_req *r, struct sim_choice *c, uint32_t max_tokens)

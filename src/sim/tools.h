@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "base/buf.h"
+#include "openai/openai.h"
 
 struct sim_req;
 struct sim_choice;
@@ -48,10 +49,26 @@ struct sim_tool_call {
     bool named;       /* tool_choice named a function: finish_reason stays "stop" */
 };
 
-/* Reads the request's structured-output and tool fields into r->shape (left NULL when
- * the answer is plain text). Returns false after answering with a 400 (vLLM's messages
- * where vLLM has one). Every schema the request carries is tried once here, so a schema
- * the generator cannot serve is a 400 now, not a broken answer later. */
+/* Reads a request body's structured-output and tool fields (tools only for chat):
+ * response_format, guided_json/guided_choice/guided_regex/guided_grammar,
+ * structured_outputs, tools, tool_choice. auto_tool_choice: the server runs with
+ * --enable-auto-tool-choice and a --tool-call-parser. Returns false with err (status
+ * 400, vLLM's message where vLLM has one). Every schema is tried once with the
+ * generator. May add a key to root (a schema given as JSON text, parsed). */
+bool sim_shape_parse(json_t *root, enum openai_api api, bool auto_tool_choice,
+                     struct sim_shape *out, struct openai_error *err);
+
+/* Which tool a choice calls (index into sh->tools), or -1 for an answer in text. */
+long sim_shape_pick_tool(const struct sim_shape *sh, const json_t *root, uint64_t seed);
+
+/* The text of an answer into out; *tool = the called tool's index, or -1. Returns false
+ * when the answer is plain text (nothing written). */
+bool sim_shape_answer(const struct sim_shape *sh, const json_t *root, uint64_t seed,
+                      struct buf *out, long *tool);
+
+/* sim_shape_parse on a sim request, into r->shape (left NULL when the answer is plain
+ * text). Returns false after answering with the 400. Trying every schema here makes a
+ * schema the generator cannot serve a 400 now, not a broken answer later. */
 bool sim_shape_prepare(struct sim_req *r);
 
 /* The text choice c answers with when the request has a shape, into out; sets c->tool
