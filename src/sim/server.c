@@ -430,7 +430,8 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
                      q->n);
         return false;
     }
-    if (q->max_tokens > 0 &&
+    /* Over the context length, the per-prompt check below says so in vLLM's words. */
+    if (q->max_tokens > 0 && q->max_tokens <= (long long)max_len &&
         (uint64_t)q->max_tokens > SIM_MAX_PLANNED_TOKENS / (q->n_prompts * q->n)) {
         sim_req_fail(r, 400, "max_tokens",
                      "the request asks for more than %u output tokens in all (prompts x n x "
