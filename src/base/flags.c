@@ -65,7 +65,8 @@ static bool set_value(const struct flag *f, const char *v, char *err, size_t err
     case FLAG_STRING:
         *(const char **)f->target = v;
         return true;
-    case FLAG_FUNC: {
+    case FLAG_FUNC:
+    case FLAG_FUNC_MULTI: {
         char why[256] = "";
         if (!f->fn(v, f->target, why, sizeof why)) {
             snprintf(err, errlen, "%s: %s", f->name, why);
@@ -75,6 +76,7 @@ static bool set_value(const struct flag *f, const char *v, char *err, size_t err
     }
     case FLAG_IGNORE:
     case FLAG_IGNORE_VALUE:
+    case FLAG_IGNORE_MULTI:
         return true;
     }
     return false;
@@ -115,7 +117,8 @@ bool flags_parse(const struct flag *flags, size_t n, int argc, char **argv,
             snprintf(err, errlen, "unknown flag '%.*s' (see --help)", (int)name_len, a);
             return false;
         }
-        if (f->type == FLAG_IGNORE || f->type == FLAG_IGNORE_VALUE) {
+        if (f->type == FLAG_IGNORE || f->type == FLAG_IGNORE_VALUE ||
+            f->type == FLAG_IGNORE_MULTI) {
             if (res->n_ignored < sizeof res->ignored / sizeof *res->ignored)
                 res->ignored[res->n_ignored++] = f->name;
         }
@@ -125,6 +128,14 @@ bool flags_parse(const struct flag *flags, size_t n, int argc, char **argv,
                     return false;
             } else if (f->type == FLAG_BOOL) {
                 *(bool *)f->target = !negated;
+            }
+            continue;
+        }
+        if ((f->type == FLAG_FUNC_MULTI || f->type == FLAG_IGNORE_MULTI) && !eq) {
+            /* Every following argument that is not a flag is a value. */
+            while (i + 1 < argc && (argv[i + 1][0] != '-' || argv[i + 1][1] == '\0')) {
+                if (!set_value(f, argv[++i], err, errlen))
+                    return false;
             }
             continue;
         }

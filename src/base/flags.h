@@ -1,5 +1,5 @@
 /* Command-line flags from a table: "--name value", "--name=value", boolean "--name",
- * with generated --help text. Errors name the flag and the bad value. */
+ * multi-valued "--name a b c", with generated --help text. Errors name the flag and the bad value. */
 #ifndef TANDEM_BASE_FLAGS_H
 #define TANDEM_BASE_FLAGS_H
 
@@ -15,6 +15,10 @@ enum flag_type {
     FLAG_FUNC,         /* fn(value, target) parses the value itself */
     FLAG_IGNORE,       /* accepted, ignored, no value (noted at start-up) */
     FLAG_IGNORE_VALUE, /* accepted, ignored, takes a value */
+    FLAG_FUNC_MULTI,   /* like FLAG_FUNC, once per value: "--x a b c" takes every argument
+                          up to the next one starting with '-' (zero or more, clap's
+                          num_args = 0..); "--x=a" takes one */
+    FLAG_IGNORE_MULTI, /* accepted, ignored, zero or more values like FLAG_FUNC_MULTI */
 };
 
 struct flag {

@@ -5,6 +5,7 @@
  *   stats.c    per-request records -> vLLM's metrics (TTFT, TPOT, ITL, E2EL, goodput),
  *              the summary table, the result JSON with vllm bench serve's keys
  *   report.c   self-contained HTML report with inline SVG charts; `bench compare`
+ *   timeline.c metrics sampled over the run (--timeline-url), for the JSON and the report
  *   run.c      the driver: arrivals, concurrency cap, rate ladder, streaming client,
  *              progress bar; `tandem bench` (bench_main)
  *
@@ -158,6 +159,33 @@ struct bench_meta {
 json_t *bench_result_json(const struct bench_meta *m, const struct bench_stats *s,
                           const struct bench_record *recs, size_t n, bool detailed);
 
+/* ---- metrics over time (timeline.c) -------------------------------------------------- */
+
+#define BENCH_TIMELINE_MAX_SERIES 64
+#define BENCH_TIMELINE_MAX_SAMPLES 20000
+
+/* Columns of sampled values: v[series][sample], NaN where absent. Owns everything. */
+struct bench_timeline {
+    double *t; /* s from the run's start */
+    size_t n_t;
+    char **names; /* "metric{label=\"v\",...}" */
+    double **v;
+    size_t n_series;
+};
+
+/* Adds one sample row at t from a Prometheus text page, keeping the series of the named
+ * metrics (several series with the same labels are summed). */
+void bench_timeline_add(struct bench_timeline *tl, double t, const char *text, size_t len,
+                        const char *const *names, size_t n_names);
+void bench_timeline_free(struct bench_timeline *tl);
+/* {"t": [...], "series": {"name{labels}": [v or null, ...]}} (new reference). */
+json_t *bench_timeline_json(const struct bench_timeline *tl);
+/* The reverse; false when j is not such an object. */
+bool bench_timeline_from_json(const json_t *j, struct bench_timeline *out);
+/* The series' integral over time (value x seconds, each value held until the next
+ * sample), e.g. replica-seconds; NaN when there is no such series. */
+double bench_timeline_integral(const struct bench_timeline *tl, const char *key);
+
 /* ---- report and compare (report.c) --------------------------------------------------- */
 
 /* One run in a report: its stats, records and a name for legends. */
@@ -166,10 +194,12 @@ struct bench_run_view {
     const struct bench_stats *stats;
     const struct bench_record *recs;
     size_t n;
+    const struct bench_timeline *timeline; /* or NULL */
 };
 
 /* Writes one self-contained HTML page (inline SVG: TTFT/ITL/E2EL CDFs, TTFT over time,
- * per-pod bars, the summary table). No scripts, no external resources. */
+ * p90 TTFT and ITL over time, sampled metrics over time, per-pod bars, the summary
+ * table). No scripts, no external resources. */
 bool bench_report_html(FILE *out, const char *title, const struct bench_run_view *runs,
                        size_t n_runs);
 

@@ -367,6 +367,172 @@ static void chart_pods(FILE *out, const struct bench_run_view *runs, size_t n_ru
     free(names);
 }
 
+
+/* ---- over time: p90 latencies per window, sampled metrics ------------------------------ */
+
+/* One line of a time chart: points in time order, NaN = a gap. */
+struct tline {
+    char label[160];
+    size_t color;
+    const double *x;
+    double *y;
+    size_t n;
+    bool dashed;
+};
+
+static void chart_lines(FILE *out, const char *title, const char *yl, const struct tline *ls,
+                        size_t n_lines)
+{
+    double xlo = INFINITY, xhi = -INFINITY, yhi = -INFINITY;
+    for (size_t l = 0; l < n_lines; l++)
+        for (size_t i = 0; i < ls[l].n; i++) {
+            if (!isfinite(ls[l].y[i]) || !isfinite(ls[l].x[i]))
+                continue;
+            xlo = fmin(xlo, ls[l].x[i]);
+            xhi = fmax(xhi, ls[l].x[i]);
+            yhi = fmax(yhi, ls[l].y[i]);
+        }
+    svg_open(out, title);
+    bool any = isfinite(xhi);
+    struct axis xa = make_axis(any ? fmin(xlo, 0) : 0, any && xhi > 0 ? xhi : 1);
+    struct axis ya = make_axis(0, any && yhi > 0 ? yhi : 1);
+    svg_axes(out, &xa, &ya, "time since the start (s)", yl, true);
+    if (!any)
+        svg_nodata(out);
+    for (size_t l = 0; l < n_lines; l++) {
+        fprintf(out, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s d=\"",
+                color(ls[l].color), ls[l].dashed ? " stroke-dasharray=\"5 3\"" : "");
+        bool pen = false;
+        for (size_t i = 0; i < ls[l].n; i++) {
+            if (!isfinite(ls[l].y[i]) || !isfinite(ls[l].x[i])) {
+                pen = false;
+                continue;
+            }
+            fprintf(out, "%c%.1f %.1f", pen ? 'L' : 'M', px(&xa, ls[l].x[i]),
+                    py(&ya, ls[l].y[i]));
+            pen = true;
+        }
+        fputs("\"/>\n", out);
+        int y = PT + 4 + (int)l * 16;
+        if (l < 16) {
+            fprintf(out,
+                    "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"3\" fill=\"%s\"/>"
+                    "<text x=\"%d\" y=\"%d\" class=\"lg\">",
+                    W - PR + 6, y + 4, color(ls[l].color), W - PR + 22, y + 8);
+            html_esc(out, ls[l].label);
+            fputs("</text>\n", out);
+        }
+    }
+    fputs("</svg>\n", out);
+}
+
+static double p90_of(double *v, size_t n)
+{
+    if (!n)
+        return NAN;
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[(size_t)ceil(0.9 * (double)n) - 1];
+}
+
+/* p90 TTFT and p90 ITL of the requests sent in each window (40 windows over the run). */
+static void chart_p90_time(FILE *out, const struct bench_run_view *runs, size_t n_runs)
+{
+    enum { NW = 40 };
+    double end = 0;
+    for (size_t r = 0; r < n_runs; r++)
+        for (size_t i = 0; i < runs[r].n; i++)
+            if (isfinite(runs[r].recs[i].t_send))
+                end = fmax(end, runs[r].recs[i].t_send);
+    double w = end > 0 ? end / NW : 1;
+    struct tline *ls = xcalloc(2 * n_runs + 1, sizeof *ls);
+    double *xs = xcalloc(NW, sizeof *xs);
+    for (size_t k = 0; k < NW; k++)
+        xs[k] = (k + 0.5) * w;
+    char tmp[32];
+    for (size_t r = 0; r < n_runs; r++) {
+        struct tline *tt = &ls[2 * r], *it = &ls[2 * r + 1];
+        snprintf(tt->label, sizeof tt->label, "%s TTFT", run_name(&runs[r], r, tmp, sizeof tmp));
+        snprintf(it->label, sizeof it->label, "%s ITL", run_name(&runs[r], r, tmp, sizeof tmp));
+        tt->color = it->color = r;
+        it->dashed = true;
+        tt->x = it->x = xs;
+        tt->n = it->n = NW;
+        tt->y = xcalloc(NW, sizeof *tt->y);
+        it->y = xcalloc(NW, sizeof *it->y);
+        for (size_t k = 0; k < NW; k++) {
+            double lo = k * w, hi = (k + 1) * w;
+            size_t nt = 0, ni = 0, ci = 0;
+            for (size_t i = 0; i < runs[r].n; i++) {
+                const struct bench_record *rec = &runs[r].recs[i];
+                if (rec->ok && rec->t_send >= lo && (rec->t_send < hi || k == NW - 1))
+                    ci += rec->n_itl, nt++;
+            }
+            double *tv = xcalloc(nt + 1, sizeof *tv), *iv = xcalloc(ci + 1, sizeof *iv);
+            nt = 0;
+            for (size_t i = 0; i < runs[r].n; i++) {
+                const struct bench_record *rec = &runs[r].recs[i];
+                if (!rec->ok || rec->t_send < lo || (rec->t_send >= hi && k != NW - 1))
+                    continue;
+                if (rec->ttft >= 0 && isfinite(rec->ttft))
+                    tv[nt++] = rec->ttft * 1000.0;
+                for (size_t g = 0; g < rec->n_itl; g++)
+                    iv[ni++] = rec->itl[g] * 1000.0;
+            }
+            tt->y[k] = p90_of(tv, nt);
+            it->y[k] = p90_of(iv, ni);
+            free(tv);
+            free(iv);
+        }
+    }
+    chart_lines(out, "p90 TTFT (solid) and p90 ITL (dashed) over time", "ms", ls, 2 * n_runs);
+    for (size_t l = 0; l < 2 * n_runs; l++)
+        free(ls[l].y);
+    free(ls);
+    free(xs);
+}
+
+/* One chart per sampled metric name: a line per series (and run). */
+static void chart_timelines(FILE *out, const struct bench_run_view *runs, size_t n_runs)
+{
+    char metrics[BENCH_TIMELINE_MAX_SERIES][128];
+    size_t n_metrics = 0;
+    for (size_t r = 0; r < n_runs; r++) {
+        const struct bench_timeline *tl = runs[r].timeline;
+        for (size_t i = 0; tl && i < tl->n_series; i++) {
+            char m[128];
+            snprintf(m, sizeof m, "%.*s", (int)strcspn(tl->names[i], "{"), tl->names[i]);
+            bool seen = false;
+            for (size_t k = 0; k < n_metrics && !seen; k++)
+                seen = !strcmp(metrics[k], m);
+            if (!seen && n_metrics < BENCH_TIMELINE_MAX_SERIES)
+                snprintf(metrics[n_metrics++], sizeof metrics[0], "%s", m);
+        }
+    }
+    char tmp[32];
+    for (size_t k = 0; k < n_metrics; k++) {
+        struct tline ls[BENCH_TIMELINE_MAX_SERIES];
+        size_t n = 0;
+        for (size_t r = 0; r < n_runs; r++) {
+            const struct bench_timeline *tl = runs[r].timeline;
+            for (size_t i = 0; tl && i < tl->n_series && n < BENCH_TIMELINE_MAX_SERIES; i++) {
+                size_t ml = strcspn(tl->names[i], "{");
+                if (ml != strlen(metrics[k]) || strncmp(tl->names[i], metrics[k], ml))
+                    continue;
+                struct tline *l = &ls[n++];
+                memset(l, 0, sizeof *l);
+                snprintf(l->label, sizeof l->label, "%s %s",
+                         run_name(&runs[r], r, tmp, sizeof tmp), tl->names[i] + ml);
+                l->color = n - 1;
+                l->x = tl->t;
+                l->y = tl->v[i];
+                l->n = tl->n_t;
+                l->dashed = r % 2 == 1;
+            }
+        }
+        chart_lines(out, metrics[k], metrics[k], ls, n);
+    }
+}
+
 /* ---- summary table -------------------------------------------------------------------- */
 
 static void pct_word(char *dst, size_t len, double p)
@@ -550,6 +716,14 @@ bool bench_report_html(FILE *out, const char *title, const struct bench_run_view
     chart_cdf(out, "CDF of E2EL", M_E2EL, runs, n_runs);
     fputs("<h2>TTFT over time</h2>\n", out);
     chart_ttft_time(out, runs, n_runs);
+    chart_p90_time(out, runs, n_runs);
+    bool timelines = false;
+    for (size_t r = 0; r < n_runs; r++)
+        timelines = timelines || (runs[r].timeline && runs[r].timeline->n_series);
+    if (timelines) {
+        fputs("<h2>Metrics over time</h2>\n", out);
+        chart_timelines(out, runs, n_runs);
+    }
     fputs("<h2>Per-pod distribution</h2>\n", out);
     chart_pods(out, runs, n_runs);
     fputs("<p class=\"note\">Generated by tandem bench. Metrics follow vllm bench serve's "
@@ -679,6 +853,7 @@ static bool compare_html(const char *path, const struct cmp_run *runs, int n_run
     struct bench_run_view *views = xcalloc((size_t)n_runs, sizeof *views);
     struct bench_stats *stats = xcalloc((size_t)n_runs, sizeof *stats);
     struct bench_record **recs = xcalloc((size_t)n_runs, sizeof *recs);
+    struct bench_timeline *tls = xcalloc((size_t)n_runs, sizeof *tls);
     size_t n_views = 0;
     static const double pcts[] = {90, 99};
     struct bench_slo slo = {0};
@@ -691,7 +866,9 @@ static bool compare_html(const char *path, const struct cmp_run *runs, int n_run
         }
         size_t v = n_views++;
         bench_stats_compute(recs[i], n, -1, &slo, pcts, 2, &stats[v]);
-        views[v] = (struct bench_run_view){runs[i].name, &stats[v], recs[i], n};
+        views[v] = (struct bench_run_view){runs[i].name, &stats[v], recs[i], n, NULL};
+        if (bench_timeline_from_json(json_object_get(runs[i].j, "timeline"), &tls[v]))
+            views[v].timeline = &tls[v];
     }
     FILE *f = fopen(path, "w");
     bool ok = f && bench_report_html(f, "tandem bench compare", views, n_views);
@@ -701,8 +878,11 @@ static bool compare_html(const char *path, const struct cmp_run *runs, int n_run
         fprintf(stderr, "tandem bench compare: cannot write %s: %s\n", path, strerror(errno));
     else
         printf("Report written to %s\n", path);
-    for (size_t v = 0; v < n_views; v++)
+    for (size_t v = 0; v < n_views; v++) {
         bench_stats_free(&stats[v]);
+        bench_timeline_free(&tls[v]);
+    }
+    free(tls);
     for (int i = 0; i < n_runs; i++) {
         for (size_t k = 0; recs[i] && k < json_array_size(json_object_get(runs[i].j, "ttfts"));
              k++)

@@ -36,6 +36,8 @@ struct opts {
     const char *request_rate_str, *rate_ladder, *goodput, *percentile_metrics,
         *metric_percentiles;
     const char *result_filename, *result_dir, *html;
+    const char *timeline_url, *timeline_metrics;
+    double timeline_interval;
     bool ignore_eos, save_result, save_detailed, no_stream, disable_tqdm;
 };
 
@@ -86,6 +88,14 @@ struct bench {
     uv_timer_t tick, progress;
     bool tty;
     bool closing;
+    /* --timeline-url: a metrics page sampled every --timeline-interval */
+    uv_timer_t sampler;
+    struct url tl_url;
+    char *tl_names_buf;
+    const char *tl_names[BENCH_TIMELINE_MAX_SERIES];
+    size_t n_tl_names;
+    struct http_call *tl_call;
+    struct bench_timeline timeline;
 };
 
 static double now_s(const struct bench *b)
@@ -372,7 +382,29 @@ static void finish(struct bench *b)
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_timer_stop(&b->progress);
     uv_close((uv_handle_t *)&b->progress, NULL);
-    http_client_free(b->client);
+    uv_timer_stop(&b->sampler);
+    uv_close((uv_handle_t *)&b->sampler, NULL);
+    http_client_free(b->client); /* cancels a sample in flight (no callback) */
+}
+
+static void on_sample_page(enum http_call_error err, int status, const char *body, size_t len,
+                           void *ctx)
+{
+    struct bench *b = ctx;
+    b->tl_call = NULL;
+    if (err == HTTP_CALL_OK && status == 200)
+        bench_timeline_add(&b->timeline, now_s(b), body, len, b->tl_names, b->n_tl_names);
+}
+
+static void on_sampler(uv_timer_t *t)
+{
+    struct bench *b = t->data;
+    if (b->tl_call || b->closing)
+        return; /* the previous page is still coming: skip a beat */
+    struct http_call_request req = {.method = "GET", .host = b->tl_url.host,
+                                    .port = b->tl_url.port, .path = b->tl_url.path,
+                                    .timeout_ms = 5000};
+    b->tl_call = http_fetch(b->client, &req, 16 << 20, on_sample_page, b);
 }
 
 static void on_finish(uv_timer_t *t)
@@ -741,7 +773,7 @@ static int report(struct bench *b, struct opts *o, const struct bench_slo *slo,
             bench_stats_compute(b->recs, b->n_recs, (int)i, slo, pcts, n_pcts, &stage_stats[i]);
             bench_stats_print(stdout, &stage_stats[i], title);
             snprintf(names[i], sizeof names[i], "%s req/s", r);
-            views[n_views++] = (struct bench_run_view){names[i], &stage_stats[i], NULL, 0};
+            views[n_views++] = (struct bench_run_view){names[i], &stage_stats[i], NULL, 0, NULL};
             struct bench_meta sm = meta;
             sm.request_rate = b->rates[i];
             json_array_append_new(stages, bench_result_json(&sm, &stage_stats[i], NULL, 0, false));
@@ -766,6 +798,8 @@ static int report(struct bench *b, struct opts *o, const struct bench_slo *slo,
         json_t *j = bench_result_json(&meta, &all, b->recs, b->n_recs, o->save_detailed);
         if (laddered)
             json_object_set(j, "stages", stages);
+        if (b->timeline.n_t)
+            json_object_set_new(j, "timeline", bench_timeline_json(&b->timeline));
         char fname[768];
         if (o->result_filename)
             snprintf(fname, sizeof fname, "%s", o->result_filename);
@@ -792,7 +826,8 @@ static int report(struct bench *b, struct opts *o, const struct bench_slo *slo,
     json_decref(stages);
     if (o->html) {
         FILE *f = fopen(o->html, "w");
-        struct bench_run_view whole = {o->label, &all, b->recs, b->n_recs};
+        struct bench_run_view whole = {o->label, &all, b->recs, b->n_recs,
+                                       b->timeline.n_t ? &b->timeline : NULL};
         if (laddered) {
             /* Stage views get their records for the charts: records are in arrival
              * order and stages only increase, so each stage is one slice. */
@@ -877,6 +912,9 @@ int bench_main(int argc, char **argv)
         {"--result-dir", NULL, FLAG_STRING, &o.result_dir, "DIR", "directory for the result file", NULL},
         {"--html", NULL, FLAG_STRING, &o.html, "FILE", "write a self-contained HTML report", NULL},
         {"--timeout", NULL, FLAG_DOUBLE, &o.timeout, "S", "per-request timeout (600)", NULL},
+        {"--timeline-url", NULL, FLAG_STRING, &o.timeline_url, "URL", "a Prometheus /metrics page sampled during the run (e.g. tandem up's --metrics-port)", NULL},
+        {"--timeline-metrics", NULL, FLAG_STRING, &o.timeline_metrics, "A,B", "metric names kept from it (every series of each), in the result JSON and the HTML", NULL},
+        {"--timeline-interval", NULL, FLAG_DOUBLE, &o.timeline_interval, "S", "seconds between samples (1)", NULL},
         {"--disable-tqdm", NULL, FLAG_BOOL, &o.disable_tqdm, NULL, "no progress line", NULL},
         {"--random-input-len", NULL, FLAG_INT, &o.ds.random_input_len, "N", "random: prompt tokens (1024)", NULL},
         {"--random-output-len", NULL, FLAG_INT, &o.ds.random_output_len, "N", "random: output tokens (128)", NULL},
@@ -940,18 +978,44 @@ int bench_main(int argc, char **argv)
         return 2;
     }
     struct bench b = {.o = &o, .t_stop = INFINITY};
+    if (!!o.timeline_url != !!o.timeline_metrics) {
+        fprintf(stderr, "tandem bench: --timeline-url and --timeline-metrics go together\n");
+        return 2;
+    }
+    if (o.timeline_interval == 0)
+        o.timeline_interval = 1;
+    if (!(o.timeline_interval >= 0.05 && o.timeline_interval <= 3600)) {
+        fprintf(stderr, "tandem bench: --timeline-interval: seconds in [0.05, 3600]\n");
+        return 2;
+    }
+    if (o.timeline_url) {
+        const char *why;
+        if (!url_parse(o.timeline_url, 80, &b.tl_url, &why) || b.tl_url.tls) {
+            fprintf(stderr, "tandem bench: --timeline-url: '%s': %s\n", o.timeline_url,
+                    b.tl_url.tls ? "https is not supported" : why);
+            return 2;
+        }
+        b.tl_names_buf = xstrdup(o.timeline_metrics);
+        for (char *save = NULL, *m = strtok_r(b.tl_names_buf, ",", &save);
+             m && b.n_tl_names < BENCH_TIMELINE_MAX_SERIES; m = strtok_r(NULL, ",", &save))
+            b.tl_names[b.n_tl_names++] = m;
+    }
     int prc = plan_run(&o, &b);
-    if (prc)
+    if (prc) {
+        free(b.tl_names_buf);
         return prc;
+    }
     size_pool(&o, &b);
     struct bench_dataset ds = {0};
     if (!bench_dataset_load(&o.ds, &ds, err, sizeof err)) {
         fprintf(stderr, "tandem bench: %s\n", err);
+        free(b.tl_names_buf);
         return 2;
     }
     if (ds.n == 0) {
         fprintf(stderr, "tandem bench: the dataset has no prompts\n");
         bench_dataset_free(&ds);
+        free(b.tl_names_buf);
         return 2;
     }
     b.ds = &ds;
@@ -967,6 +1031,7 @@ int bench_main(int argc, char **argv)
         uv_loop_close(b.loop);
         free(b.loop);
         bench_dataset_free(&ds);
+        free(b.tl_names_buf);
         return 1;
     }
     if (!o.model)
@@ -994,9 +1059,15 @@ int bench_main(int argc, char **argv)
     b.tick.data = &b;
     uv_timer_init(b.loop, &b.progress);
     b.progress.data = &b;
+    uv_timer_init(b.loop, &b.sampler);
+    b.sampler.data = &b;
     b.t0 = clock_monotonic_ns();
     if (b.tty)
         uv_timer_start(&b.progress, on_progress, 200, 200);
+    if (b.n_tl_names) {
+        uint64_t ms = (uint64_t)(o.timeline_interval * 1000);
+        uv_timer_start(&b.sampler, on_sampler, 0, ms);
+    }
     pump(&b);
     uv_run(b.loop, UV_RUN_DEFAULT);
     if (b.tty) {
@@ -1015,5 +1086,7 @@ int bench_main(int argc, char **argv)
         buf_free(&b.bodies[i]);
     free(b.bodies);
     bench_dataset_free(&ds);
+    bench_timeline_free(&b.timeline);
+    free(b.tl_names_buf);
     return rc;
 }

@@ -85,6 +85,11 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Invoked through a link named vllm-router: vllm-router's command line. */
+    const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    base = base ? base + 1 : argc > 0 ? argv[0] : "";
+    if (strcmp(base, "vllm-router") == 0)
+        return vllm_router_main(argc - 1, argv + 1);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -126,8 +126,8 @@ static bool check_section(const char *file, const char *sec, json_t *s, long lon
     return true;
 }
 
-bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *cr, char *err,
-                 size_t errlen)
+static bool cr_parse(const char *text, size_t len, const char *name, struct ms_cr *cr, char *err,
+                     size_t errlen)
 {
     memset(cr, 0, sizeof *cr);
     snprintf(cr->path, sizeof cr->path, "%s", name);
@@ -267,6 +267,16 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
     if (cr->decode &&
         !check_section(f, "decode", cr->decode, &cr->decode_replicas, err, errlen))
         return false;
+    if (!ms_autoscaling_parse(f, "prefill", cr->prefill, cr->decouple_scaling, &cr->prefill_as,
+                              err, errlen) ||
+        !ms_autoscaling_parse(f, "decode", cr->decode, cr->decouple_scaling, &cr->decode_as,
+                              err, errlen))
+        return false;
+    /* Autoscaled roles start at minReplicas unless the CR gives a count. */
+    if (cr->prefill_as.on && !json_object_get(cr->prefill, "replicas"))
+        cr->prefill_replicas = cr->prefill_as.min_replicas;
+    if (cr->decode_as.on && !json_object_get(cr->decode, "replicas"))
+        cr->decode_replicas = cr->decode_as.min_replicas;
     if (cr->epp && !json_is_object(cr->epp))
         return failf(err, errlen, "%s: spec.endpointPicker: must be a mapping", f);
     json_t *er = json_object_get(cr->epp, "replicas");
@@ -275,6 +285,15 @@ bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *c
         return failf(err, errlen,
                      "%s: spec.endpointPicker.replicas: must be an integer in [0, 2147483647]", f);
     return true;
+}
+
+bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *cr, char *err,
+                 size_t errlen)
+{
+    if (cr_parse(text, len, name, cr, err, errlen))
+        return true;
+    ms_cr_free(cr); /* a refused CR holds nothing */
+    return false;
 }
 
 static char *read_all(const char *path, size_t *len, char *err, size_t errlen)
@@ -594,6 +613,8 @@ enum kind_id {
     K_CM,
     K_SVC,
     K_DEPLOY,
+    K_HPA,
+    K_SCALEDOBJECT,
     K_POOL, /* v1alpha2 */
     K_POOL_V1,
     K_MODEL,
@@ -607,6 +628,8 @@ static const struct ms_child_kind kinds[K_COUNT] = {
     [K_CM] = {"v1", "ConfigMap", "configmaps", NULL},
     [K_SVC] = {"v1", "Service", "services", NULL},
     [K_DEPLOY] = {"apps/v1", "Deployment", "deployments", NULL},
+    [K_HPA] = {"autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NULL},
+    [K_SCALEDOBJECT] = {"keda.sh/v1alpha1", "ScaledObject", "scaledobjects", NULL},
     [K_POOL] = {"inference.networking.x-k8s.io/v1alpha2", "InferencePool", "inferencepools",
                 "v1alpha2"},
     [K_POOL_V1] = {"inference.networking.k8s.io/v1", "InferencePool", "inferencepools", "v1"},
@@ -1234,6 +1257,16 @@ json_t *ms_generate(const struct ms_cr *cr, const struct ms_gen_opts *o, char *e
         json_t *obj = render_manifest(g.data, s->key, g.bfile, g.vars, s->list, err, errlen);
         ok = (obj || !err[0]) && s->build(&g, s, obj);
     }
+    /* Autoscalers come from the CR alone (no BaseConfig key), one per autoscaled role
+     * whose Deployment is generated. */
+    for (int r = 0; ok && r < 2; r++) {
+        const struct ms_autoscaling *as = r ? &cr->decode_as : &cr->prefill_as;
+        if (as->on && (r ? cr->decode : cr->prefill))
+            emit(&g, as->engine == MS_AS_KEDA ? K_SCALEDOBJECT : K_HPA,
+                 ms_autoscaler_object(as, r ? "decode" : "prefill",
+                                      r ? g.n.decode_deploy : g.n.prefill_deploy, g.ns,
+                                      g.n.model));
+    }
     json_t *result = NULL;
     if (ok) {
         result = json_array();
@@ -1412,6 +1445,17 @@ bool ms_validate_object(const json_t *obj, char *err, size_t errlen)
     if (!strcmp(kind, "HTTPRoute")) {
         if (!json_array_size(json_object_get(spec, "rules")))
             return failf(err, errlen, "%s: spec.rules: at least one", what);
+        return true;
+    }
+    if (!strcmp(kind, "HorizontalPodAutoscaler") || !strcmp(kind, "ScaledObject")) {
+        const json_t *ref = json_object_get(spec, "scaleTargetRef");
+        if (!str_at(ref, "name") || !str_at(ref, "kind"))
+            return failf(err, errlen, "%s: spec.scaleTargetRef: kind and name are required",
+                         what);
+        const json_t *m = json_object_get(spec, !strcmp(kind, "ScaledObject") ? "triggers"
+                                                                              : "metrics");
+        if (!json_array_size(m))
+            return failf(err, errlen, "%s: at least one metric or trigger", what);
         return true;
     }
     if (!strcmp(kind, "ConfigMap")) {

@@ -5,6 +5,8 @@
  *           model artifacts, object generation, `tandem ms generate`
  *   tmpl.c  the Go text/template subset BaseConfigs are written in
  *   up.c    `tandem up`: the same CR as processes on one machine
+ *   autoscale.c  spec.<role>.autoscaling -> HPA / KEDA ScaledObject (autoscale.h)
+ *   hpa.c   the HPA v2 algorithm, for `tandem up`'s autoscaler (hpa.h)
  *
  * Ownership: an ms_cr owns its parsed document; strings in it point into the document.
  * ms_generate returns a new JSON array the caller frees. */
@@ -15,6 +17,8 @@
 #include <stddef.h>
 
 #include <jansson.h>
+
+#include "ms/autoscale.h"
 
 enum ms_uri_kind { MS_URI_HF, MS_URI_PVC, MS_URI_OCI };
 
@@ -34,13 +38,15 @@ struct ms_cr {
     bool decouple_scaling;
     json_t *prefill, *decode, *epp; /* borrowed sections, NULL when absent */
     long long prefill_replicas, decode_replicas;
+    struct ms_autoscaling prefill_as, decode_as; /* spec.<role>.autoscaling */
     json_t *ports;        /* borrowed spec.routing.ports, or NULL */
     json_t *gateway_refs; /* borrowed, or NULL */
     const char *base_name; /* spec.baseConfigMapRef.name, or NULL */
 };
 
 /* Loads and validates a ModelService. Errors name the file and the field, e.g.
- * "msvc.yaml: spec.routing.modelName: required". */
+ * "msvc.yaml: spec.routing.modelName: required". On failure out holds nothing (calling
+ * ms_cr_free on it is harmless). */
 bool ms_cr_load(const char *path, struct ms_cr *out, char *err, size_t errlen);
 bool ms_cr_parse(const char *text, size_t len, const char *name, struct ms_cr *out, char *err,
                  size_t errlen);

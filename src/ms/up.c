@@ -45,73 +45,11 @@
 #include "base/clock.h"
 #include "base/flags.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "ms/ms.h"
+#include "ms/up_internal.h"
 #include "net/http_client.h"
 #include "net/loop.h"
-
-#define UP_PROBE_MS 200
-#define UP_PROBE_TIMEOUT_MS 1000
-#define UP_BACKOFF_MIN_MS 200
-#define UP_BACKOFF_MAX_MS 5000
-#define UP_BACKOFF_RESET_MS 10000
-#define UP_TERM_GRACE_MS 5000
-
-enum up_role { ROLE_PREFILL, ROLE_DECODE, ROLE_SIDECAR, ROLE_ROUTER };
-static const char *const role_names[] = {"prefill", "decode", "sidecar", "router"};
-
-enum up_state { ST_STARTING, ST_RUNNING, ST_RESTARTING, ST_TERMINATING, ST_EXITED };
-
-struct up;
-
-struct up_proc {
-    struct up *up;
-    char name[256];
-    enum up_role role;
-    int port;
-    const char *probe_path;
-    char **argv;   /* owned, NULL-terminated */
-    bool use_path; /* execvp(argv[0]) instead of this binary */
-    pid_t pid;     /* 0 when not running */
-    enum up_state state;
-    bool ready;
-    int restarts;
-    int last_exit;
-    uint64_t backoff_ms;
-    uint64_t started_ns;
-    uv_timer_t restart_timer;
-    struct http_call *probe;
-    uint64_t gen; /* bumped at every start: stale probe answers are ignored */
-    uint64_t probe_gen;
-    int partner; /* decode engine <-> its sidecar, index or -1 */
-};
-
-struct up {
-    uv_loop_t *loop;
-    struct ms_cr cr;
-    const char *host;
-    int port;
-    const char *profile;
-    bool vllm;
-    double status_interval_s;
-
-    struct up_proc *procs;
-    size_t n;
-    size_t router;         /* index of the router */
-    int router_admin_port; /* its metrics port: /debug/endpoints is served there */
-
-    struct http_client *client;
-    uv_timer_t probe_timer, status_timer, kill_timer;
-    uv_signal_t sig_chld, sig_int, sig_term;
-    bool status_timer_on;
-
-    uint64_t start_ns;
-    bool all_up_once; /* every process ready at least once: status printing begins */
-    bool serving;     /* the "serving" line was printed */
-    struct http_call *eps_call;
-    char last_sig[4096];
-    bool shutting_down;
-    int signals;
-};
 
 /* --- output ---------------------------------------------------------------------------- */
 
@@ -168,14 +106,21 @@ static const char *state_str(const struct up_proc *p)
 }
 
 /* A decode pod is ready when its engine and (P/D) its sidecar are. */
+bool up_replica_ready(const struct up *u, const struct up_proc *p)
+{
+    return p->ready && (p->partner < 0 || u->procs[p->partner].ready);
+}
+
 static void counts(const struct up *u, int *p_ready, int *d_ready)
 {
     *p_ready = *d_ready = 0;
     for (size_t i = 0; i < u->n; i++) {
         const struct up_proc *p = &u->procs[i];
+        if (p->parked)
+            continue;
         if (p->role == ROLE_PREFILL && p->ready)
             (*p_ready)++;
-        if (p->role == ROLE_DECODE && p->ready && (p->partner < 0 || u->procs[p->partner].ready))
+        if (p->role == ROLE_DECODE && up_replica_ready(u, p))
             (*d_ready)++;
     }
 }
@@ -187,8 +132,8 @@ static void signature(const struct up *u, char *out, size_t cap)
     out[0] = 0;
     for (size_t i = 0; i < u->n && off < cap; i++) {
         const struct up_proc *p = &u->procs[i];
-        int w = snprintf(out + off, cap - off, "%d/%s/%d/%d;", p->ready, state_str(p), p->restarts,
-                         (int)p->pid);
+        int w = snprintf(out + off, cap - off, "%d/%s/%d/%d/%d%d;", p->ready, state_str(p),
+                         p->restarts, (int)p->pid, p->parked, p->draining);
         if (w < 0)
             break;
         off += (size_t)w;
@@ -202,10 +147,10 @@ static void print_status(struct up *u)
     char age[32], ready_p[32], ready_d[32];
     fmt_age(age, sizeof age, clock_monotonic_ns() - u->start_ns);
     if (u->cr.prefill)
-        snprintf(ready_p, sizeof ready_p, "%d/%lld", pr, u->cr.prefill_replicas);
+        snprintf(ready_p, sizeof ready_p, "%d/%d", pr, up_role_desired(u, ROLE_PREFILL));
     else
         snprintf(ready_p, sizeof ready_p, "-");
-    snprintf(ready_d, sizeof ready_d, "%d/%lld", dr, u->cr.decode_replicas);
+    snprintf(ready_d, sizeof ready_d, "%d/%d", dr, up_role_desired(u, ROLE_DECODE));
 
     size_t wname = 4;
     for (size_t i = 0; i < u->n; i++) {
@@ -230,19 +175,22 @@ static void print_status(struct up *u)
                "READY", "STATUS", "RESTARTS", "PORT", "PID");
     for (size_t i = 0; i < u->n; i++) {
         const struct up_proc *p = &u->procs[i];
+        if (p->parked)
+            continue;
         char pid[24] = "-";
         if (p->pid > 0)
             snprintf(pid, sizeof pid, "%d", (int)p->pid);
         buf_printf(&b, "%-*s  %-8s  %-5s  %-16s  %-8d  %-5d  %s\n", (int)wname, p->name,
-                   role_names[p->role], p->ready ? "1/1" : "0/1", state_str(p), p->restarts,
-                   p->port, pid);
+                   role_names[p->role], p->ready ? "1/1" : "0/1",
+                   p->draining ? "Draining" : state_str(p), p->restarts, p->port, pid);
     }
+    up_scale_status(u, &b);
     buf_append_char(&b, '\n');
     out_buf(&b);
     buf_free(&b);
 }
 
-static void maybe_print(struct up *u)
+void up_maybe_print(struct up *u)
 {
     if (!u->all_up_once || u->shutting_down)
         return;
@@ -258,7 +206,7 @@ static void maybe_print(struct up *u)
 
 static void on_restart_timer(uv_timer_t *t);
 
-static void proc_start(struct up *u, struct up_proc *p)
+void up_proc_start(struct up *u, struct up_proc *p)
 {
     sigset_t all, old;
     sigfillset(&all);
@@ -321,8 +269,8 @@ static void on_restart_timer(uv_timer_t *t)
     if (p->up->shutting_down)
         return;
     LOG_I("up", "starting %s again", p->name);
-    proc_start(p->up, p);
-    maybe_print(p->up);
+    up_proc_start(p->up, p);
+    up_maybe_print(p->up);
 }
 
 static bool all_done(const struct up *u)
@@ -356,6 +304,7 @@ static void finish(struct up *u)
     uv_close((uv_handle_t *)&u->sig_term, on_closed);
     for (size_t i = 0; i < u->n; i++)
         uv_close((uv_handle_t *)&u->procs[i].restart_timer, on_closed);
+    up_scale_close(u);
 }
 
 static void on_sigchld(uv_signal_t *h, int signum)
@@ -385,6 +334,8 @@ static void on_sigchld(uv_signal_t *h, int signum)
             p->state = ST_EXITED;
             continue;
         }
+        if (up_scale_exited(u, p))
+            continue; /* scaled down: parked, not restarted */
         uint64_t ran_ms = (clock_monotonic_ns() - p->started_ns) / 1000000ull;
         if (ran_ms >= UP_BACKOFF_RESET_MS)
             p->backoff_ms = UP_BACKOFF_MIN_MS;
@@ -404,22 +355,25 @@ static void on_sigchld(uv_signal_t *h, int signum)
         }
         return;
     }
-    maybe_print(u);
+    up_maybe_print(u);
+}
+
+void up_proc_signal(struct up_proc *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    /* Each child leads its own process group: signal the group, so whatever an engine
+     * started goes too. */
+    if (kill(-p->pid, sig) != 0)
+        kill(p->pid, sig);
+    p->state = ST_TERMINATING;
 }
 
 static void kill_all(struct up *u, int sig)
 {
     /* The router first, so clients stop being routed to engines about to go away. */
-    for (size_t k = u->n; k-- > 0;) {
-        struct up_proc *p = &u->procs[k];
-        if (p->pid > 0) {
-            /* Each child leads its own process group: signal the group, so whatever an
-             * engine started goes too. */
-            if (kill(-p->pid, sig) != 0)
-                kill(p->pid, sig);
-            p->state = ST_TERMINATING;
-        }
-    }
+    for (size_t k = u->n; k-- > 0;)
+        up_proc_signal(&u->procs[k], sig);
 }
 
 static void on_kill_timer(uv_timer_t *t)
@@ -507,7 +461,9 @@ static void on_probe_timer(uv_timer_t *t)
     bool all = true;
     for (size_t i = 0; i < u->n; i++) {
         struct up_proc *p = &u->procs[i];
-        if (!p->ready)
+        if (p->parked)
+            continue;
+        if (!p->ready && !p->draining)
             all = false;
         if (p->pid == 0 || p->probe)
             continue;
@@ -533,7 +489,8 @@ static void on_probe_timer(uv_timer_t *t)
         };
         u->eps_call = http_fetch(u->client, &req, 1 << 20, on_eps, u);
     }
-    maybe_print(u);
+    up_scale_tick(u);
+    up_maybe_print(u);
 }
 
 static void on_status_timer(uv_timer_t *t)
@@ -604,7 +561,7 @@ static bool parse_host(const char *host, struct sockaddr_storage *ss, socklen_t 
 }
 
 /* Whether host:port can be bound now (SO_REUSEADDR, as the servers do). */
-static bool port_free(const char *host, int port)
+bool up_port_free(const char *host, int port)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -626,7 +583,7 @@ static int next_port(int *cursor, int avoid)
         int p = (*cursor)++;
         if (p == avoid)
             continue;
-        if (port_free("127.0.0.1", p))
+        if (up_port_free("127.0.0.1", p))
             return p;
     }
     return -1;
@@ -749,7 +706,13 @@ static bool plan_processes(struct up *u, int base_port)
     struct buf allowed = BUF_INIT; /* the sidecars' --allowed-prefillers */
     bool pd = u->cr.prefill != NULL && u->cr.prefill_replicas > 0;
     char name[160];
-    for (long long i = 0; pd && i < u->cr.prefill_replicas; i++) {
+    /* Autoscaled roles: every replica up to maxReplicas, those above the count parked. */
+    long long n_prefill = u->cr.prefill_replicas, n_decode = u->cr.decode_replicas;
+    if (u->cr.prefill_as.on && u->cr.prefill_as.max_replicas > n_prefill)
+        n_prefill = u->cr.prefill_as.max_replicas;
+    if (u->cr.decode_as.on && u->cr.decode_as.max_replicas > n_decode)
+        n_decode = u->cr.decode_as.max_replicas;
+    for (long long i = 0; pd && i < n_prefill; i++) {
         int p = next_port(&cursor, port);
         if (p < 0) {
             buf_free(&allowed);
@@ -759,12 +722,14 @@ static bool plan_processes(struct up *u, int base_port)
         struct up_proc *e =
             add_proc(u, ROLE_PREFILL, name, p, "/health", engine_argv(u, u->cr.prefill, name, p));
         e->use_path = u->vllm; /* vllm from PATH; sims are this binary */
+        e->replica = (int)i;
+        e->parked = i >= u->cr.prefill_replicas;
     }
     /* Sidecars may call exactly these prefillers (SSRF protection is on by default). */
     for (size_t i = 0; i < u->n; i++)
         if (u->procs[i].role == ROLE_PREFILL)
             buf_printf(&allowed, "%s127.0.0.1:%d", allowed.len ? "," : "", u->procs[i].port);
-    for (long long i = 0; i < u->cr.decode_replicas; i++) {
+    for (long long i = 0; i < n_decode; i++) {
         int sp = 0;
         if (pd && (sp = next_port(&cursor, port)) < 0) {
             buf_free(&allowed);
@@ -779,6 +744,8 @@ static bool plan_processes(struct up *u, int base_port)
         struct up_proc *e =
             add_proc(u, ROLE_DECODE, name, ep, "/health", engine_argv(u, u->cr.decode, name, ep));
         e->use_path = u->vllm;
+        e->replica = (int)i;
+        e->parked = i >= u->cr.decode_replicas;
         if (pd) {
             char **av = argv_new();
             av = argv_add(av, "tandem");
@@ -796,6 +763,8 @@ static bool plan_processes(struct up *u, int base_port)
             add_proc(u, ROLE_SIDECAR, sname, sp, "/health", av);
             u->procs[u->n - 1].partner = (int)u->n - 2;
             u->procs[u->n - 2].partner = (int)u->n - 1;
+            u->procs[u->n - 1].replica = (int)i;
+            u->procs[u->n - 1].parked = i >= u->cr.decode_replicas;
         }
     }
     {
@@ -815,7 +784,12 @@ static bool plan_processes(struct up *u, int base_port)
         av = argv_addf(av, "%d", u->router_admin_port);
         av = argv_add(av, "--workers");
         av = argv_add(av, "2");
-        for (size_t i = 0; i < u->n; i++) {
+        if (u->endpoints_file[0]) {
+            /* Autoscaling: the router follows a file we rewrite as replicas come and go. */
+            av = argv_add(av, "--endpoints-file");
+            av = argv_add(av, u->endpoints_file);
+        }
+        for (size_t i = 0; i < u->n && !u->endpoints_file[0]; i++) {
             const struct up_proc *p = &u->procs[i];
             if (p->role == ROLE_SIDECAR)
                 continue;
@@ -833,7 +807,7 @@ static bool plan_processes(struct up *u, int base_port)
 }
 
 /* Starts every process and runs until Ctrl-C / SIGTERM has stopped them all. */
-static void run_processes(struct up *u, const char *msvc)
+static bool run_processes(struct up *u, const char *msvc)
 {
     signal(SIGPIPE, SIG_IGN);
     u->loop = xcalloc(1, sizeof *u->loop);
@@ -862,6 +836,8 @@ static void run_processes(struct up *u, const char *msvc)
                                                                : "aggregated");
         for (size_t i = 0; i < u->n; i++) {
             const struct up_proc *p = &u->procs[i];
+            if (p->parked)
+                continue;
             buf_printf(&b, "tandem up: %-8s %s on %s:%d\n", role_names[p->role], p->name,
                        p->role == ROLE_ROUTER ? u->host : "127.0.0.1", p->port);
         }
@@ -874,8 +850,18 @@ static void run_processes(struct up *u, const char *msvc)
         uv_timer_init(u->loop, &p->restart_timer);
         p->restart_timer.data = p;
     }
+    if (!up_scale_init(u)) {
+        u->shutting_down = true;
+        finish(u);
+        loop_run_and_close(u->loop);
+        uv_loop_close(u->loop);
+        free(u->loop);
+        metrics_registry_free(u->metrics);
+        return false;
+    }
     for (size_t i = 0; i < u->n; i++)
-        proc_start(u, &u->procs[i]);
+        if (!u->procs[i].parked)
+            up_proc_start(u, &u->procs[i]);
     uv_timer_start(&u->probe_timer, on_probe_timer, UP_PROBE_MS, UP_PROBE_MS);
     if (u->status_interval_s > 0) {
         uint64_t ms = (uint64_t)(u->status_interval_s * 1000.0);
@@ -887,13 +873,16 @@ static void run_processes(struct up *u, const char *msvc)
     loop_run_and_close(u->loop);
     uv_loop_close(u->loop);
     free(u->loop);
+    metrics_registry_free(u->metrics);
+    return true;
 }
 
 int up_main(int argc, char **argv)
 {
     const char *msvc = NULL, *base = NULL, *host = "127.0.0.1", *engine = "sim", *profile = "fast";
     long long port = 8000, base_port = 0;
-    double status_interval = 0;
+    double status_interval = 0, autoscale_interval = 0;
+    long long metrics_port = 0;
     const struct flag flags[] = {
         {"--modelservice", "-m", FLAG_STRING, &msvc, "FILE", "the ModelService CR (YAML), required",
          NULL},
@@ -910,6 +899,14 @@ int up_main(int argc, char **argv)
          NULL},
         {"--status-interval", NULL, FLAG_DOUBLE, &status_interval, "S",
          "also print the status every S seconds (0 = on change only)", NULL},
+        {"--autoscale-interval", NULL, FLAG_DOUBLE, &autoscale_interval, "S",
+         "seconds between autoscaling decisions (default: the CR's prometheus.pollingInterval, "
+         "else 15 as the HPA)",
+         NULL},
+        {"--metrics-port", NULL, FLAG_INT, &metrics_port, "N",
+         "serve tandem up's /metrics (replicas and scaling decisions per role) on "
+         "127.0.0.1:N (0 = off)",
+         NULL},
     };
     size_t nflags = sizeof flags / sizeof flags[0];
     struct flags_result res;
@@ -938,6 +935,12 @@ int up_main(int argc, char **argv)
         base_port = port + 1;
     if (base_port < 1 || base_port > 65535) {
         fprintf(stderr, "tandem up: --base-port: %lld is not a port\n", base_port);
+        return 2;
+    }
+    if (!(autoscale_interval >= 0 && autoscale_interval <= 3600) || metrics_port < 0 ||
+        metrics_port > 65535) {
+        fprintf(stderr, "tandem up: --autoscale-interval must be in [0, 3600] seconds and "
+                        "--metrics-port a port\n");
         return 2;
     }
     if (!(status_interval >= 0 && status_interval <= 86400)) {
@@ -983,7 +986,7 @@ int up_main(int argc, char **argv)
         rc = 2;
         goto out_cr;
     }
-    if (!port_free(host, (int)port)) {
+    if (!up_port_free(host, (int)port)) {
         fprintf(stderr, "tandem up: --port: %s:%lld is in use\n", host, port);
         rc = 1;
         goto out_cr;
@@ -993,15 +996,37 @@ int up_main(int argc, char **argv)
     u->profile = profile;
     u->vllm = vllm;
     u->status_interval_s = status_interval;
+    u->autoscale_interval_s = autoscale_interval;
+    u->metrics_port = (int)metrics_port;
+    char as_dir[64] = "";
+    if (u->cr.prefill_as.on || u->cr.decode_as.on) {
+        snprintf(as_dir, sizeof as_dir, "/tmp/tandem-up-XXXXXX");
+        if (!mkdtemp(as_dir)) {
+            fprintf(stderr, "tandem up: a directory for the router's endpoints file: %s\n",
+                    strerror(errno));
+            rc = 1;
+            goto out_cr;
+        }
+        snprintf(u->endpoints_file, sizeof u->endpoints_file, "%s/endpoints.yaml", as_dir);
+    }
 
     if (!plan_processes(u, (int)base_port)) {
         fprintf(stderr, "tandem up: no free port from --base-port %lld up to 65535\n", base_port);
         rc = 1;
         goto out_procs;
     }
-    run_processes(u, msvc);
-    LOG_I("up", "stopped");
+    if (!run_processes(u, msvc))
+        rc = 2;
+    else
+        LOG_I("up", "stopped");
 out_procs:
+    if (as_dir[0]) {
+        unlink(u->endpoints_file);
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.tmp", u->endpoints_file);
+        unlink(tmp);
+        rmdir(as_dir);
+    }
     for (size_t i = 0; i < u->n; i++)
         argv_free(u->procs[i].argv);
     free(u->procs);

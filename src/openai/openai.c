@@ -374,7 +374,7 @@ static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r
         if (r->api == OPENAI_COMPLETIONS && r->echo && v == 0) {
             r->echo_only = true;
         } else {
-            openai_error_set(err, 400, mt_key, "'%s' must be at least 1, got %lld", mt_key, v);
+            openai_error_set(err, 400, mt_key, "%s must be at least 1, got %lld.", mt_key, v);
             return false;
         }
     }

@@ -41,12 +41,17 @@ static void collect(void *ctx)
         metrics_gauge_set(metrics_series_get(r->m.ep_kv, &name), m.kv_usage);
         metrics_gauge_set(metrics_series_get(r->m.ep_inflight, &name), (double)m.inflight_requests);
     }
-    double by_role[4] = {0}, healthy = 0;
+    double by_role[4] = {0}, q_role[4] = {0}, run_role[4] = {0}, inf_role[4] = {0};
+    double healthy = 0;
     for (size_t i = 0; i < n; i++) {
-        by_role[sched_endpoint_role(eps[i]) & 3]++;
+        unsigned ro = sched_endpoint_role(eps[i]) & 3;
+        by_role[ro]++;
         struct sched_endpoint_metrics em;
         sched_endpoint_snapshot(eps[i], &em);
         healthy += em.healthy;
+        q_role[ro] += em.waiting;
+        run_role[ro] += em.running;
+        inf_role[ro] += (double)em.inflight_requests;
     }
     const char *pool = r->discovery ? router_discovery_pool(r->discovery) : "";
     if (r->m.gaie_ready_pods)
@@ -58,10 +63,14 @@ static void collect(void *ctx)
         const char *name = role_str(roles[i]);
         metrics_gauge_set(metrics_series_get(r->m.endpoints_by_role, &name),
                           by_role[roles[i] & 3]);
+        metrics_gauge_set(metrics_series_get(r->m.role_queue, &name), q_role[roles[i] & 3]);
+        metrics_gauge_set(metrics_series_get(r->m.role_running, &name), run_role[roles[i] & 3]);
+        metrics_gauge_set(metrics_series_get(r->m.role_inflight, &name), inf_role[roles[i] & 3]);
     }
     metrics_gauge_set(r->m.prefix_size, (double)sched_prefix_index_size(r->sched));
     uint64_t blocks = r->m.prefix_blocks, hits = r->m.prefix_hits;
     metrics_gauge_set(r->m.prefix_hit_ratio, blocks ? (double)hits / (double)blocks : 0);
+    router_vr_metrics_collect(r);
 }
 
 void router_metrics_init(struct router *r)
@@ -136,6 +145,22 @@ void router_metrics_init(struct router *r)
     m->endpoints_by_role = metrics_family_new(
         reg, METRICS_GAUGE, "tandem_router_endpoints",
         "Endpoints in the datastore by role (decode, prefill, both).", rl, 1, NULL, 0);
+    m->role_requests = metrics_family_new(
+        reg, METRICS_COUNTER, "tandem_router_role_requests_total",
+        "Requests scheduled to a pod of each role: decode (every request's decode pod) and "
+        "prefill (prefill legs); decode minus prefill is the requests that skipped prefill.",
+        rl, 1, NULL, 0);
+    m->role_queue = metrics_family_new(
+        reg, METRICS_GAUGE, "tandem_router_role_queue",
+        "Waiting requests scraped from the role's pods, summed (vllm:num_requests_waiting).",
+        rl, 1, NULL, 0);
+    m->role_running = metrics_family_new(
+        reg, METRICS_GAUGE, "tandem_router_role_running",
+        "Running requests scraped from the role's pods, summed (vllm:num_requests_running).",
+        rl, 1, NULL, 0);
+    m->role_inflight = metrics_family_new(
+        reg, METRICS_GAUGE, "tandem_router_role_inflight",
+        "Requests the router has in flight to the role's pods.", rl, 1, NULL, 0);
     m->discovery_restarts = metrics_series0(metrics_family_new(
         reg, METRICS_COUNTER, "tandem_router_discovery_watch_restarts_total",
         "Kubernetes watches started again (after a timeout, an error or a relist).", NULL, 0,
@@ -160,6 +185,8 @@ void router_metrics_init(struct router *r)
     m->gaie_ready_pods = metrics_family_new(
         reg, METRICS_GAUGE, "inference_pool_ready_pods",
         "Healthy endpoints of the pool (GAIE's EPP metric name).", pn, 1, NULL, 0);
+    if (r->cfg.vr_mode && !r->cfg.sidecar)
+        router_vr_metrics_init(r);
     metrics_registry_on_collect(reg, collect, r);
     if (!r->cfg.sidecar)
         return;

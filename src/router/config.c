@@ -120,37 +120,28 @@ static bool parse_endpoint_flag(const char *v, void *target, char *err, size_t e
     return true;
 }
 
-/* --prefill URL / --decode URL (vllm-router's shortcuts): an endpoint with that role. */
-static bool add_role_endpoint(struct router_config *cfg, const char *url, const char *role, int n,
-                              char *err, size_t errlen)
+/* --prefill=URL / --decode URL (vllm-router's): workers named by their URL, made into
+ * endpoints after parsing (vrouter.c), when the DP size is known. "--prefill URL [PORT]"
+ * with a space is taken out of argv before (router_vr_split_prefill). */
+static bool add_role_url(struct router_config *cfg, const char *url, enum sched_role role,
+                         char *err, size_t errlen)
 {
-    char spec[600];
-    const char *hp = url;
-    if (!strncmp(hp, "https://", 8)) {
-        snprintf(err, errlen, "'%s': https is not supported; use http://", url);
+    if (cfg->n_urls == ROUTER_MAX_ENDPOINT_FLAGS) {
+        snprintf(err, errlen, "at most %d worker URLs", ROUTER_MAX_ENDPOINT_FLAGS);
         return false;
     }
-    if (!strncmp(hp, "http://", 7))
-        hp += 7;
-    size_t l = strcspn(hp, "/");
-    if (l == 0 || l > 400) {
-        snprintf(err, errlen, "'%s' is not a URL like http://host:port", url);
-        return false;
-    }
-    snprintf(spec, sizeof spec, "name=%s-%d,addr=%.*s,role=%s", role, n, (int)l, hp, role);
-    return parse_endpoint_flag(spec, cfg, err, errlen);
+    cfg->urls[cfg->n_urls++] = (struct router_url){.url = url, .role = role};
+    return true;
 }
 
 static bool parse_prefill_flag(const char *v, void *target, char *err, size_t errlen)
 {
-    struct router_config *cfg = target;
-    return add_role_endpoint(cfg, v, "prefill", cfg->n_prefill_flags++, err, errlen);
+    return add_role_url(target, v, SCHED_ROLE_PREFILL, err, errlen);
 }
 
 static bool parse_decode_flag(const char *v, void *target, char *err, size_t errlen)
 {
-    struct router_config *cfg = target;
-    return add_role_endpoint(cfg, v, "decode", cfg->n_decode_flags++, err, errlen);
+    return add_role_url(target, v, SCHED_ROLE_DECODE, err, errlen);
 }
 
 static void free_spec(struct sched_endpoint_spec *e)
@@ -169,6 +160,8 @@ void router_config_free(struct router_config *cfg)
     for (size_t i = 0; i < cfg->n_endpoints; i++)
         free_spec(&cfg->endpoints[i]);
     cfg->n_endpoints = 0;
+    free(cfg->owned_config_text);
+    cfg->owned_config_text = NULL;
 }
 
 void router_common_flags(struct router_config *cfg, struct router_common *cv,
@@ -256,6 +249,11 @@ bool router_common_apply(const char *who, struct router_config *cfg,
 
 int router_config_parse(struct router_config *cfg, int argc, char **argv)
 {
+    return router_config_parse_as(cfg, argc, argv, false);
+}
+
+int router_config_parse_as(struct router_config *cfg, int argc, char **argv, bool as_vllm_router)
+{
     memset(cfg, 0, sizeof *cfg);
     struct router_common cv = {0};
     long long metrics_port = 9090;
@@ -334,18 +332,38 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
          "buffered",
          NULL},
     };
-    const size_t n_own = sizeof own / sizeof own[0], n_flags = ROUTER_COMMON_FLAGS + n_own;
-    struct flag flags[ROUTER_COMMON_FLAGS + sizeof own / sizeof own[0]];
+    const size_t n_own = sizeof own / sizeof own[0];
+    struct flag flags[ROUTER_COMMON_FLAGS + sizeof own / sizeof own[0] + ROUTER_VR_FLAGS];
     router_common_flags(cfg, &cv, flags);
     memcpy(flags + ROUTER_COMMON_FLAGS, own, sizeof own);
+    struct router_vr *vv;
+    struct flag *vr_rows = flags + ROUTER_COMMON_FLAGS + n_own;
+    size_t n_vr = router_vr_flags(cfg, &vv, vr_rows);
+    const size_t n_flags = ROUTER_COMMON_FLAGS + n_own + n_vr;
+    cfg->vr_mode = as_vllm_router || router_vr_wanted(vr_rows, n_vr, argc, argv);
+    cfg->dp_size = 1;
+    if (as_vllm_router)
+        cv.port = 30000; /* vllm-router's */
     struct flags_result res;
     char err[512];
-    if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
+    char **args;
+    int n_args;
+    if (!router_vr_split_prefill(cfg, argc, argv, &args, &n_args, err, sizeof err)) {
         fprintf(stderr, "tandem router: %s\n", err);
+        free(vv);
+        return -1;
+    }
+    bool parsed = flags_parse(flags, n_flags, n_args, args, &res, err, sizeof err);
+    free(args);
+    if (!parsed) {
+        fprintf(stderr, "tandem router: %s\n", err);
+        free(vv);
         return -1;
     }
     if (res.help) {
-        flags_print_help(stdout, "tandem router [flags]",
+        free(vv);
+        flags_print_help(stdout, as_vllm_router ? "vllm-router [flags] (tandem router)"
+                                                : "tandem router [flags]",
                          "OpenAI-compatible gateway and endpoint picker with llm-d's scheduling\n"
                          "semantics: filters, scorers (prefix cache, queue, KV usage, ...),\n"
                          "pickers and profile handlers from an llm-d EndpointPickerConfig.",
@@ -354,13 +372,30 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     }
     if (res.n_positional) {
         fprintf(stderr, "tandem router: unexpected argument '%s'\n", res.positional[0]);
+        free(vv);
         return -1;
     }
-    if (!router_common_apply("router", cfg, &cv))
+    if (!router_common_apply("router", cfg, &cv)) {
+        free(vv);
         return -1;
+    }
     if (metrics_port < 0 || metrics_port > 65535) {
         fprintf(stderr, "tandem router: --metrics-port must be in [0, 65535]\n");
+        free(vv);
         return -1;
+    }
+    cfg->metrics_port = (int)metrics_port;
+    if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {
+        fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
+        free(vv);
+        return -1;
+    }
+    bool explicit_pd_mode = pd_mode != NULL;
+    if (!router_vr_apply(cfg, vv, &res, argc, argv))
+        return -1;
+    for (size_t i = 0; i < cfg->n_urls; i++) {
+        cfg->n_prefill_flags += cfg->urls[i].role == SCHED_ROLE_PREFILL;
+        cfg->n_decode_flags += cfg->urls[i].role == SCHED_ROLE_DECODE;
     }
     if (!(refresh_ms > 0) || !(stale_ms > 0) || cfg->max_retries < 0 || cfg->workers < 0 ||
         cfg->max_inflight < 0 || cfg->workers > 64 || !(cfg->connect_timeout_s > 0) ||
@@ -369,11 +404,8 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
                         "--workers in [0, 64], --max-inflight-per-endpoint >= 0\n");
         return -1;
     }
-    if (!!cfg->config_file + !!cfg->config_text + !!cfg->policy > 1) {
-        fprintf(stderr, "tandem router: give one of --config-file, --config-text, --policy\n");
-        return -1;
-    }
-    if (cfg->n_endpoints == 0 && !cfg->endpoints_file && !cfg->pool_name) {
+    if (cfg->n_endpoints == 0 && !cfg->endpoints_file && !cfg->pool_name &&
+        !cfg->service_discovery) {
         fprintf(stderr, "tandem router: no endpoints: give --pool-name, --endpoint or "
                         "--endpoints-file\n");
         return -1;
@@ -382,7 +414,10 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem router: --pd-mode: '%s' is not sidecar or router\n", pd_mode);
         return -1;
     }
-    cfg->pd_router = pd_mode ? !strcmp(pd_mode, "router") : cfg->n_prefill_flags > 0;
+    if (explicit_pd_mode)
+        cfg->pd_router = !strcmp(pd_mode, "router");
+    else if (cfg->n_prefill_flags > 0)
+        cfg->pd_router = true;
     if (grpc_port < 0 || grpc_port > 65535 || grpc_health_port < -1 ||
         grpc_health_port > 65535) {
         fprintf(stderr, "tandem router: --grpc-port/--grpc-health-port must be ports\n");
@@ -396,7 +431,6 @@ int router_config_parse(struct router_config *cfg, int argc, char **argv)
     cfg->grpc_port = (int)grpc_port;
     cfg->grpc_health_port = (int)grpc_health_port;
     cfg->extproc_mode = !xp_mode ? 0 : !strcmp(xp_mode, "buffered") ? 2 : 1;
-    cfg->metrics_port = (int)metrics_port;
     cfg->refresh_metrics_s = refresh_ms / 1e3;
     cfg->staleness_s = stale_ms / 1e3;
     return 0;

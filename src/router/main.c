@@ -52,6 +52,7 @@ static int worker_start(struct router *r, struct router_worker *w, int port)
     };
     int err = http_server_start(&w->loop, &hc, &w->server);
     if (err) {
+        uv_run(&w->loop, UV_RUN_DEFAULT); /* the failed server frees itself in close callbacks */
         uv_loop_close(&w->loop);
         return err;
     }
@@ -109,6 +110,8 @@ static void on_shutdown(void *ctx)
         uv_async_send(&r->workers[i].stop);
     router_scrape_stop(r);
     router_discovery_stop(r->discovery);
+    router_sd_stop(r->sd);
+    router_vr_resolve_stop(r);
     if (r->extproc) {
         extproc_server_stop(r->extproc); /* joins its threads; streams are released */
         r->extproc = NULL;
@@ -179,20 +182,32 @@ static void router_free(struct router *r)
     if (r->m.hidden_reg)
         metrics_registry_free(r->m.hidden_reg);
     router_config_free(&r->cfg);
+    router_breakers_free(r);
+    pthread_mutex_destroy(&r->breakers.lock);
     free(r->workers);
     free(r);
 }
 
-int router_main(int argc, char **argv)
+static int run_router(int argc, char **argv, bool as_vllm_router)
 {
     struct router *r = xcalloc(1, sizeof *r);
-    int rc = router_config_parse(&r->cfg, argc, argv);
+    int rc = router_config_parse_as(&r->cfg, argc, argv, as_vllm_router);
     if (rc != 0) {
         router_config_free(&r->cfg);
         free(r);
         return rc > 0 ? 0 : 2;
     }
     return router_run(r);
+}
+
+int router_main(int argc, char **argv)
+{
+    return run_router(argc, argv, false);
+}
+
+int vllm_router_main(int argc, char **argv)
+{
+    return run_router(argc, argv, true);
 }
 
 int sidecar_main(int argc, char **argv)
@@ -211,6 +226,7 @@ int router_run(struct router *r)
 {
     const char *role = r->cfg.sidecar ? "sidecar" : "router";
     signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&r->breakers.lock, NULL);
     r->ds = sched_ds_new();
     for (size_t i = 0; i < r->cfg.n_endpoints; i++)
         sched_ds_upsert(r->ds, &r->cfg.endpoints[i]);
@@ -253,6 +269,20 @@ int router_run(struct router *r)
         }
     }
 
+    if (r->cfg.service_discovery) {
+        char why[600];
+        r->sd = router_sd_start(r, &r->control, why, sizeof why);
+        if (!r->sd) {
+            fprintf(stderr, "tandem %s: --service-discovery: %s\n", role, why);
+            router_discovery_stop(r->discovery);
+            loop_run_and_close(&r->control);
+            uv_loop_close(&r->control);
+            router_discovery_free(r->discovery);
+            router_free(r);
+            return 2;
+        }
+    }
+
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     r->n_workers = r->cfg.workers > 0 ? (size_t)r->cfg.workers : (size_t)(cores > 0 ? cores : 1);
     r->workers = xcalloc(r->n_workers, sizeof *r->workers);
@@ -261,9 +291,11 @@ int router_run(struct router *r)
         if (!router_extproc_start(r, why, sizeof why)) {
             fprintf(stderr, "tandem %s: --grpc-port: %s\n", role, why);
             router_discovery_stop(r->discovery);
+            router_sd_stop(r->sd);
             loop_run_and_close(&r->control);
             uv_loop_close(&r->control);
             router_discovery_free(r->discovery);
+            router_sd_free(r->sd);
             router_free(r);
             return 1;
         }
@@ -283,9 +315,11 @@ int router_run(struct router *r)
                 uv_loop_close(&r->workers[j].loop);
             }
             router_discovery_stop(r->discovery);
+            router_sd_stop(r->sd);
             loop_run_and_close(&r->control);
             uv_loop_close(&r->control);
             router_discovery_free(r->discovery);
+            router_sd_free(r->sd);
             router_free(r);
             return 1;
         }
@@ -295,7 +329,7 @@ int router_run(struct router *r)
 
     if (r->cfg.metrics_port > 0) {
         struct http_server_config mc = {
-            .host = r->cfg.host,
+            .host = r->cfg.metrics_host ? r->cfg.metrics_host : r->cfg.host,
             .port = r->cfg.metrics_port,
             .handler = metrics_handler,
             .handler_ctx = r,
@@ -309,6 +343,7 @@ int router_run(struct router *r)
         }
     }
     router_scrape_start(r);
+    router_vr_resolve_start(r, &r->control);
     loop_on_shutdown(&r->control, on_shutdown, r);
     for (size_t i = 0; i < r->n_workers; i++)
         uv_thread_create(&r->workers[i].thread, worker_run, &r->workers[i]);
@@ -333,6 +368,7 @@ int router_run(struct router *r)
                      "scheduler: %s, P/D mode: %s",
               r->cfg.host, port, r->cfg.metrics_port, r->n_workers, n_eps,
               r->cfg.config_file ? r->cfg.config_file
+              : r->cfg.vr_policy ? r->cfg.vr_policy
               : r->cfg.policy    ? r->cfg.policy
               : r->cfg.config_text ? "<config-text>"
                                    : "default (queue 2, kv-cache 2, prefix-cache 3)",
@@ -347,6 +383,8 @@ int router_run(struct router *r)
     }
     uv_loop_close(&r->control);
     router_discovery_free(r->discovery);
+    router_sd_free(r->sd);
+    router_vr_resolve_free(r);
     router_free(r);
     return 0;
 }

@@ -54,6 +54,8 @@ struct proxy_req {
     const char *path_label;  /* sidecar metrics: a static string (the exchange may be gone) */
     int pd_attempt;
     bool stream_req; /* the body says "stream": true */
+    bool admitted;   /* counted in r->in_flight (--max-concurrent-requests) */
+    const char *route; /* vllm_router_* metrics' route label (static) */
 };
 
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
@@ -69,8 +71,71 @@ void router_error(struct http_exchange *ex, int status, const char *param, const
     buf_free(&b);
 }
 
+static const char *vr_error_type(int code)
+{
+    switch (code) {
+    case 400:
+        return "bad_request";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 413:
+        return "payload_too_large";
+    case 429:
+        return "too_many_requests";
+    case 499:
+        return "client_disconnected";
+    case 502:
+        return "upstream_error";
+    case 503:
+        return "no_available_workers";
+    case 504:
+        return "timeout";
+    default:
+        return code >= 500 ? "server_error" : "client_error";
+    }
+}
+
+static void vr_inc(struct metrics_family *f, const char *label)
+{
+    if (f && label)
+        metrics_counter_inc(metrics_series_get(f, &label));
+}
+
+/* vllm-router's request metrics, at the end of a request. */
+static void vr_count(struct proxy_req *p, int code)
+{
+    struct router_vr_metrics *m = &p->r->m.vr;
+    if (!m->requests || !p->route)
+        return;
+    double secs = (double)(clock_monotonic_ns() - p->t_start) / 1e9;
+    vr_inc(m->requests, p->route);
+    metrics_histogram_observe(metrics_series_get(m->duration, &p->route), secs);
+    if (code >= 400) {
+        const char *l[] = {p->route, vr_error_type(code)};
+        metrics_counter_inc(metrics_series_get(m->errors, l));
+    }
+    if (p->prefill_name) {
+        vr_inc(m->pd_requests, p->route);
+        metrics_histogram_observe(metrics_series_get(m->pd_duration, &p->route), secs);
+        if (code >= 500)
+            vr_inc(m->pd_errors, code == 504 ? "timeout" : "decode_failed");
+    }
+}
+
+/* The worker's circuit breaker and, for a P/D decode leg, its error count. */
+static void decode_outcome(struct proxy_req *p, bool ok)
+{
+    const char *name = sched_endpoint_name(p->ep);
+    router_breaker_record(p->r, name, ok);
+    if (!ok && p->prefill_name)
+        vr_inc(p->r->m.vr.pd_decode_errors, name);
+}
+
 static void count_request(struct proxy_req *p, int code)
 {
+    vr_count(p, code);
     char c[8];
     snprintf(c, sizeof c, "%d", code);
     const char *labels[] = {p->model_label, c};
@@ -89,6 +154,8 @@ static void uncount(struct proxy_req *p)
 static void proxy_free(struct proxy_req *p)
 {
     uncount(p);
+    if (p->admitted)
+        atomic_fetch_sub(&p->r->in_flight, 1);
     if (p->pf)
         pd_prefill_cancel(p->pf);
     if (p->r->cfg.sidecar) {
@@ -142,6 +209,7 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
         LOG_W(LOG_C, "request %s: %s answered 503: marked down, retrying elsewhere",
               p->request_id, sched_endpoint_name(p->ep));
         upstream_error(p, "503");
+        decode_outcome(p, false);
         http_call_cancel(c);
         p->call = NULL;
         sched_endpoint_set_health(p->ep, false);
@@ -150,6 +218,7 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
         return;
     }
     p->status = status;
+    decode_outcome(p, status < 500);
     double ttft = (double)(clock_monotonic_ns() - p->t_start) / 1e9;
     metrics_histogram_observe(p->r->m.ttft, ttft);
     if (p->r->cfg.sidecar && p->prefill_name) /* disaggregated or fallen back */
@@ -186,6 +255,7 @@ static bool retry_elsewhere(struct proxy_req *p)
 {
     p->retries++;
     metrics_counter_inc(p->r->m.retries);
+    vr_inc(p->r->m.vr.retries, p->route);
     if (p->pick + 1 < p->res.n_picks) {
         p->pick++;
         p->ep = p->res.picks[p->pick];
@@ -202,10 +272,15 @@ static bool retry_elsewhere(struct proxy_req *p)
         p->pick = 0;
         p->ep = p->res.picks[0];
     }
-    if (p->decode_body)
+    vr_inc(p->r->m.vr.processed, sched_endpoint_name(p->ep));
+    if (p->decode_body) {
         LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=%d", p->request_id,
               p->prefill_name ? p->prefill_name : "?", sched_endpoint_name(p->ep),
               ++p->pd_attempt);
+        router_vr_log_pd_attempt(p->r, p->pd_attempt - 1,
+                                 p->prefill_name ? p->prefill_name : "?",
+                                 sched_endpoint_name(p->ep));
+    }
     start_upstream(p);
     return true;
 }
@@ -221,6 +296,7 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
         return;
     }
     upstream_error(p, http_call_error_str(err));
+    decode_outcome(p, false);
     if (p->streaming) {
         /* Mid-stream failure: the client's response cannot be completed honestly. */
         LOG_W(LOG_C, "request %s: %s failed mid-response (%s)", p->request_id,
@@ -291,9 +367,36 @@ static void on_done(struct http_call *c, enum http_call_error err, int status, v
 
 static const struct http_call_callbacks upstream_cb = {on_head, on_body, on_done};
 
+/* The headers for one leg to e: the forwarded ones plus, for a DP worker (URL@rank), the
+ * rank vLLM routes on, and --api-key when the client sent no Authorization. */
+static const struct http_header *leg_headers(struct proxy_req *p, struct sched_endpoint *e,
+                                             size_t *n)
+{
+    const struct http_request *q = http_exchange_request(p->ex);
+    int rank = router_endpoint_dp_rank(e);
+    bool key = p->r->cfg.api_key && !http_headers_get(&q->headers, "authorization");
+    *n = p->n_hdrs;
+    if (rank < 0 && !key)
+        return p->hdrs;
+    struct arena *a = http_exchange_arena(p->ex);
+    struct http_header *h = arena_alloc(a, (p->n_hdrs + 2) * sizeof *h);
+    memcpy(h, p->hdrs, p->n_hdrs * sizeof *h);
+    if (rank >= 0)
+        h[(*n)++] = (struct http_header){"X-data-parallel-rank", arena_sprintf(a, "%d", rank),
+                                         0, 0};
+    if (key)
+        h[(*n)++] = (struct http_header){"Authorization",
+                                         arena_sprintf(a, "Bearer %s", p->r->cfg.api_key), 0, 0};
+    return h;
+}
+
 static void start_upstream(struct proxy_req *p)
 {
     const struct http_request *q = http_exchange_request(p->ex);
+    size_t n_hdrs;
+    const struct http_header *hdrs = leg_headers(p, p->ep, &n_hdrs);
+    if (p->prefill_name)
+        vr_inc(p->r->m.vr.pd_decode, sched_endpoint_name(p->ep));
     char *path = (char *)q->path;
     if (q->query && *q->query)
         path = arena_sprintf(http_exchange_arena(p->ex), "%s?%s", q->path, q->query);
@@ -302,8 +405,8 @@ static void start_upstream(struct proxy_req *p)
         .host = sched_endpoint_host(p->ep),
         .port = sched_endpoint_port(p->ep),
         .path = path,
-        .headers = p->hdrs,
-        .n_headers = p->n_hdrs,
+        .headers = (struct http_header *)hdrs,
+        .n_headers = n_hdrs,
         .body = p->body,
         .body_len = p->body_len,
         .timeout_ms = (uint64_t)(p->r->cfg.upstream_timeout_s * 1e3),
@@ -360,6 +463,10 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
         }
         /* The P/D header is for this hop only (sidecar), or ours to set (router). */
         if (h->name_len == 21 && !strncasecmp(h->name, "x-prefiller-host-port", 21))
+            continue;
+        /* With DP ranks the rank is ours to set, per leg. */
+        if (p->r->cfg.dp_size > 1 && h->name_len == 20 &&
+            !strncasecmp(h->name, "x-data-parallel-rank", 20))
             continue;
         p->hdrs[p->n_hdrs++] = *h;
     }
@@ -488,6 +595,7 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
         metrics_histogram_observe(p->r->m.sc_prefill_duration, res->seconds);
     switch (res->outcome) {
     case PD_OK:
+        router_breaker_record(p->r, p->prefill_name, true);
         LOG_D(LOG_C, "request %s: prefill on %s done in %.1f ms", p->request_id,
               p->prefill_name, res->seconds * 1e3);
         p->decode_body = xmalloc(res->body_len + 1);
@@ -498,6 +606,8 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
         break;
     case PD_CLIENT_ERROR:
         /* The request itself is bad: the client gets the prefill's answer as is. */
+        if (!p->r->cfg.sidecar)
+            router_breaker_record(p->r, p->prefill_name, true);
         LOG_I(LOG_C, "request %s: prefill %s answered %d: returned to the client",
               p->request_id, p->prefill_name, res->status);
         p->pd_label = "prefill_error";
@@ -511,6 +621,11 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
         proxy_free(p);
         return;
     case PD_FALLBACK:
+        if (!p->r->cfg.sidecar) {
+            router_breaker_record(p->r, p->prefill_name, false);
+            vr_inc(p->r->m.vr.pd_prefill_errors, p->prefill_name);
+            vr_inc(p->r->m.vr.pd_errors, "prefill_failed");
+        }
         LOG_W(LOG_C, "request %s: prefill %s failed (%s: %s): fallback to decode-only on %s",
               p->request_id, p->prefill_name, res->reason, res->detail,
               p->r->cfg.sidecar ? "the local engine" : sched_endpoint_name(p->ep));
@@ -527,13 +642,20 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
     const char *path = q->path;
     if (q->query && *q->query)
         path = arena_sprintf(http_exchange_arena(p->ex), "%s?%s", q->path, q->query);
-    if (!p->counted && !p->r->cfg.sidecar) {
-        /* The decode pod has this request from now on (admission bound, load scoring). */
+    if (!p->counted) {
+        /* The decode pod has this request from now on (admission bound, load scoring; in a
+         * sidecar, what tandem up's drain waits on before stopping the pod). */
         sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
         p->counted = true;
     }
-    p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, path, p->hdrs,
-                             p->n_hdrs, q->body, q->body_len,
+    const struct http_header *hdrs = p->hdrs;
+    size_t n_hdrs = p->n_hdrs;
+    if (!p->r->cfg.sidecar && p->res.prefill) {
+        hdrs = leg_headers(p, p->res.prefill, &n_hdrs);
+        vr_inc(p->r->m.vr.pd_prefill, p->prefill_name);
+    }
+    p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, path,
+                             (struct http_header *)hdrs, n_hdrs, q->body, q->body_len,
                              (uint64_t)(p->r->cfg.prefill_timeout_s * 1e3), on_prefill_done, p);
 }
 
@@ -598,6 +720,7 @@ static struct proxy_req *proxy_req_new(struct router_worker *w, struct http_exch
     p->body = q->body;
     p->body_len = q->body_len;
     p->model_label = "";
+    p->route = router_vr_route(q->path);
     const char *rid = http_headers_get(&q->headers, "x-request-id");
     if (!rid || !*rid) {
         char uuid[37];
@@ -735,6 +858,15 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
     buf_free(&trace);
     const char *decision = res->prefill ? "disaggregate" : "decode-only";
     metrics_counter_inc(metrics_series_get(r->m.pd_decisions, &decision));
+    if (res->n_picks > 0 && !res->status) {
+        const char *role = sched_endpoint_role(res->picks[0]) == SCHED_ROLE_BOTH ? "both"
+                                                                                 : "decode";
+        metrics_counter_inc(metrics_series_get(r->m.role_requests, &role));
+        if (res->prefill) {
+            const char *pr = "prefill";
+            metrics_counter_inc(metrics_series_get(r->m.role_requests, &pr));
+        }
+    }
     if (res->pd == SCHED_PD_NO_PREFILL) {
         /* Disaggregation was wanted but no prefill pod is healthy: never silently. */
         LOG_W(r->cfg.sidecar ? "sidecar" : "router",
@@ -795,12 +927,28 @@ void router_handle(struct http_exchange *ex, void *ctx)
                      q->path, r->cfg.metrics_port ? "" : " (--metrics-port)");
         return;
     }
-    if (strncmp(q->path, "/v1/", 4) != 0) {
+    /* /tokenize, /detokenize and /tokenizer_info (vLLM's, outside /v1) go to any engine of
+     * the model. */
+    if (strncmp(q->path, "/v1/", 4) != 0 && strcmp(q->path, "/tokenize") != 0 &&
+        strcmp(q->path, "/detokenize") != 0 && strcmp(q->path, "/tokenizer_info") != 0) {
         router_error(ex, 404, NULL, "no route for %s %s", q->method, q->path);
         return;
     }
     struct arena *a = http_exchange_arena(ex);
     struct proxy_req *p = proxy_req_new(w, ex);
+    if (r->cfg.max_concurrent > 0) {
+        if (atomic_fetch_add(&r->in_flight, 1) >= r->cfg.max_concurrent) {
+            atomic_fetch_sub(&r->in_flight, 1);
+            router_error(ex, 429, NULL,
+                         "too many concurrent requests: %lld in flight "
+                         "(--max-concurrent-requests); retry later",
+                         r->cfg.max_concurrent);
+            count_request(p, 429);
+            proxy_free(p);
+            return;
+        }
+        p->admitted = true;
+    }
     if (!parse_body(p, q, a)) {
         count_request(p, 400);
         proxy_free(p);
@@ -818,6 +966,7 @@ void router_handle(struct http_exchange *ex, void *ctx)
     p->ep = p->res.picks[p->pick];
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
+    vr_inc(r->m.vr.processed, sched_endpoint_name(p->ep));
     if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
         /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
         /* A copy: a retry may release res (and the endpoint) while we still log it. */
@@ -825,6 +974,8 @@ void router_handle(struct http_exchange *ex, void *ctx)
         p->pd_attempt = 1;
         LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=1", p->request_id,
               p->prefill_name, sched_endpoint_name(p->ep));
+        router_vr_log_pd_attempt(r, 0, p->prefill_name, sched_endpoint_name(p->ep));
+        vr_inc(r->m.vr.processed, p->prefill_name);
         start_prefill(p, sched_endpoint_host(p->res.prefill),
                       sched_endpoint_port(p->res.prefill));
         return;

@@ -7,5 +7,8 @@
 int router_main(int argc, char **argv);
 /* `tandem sidecar`: the P/D sidecar in front of one engine (docs/pd.md). */
 int sidecar_main(int argc, char **argv);
+/* The binary invoked as `vllm-router`: the router with vllm-router's flags and defaults
+ * (docs/router.md, "vllm-router compatibility"). */
+int vllm_router_main(int argc, char **argv);
 
 #endif

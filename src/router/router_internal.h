@@ -11,6 +11,7 @@
 #ifndef TANDEM_ROUTER_ROUTER_INTERNAL_H
 #define TANDEM_ROUTER_ROUTER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,8 +27,38 @@
 #include "sched/sched.h"
 
 #define ROUTER_MAX_ENDPOINT_FLAGS 256
+/* The label a DP worker (URL@rank) carries: its rank, sent as X-data-parallel-rank. */
+#define ROUTER_DP_RANK_LABEL "vllm-router/dp-rank"
 #define ROUTER_DEFAULT_MAX_CONNECTIONS 8192
 #define ROUTER_DEFAULT_MAX_CONNECTIONS_STR "8192"
+
+/* A worker given by URL (--worker-urls, --prefill, --decode: vllm-router's flags). */
+struct router_url {
+    const char *url;      /* as given (points into argv) */
+    enum sched_role role; /* NONE for --worker-urls */
+    int bootstrap_port;   /* --prefill URL PORT, 0 = none */
+    /* Its host is a name (a Kubernetes Service): resolved on the control loop. */
+    char host[256];
+    int port;
+    bool needs_dns;
+};
+
+/* vllm-router's circuit breaker thresholds (--cb-*). */
+struct router_cb_config {
+    bool disabled;
+    uint32_t failure_threshold; /* consecutive failures that open it (10) */
+    uint32_t success_threshold; /* consecutive half-open successes that close it (3) */
+    uint64_t timeout_ns;        /* open -> half-open after this (60 s) */
+};
+
+enum router_cb_state { ROUTER_CB_CLOSED = 0, ROUTER_CB_OPEN = 1, ROUTER_CB_HALF_OPEN = 2 };
+
+/* One worker's breaker (breaker.c). */
+struct router_cb {
+    enum router_cb_state state;
+    uint32_t failures, successes; /* consecutive */
+    uint64_t changed_ns;          /* monotonic time of the last state change */
+};
 
 struct router_config {
     const char *host;
@@ -77,6 +108,24 @@ struct router_config {
     bool secure_serving;        /* --secure-serving (true: TLS, self-signed by default) */
     const char *cert_path;      /* --cert-path DIR with tls.crt and tls.key */
     int extproc_mode;           /* enum extproc_body_mode: --extproc-body-mode */
+    /* vllm-router compatibility (vrouter.c) */
+    bool vr_mode;               /* a vllm-router-only flag, or invoked as vllm-router */
+    bool vllm_pd;               /* --vllm-pd-disaggregation (its log line's wording) */
+    struct router_url urls[ROUTER_MAX_ENDPOINT_FLAGS];
+    size_t n_urls;
+    long long dp_size;          /* --intra-node-data-parallel-size: ranks per URL */
+    const char *metrics_host;   /* --prometheus-host (default: --host) */
+    long long max_concurrent;   /* --max-concurrent-requests (0 = none): past it, 429 */
+    const char *api_key;        /* --api-key: Authorization: Bearer to workers */
+    struct router_cb_config cb;
+    char *owned_config_text;    /* the config --policy stands for (freed with the config) */
+    const char *vr_policy;      /* that --policy, for the start-up line */
+    /* --service-discovery: pods by label selector (K=V strings point into argv) */
+    bool service_discovery;
+    const char *selector[16], *prefill_selector[16], *decode_selector[16];
+    size_t n_selector, n_prefill_selector, n_decode_selector;
+    const char *sd_namespace;
+    long long sd_port;
 };
 
 enum router_pool_state {
@@ -84,6 +133,18 @@ enum router_pool_state {
     ROUTER_POOL_OK,
     ROUTER_POOL_MISSING, /* listed: it does not exist */
     ROUTER_POOL_DELETED,
+};
+
+/* vllm-router's own metric families (vrouter.c), on the same registry. */
+struct router_vr_metrics {
+    struct metrics_family *requests, *duration, *errors, *retries; /* {route}... */
+    struct metrics_series *active_workers;
+    struct metrics_family *worker_health, *worker_load, *processed; /* {worker} */
+    struct metrics_family *pd_requests, *pd_duration;               /* {route} */
+    struct metrics_family *pd_prefill, *pd_decode;                  /* {worker} */
+    struct metrics_family *pd_errors;                               /* {error_type} */
+    struct metrics_family *pd_prefill_errors, *pd_decode_errors;    /* {worker} */
+    struct metrics_family *cb_state;                                /* {worker} */
 };
 
 /* Counters and histograms (all thread-safe series). */
@@ -107,12 +168,26 @@ struct router_metrics {
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
     /* discovery */
     struct metrics_family *endpoints_by_role;  /* {role} */
+    /* per role, for autoscalers (docs/modelservice.md): */
+    struct metrics_family *role_requests;      /* {role}: scheduled to a pod of the role */
+    struct metrics_family *role_queue, *role_running, *role_inflight; /* {role} */
     struct metrics_series *discovery_restarts; /* watch restarts and relists */
     struct metrics_family *discovery_errors;   /* {kind} */
     /* GAIE's EPP names, for dashboards built on them */
     struct metrics_family *gaie_requests;  /* inference_objective_request_total{model_name,target_model_name} */
     struct metrics_family *gaie_errors;    /* inference_objective_request_error_total{model_name,error_code} */
     struct metrics_family *gaie_ready_pods; /* inference_pool_ready_pods{name} */
+    struct router_vr_metrics vr;
+};
+
+/* Every worker's circuit breaker, by endpoint name (any thread). */
+struct router_breakers {
+    pthread_mutex_t lock;
+    struct router_breaker_entry {
+        char *name;
+        struct router_cb cb;
+    } *items;
+    size_t n, cap;
 };
 
 /* scrape.c's state (control loop only). */
@@ -140,9 +215,13 @@ struct router {
     _Atomic int ready; /* config loaded and at least one healthy endpoint */
     struct http_conn_limit conn_limit; /* --max-connections, shared by the workers */
     struct router_discovery *discovery; /* --pool-name: on the control loop */
+    struct router_sd *sd;               /* --service-discovery: on the control loop */
     struct extproc_server *extproc;     /* --grpc-port */
     _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
+    struct router_breakers breakers;
+    struct router_resolver *resolver; /* URL workers' host names, on the control loop */
+    _Atomic long long in_flight; /* proxied requests, for --max-concurrent-requests */
     bool stopping;
 };
 
@@ -175,6 +254,9 @@ void router_common_flags(struct router_config *cfg, struct router_common *cv,
 bool router_common_apply(const char *who, struct router_config *cfg,
                          const struct router_common *cv);
 int router_config_parse(struct router_config *cfg, int argc, char **argv);
+/* The same; as_vllm_router: invoked as `vllm-router` (its defaults: port 30000, policy
+ * cache_aware, metrics on 29000). */
+int router_config_parse_as(struct router_config *cfg, int argc, char **argv, bool as_vllm_router);
 /* --v / --log-level / --log-json, the same for both roles; false after printing why. */
 bool router_config_logging(const char *who, long long v, const char *log_level, bool log_json);
 /* NULL, "", or one of the two InferencePool groups. */
@@ -234,8 +316,69 @@ void router_discovery_free(struct router_discovery *d); /* after the loop has ru
 bool router_discovery_allows(struct router_discovery *d, const char *host, int port);
 const char *router_discovery_pool(const struct router_discovery *d); /* "NS/NAME" */
 
+/* sdiscovery.c: vllm-router's --service-discovery (pods by label selector), on the
+ * control loop. Same life cycle as router_discovery. */
+struct router_sd;
+struct router_sd *router_sd_start(struct router *r, uv_loop_t *loop, char *err, size_t errlen);
+void router_sd_stop(struct router_sd *d);
+void router_sd_free(struct router_sd *d);
+
 /* extproc.c: the ext_proc server with the router's decision (--grpc-port). */
 bool router_extproc_start(struct router *r, char *err, size_t errlen);
+
+/* vrouter.c: vllm-router's command line, worker URLs, metrics and log lines. */
+struct router_vr;
+/* The vllm-router flag rows (written into out, which has room for ROUTER_VR_FLAGS) and
+ * their value holder; returns the number of rows. */
+#define ROUTER_VR_FLAGS 72
+size_t router_vr_flags(struct router_config *cfg, struct router_vr **vv, struct flag *out);
+/* Whether argv uses one of the rows (the vllm-router-only flags). */
+bool router_vr_wanted(const struct flag *rows, size_t n, int argc, char **argv);
+/* Takes "--prefill URL [PORT|none]" out of argv as vllm-router does (a port or "none"
+ * after the URL belongs to it); returns the rest (a new array: free it; strings are
+ * argv's) in *rest, or false with err. */
+bool router_vr_split_prefill(struct router_config *cfg, int argc, char **argv, char ***rest,
+                             int *n_rest, char *err, size_t errlen);
+/* After parsing: defaults, checks, URL workers (DP ranks), the P/D policy config, the
+ * ignored-flag log lines. Frees vv. false after printing why. */
+bool router_vr_apply(struct router_config *cfg, struct router_vr *vv,
+                     const struct flags_result *res, int argc, char **argv);
+/* Host names of URL workers (http://svc.ns.svc.cluster.local:8000): resolved on the
+ * control loop, retried every second until they resolve; until then the worker is
+ * unhealthy. No-op when every URL has a numeric host. stop before the loop's last run,
+ * free after it. */
+void router_vr_resolve_start(struct router *r, uv_loop_t *loop);
+void router_vr_resolve_stop(struct router *r);
+void router_vr_resolve_free(struct router *r);
+/* "PD retry attempt N using prefill=... decode=..." (debug). */
+void router_vr_log_pd_attempt(struct router *r, int attempt, const char *prefill,
+                              const char *decode);
+void router_vr_metrics_init(struct router *r);
+void router_vr_metrics_collect(struct router *r);
+/* The request's route label (the OpenAI path, "other" for the rest). */
+const char *router_vr_route(const char *path);
+/* The DP rank of an endpoint (its URL@rank), or -1. */
+int router_endpoint_dp_rank(const struct sched_endpoint *e);
+
+/* breaker.c: the per-worker circuit breaker, vllm-router's semantics: closed until
+ * failure_threshold consecutive failures, then open (not picked) for timeout; then
+ * half-open (picked again) until success_threshold consecutive successes close it, or one
+ * failure opens it again. */
+bool router_cb_allow(struct router_cb *cb, const struct router_cb_config *c, uint64_t now);
+/* Records an outcome; returns true when the state changed. */
+bool router_cb_record(struct router_cb *cb, const struct router_cb_config *c, bool success,
+                      uint64_t now);
+const char *router_cb_state_name(enum router_cb_state s);
+/* The router's table: records an outcome of the named worker and blocks/unblocks it in the
+ * datastore as the breaker opens/closes. Any thread. */
+void router_breaker_record(struct router *r, const char *name, bool success);
+/* Control loop, on each scrape tick: open breakers whose timeout passed go half-open. */
+void router_breakers_tick(struct router *r);
+/* The state of each known worker (for metrics): calls fn under the lock. */
+void router_breakers_each(struct router *r, void (*fn)(void *ctx, const char *name,
+                                                        enum router_cb_state s),
+                          void *ctx);
+void router_breakers_free(struct router *r);
 
 /* scrape.c */
 void router_scrape_start(struct router *r);

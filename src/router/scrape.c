@@ -80,11 +80,19 @@ struct parsed {
     struct sched_endpoint_metrics m;
     bool have_kv, have_gpu_kv;
     double gpu_kv;
+    char rank[16]; /* a DP worker (URL@rank): only its engine's series, else "" (all) */
 };
 
 static void on_sample(const struct prom_sample *s, void *ctx)
 {
     struct parsed *p = ctx;
+    if (p->rank[0]) {
+        /* vLLM labels each DP rank's series engine="<rank>". */
+        size_t len;
+        const char *e = prom_label(s, "engine", &len);
+        if (e && (len != strlen(p->rank) || memcmp(e, p->rank, len) != 0))
+            return;
+    }
     if (prom_name_is(s, "vllm:num_requests_waiting")) {
         p->m.waiting += s->value;
     } else if (prom_name_is(s, "vllm:num_requests_running")) {
@@ -139,6 +147,9 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
     struct sched_endpoint_metrics before;
     sched_endpoint_snapshot(sc->ep, &before);
     struct parsed p = {0};
+    int rank = router_endpoint_dp_rank(sc->ep);
+    if (rank >= 0)
+        snprintf(p.rank, sizeof p.rank, "%d", rank);
     char why[160] = "";
     if (err != HTTP_CALL_OK)
         snprintf(why, sizeof why, "%s", http_call_error_str(err));
@@ -190,6 +201,7 @@ static void on_tick(uv_timer_t *t)
     struct router *r = t->data;
     uint64_t now = clock_monotonic_ns();
     check_endpoints_file(r, now);
+    router_breakers_tick(r);
     struct sched_endpoint **eps;
     size_t n = sched_ds_list(r->ds, &eps);
     uint64_t stale_ns = (uint64_t)(r->cfg.staleness_s * 1e9);

@@ -392,7 +392,7 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         bool in_subset = !req->has_subset;
         for (size_t k = 0; k < req->n_subset && !in_subset; k++)
             in_subset = !strcmp(req->subset[k], all[i]->addr);
-        if (m[n].healthy && in_subset && n < UINT16_MAX)
+        if (m[n].healthy && !sched_endpoint_blocked(all[i]) && in_subset && n < UINT16_MAX)
             all[n++] = all[i];
         else
             sched_endpoint_unref(all[i]);

@@ -91,6 +91,10 @@ void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoi
 /* Scraper side. */
 void sched_endpoint_set_scraped(struct sched_endpoint *e, const struct sched_endpoint_metrics *m);
 void sched_endpoint_set_health(struct sched_endpoint *e, bool healthy);
+/* Router side: a blocked endpoint (its circuit breaker is open) is not a candidate, like
+ * an unhealthy one, but health scraping does not unblock it; only the router does. */
+void sched_endpoint_set_blocked(struct sched_endpoint *e, bool blocked);
+bool sched_endpoint_blocked(const struct sched_endpoint *e);
 /* Router side: +1/-1 request and +/- prompt tokens when a proxied request starts/ends. */
 void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int64_t tokens);
 

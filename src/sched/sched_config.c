@@ -69,6 +69,7 @@ static const struct {
     {"random", PRESET_ONE("random-picker")},
     {"consistent_hash", PRESET_ONE("consistent-hash-picker")},
     {"power_of_two", PRESET_ONE("power-of-two-picker")},
+    {"rendezvous_hash", PRESET_ONE("rendezvous-hash-picker")},
     {"cache_aware", PRESET_ONE("cache-aware-picker")},
     {"llm-d", preset_llmd},
 };

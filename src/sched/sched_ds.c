@@ -307,6 +307,16 @@ void sched_endpoint_set_health(struct sched_endpoint *e, bool healthy)
     pthread_mutex_unlock(&e->st->mu);
 }
 
+void sched_endpoint_set_blocked(struct sched_endpoint *e, bool blocked)
+{
+    atomic_store(&e->st->blocked, blocked);
+}
+
+bool sched_endpoint_blocked(const struct sched_endpoint *e)
+{
+    return atomic_load(&e->st->blocked);
+}
+
 void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int64_t tokens)
 {
     atomic_fetch_add_explicit(&e->st->inflight_requests, requests, memory_order_relaxed);

@@ -20,6 +20,7 @@ struct sched_endpoint_state {
     struct sched_endpoint_metrics m;
     _Atomic int64_t inflight_requests;
     _Atomic int64_t inflight_tokens;
+    atomic_bool blocked; /* the router's circuit breaker is open: not a candidate */
 };
 
 struct sched_endpoint {

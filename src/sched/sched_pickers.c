@@ -342,6 +342,36 @@ const struct sched_plugin_type sched_consistent_hash_picker = {
     .pick = chash_pick,
 };
 
+/* --- rendezvous-hash-picker ------------------------------------------------------------ */
+
+/* vllm-router's rendezvous_hash (highest random weight): every candidate is scored with a
+ * hash of the request's key (the same key as consistent-hash-picker: session headers, then
+ * the body's user / session_id, then the prompt) and its name; the highest wins. Fallback
+ * picks follow in score order. Removing an endpoint moves only the keys it owned. */
+static size_t hrw_pick(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
+                       const double *totals, size_t n, uint16_t *out, size_t max)
+{
+    size_t k = want(self, n, max);
+    uint64_t key = chash_key(c->req);
+    double *score = xmalloc((n ? n : 1) * sizeof *score);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = c->eps[in[i]]->name;
+        /* The top 53 bits as a double: exact, and ordered like the integers. */
+        score[i] = (double)(hash_xxh64(name, strlen(name), key) >> 11);
+    }
+    size_t got = top_k(score, n, k, out);
+    free(score);
+    return got;
+}
+
+const struct sched_plugin_type sched_rendezvous_hash_picker = {
+    .type = "rendezvous-hash-picker",
+    .kind = SCHED_PK_PICKER,
+    .create = base_create,
+    .destroy = free,
+    .pick = hrw_pick,
+};
+
 /* --- power-of-two-picker ------------------------------------------------------------------ */
 
 static double load_of(const struct sched_endpoint_metrics *m)

@@ -13,7 +13,7 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_prefix_cache_scorer, sched_session_affinity_scorer, sched_lora_affinity_scorer,
     sched_no_hit_lru_scorer, sched_max_score_picker, sched_random_picker,
     sched_weighted_random_picker, sched_round_robin_picker, sched_consistent_hash_picker,
-    sched_power_of_two_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias;
+    sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -47,6 +47,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_round_robin_picker,
     &sched_consistent_hash_picker,
     &sched_power_of_two_picker,
+    &sched_rendezvous_hash_picker,
     &sched_cache_aware_picker,
     &sched_cache_aware_picker_alias,
     NULL,

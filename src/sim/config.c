@@ -166,6 +166,7 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     cfg->kv_hold_timeout_s = 480;
     cfg->prompt_tokens_details = true;
     cfg->stats_interval_s = 10;
+    cfg->data_parallel_size = 1;
     cfg->access_log = true;
 
     struct raw_flags r = {
@@ -235,7 +236,7 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         {"--enforce-eager", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
         {"--tensor-parallel-size", "-tp", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--pipeline-parallel-size", "-pp", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
-        {"--data-parallel-size", "-dp", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--data-parallel-size", "-dp", FLAG_INT, &cfg->data_parallel_size, "N", "DP ranks: N engines (each its own batch and KV cache) behind this port, picked by the X-data-parallel-rank header, else the least loaded (1)", NULL},
         {"--gpu-memory-utilization", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--dtype", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--kv-cache-dtype", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
@@ -379,6 +380,10 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     cfg->max_body_bytes = r.max_body_bytes;
     if (cfg->read_timeout_ms < 0) {
         fprintf(stderr, "tandem sim: --read-timeout-ms must be >= 0\n");
+        return -1;
+    }
+    if (cfg->data_parallel_size < 1 || cfg->data_parallel_size > 64) {
+        fprintf(stderr, "tandem sim: --data-parallel-size must be in [1, 64]\n");
         return -1;
     }
     cfg->prompt_tokens_details = !no_details;

@@ -105,7 +105,7 @@ static void on_transfer_done(uv_timer_t *t)
     LOG_D(LOG_C, "request %s: KV transfer of %u tokens done", r->request_id, r->pull_tokens);
     r->choices[0].cached_tokens += r->pull_tokens; /* loaded, not computed: vLLM counts
                                                       external hits as cached */
-    sim_engine_kv_loaded(r->s->engine, r->pull_seq, true);
+    sim_engine_kv_loaded(r->rank->engine, r->pull_seq, true);
     sim_driver_kick(r->s);
 }
 
@@ -123,7 +123,7 @@ static void on_pull_done(enum http_call_error err, int status, const char *body,
               body ? body : "");
         sim_metrics_count(s->m.kv_pulls, "failed");
         sim_metrics_count(s->m.pd_fallbacks, "pull_failed");
-        sim_engine_kv_loaded(s->engine, r->pull_seq, false);
+        sim_engine_kv_loaded(r->rank->engine, r->pull_seq, false);
         sim_driver_kick(s);
         return;
     }
@@ -201,7 +201,7 @@ static void pin_drop(struct sim_server *s, struct sim_pin *p)
         *pp = p->next;
     s->n_pins--;
     metrics_gauge_set(s->m.pinned, (double)s->n_pins);
-    sim_engine_unpin(s->engine, p->seq);
+    sim_engine_unpin(p->rank->engine, p->seq);
     uv_timer_stop(&p->hold);
     uv_close((uv_handle_t *)&p->hold, pin_free_cb);
     sim_driver_kick(s); /* the released blocks may let a waiting request in */
@@ -222,16 +222,17 @@ const char *sim_pd_pin(struct sim_req *r, struct sim_choice *c)
     if (c->finish != SIM_FINISH_LENGTH || !c->seq) {
         /* vLLM returns params only when the prefill stopped on the 1-token cap. */
         if (c->seq)
-            sim_engine_unpin(s->engine, c->seq);
+            sim_engine_unpin(r->rank->engine, c->seq);
         c->seq = 0;
         return NULL;
     }
-    size_t n = sim_engine_seq_blocks(s->engine, c->seq, NULL, 0);
+    size_t n = sim_engine_seq_blocks(r->rank->engine, c->seq, NULL, 0);
     uint32_t *ids = xmalloc((n ? n : 1) * sizeof *ids);
-    sim_engine_seq_blocks(s->engine, c->seq, ids, n);
+    sim_engine_seq_blocks(r->rank->engine, c->seq, ids, n);
 
     struct sim_pin *p = xcalloc(1, sizeof *p);
     p->s = s;
+    p->rank = r->rank;
     /* Unique even when clients reuse x-request-id (the two legs of one P/D request share
      * it by design), so one decoder's pull never releases another request's blocks. */
     p->request_id = xasprintf("%s-%llu", r->id, (unsigned long long)++s->n_pins_made);

@@ -36,33 +36,39 @@ static void on_step_timer(uv_timer_t *t);
 
 static void on_step_idle(uv_idle_t *h);
 
-static void arm_step_timer(struct sim_server *s, uint64_t now)
+static void arm_step_timer(struct sim_rank *k, uint64_t now)
 {
-    uint64_t wait_ns = s->step_end > now ? s->step_end - now : 0;
+    uint64_t wait_ns = k->step_end > now ? k->step_end - now : 0;
     if (wait_ns < 50000) {
         /* libuv timers have 1 ms resolution: a step this short (tiny --time-scale, the
          * benchmarks' zero-latency engines) continues on the next loop turn instead. */
-        uv_idle_start(&s->step_idle, on_step_idle);
+        uv_idle_start(&k->step_idle, on_step_idle);
         return;
     }
     uint64_t ms = (wait_ns + 999999) / 1000000;
-    uv_timer_start(&s->step_timer, on_step_timer, ms, 0);
+    uv_timer_start(&k->step_timer, on_step_timer, ms, 0);
 }
 
-/* Starts a step if the engine is idle and has work. Called whenever work may have
- * appeared: a request arrived, KV arrived, blocks were freed (an abort, a pull, an
- * expired pin) so the waiting head may fit now. */
-void sim_driver_kick(struct sim_server *s)
+static void kick_rank(struct sim_rank *k)
 {
-    if (s->step_in_flight || s->in_step_end || s->stopping)
+    if (k->step_in_flight || k->in_step_end || k->s->stopping)
         return;
     uint64_t now = clock_monotonic_ns();
-    uint64_t dur = sim_engine_step_begin(s->engine, now);
+    uint64_t dur = sim_engine_step_begin(k->engine, now);
     if (!dur)
         return;
-    s->step_in_flight = true;
-    s->step_end = now + dur;
-    arm_step_timer(s, now);
+    k->step_in_flight = true;
+    k->step_end = now + dur;
+    arm_step_timer(k, now);
+}
+
+/* Starts a step on every idle rank that has work. Called whenever work may have
+ * appeared: a request arrived, KV arrived, blocks were freed (an abort, a pull, an
+ * expired pin) so the waiting head may fit now. (A rank without work costs one check.) */
+void sim_driver_kick(struct sim_server *s)
+{
+    for (uint32_t i = 0; i < s->n_ranks; i++)
+        kick_rank(&s->ranks[i]);
 }
 
 /* Completes every step that is due, but hands the loop back after ~10 ms of work so
@@ -72,33 +78,33 @@ void sim_driver_kick(struct sim_server *s)
  * an overloaded sim's throughput up (syscalls dominate otherwise). The rest
  * continues from an idle handle, which runs on the next iteration after I/O (a timer
  * re-armed with 0 ms from its own callback would run again before any I/O). */
-static void run_due_steps(struct sim_server *s)
+static void run_due_steps(struct sim_rank *k)
 {
     uint64_t now = clock_monotonic_ns();
     uint64_t budget_end = now + 10000000; /* 10 ms */
     uint64_t wall = now;
-    while (s->step_in_flight && s->step_end <= now) {
-        uint64_t end = s->step_end;
-        s->step_in_flight = false;
-        s->in_step_end = true;
-        s->step_wall = wall; /* one clock read per step, not per token */
-        sim_engine_step_end(s->engine, end);
-        s->in_step_end = false;
-        if (s->stopping)
+    while (k->step_in_flight && k->step_end <= now) {
+        uint64_t end = k->step_end;
+        k->step_in_flight = false;
+        k->in_step_end = true;
+        k->step_wall = wall; /* one clock read per step, not per token */
+        sim_engine_step_end(k->engine, end);
+        k->in_step_end = false;
+        if (k->s->stopping)
             return;
-        uint64_t dur = sim_engine_step_begin(s->engine, end);
+        uint64_t dur = sim_engine_step_begin(k->engine, end);
         if (!dur)
             return;
-        s->step_in_flight = true;
-        s->step_end = end + dur;
+        k->step_in_flight = true;
+        k->step_end = end + dur;
         wall = clock_monotonic_ns();
         if (wall >= budget_end) {
-            uv_idle_start(&s->step_idle, on_step_idle);
+            uv_idle_start(&k->step_idle, on_step_idle);
             return;
         }
     }
-    if (s->step_in_flight)
-        arm_step_timer(s, now);
+    if (k->step_in_flight)
+        arm_step_timer(k, now);
 }
 
 static void on_step_timer(uv_timer_t *t)
@@ -189,7 +195,7 @@ void sim_req_release(struct sim_req *r)
     bool freed = false;
     for (uint32_t i = 0; i < r->n_choices; i++) {
         if (r->choices[i].seq) {
-            sim_engine_abort(r->s->engine, r->choices[i].seq);
+            sim_engine_abort(r->rank->engine, r->choices[i].seq);
             r->choices[i].seq = 0;
             freed = true;
         }
@@ -207,7 +213,7 @@ static void on_client_abort(struct http_exchange *ex, void *ctx)
     r->ex = NULL;
     /* Requests held before the engine (slow, hang) count as one. */
     uint32_t left = r->n_choices > r->n_done ? r->n_choices - r->n_done : 0;
-    sim_metrics_on_abort(r->s, r->n_choices ? left : 1);
+    sim_metrics_on_abort(r->rank, r->n_choices ? left : 1);
     LOG_D(LOG_C, "request %s: client went away", r->request_id);
     sim_req_release(r);
 }
@@ -267,16 +273,16 @@ void sim_req_finish_response(struct sim_req *r)
 /* What clients observe: engine time, or later when an overloaded sim runs behind it.
  * Latency metrics use this so they never look better than what was delivered. Engine
  * callbacks only run inside step_end, where the driver has just read the wall clock. */
-static uint64_t real_time(const struct sim_server *s, uint64_t engine_now)
+static uint64_t real_time(const struct sim_rank *k, uint64_t engine_now)
 {
-    return s->step_wall > engine_now ? s->step_wall : engine_now;
+    return k->step_wall > engine_now ? k->step_wall : engine_now;
 }
 
 static void cb_admit(void *user, uint32_t cached_tokens, uint64_t now)
 {
     struct sim_choice *c = user;
     c->cached_tokens = cached_tokens;
-    c->t_admit = real_time(c->req->s, now);
+    c->t_admit = real_time(c->req->rank, now);
 }
 
 static void cb_kv_load(void *user, uint64_t id, uint32_t tokens, uint64_t now)
@@ -291,8 +297,8 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
     struct sim_req *r = c->req;
     if (r->released)
         return;
-    struct sim_metrics *m = &r->s->m;
-    uint64_t t = real_time(r->s, now);
+    struct sim_metrics *m = r->rank->m;
+    uint64_t t = real_time(r->rank, now);
     if (c->produced == 0)
         c->t_first = t;
     else
@@ -314,7 +320,7 @@ static void cb_tokens(void *user, uint32_t first, uint32_t n, uint64_t now)
               r->request_id, r->close_after);
         http_exchange_close(r->ex);
         r->ex = NULL;
-        sim_metrics_on_abort(r->s, r->n_choices - r->n_done);
+        sim_metrics_on_abort(r->rank, r->n_choices - r->n_done);
         sim_req_release(r);
     }
 }
@@ -331,7 +337,7 @@ static void cb_finish(void *user, enum sim_finish reason, uint64_t now)
     struct sim_req *r = c->req;
     if (r->released)
         return;
-    now = real_time(r->s, now);
+    now = real_time(r->rank, now);
     c->finish = reason;
     c->done = true;
     if (r->pd != SIM_PD_PREFILL)
@@ -539,7 +545,7 @@ static void start_engine(struct sim_req *r)
             .remote_tokens = r->pd == SIM_PD_DECODE ? c->n_prompt : 0,
             .user = c,
         };
-        c->seq = sim_engine_add(s->engine, &spec, now);
+        c->seq = sim_engine_add(r->rank->engine, &spec, now);
         if (!c->seq) {
             sim_req_fail(r, 400, "prompt",
                          "the prompt needs %u KV blocks but the cache has only %u",
@@ -554,7 +560,7 @@ static void start_engine(struct sim_req *r)
         access_log(s, r->ex, 200);
         http_stream_begin(r->ex, 200, "text/event-stream");
     }
-    sim_driver_kick(s);
+    kick_rank(r->rank);
 }
 
 static void on_slow_timer(uv_timer_t *t)
@@ -563,11 +569,48 @@ static void on_slow_timer(uv_timer_t *t)
     start_engine(r);
 }
 
+/* The rank a request runs on: X-data-parallel-rank when given (vLLM's header), else the
+ * least loaded (running + waiting). NULL after a 400. */
+static struct sim_rank *pick_rank(struct sim_server *s, struct sim_req *r,
+                                  const struct http_request *hq)
+{
+    const char *h = http_headers_get(&hq->headers, "x-data-parallel-rank");
+    if (h) {
+        char *end;
+        long v = strtol(h, &end, 10);
+        if (!*h || *end || end == h) {
+            sim_req_fail(r, 400, NULL, "X-data-parallel-rank: '%s' is not an integer", h);
+            return NULL;
+        }
+        if (v < 0 || v >= (long)s->n_ranks) {
+            sim_req_fail(r, 400, NULL, "data_parallel_rank %ld is out of range [0, %u).", v,
+                         s->n_ranks);
+            return NULL;
+        }
+        return &s->ranks[v];
+    }
+    /* Ties rotate (the scan starts one further each request), so sequential requests
+     * spread over idle ranks. */
+    struct sim_rank *best = &s->ranks[0];
+    uint32_t best_load = UINT32_MAX;
+    for (uint32_t j = 0; j < s->n_ranks && s->n_ranks > 1; j++) {
+        struct sim_rank *k = &s->ranks[(j + s->n_requests) % s->n_ranks];
+        struct sim_engine_stats st;
+        sim_engine_stats(k->engine, &st);
+        if (st.running + st.waiting < best_load) {
+            best_load = st.running + st.waiting;
+            best = k;
+        }
+    }
+    return best;
+}
+
 static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum openai_api api)
 {
     const struct http_request *hq = http_exchange_request(ex);
     struct sim_req *r = xcalloc(1, sizeof *r);
     r->s = s;
+    r->rank = &s->ranks[0];
     r->ex = ex;
     arena_init(&r->arena, 4096);
     uv_timer_init(s->loop, &r->timer);
@@ -592,6 +635,11 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
     }
     if (s->pod_mode == SIM_POD_HANG)
         return; /* held until the client gives up */
+    r->rank = pick_rank(s, r, hq);
+    if (!r->rank) {
+        r->rank = &s->ranks[0]; /* for the release */
+        return;
+    }
 
     struct openai_error err;
     if (!openai_request_parse(api, hq->body, hq->body_len, &r->arena, &r->oreq, &err)) {
@@ -906,14 +954,27 @@ static void on_shutdown(void *ctx)
         return;
     LOG_I(LOG_C, "shutting down");
     s->stopping = true;
-    uv_timer_stop(&s->step_timer);
-    uv_close((uv_handle_t *)&s->step_timer, NULL);
-    uv_close((uv_handle_t *)&s->step_idle, NULL);
+    for (uint32_t i = 0; i < s->n_ranks; i++) {
+        uv_timer_stop(&s->ranks[i].step_timer);
+        uv_close((uv_handle_t *)&s->ranks[i].step_timer, NULL);
+        uv_close((uv_handle_t *)&s->ranks[i].step_idle, NULL);
+    }
     uv_close((uv_handle_t *)&s->stats_timer, NULL);
     sim_pd_free_all(s);
     http_server_stop(s->http, NULL, NULL);
     http_client_free(s->client);
     loop_shutdown_watch_close(s->loop);
+}
+
+static void free_ranks(struct sim_server *s)
+{
+    for (uint32_t i = 0; i < s->n_ranks; i++) {
+        sim_engine_free(s->ranks[i].engine);
+        if (i > 0)
+            free(s->ranks[i].m);
+    }
+    free(s->ranks);
+    s->ranks = NULL;
 }
 
 int sim_main(int argc, char **argv)
@@ -933,7 +994,16 @@ int sim_main(int argc, char **argv)
     hash_uuid4(s->engine_id);
     s->created = clock_realtime_ns() / 1000000000ull;
     s->rng = cfg.seed ^ clock_monotonic_ns();
-    s->engine = sim_engine_new(&cfg.engine, &engine_ops);
+    s->n_ranks = (uint32_t)cfg.data_parallel_size;
+    s->ranks = xcalloc(s->n_ranks, sizeof *s->ranks);
+    for (uint32_t i = 0; i < s->n_ranks; i++) {
+        struct sim_rank *k = &s->ranks[i];
+        k->s = s;
+        k->index = i;
+        snprintf(k->label, sizeof k->label, "%u", i);
+        k->engine = sim_engine_new(&cfg.engine, &engine_ops);
+        k->m = i == 0 ? &s->m : xcalloc(1, sizeof *k->m);
+    }
     sim_lm_period(); /* builds the model's tables now, not inside the first request's TTFT */
     sim_metrics_init(s);
 
@@ -950,8 +1020,9 @@ int sim_main(int argc, char **argv)
     if (err) {
         fprintf(stderr, "tandem sim: cannot listen on %s:%d: %s\n", cfg.host, cfg.port,
                 uv_strerror(err));
-        sim_engine_free(s->engine);
+        free_ranks(s);
         metrics_registry_free(s->m.reg);
+        uv_run(s->loop, UV_RUN_DEFAULT); /* the failed server frees itself in close callbacks */
         uv_loop_close(s->loop);
         free(s->loop);
         free(s);
@@ -962,10 +1033,12 @@ int sim_main(int argc, char **argv)
     struct http_client_config cc = {0};
     s->client = http_client_new(s->loop, &cc);
 
-    uv_timer_init(s->loop, &s->step_timer);
-    s->step_timer.data = s;
-    uv_idle_init(s->loop, &s->step_idle);
-    s->step_idle.data = s;
+    for (uint32_t i = 0; i < s->n_ranks; i++) {
+        uv_timer_init(s->loop, &s->ranks[i].step_timer);
+        s->ranks[i].step_timer.data = &s->ranks[i];
+        uv_idle_init(s->loop, &s->ranks[i].step_idle);
+        s->ranks[i].step_idle.data = &s->ranks[i];
+    }
     uv_timer_init(s->loop, &s->stats_timer);
     s->stats_timer.data = s;
     s->log_last_ns = clock_monotonic_ns();
@@ -977,16 +1050,17 @@ int sim_main(int argc, char **argv)
 
     LOG_I(LOG_C,
           "tandem sim serving model=%s on %s:%d profile=%s time-scale=%g blocks=%u x %u tokens "
-          "max-num-seqs=%u max-model-len=%u mode=%s engine-id=%s",
+          "max-num-seqs=%u max-model-len=%u mode=%s engine-id=%s data-parallel-size=%u",
           cfg.model, cfg.host, cfg.port, cfg.profile, cfg.engine.time_scale,
           cfg.engine.num_gpu_blocks, cfg.engine.block_size, cfg.engine.max_num_seqs,
-          cfg.engine.max_model_len, cfg.mode == SIM_MODE_ECHO ? "echo" : "random", s->engine_id);
+          cfg.engine.max_model_len, cfg.mode == SIM_MODE_ECHO ? "echo" : "random", s->engine_id,
+          s->n_ranks);
     /* Tests and scripts wait for this exact line. */
     printf("tandem sim ready on %s:%d\n", cfg.host, cfg.port);
     fflush(stdout);
 
     loop_run_and_close(s->loop);
-    sim_engine_free(s->engine);
+    free_ranks(s);
     metrics_registry_free(s->m.reg);
     buf_free(&s->scratch);
     uv_loop_close(s->loop);

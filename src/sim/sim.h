@@ -49,6 +49,7 @@ struct sim_config {
     const char *pod_name;       /* x-inference-pod */
     const char *profile;
     struct sim_engine_config engine;
+    long long data_parallel_size; /* --data-parallel-size: engines in this process (1) */
     enum sim_mode mode;
     uint64_t seed;
     uint64_t hash_seed;

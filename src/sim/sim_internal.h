@@ -27,6 +27,7 @@
 #include "sim/tools.h"
 
 struct sim_req;
+struct sim_rank;
 
 /* Output decided up front: token ids and the text they decode to. */
 struct sim_output {
@@ -69,6 +70,7 @@ enum sim_fault_kind { SIM_FAULT_NONE, SIM_FAULT_HANG, SIM_FAULT_CLOSE_AFTER, SIM
 
 struct sim_req {
     struct sim_server *s;
+    struct sim_rank *rank;    /* the DP rank (engine) serving it */
     struct http_exchange *ex; /* NULL once the client is gone or the response ended */
     struct arena arena;       /* lives as long as the request */
     struct openai_request oreq;
@@ -102,6 +104,7 @@ struct sim_req {
 struct sim_pin {
     struct sim_pin *next; /* hash chain */
     struct sim_server *s;
+    struct sim_rank *rank; /* whose engine holds the blocks */
     char *request_id;
     uint64_t seq;
     uint32_t n_blocks;
@@ -127,18 +130,31 @@ struct sim_metrics {
     struct sim_engine_stats last;        /* counters already exported */
 };
 
+/* One data-parallel rank (--data-parallel-size): its own engine (batch, KV cache), its
+ * driver, and its series (engine="<index>") of the shared metric families. Requests pick
+ * one by the X-data-parallel-rank header, else the least loaded. */
+struct sim_rank {
+    struct sim_server *s;
+    uint32_t index;
+    char label[12]; /* the engine label value: "0", "1", ... */
+    struct sim_engine *engine;
+    uv_timer_t step_timer;
+    uv_idle_t step_idle; /* continues a step backlog after the loop did I/O */
+    bool step_in_flight;
+    bool in_step_end;   /* callbacks run: the driver begins the next step itself */
+    uint64_t step_wall; /* wall time when the step being completed was completed */
+    uint64_t step_end;  /* engine time the in-flight step completes */
+    struct sim_metrics *m; /* its series; rank 0's is s->m (which holds the shared ones) */
+    struct sim_engine_stats log_last;
+};
+
 struct sim_server {
     struct sim_config *cfg;
     uv_loop_t *loop;
     struct http_server *http;
     struct http_client *client;
-    struct sim_engine *engine;
-    uv_timer_t step_timer;
-    uv_idle_t step_idle; /* continues a step backlog after the loop did I/O */
-    bool step_in_flight;
-    bool in_step_end; /* callbacks run: the driver begins the next step itself */
-    uint64_t step_wall; /* wall time when the step being completed was completed */
-    uint64_t step_end; /* engine time the in-flight step completes */
+    struct sim_rank *ranks; /* --data-parallel-size of them */
+    uint32_t n_ranks;
     uv_timer_t stats_timer;
     struct sim_metrics m;
     char engine_id[37];
@@ -150,7 +166,6 @@ struct sim_server {
     uint64_t n_requests; /* served, for logs */
     uint64_t n_pins_made; /* makes every remote_request_id unique */
     bool dying;
-    struct sim_engine_stats log_last;
     uint64_t log_last_ns;
     bool stopping;
     struct buf scratch; /* token frames of one callback, reused */
@@ -204,7 +219,7 @@ void sim_metrics_init(struct sim_server *s);
 void sim_metrics_on_finish(struct sim_server *s, const struct sim_req *r,
                            const struct sim_choice *c, uint64_t now);
 /* n sequences ended because their client went away (or a fault dropped it). */
-void sim_metrics_on_abort(struct sim_server *s, uint32_t n);
+void sim_metrics_on_abort(struct sim_rank *k, uint32_t n);
 void sim_metrics_count(struct metrics_family *f, const char *label);
 void sim_stats_log(struct sim_server *s);
 

@@ -9,12 +9,11 @@
 #include "base/log.h"
 #include "sim/sim_internal.h"
 
-static void collect(void *ctx)
+static void collect_rank(struct sim_rank *k)
 {
-    struct sim_server *s = ctx;
-    struct sim_metrics *m = &s->m;
+    struct sim_metrics *m = k->m;
     struct sim_engine_stats st;
-    sim_engine_stats(s->engine, &st);
+    sim_engine_stats(k->engine, &st);
     metrics_gauge_set(m->running, st.running);
     metrics_gauge_set(m->waiting, st.waiting);
     metrics_gauge_set(m->kv_usage, st.kv_usage);
@@ -31,24 +30,33 @@ static void collect(void *ctx)
     m->last = st;
 }
 
+static void collect(void *ctx)
+{
+    struct sim_server *s = ctx;
+    for (uint32_t i = 0; i < s->n_ranks; i++)
+        collect_rank(&s->ranks[i]);
+}
+
 void sim_metrics_init(struct sim_server *s)
 {
     struct sim_metrics *m = &s->m;
     const struct sim_config *cfg = s->cfg;
     m->reg = metrics_registry_new();
     const char *lbl[] = {"model_name", "engine"};
-    const char *val[] = {cfg->model, "0"};
     struct metrics_registry *r = m->reg;
 
+    /* One series per DP rank, engine="<rank>" as vLLM labels its engines. */
+#define EACH_RANK(f, field)                                                                 \
+    for (uint32_t k_ = 0; k_ < s->n_ranks; k_++) {                                         \
+        const char *val_[] = {cfg->model, s->ranks[k_].label};                              \
+        s->ranks[k_].m->field = metrics_series_get(f, val_);                                \
+    }
 #define GAUGE(field, name, help)                                                            \
-    m->field = metrics_series_get(                                                          \
-        metrics_family_new(r, METRICS_GAUGE, name, help, lbl, 2, NULL, 0), val)
+    EACH_RANK(metrics_family_new(r, METRICS_GAUGE, name, help, lbl, 2, NULL, 0), field)
 #define COUNTER(field, name, help)                                                          \
-    m->field = metrics_series_get(                                                          \
-        metrics_family_new(r, METRICS_COUNTER, name, help, lbl, 2, NULL, 0), val)
+    EACH_RANK(metrics_family_new(r, METRICS_COUNTER, name, help, lbl, 2, NULL, 0), field)
 #define HIST(field, name, help, b, nb)                                                      \
-    m->field = metrics_series_get(                                                          \
-        metrics_family_new(r, METRICS_HISTOGRAM, name, help, lbl, 2, b, nb), val)
+    EACH_RANK(metrics_family_new(r, METRICS_HISTOGRAM, name, help, lbl, 2, b, nb), field)
 
     GAUGE(running, "vllm:num_requests_running", "Number of requests in model execution batches.");
     GAUGE(waiting, "vllm:num_requests_waiting", "Number of requests waiting to be processed.");
@@ -62,14 +70,13 @@ void sim_metrics_init(struct sim_server *s)
     snprintf(nb, sizeof nb, "%u", cfg->engine.num_gpu_blocks);
     const char *info_lbl[] = {"block_size", "cache_dtype", "enable_prefix_caching",
                               "num_gpu_blocks", "engine"};
-    const char *info_val[] = {bs, "auto", "True", nb, "0"};
-    metrics_gauge_set(metrics_series_get(metrics_family_new(r, METRICS_GAUGE,
-                                                            "vllm:cache_config_info",
-                                                            "Information of the LLMEngine "
-                                                            "CacheConfig",
-                                                            info_lbl, 5, NULL, 0),
-                                         info_val),
-                      1);
+    struct metrics_family *info = metrics_family_new(r, METRICS_GAUGE, "vllm:cache_config_info",
+                                                     "Information of the LLMEngine CacheConfig",
+                                                     info_lbl, 5, NULL, 0);
+    for (uint32_t k = 0; k < s->n_ranks; k++) {
+        const char *info_val[] = {bs, "auto", "True", nb, s->ranks[k].label};
+        metrics_gauge_set(metrics_series_get(info, info_val), 1);
+    }
 
     COUNTER(prompt_tokens, "vllm:prompt_tokens_total", "Number of prefill tokens processed.");
     COUNTER(generation_tokens, "vllm:generation_tokens_total",
@@ -85,12 +92,15 @@ void sim_metrics_init(struct sim_server *s)
     struct metrics_family *succ =
         metrics_family_new(r, METRICS_COUNTER, "vllm:request_success_total",
                            "Count of successfully processed requests.", succ_lbl, 3, NULL, 0);
-    const char *v_stop[] = {cfg->model, "0", "stop"};
-    const char *v_len[] = {cfg->model, "0", "length"};
-    const char *v_abort[] = {cfg->model, "0", "abort"};
-    m->success_stop = metrics_series_get(succ, v_stop);
-    m->success_length = metrics_series_get(succ, v_len);
-    m->success_abort = metrics_series_get(succ, v_abort);
+    for (uint32_t k = 0; k < s->n_ranks; k++) {
+        const char *e = s->ranks[k].label;
+        const char *v_stop[] = {cfg->model, e, "stop"};
+        const char *v_len[] = {cfg->model, e, "length"};
+        const char *v_abort[] = {cfg->model, e, "abort"};
+        s->ranks[k].m->success_stop = metrics_series_get(succ, v_stop);
+        s->ranks[k].m->success_length = metrics_series_get(succ, v_len);
+        s->ranks[k].m->success_abort = metrics_series_get(succ, v_abort);
+    }
 
     HIST(ttft, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
          metrics_buckets_ttft, metrics_buckets_ttft_n);
@@ -133,6 +143,7 @@ void sim_metrics_init(struct sim_server *s)
         r, METRICS_GAUGE, "tandem_sim_kv_pinned_requests",
         "Finished prefills whose KV blocks wait for a decoder.", NULL, 0, NULL, 0));
     metrics_registry_on_collect(r, collect, s);
+#undef EACH_RANK
 #undef GAUGE
 #undef COUNTER
 #undef HIST
@@ -151,7 +162,7 @@ static double secs(uint64_t a, uint64_t b)
 void sim_metrics_on_finish(struct sim_server *s, const struct sim_req *r,
                            const struct sim_choice *c, uint64_t now)
 {
-    struct sim_metrics *m = &s->m;
+    struct sim_metrics *m = r->rank->m;
     metrics_counter_inc(c->finish == SIM_FINISH_STOP ? m->success_stop : m->success_length);
     metrics_histogram_observe(m->ttft, secs(r->t_arrival, c->t_first));
     metrics_histogram_observe(m->e2e, secs(r->t_arrival, now));
@@ -162,30 +173,33 @@ void sim_metrics_on_finish(struct sim_server *s, const struct sim_req *r,
     metrics_histogram_observe(m->req_generation_tokens, c->produced);
 }
 
-void sim_metrics_on_abort(struct sim_server *s, uint32_t n)
+void sim_metrics_on_abort(struct sim_rank *k, uint32_t n)
 {
-    metrics_counter_add(s->m.success_abort, n);
+    metrics_counter_add(k->m->success_abort, n);
 }
 
 void sim_stats_log(struct sim_server *s)
 {
-    struct sim_engine_stats st;
-    sim_engine_stats(s->engine, &st);
     uint64_t now = clock_monotonic_ns();
     double dt = (double)(now - s->log_last_ns) / 1e9;
-    uint64_t dp = st.prompt_tokens - s->log_last.prompt_tokens;
-    uint64_t dg = st.generation_tokens - s->log_last.generation_tokens;
-    uint64_t dq = st.prefix_queries_tokens - s->log_last.prefix_queries_tokens;
-    uint64_t dh = st.prefix_hits_tokens - s->log_last.prefix_hits_tokens;
-    /* Like vLLM: stay quiet while idle. */
-    if (dp || dg || st.running || st.waiting) {
-        LOG_I("sim",
-              "Engine 000: Avg prompt throughput: %.1f tokens/s, Avg generation throughput: "
-              "%.1f tokens/s, Running: %u reqs, Waiting: %u reqs, GPU KV cache usage: %.1f%%, "
-              "Prefix cache hit rate: %.1f%%",
-              dt > 0 ? dp / dt : 0, dt > 0 ? dg / dt : 0, st.running, st.waiting,
-              st.kv_usage * 100, dq ? 100.0 * dh / dq : 0.0);
+    for (uint32_t k = 0; k < s->n_ranks; k++) {
+        struct sim_rank *rk = &s->ranks[k];
+        struct sim_engine_stats st;
+        sim_engine_stats(rk->engine, &st);
+        uint64_t dp = st.prompt_tokens - rk->log_last.prompt_tokens;
+        uint64_t dg = st.generation_tokens - rk->log_last.generation_tokens;
+        uint64_t dq = st.prefix_queries_tokens - rk->log_last.prefix_queries_tokens;
+        uint64_t dh = st.prefix_hits_tokens - rk->log_last.prefix_hits_tokens;
+        /* Like vLLM: stay quiet while idle; one line per engine (DP rank). */
+        if (dp || dg || st.running || st.waiting) {
+            LOG_I("sim",
+                  "Engine %03u: Avg prompt throughput: %.1f tokens/s, Avg generation "
+                  "throughput: %.1f tokens/s, Running: %u reqs, Waiting: %u reqs, GPU KV cache "
+                  "usage: %.1f%%, Prefix cache hit rate: %.1f%%",
+                  k, dt > 0 ? dp / dt : 0, dt > 0 ? dg / dt : 0, st.running, st.waiting,
+                  st.kv_usage * 100, dq ? 100.0 * dh / dq : 0.0);
+        }
+        rk->log_last = st;
     }
-    s->log_last = st;
     s->log_last_ns = now;
 }

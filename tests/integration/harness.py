@@ -277,10 +277,13 @@ def run(tests):
                 _procs.remove(p)
                 # Sanitizer reports (leaks, memory errors, UB) fail the test.
                 out = p.output()
-                if any(k in out for k in ("AddressSanitizer", "LeakSanitizer",
-                                           "ThreadSanitizer", "runtime error:")):
+                hits = [out.find(k) for k in ("AddressSanitizer", "LeakSanitizer",
+                                              "ThreadSanitizer", "runtime error:")]
+                hits = [h for h in hits if h >= 0]
+                if hits:
                     failed += 1
+                    at = max(0, min(hits) - 2000)  # the report, with what led to it
                     print("FAIL %s: sanitizer report from %s (exit %r)\n%s" %
-                          (t.__name__, " ".join(p.args), rc, out[-6000:]), flush=True)
+                          (t.__name__, " ".join(p.args), rc, out[at:at + 12000]), flush=True)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)

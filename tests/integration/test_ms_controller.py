@@ -22,7 +22,9 @@ PLURALS = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings",
            "ConfigMap": "configmaps", "Service": "services", "Deployment": "deployments",
            "InferencePool": "inferencepools.inference.networking.x-k8s.io",
            "InferenceModel": "inferencemodels.inference.networking.x-k8s.io",
-           "HTTPRoute": "httproutes.gateway.networking.k8s.io"}
+           "HTTPRoute": "httproutes.gateway.networking.k8s.io",
+           "HorizontalPodAutoscaler": "horizontalpodautoscalers.autoscaling",
+           "ScaledObject": "scaledobjects.keda.sh"}
 
 
 def kubectl_json(*args):
@@ -343,6 +345,74 @@ def test_rbac_exactly_the_controller_role():
         get(c.hp, "/metrics").body.decode()[-3000:]
 
 
+AUTOSCALING = {
+    "prefill": {"minReplicas": 1, "maxReplicas": 4,
+                "metrics": [{"metric": "vllm:num_requests_waiting", "target": 4},
+                            {"metric": "vllm:request_success_total", "target": 5,
+                             "averaging": "total"}],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120,
+                                           "policies": [{"type": "Pods", "value": 1,
+                                                         "periodSeconds": 30}]}}},
+    "decode": {"engine": "keda", "minReplicas": 2, "maxReplicas": 8,
+               "prometheus": {"serverAddress": "http://prometheus.monitoring:9090"},
+               "metrics": [{"metric": "vllm:kv_cache_usage_perc", "target": 0.8}]},
+}
+
+
+def test_autoscalers_created_kept_and_pruned():
+    """spec.<role>.autoscaling: the API server accepts the generated HPA (autoscaling/v2,
+    built in) and ScaledObject (KEDA's CRD, installed by env.sh); both are owned by the CR;
+    a replica count the autoscaler writes is kept; dropping autoscaling prunes them."""
+    ns = k.namespace()
+    c = start_controller("--namespace", ns)
+    apply_sample(ns)
+    wait_until(lambda: get_obj(ns, "Deployment", MS + "-decode", check=False), 20,
+               what="decode Deployment")
+    uid = get_obj(ns, "modelservice", MS)["metadata"]["uid"]
+    k.kubectl("-n", ns, "patch", "modelservice", MS, "--type=merge", "-p", json.dumps(
+        {"spec": {"decoupleScaling": True,
+                  "prefill": {"autoscaling": AUTOSCALING["prefill"]},
+                  "decode": {"autoscaling": AUTOSCALING["decode"]}}}))
+    wait_until(lambda: get_obj(ns, "HorizontalPodAutoscaler", MS + "-prefill", check=False) and
+               get_obj(ns, "ScaledObject", MS + "-decode", check=False), 20,
+               what="the HPA and the ScaledObject")
+    hpa = get_obj(ns, "HorizontalPodAutoscaler", MS + "-prefill")
+    so = get_obj(ns, "ScaledObject", MS + "-decode")
+    for o in (hpa, so):
+        assert [r["uid"] for r in o["metadata"]["ownerReferences"]] == [uid], o["metadata"]
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": MS + "-prefill"}, spec
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
+    assert spec["metrics"][0]["pods"]["metric"]["name"] == "vllm:num_requests_waiting"
+    assert spec["metrics"][1]["external"]["metric"]["name"] == "vllm:request_success_per_second"
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
+    # the API server filled in the rest of behavior with the HPA's defaults
+    assert spec["behavior"]["scaleUp"]["policies"], spec["behavior"]
+    ss = so["spec"]
+    assert ss["scaleTargetRef"]["name"] == MS + "-decode"
+    assert (ss["minReplicaCount"], ss["maxReplicaCount"]) == (2, 8)
+    q = ss["triggers"][0]["metadata"]["query"]
+    assert 'llm_d_ai_role="decode"' in q and "vllm:kv_cache_usage_perc" in q, q
+    assert ss["triggers"][0]["metadata"]["threshold"] == "0.8"
+    # what the autoscaler writes (the scale subresource) survives reconciles
+    k.kubectl("-n", ns, "scale", "deployment", MS + "-prefill", "--replicas=3")
+    reconciled_after(c, lambda: k.kubectl("-n", ns, "label", "modelservice", MS, "poke=3"))
+    assert get_obj(ns, "Deployment", MS + "-prefill")["spec"]["replicas"] == 3
+    # autoscaling off for decode: its ScaledObject is pruned, the HPA stays
+    k.kubectl("-n", ns, "patch", "modelservice", MS, "--type=json", "-p",
+              '[{"op":"remove","path":"/spec/decode/autoscaling"}]')
+    wait_until(lambda: get_obj(ns, "ScaledObject", MS + "-decode", check=False) is None, 10,
+               what="the ScaledObject pruned")
+    assert get_obj(ns, "HorizontalPodAutoscaler", MS + "-prefill", check=False)
+    # autoscaling without decoupleScaling is refused with the reason, in the CR's status
+    k.kubectl("-n", ns, "patch", "modelservice", MS, "--type=merge", "-p",
+              '{"spec":{"decoupleScaling":false}}')
+    wait_until(lambda: "decoupleScaling" in ((condition(ns, MS, "Degraded") or {})
+                                             .get("message") or ""), 10,
+               what="Degraded naming decoupleScaling")
+
+
 if __name__ == "__main__":
     k.env_start()
     try:
@@ -350,6 +420,6 @@ if __name__ == "__main__":
              test_baseconfig_change_rerenders_and_prunes,
              test_broken_cr_degraded_others_fine_then_recovers,
              test_leader_election_handover, test_rbac_exactly_the_controller_role,
-             test_idle_controller_writes_nothing])
+             test_idle_controller_writes_nothing, test_autoscalers_created_kept_and_pruned])
     finally:
         k.env_stop()

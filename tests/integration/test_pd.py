@@ -250,6 +250,13 @@ def check_short_and_repeated_prompts_decode_in_place(mode):
     assert t.pulls() == 1
     # The decode pod's own prefix cache served the repeats.
     assert val(t.decode(home).port, "vllm:prefix_cache_hits_total") > 0
+    # Per role, for autoscalers: 4 requests reached a decode pod, 1 a prefill pod (3
+    # skipped prefill); the role gauges are there, idle now.
+    rr = lambda role: val(t.router.port, "tandem_router_role_requests_total", role=role)
+    assert (rr("decode"), rr("prefill")) == (4, 1)
+    for g in ("tandem_router_role_queue", "tandem_router_role_running",
+              "tandem_router_role_inflight"):
+        assert val(t.router.port, g, role="decode") == 0, g
 
 
 def check_prefill_5xx_falls_back(mode):

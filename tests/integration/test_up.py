@@ -134,9 +134,9 @@ def no_sanitizer_report(r):
     assert not any(k in r.stderr for k in (b"Sanitizer", b"runtime error:")), r.stderr
 
 
-def start_up(cr_path, *extra):
+def start_up(cr_path, *extra, base=None):
     port = free_port()
-    base = _rng.randrange(20000, 60000)
+    base = base or _rng.randrange(20000, 60000)
     p = Proc(["up", "-m", cr_path, "--port", str(port), "--base-port", str(base)] +
              list(extra), r"tandem up: serving", 30)
     p.port = port
@@ -363,6 +363,103 @@ def test_sample_cr():
     assert p.p.wait(10) == 0
 
 
+CR_AUTOSCALE = """apiVersion: llm-d.ai/v1alpha1
+kind: ModelService
+metadata:
+  name: as-opt
+spec:
+  decoupleScaling: true
+  routing:
+    modelName: facebook/opt-125m
+  modelArtifacts:
+    uri: hf://facebook/opt-125m
+  prefill:
+    autoscaling:
+      minReplicas: 1
+      maxReplicas: 3
+      metrics:
+      - {metric: "vllm:num_requests_waiting", target: 2}
+      - {metric: "vllm:num_requests_running", target: 4}
+      behavior:
+        scaleUp: {policies: [{type: Pods, value: 1, periodSeconds: 2}]}
+        scaleDown: {stabilizationWindowSeconds: 4, policies: [{type: Pods, value: 1, periodSeconds: 2}]}
+  decode:
+    autoscaling:
+      minReplicas: 1
+      maxReplicas: 3
+      metrics:
+      - {metric: "vllm:num_requests_running", target: 8}
+      behavior:
+        scaleUp: {policies: [{type: Pods, value: 1, periodSeconds: 2}]}
+        scaleDown: {stabilizationWindowSeconds: 4, policies: [{type: Pods, value: 1, periodSeconds: 2}]}
+"""
+
+
+def bench(port, *args):
+    """tandem bench in the background against the router; returns the process."""
+    return subprocess.Popen([TANDEM, "bench", "--port", str(port), "--model", MODEL,
+                             "--disable-tqdm", "--ignore-eos", "--dataset-name", "random",
+                             "--seed", str(_rng.randrange(1 << 30))] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def bench_result(b):
+    out = b.communicate(timeout=120)[0].decode()
+    ok = re.search(r"Successful requests:\s+(\d+)", out)
+    failed = re.search(r"Failed requests:\s+(\d+)", out)
+    assert b.returncode == 0 and ok and failed, out
+    return int(ok.group(1)), int(failed.group(1)), out
+
+
+def test_autoscale_roles_separately():
+    """Seed 002 on one machine: new long prompts scale prefill while decode stays; short
+    prompts with long answers (no prefill: under the P/D threshold) scale decode while
+    prefill goes back; idle, both return to min; not one request fails, scale-downs
+    (drain, then stop) included. Decisions every 0.5 s against the sims' own metrics."""
+    mp = free_port()
+    # Replicas started later keep the ports planned at start: below the ephemeral range,
+    # where the load's own connections cannot take them meanwhile.
+    p = start_up(write_cr("autoscale.yaml", CR_AUTOSCALE), "--profile", "h100-8b",
+                 "--autoscale-interval", "0.5", "--metrics-port", str(mp),
+                 base=_rng.randrange(20000, 32000))
+    want = lambda role: metric(mp, "tandem_up_desired_replicas", role=role)
+    assert (want("prefill"), want("decode")) == (1, 1)
+    assert re.search(r"autoscaling prefill: 1 replicas \(min 1, max 3\)", p.output())
+    # 1. new long prompts: the prefill pods queue
+    b1 = bench(p.port, "--random-input-len", "3000", "--random-output-len", "4",
+               "--num-prompts", "400", "--request-rate", "25")
+    wait_until(lambda: want("prefill") >= 2, 40, interval=0.2, what="prefill scaled up")
+    assert want("decode") == 1, p.output()[-3000:]
+    assert re.search(r"autoscale prefill: 1 -> 2 replicas \(vllm:num_requests_waiting average",
+                     p.output()), p.output()[-3000:]
+    ok1, failed1, out1 = bench_result(b1)
+    assert failed1 == 0 and ok1 == 400, out1
+    assert metric(mp, "tandem_up_scaled_replicas_total", role="decode", direction="up") == 0, \
+        [l for l in p.output().splitlines() if "autoscale" in l]
+    # 2. short prompts, long answers: decode-only requests fill the decode batch
+    b2 = bench(p.port, "--random-input-len", "8", "--random-output-len", "300",
+               "--num-prompts", "700", "--request-rate", "45")
+    wait_until(lambda: want("decode") >= 2, 40, interval=0.2, what="decode scaled up")
+    # prefill idles meanwhile and is drained back to its minimum
+    wait_until(lambda: want("prefill") == 1, 40, interval=0.2, what="prefill back to 1")
+    assert p.wait_log(r"autoscale prefill: as-opt-prefill-\d drained: stopping it", 20), \
+        p.output()[-3000:]
+    ok2, failed2, out2 = bench_result(b2)
+    assert failed2 == 0 and ok2 == 700, out2
+    # 3. idle: both at min, every drained replica stopped and parked
+    wait_until(lambda: want("decode") == 1 and want("prefill") == 1, 60, interval=0.2,
+               what="both roles back to min")
+    wait_until(lambda: set(pod_table(p)) == {"as-opt-prefill-0", "as-opt-decode-0",
+                                             "as-opt-decode-0-sidecar", "as-opt-router"},
+               30, interval=0.2, what="only the min replicas in the pod table")
+    assert metric(mp, "tandem_up_scaled_replicas_total", role="decode", direction="down") >= 1
+    # what is left still serves
+    complete(p.port, SEED_PROMPT)
+    p.p.send_signal(signal.SIGINT)
+    assert p.p.wait(10) == 0
+
+
 if __name__ == "__main__":
     run([test_invalid_cr, test_engine_vllm_needs_vllm, test_engine_vllm_runs_container_command,
-         test_pd_serving_restart_and_stop, test_aggregated_and_killed_parent, test_sample_cr])
+         test_pd_serving_restart_and_stop, test_aggregated_and_killed_parent, test_sample_cr,
+         test_autoscale_roles_separately])

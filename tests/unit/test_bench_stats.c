@@ -464,7 +464,7 @@ static void test_html(void **state)
     struct bench_stats s1, s2;
     bench_stats_compute(r, N_SCEN, -1, NULL, NULL, 0, &s1);
     bench_stats_compute(big, nbig, -1, NULL, NULL, 0, &s2);
-    struct bench_run_view runs[] = {{"base & \"x\"", &s1, r, N_SCEN}, {NULL, &s2, big, nbig}};
+    struct bench_run_view runs[] = {{"base & \"x\"", &s1, r, N_SCEN, NULL}, {NULL, &s2, big, nbig, NULL}};
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -497,7 +497,7 @@ static void test_html(void **state)
     /* No runs with pods, no data: still a valid page. */
     struct bench_stats empty;
     bench_stats_compute(NULL, 0, -1, NULL, NULL, 0, &empty);
-    struct bench_run_view one[] = {{"empty", &empty, NULL, 0}};
+    struct bench_run_view one[] = {{"empty", &empty, NULL, 0, NULL}};
     buf = NULL;
     f = open_memstream(&buf, &len);
     assert_true(bench_report_html(f, NULL, one, 1));

@@ -108,10 +108,50 @@ static void test_peek_and_help(void **state)
     free(out);
 }
 
+static bool collect(const char *v, void *target, char *err, size_t len)
+{
+    const char **list = target;
+    if (!strcmp(v, "bad")) {
+        snprintf(err, len, "'%s' is bad", v);
+        return false;
+    }
+    while (*list)
+        list++;
+    *list = v;
+    return true;
+}
+
+static void test_multi_values(void **state)
+{
+    /* clap's num_args = 0..: every argument up to the next flag is a value. */
+    const char *got[8] = {0};
+    const struct flag flags[] = {
+        {"--urls", NULL, FLAG_FUNC_MULTI, got, "URL...", "urls", collect},
+        {"--origins", NULL, FLAG_IGNORE_MULTI, NULL, NULL, NULL, NULL},
+        {"--flag", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
+    };
+    char *argv[] = {"--urls", "a", "b", "--origins", "x", "y", "--flag", "--urls=c", "--urls",
+                    "-", "--origins"};
+    struct flags_result res;
+    char err[256];
+    assert_true(flags_parse(flags, 3, 11, argv, &res, err, sizeof err));
+    assert_string_equal(got[0], "a");
+    assert_string_equal(got[1], "b");
+    assert_string_equal(got[2], "c");
+    assert_string_equal(got[3], "-"); /* "-" alone is a value, as for the other forms */
+    assert_null(got[4]);
+    assert_int_equal(res.n_positional, 0);
+    assert_int_equal(res.n_ignored, 3);
+    char *bad[] = {"--urls", "ok", "bad"};
+    assert_false(flags_parse(flags, 3, 3, bad, &res, err, sizeof err));
+    assert_string_equal(err, "--urls: 'bad' is bad");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_multi_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_peek_and_help),
     };

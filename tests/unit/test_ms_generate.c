@@ -631,7 +631,7 @@ static void test_child_kinds(void **state)
     (void)state;
     const struct ms_child_kind *k;
     size_t nk = ms_child_kinds(&k);
-    assert_int_equal(nk, 9);
+    assert_int_equal(nk, 11);
     size_t pools = 0;
     for (size_t i = 0; i < nk; i++) {
         assert_non_null(k[i].api_version);
@@ -676,6 +676,190 @@ static void test_child_kinds(void **state)
     }
 }
 
+/* spec.<role>.autoscaling: an HPA per role for each metric kind, a KEDA ScaledObject with
+ * per-role Prometheus queries, the Deployment starting at minReplicas, and the errors. */
+static const char AS_HEAD[] =
+    "apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1, namespace: ns1}\n"
+    "spec:\n  routing: {modelName: org/model-A}\n  modelArtifacts: {uri: \"hf://org/model-A\"}\n"
+    "  decoupleScaling: true\n";
+
+static const char *at(const json_t *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    const json_t *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur;
+         k = strtok_r(NULL, ".", &save))
+        cur = k[0] >= '0' && k[0] <= '9' ? json_array_get(cur, (size_t)atoi(k))
+                                         : json_object_get(cur, k);
+    static char out[512];
+    if (json_is_string(cur))
+        return json_string_value(cur);
+    if (json_is_integer(cur)) {
+        snprintf(out, sizeof out, "%lld", (long long)json_integer_value(cur));
+        return out;
+    }
+    return NULL;
+}
+
+static void test_autoscaling_hpa(void **state)
+{
+    (void)state;
+    char cr[4096], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  prefill:\n    containers: [{name: vllm, image: i}]\n"
+             "    autoscaling:\n      minReplicas: 2\n      maxReplicas: 6\n      metrics:\n"
+             "      - {metric: \"vllm:num_requests_waiting\", target: 4}\n"
+             "      - {metric: \"vllm:kv_cache_usage_perc\", target: 0.8, averaging: total}\n"
+             "      - {metric: \"vllm:request_success_total\", target: 5, rate: 2m}\n"
+             "      behavior:\n        scaleDown: {stabilizationWindowSeconds: 120, policies: "
+             "[{type: Pods, value: 1, periodSeconds: 30}]}\n"
+             "  decode:\n    replicas: 3\n    containers: [{name: vllm, image: i}]\n",
+             AS_HEAD);
+    json_t *objs = gen_text(cr, NULL, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    const json_t *h = find(objs, "HorizontalPodAutoscaler", "m1-prefill");
+    assert_non_null(h);
+    assert_null(find(objs, "HorizontalPodAutoscaler", "m1-decode")); /* not autoscaled */
+    assert_string_equal(at(h, "apiVersion"), "autoscaling/v2");
+    assert_string_equal(at(h, "spec.scaleTargetRef.kind"), "Deployment");
+    assert_string_equal(at(h, "spec.scaleTargetRef.name"), "m1-prefill");
+    assert_string_equal(at(h, "spec.minReplicas"), "2");
+    assert_string_equal(at(h, "spec.maxReplicas"), "6");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(h, "metadata"), "labels"),
+                            "llm-d.ai/role")),
+                        "prefill");
+    /* per pod -> Pods metric, AverageValue */
+    assert_string_equal(at(h, "spec.metrics.0.type"), "Pods");
+    assert_string_equal(at(h, "spec.metrics.0.pods.metric.name"), "vllm:num_requests_waiting");
+    assert_string_equal(at(h, "spec.metrics.0.pods.target.averageValue"), "4");
+    /* total -> External, Value, selected by the role's labels; 0.8 -> 800m */
+    assert_string_equal(at(h, "spec.metrics.1.type"), "External");
+    assert_string_equal(at(h, "spec.metrics.1.external.target.value"), "800m");
+    assert_string_equal(at(h, "spec.metrics.1.external.metric.selector.matchLabels.llm_d_ai_role"),
+                        "prefill");
+    /* a counter -> prometheus-adapter's per-second rate */
+    assert_string_equal(at(h, "spec.metrics.2.pods.metric.name"),
+                        "vllm:request_success_per_second");
+    assert_string_equal(at(h, "spec.behavior.scaleDown.stabilizationWindowSeconds"), "120");
+    /* The Deployment starts at minReplicas; the HPA comes after it. */
+    const json_t *d = find(objs, "Deployment", "m1-prefill");
+    assert_string_equal(at(d, "spec.replicas"), "2");
+    assert_string_equal(at(find(objs, "Deployment", "m1-decode"), "spec.replicas"), "3");
+    size_t i, di = 0, hi = 0;
+    json_t *o;
+    json_array_foreach(objs, i, o)
+    {
+        if (o == d)
+            di = i;
+        if (o == h)
+            hi = i;
+    }
+    assert_true(hi > di);
+    json_decref(objs);
+
+    /* The local autoscaler's policy: min/max and the behavior, HPA defaults elsewhere. */
+    struct ms_cr c;
+    assert_true(ms_cr_parse(cr, strlen(cr), "cr.yaml", &c, err, sizeof err));
+    assert_true(c.prefill_as.on);
+    assert_false(c.decode_as.on);
+    assert_int_equal(c.prefill_as.policy.min_replicas, 2);
+    assert_int_equal((int)c.prefill_as.policy.down.window_s, 120);
+    assert_int_equal(c.prefill_as.policy.down.policies[0].type, MS_HPA_PODS);
+    assert_int_equal((int)c.prefill_as.policy.up.n_policies, 2); /* default kept */
+    assert_int_equal((int)c.prefill_as.metrics[2].rate_s, 120);
+    ms_cr_free(&c);
+}
+
+static void test_autoscaling_keda(void **state)
+{
+    (void)state;
+    char cr[4096], err[1024];
+    snprintf(cr, sizeof cr,
+             "%s  decode:\n    containers: [{name: vllm, image: i}]\n"
+             "    autoscaling:\n      engine: keda\n      minReplicas: 0\n      maxReplicas: 8\n"
+             "      prometheus: {serverAddress: \"http://prom.monitoring:9090\"}\n"
+             "      metrics:\n"
+             "      - {metric: \"vllm:num_requests_running\", target: 16}\n"
+             "      - {metric: \"vllm:request_success_total\", target: 2.5, averaging: total}\n"
+             "      behavior: {scaleUp: {stabilizationWindowSeconds: 30}}\n",
+             AS_HEAD);
+    json_t *objs = gen_text(cr, NULL, err, sizeof err);
+    if (!objs)
+        fail_msg("%s", err);
+    const json_t *so = find(objs, "ScaledObject", "m1-decode");
+    assert_non_null(so);
+    assert_string_equal(at(so, "apiVersion"), "keda.sh/v1alpha1");
+    assert_string_equal(at(so, "spec.scaleTargetRef.name"), "m1-decode");
+    assert_string_equal(at(so, "spec.minReplicaCount"), "0");
+    assert_string_equal(at(so, "spec.maxReplicaCount"), "8");
+    assert_string_equal(at(so, "spec.triggers.0.type"), "prometheus");
+    assert_string_equal(at(so, "spec.triggers.0.metricType"), "AverageValue");
+    assert_string_equal(at(so, "spec.triggers.0.metadata.serverAddress"),
+                        "http://prom.monitoring:9090");
+    assert_string_equal(at(so, "spec.triggers.0.metadata.query"),
+                        "sum(vllm:num_requests_running{namespace=\"ns1\",llm_d_ai_role=\"decode\","
+                        "llm_d_ai_model=\"org-model-a\"})");
+    assert_string_equal(at(so, "spec.triggers.0.metadata.threshold"), "16");
+    assert_string_equal(at(so, "spec.triggers.1.metricType"), "Value");
+    assert_string_equal(at(so, "spec.triggers.1.metadata.threshold"), "2.5");
+    assert_non_null(strstr(at(so, "spec.triggers.1.metadata.query"),
+                           "sum(rate(vllm:request_success_total{"));
+    assert_string_equal(at(so, "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp."
+                               "stabilizationWindowSeconds"),
+                        "30");
+    assert_null(find(objs, "HorizontalPodAutoscaler", "m1-decode"));
+    json_decref(objs);
+}
+
+static void test_autoscaling_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 1}]}\n",
+         "cr.yaml: spec.decode.autoscaling: needs spec.decoupleScaling: true"},
+        {"    autoscaling: {minReplicas: 3, maxReplicas: 2, metrics: [{metric: x, target: 1}]}\n",
+         "spec.decode.autoscaling.maxReplicas: 2 is below minReplicas 3"},
+        {"    autoscaling: {maxReplicas: 2}\n", "spec.decode.autoscaling.metrics: required"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 0}]}\n",
+         "spec.decode.autoscaling.metrics[0].target: required, a number > 0"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: \"bad name\", target: 1}]}\n",
+         "spec.decode.autoscaling.metrics[0].metric:"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 1, rate: 1m}]}\n",
+         "metrics[0].rate: only counters"},
+        {"    autoscaling: {maxReplicas: 2, minReplicas: 0, metrics: [{metric: x, target: 1}]}\n",
+         "spec.decode.autoscaling.minReplicas: an integer >= 1"},
+        {"    autoscaling: {engine: keda, maxReplicas: 2, metrics: [{metric: x, target: 1}]}\n",
+         "spec.decode.autoscaling.prometheus.serverAddress: required with engine keda"},
+        {"    autoscaling: {engine: knative, maxReplicas: 2, metrics: [{metric: x, target: 1}]}\n",
+         "spec.decode.autoscaling.engine: hpa (the default) or keda"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 1}], "
+         "behavior: {scaleDown: {policies: [{type: Pods, value: 1, periodSeconds: 4000}]}}}\n",
+         "spec.decode.autoscaling.behavior.scaleDown.policies[0].periodSeconds"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 1}], "
+         "behavior: {scaleUp: {selectPolicy: Maximum}}}\n",
+         "behavior.scaleUp.selectPolicy: Max, Min or Disabled"},
+        {"    autoscaling: {maxReplicas: 2, metrics: [{metric: x, target: 1}], minReplica: 1}\n",
+         "spec.decode.autoscaling.minReplica: unknown field"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cr[2048], err[1024] = "";
+        /* The first case has no decoupleScaling; the rest do. */
+        snprintf(cr, sizeof cr,
+                 "apiVersion: llm-d.ai/v1alpha1\nkind: ModelService\nmetadata: {name: m1}\n"
+                 "spec:\n  routing: {modelName: a/b}\n  modelArtifacts: {uri: \"hf://a/b\"}\n"
+                 "%s  decode:\n    containers: [{name: v, image: i}]\n%s",
+                 i ? "  decoupleScaling: true\n" : "", cases[i].body);
+        json_t *objs = gen_text(cr, NULL, err, sizeof err);
+        if (objs || !strstr(err, cases[i].want))
+            fail_msg("case %zu: want '%s', got '%s'", i, cases[i].want, err);
+    }
+}
+
 static void test_validate_object(void **state)
 {
     (void)state;
@@ -708,6 +892,8 @@ int main(void)
         cmocka_unit_test(test_validate_object), cmocka_unit_test(test_affinity_namespace_model),
         cmocka_unit_test(test_pool_completed),  cmocka_unit_test(test_pool_golden_ref),
         cmocka_unit_test(test_base_obj),        cmocka_unit_test(test_child_kinds),
+        cmocka_unit_test(test_autoscaling_hpa), cmocka_unit_test(test_autoscaling_keda),
+        cmocka_unit_test(test_autoscaling_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,7 +188,7 @@ static void test_errors_name_fields(void **state)
         {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"prompt_logprobs\":25}", "prompt_logprobs",
          "Requested prompt logprobs of 25, which is greater than max allowed: 20"},
         {OPENAI_COMPLETIONS, "{\"prompt\":\"x\",\"max_tokens\":0}", "max_tokens",
-         "'max_tokens' must be at least 1, got 0"},
+         "max_tokens must be at least 1, got 0."},
         {OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}],\"max_tokens\":0,\"echo\":true}",
          "max_tokens", "must be at least 1"},
     };

@@ -404,6 +404,58 @@ static const char *chash_pick(struct sched *s, const char *key, char *out, size_
     return out;
 }
 
+static void test_rendezvous_hash(void **state)
+{
+    /* Highest random weight: the same key -> the same pod in any process and any order;
+     * removing a pod moves only its keys; a blocked (circuit open) pod is skipped. */
+    const char *names[] = {"decode-0", "decode-1", "decode-2", "decode-3"};
+    struct sched_datastore *ds1 = sched_ds_new(), *ds2 = sched_ds_new();
+    for (int i = 0; i < 4; i++) {
+        tu_add(ds1, names[i], SCHED_ROLE_DECODE, NULL, NULL);
+        tu_add(ds2, names[3 - i], SCHED_ROLE_DECODE, NULL, NULL);
+    }
+    struct sched *s1 = tu_one(ds1, "rendezvous-hash-picker", NULL);
+    struct sched *s2 = tu_one(ds2, "rendezvous-hash-picker", NULL);
+    enum { N = 4000 };
+    char(*before)[32] = calloc(N, 32);
+    int per_pod[4] = {0};
+    for (int i = 0; i < N; i++) {
+        char key[32], other[32];
+        snprintf(key, sizeof key, "session-%d", i);
+        chash_pick(s1, key, before[i], 32);
+        chash_pick(s2, key, other, sizeof other);
+        assert_string_equal(before[i], other);
+        per_pod[before[i][7] - '0']++;
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(per_pod[i] > N / 6);
+    assert_true(sched_ds_remove(ds1, "decode-3"));
+    for (int i = 0; i < N; i++) {
+        char key[32], now[32];
+        snprintf(key, sizeof key, "session-%d", i);
+        chash_pick(s1, key, now, sizeof now);
+        if (strcmp(before[i], "decode-3") != 0)
+            assert_string_equal(now, before[i]);
+    }
+    struct sched_endpoint *e = sched_ds_find(ds1, "decode-0");
+    sched_endpoint_set_blocked(e, true);
+    for (int i = 0; i < 500; i++) {
+        char key[32], now[32];
+        snprintf(key, sizeof key, "session-%d", i);
+        chash_pick(s1, key, now, sizeof now);
+        assert_string_not_equal(now, "decode-0");
+        if (strcmp(before[i], "decode-0") != 0 && strcmp(before[i], "decode-3") != 0)
+            assert_string_equal(now, before[i]);
+    }
+    sched_endpoint_set_blocked(e, false);
+    sched_endpoint_unref(e);
+    free(before);
+    sched_free(s1);
+    sched_free(s2);
+    sched_ds_free(ds1);
+    sched_ds_free(ds2);
+}
+
 static void test_consistent_hash(void **state)
 {
     const char *names[] = {"decode-0", "decode-1", "decode-2", "decode-3"};
@@ -731,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_random_and_weighted_random),
         cmocka_unit_test(test_round_robin_order),
         cmocka_unit_test(test_consistent_hash),
+        cmocka_unit_test(test_rendezvous_hash),
         cmocka_unit_test(test_power_of_two),
         cmocka_unit_test(test_cache_aware),
         cmocka_unit_test(test_pd_profile_handler),
