@@ -219,6 +219,33 @@ static bool append_content(const json_t *content, struct buf *out, size_t idx,
     return true;
 }
 
+/* An assistant turn's tool calls, the way Hermes-style chat templates write them, so a
+ * multi-turn tool conversation's prompt carries the calls it made. */
+static void append_tool_calls(const json_t *calls, struct buf *out)
+{
+    size_t i;
+    const json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        const json_t *fn = json_object_get(call, "function");
+        const json_t *name = json_object_get(fn, "name");
+        const json_t *args = json_object_get(fn, "arguments");
+        buf_append_str(out, "<tool_call>\n{\"name\": ");
+        if (json_is_string(name))
+            json_quote(out, json_string_value(name), json_string_length(name));
+        else
+            buf_append_str(out, "null");
+        buf_append_str(out, ", \"arguments\": ");
+        if (json_is_string(args))
+            buf_append(out, json_string_value(args), json_string_length(args));
+        else if (args)
+            json_dump_to(out, args);
+        else
+            buf_append_str(out, "{}");
+        buf_append_str(out, "}\n</tool_call>");
+    }
+}
+
 bool openai_render_chat(const json_t *messages, struct buf *out, struct openai_error *err)
 {
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
@@ -239,6 +266,7 @@ bool openai_render_chat(const json_t *messages, struct buf *out, struct openai_e
         buf_append_char(out, '\n');
         if (!append_content(json_object_get(m, "content"), out, i, err))
             return false;
+        append_tool_calls(json_object_get(m, "tool_calls"), out);
         buf_append_str(out, "<|im_end|>\n");
     }
     buf_append_str(out, "<|im_start|>assistant\n");

@@ -129,7 +129,8 @@ void openai_request_free(struct openai_request *r);
 /* Renders chat messages into one prompt with a ChatML-like template:
  *   <|im_start|>ROLE\nCONTENT<|im_end|>\n ... <|im_start|>assistant\n
  * Content may be a string or a list of {"type":"text","text":...} parts (other part
- * types are skipped). Returns false with err on malformed messages. */
+ * types are skipped). An assistant message's tool_calls follow its content as
+ * <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call> (Hermes style). Returns false with err on malformed messages. */
 bool openai_render_chat(const json_t *messages, struct buf *out, struct openai_error *err);
 
 #endif

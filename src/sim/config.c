@@ -255,8 +255,8 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         {"--revision", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--distributed-executor-backend", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--chat-template", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
-        {"--enable-auto-tool-choice", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
-        {"--tool-call-parser", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--enable-auto-tool-choice", NULL, FLAG_BOOL, &cfg->enable_auto_tool_choice, NULL, "tool_choice \"auto\" (and tools without a tool_choice) may answer with tool calls", NULL},
+        {"--tool-call-parser", NULL, FLAG_STRING, &cfg->tool_call_parser, "NAME", "vLLM's parser name (hermes, llama3_json, ...): required with --enable-auto-tool-choice, otherwise unused", NULL},
         {"--max-logprobs", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--compilation-config", "-O", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--kv-events-config", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
@@ -319,6 +319,11 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     }
     if (cfg->failure_rate < 0 || cfg->failure_rate > 1) {
         fprintf(stderr, "tandem sim: --failure-rate: %g is not in [0, 1]\n", cfg->failure_rate);
+        return -1;
+    }
+    if (cfg->enable_auto_tool_choice && !cfg->tool_call_parser) {
+        /* vLLM refuses to start this way too. */
+        fprintf(stderr, "tandem sim: --enable-auto-tool-choice requires --tool-call-parser\n");
         return -1;
     }
     if (strcmp(r.mode, "random") == 0) {

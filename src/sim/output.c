@@ -192,6 +192,19 @@ void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
         apply_stop(q, o);
 }
 
+void sim_output_from_text(const struct openai_request *q, const struct sim_choice *c,
+                          const char *text, size_t len, uint32_t max_tokens, struct sim_output *o)
+{
+    memset(o, 0, sizeof *o);
+    uint32_t cap = 0;
+    uint64_t h = prompt_hash(c);
+    push_text(o, &cap, &h, text, len, max_tokens);
+    o->final_len = o->text.len;
+    /* Complete with room to spare: the model would sample EOS next (a natural stop). */
+    o->finish = o->text.len == len && o->n < max_tokens ? SIM_FINISH_STOP : SIM_FINISH_LENGTH;
+    apply_stop(q, o);
+}
+
 void sim_output_free(struct sim_output *o)
 {
     free(o->ids);
@@ -204,9 +217,9 @@ void sim_output_free(struct sim_output *o)
 
 /* --- rendering ------------------------------------------------------------------- */
 
-static const char *finish_str(enum sim_finish f)
+static const char *finish_str(const struct sim_choice *c, enum sim_finish f)
 {
-    return f == SIM_FINISH_STOP ? "stop" : "length";
+    return sim_tool_finish(c, f == SIM_FINISH_STOP ? "stop" : "length");
 }
 
 /* Text token i contributes to the reported output (clipped at a stop string). */
@@ -610,7 +623,15 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
         if (i)
             buf_append_char(out, ',');
         buf_printf(out, "{\"index\":%u,", c->index);
-        if (chat) {
+        if (chat && c->tool) {
+            buf_append_str(out, "\"message\":");
+            sim_tool_render_message(c, o->text.data ? o->text.data : "", reported_len(c), out);
+            buf_append_str(out, ",\"logprobs\":");
+            if (r->oreq.chat_logprobs)
+                chat_logprobs(r, c, 0, c->produced, out);
+            else
+                buf_append_str(out, "null");
+        } else if (chat) {
             buf_append_str(out, "\"message\":{\"role\":\"assistant\",\"content\":");
             json_quote(out, o->text.data ? o->text.data : "", reported_len(c));
             buf_append_str(out, ",\"refusal\":null,\"tool_calls\":[],\"reasoning_content\":null},"
@@ -630,7 +651,7 @@ void sim_render_response(const struct sim_req *r, const char *kv_params, struct 
             else
                 buf_append_str(out, "null");
         }
-        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+        buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->finish));
         append_stop_reason(out, c);
         if (!chat) {
             buf_append_str(out, ",\"prompt_logprobs\":");
@@ -704,15 +725,32 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
         const char *p;
         size_t n;
         token_text(&c->out, i, &p, &n);
+        if (chat && c->tool && i == 0) {
+            /* vLLM's first tool-call delta: id, type, name, empty arguments. */
+            frame_begin(out);
+            header_fields(r, "chat.completion.chunk", out);
+            buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
+            sim_tool_render_delta(c, true, NULL, 0, out);
+            buf_append_str(out, ",\"logprobs\":null,\"finish_reason\":null}]");
+            if (continuous_usage(r))
+                chunk_usage(out, c->n_prompt, 0);
+            buf_append_char(out, '}');
+            frame_end(out);
+        }
         if (n == 0 && !last && !echo_first)
             continue; /* a token inside a stop string: nothing to show */
         frame_begin(out);
         header_fields(r, chat ? "chat.completion.chunk" : "text_completion", out);
         buf_printf(out, ",\"choices\":[{\"index\":%u,", c->index);
         if (chat) {
-            buf_append_str(out, "\"delta\":{\"content\":");
-            json_quote(out, p, n);
-            buf_append_str(out, "},\"logprobs\":");
+            if (c->tool) {
+                sim_tool_render_delta(c, false, p, n, out);
+            } else {
+                buf_append_str(out, "\"delta\":{\"content\":");
+                json_quote(out, p, n);
+                buf_append_char(out, '}');
+            }
+            buf_append_str(out, ",\"logprobs\":");
             if (r->oreq.chat_logprobs)
                 chat_logprobs(r, c, i, i + 1, out);
             else
@@ -730,7 +768,7 @@ void sim_render_token_chunks(struct sim_req *r, struct sim_choice *c, struct buf
                 buf_append_str(out, "null");
         }
         if (last) {
-            buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->out.finish));
+            buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->out.finish));
             append_stop_reason(out, c);
             c->finish_sent = true;
         } else {
@@ -758,7 +796,7 @@ void sim_render_finish_chunk(const struct sim_req *r, const struct sim_choice *c
     else
         buf_printf(out, ",\"choices\":[{\"index\":%u,\"text\":\"\",\"logprobs\":null",
                    c->index);
-    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c->finish));
+    buf_printf(out, ",\"finish_reason\":\"%s\"", finish_str(c, c->finish));
     append_stop_reason(out, c);
     buf_append_str(out, "}]");
     if (continuous_usage(r))

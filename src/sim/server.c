@@ -523,7 +523,8 @@ static bool prepare_choices(struct sim_server *s, struct sim_req *r)
                          SIM_MAX_PLANNED_TOKENS);
             return false;
         }
-        sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
+        if (q->echo_only || !sim_shape_output(r, c, (uint32_t)want))
+            sim_output_generate(s->cfg, r, c, (uint32_t)want, &c->out);
     }
     return true;
 }
@@ -655,6 +656,8 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
     if (inject_fault(s, r, http_headers_get(&hq->headers, "x-fault")))
         return;
     if (!sim_pd_prepare(r))
+        return;
+    if (!sim_shape_prepare(r))
         return;
     if (!prepare_choices(s, r))
         return;

@@ -67,6 +67,9 @@ struct sim_config {
     long long max_body_bytes;
     long long read_timeout_ms; /* one request's header + body */
     bool access_log;
+    bool enable_auto_tool_choice; /* --enable-auto-tool-choice */
+    const char *tool_call_parser; /* --tool-call-parser NAME (any name; the sim emits
+                                   * tool calls itself and parses nothing) */
 };
 
 /* Fills cfg from argv (flags after "tandem sim"). Returns 0 on success, 1 when --help

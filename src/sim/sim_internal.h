@@ -24,6 +24,7 @@
 #include "openai/openai.h"
 #include "sim/engine.h"
 #include "sim/sim.h"
+#include "sim/tools.h"
 
 struct sim_req;
 struct sim_rank;
@@ -62,6 +63,7 @@ struct sim_choice {
     bool done;
     enum sim_finish finish;
     uint64_t t_admit, t_first, t_last; /* engine time (monotonic ns) */
+    struct sim_tool_call *tool; /* the answer is this tool call (tools.c), or NULL */
 };
 
 enum sim_fault_kind { SIM_FAULT_NONE, SIM_FAULT_HANG, SIM_FAULT_CLOSE_AFTER, SIM_FAULT_SLOW };
@@ -81,6 +83,7 @@ struct sim_req {
     uint32_t n_done;
     bool stream;
     bool role_sent;           /* chat streaming: first chunk with the role went out */
+    struct sim_shape *shape;  /* structured output / tools (tools.c), or NULL: plain text */
     enum sim_pd_role pd;
     /* Decode side: the prefiller's params, checked. */
     const char *remote_host;
@@ -180,6 +183,10 @@ void sim_req_release(struct sim_req *r);
 void sim_output_generate(const struct sim_config *cfg, const struct sim_req *r,
                          const struct sim_choice *c, uint32_t max_tokens, struct sim_output *out);
 void sim_output_free(struct sim_output *o);
+/* Output that is the given text (structured output, tool arguments), cut at max_tokens;
+ * finish STOP when it all fits with room for EOS, else LENGTH. Stop strings apply. */
+void sim_output_from_text(const struct openai_request *q, const struct sim_choice *c,
+                          const char *text, size_t len, uint32_t max_tokens, struct sim_output *o);
 /* Whole non-streaming response body. kv_params: JSON text or NULL ("null"). */
 void sim_render_response(const struct sim_req *r, const char *kv_params, struct buf *out);
 /* Streaming: appends SSE frames for tokens [c->streamed, c->produced) of choice c. */
