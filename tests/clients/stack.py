@@ -43,24 +43,6 @@ def bootstrap(what, n_tests):
     os.execv(py, [py, os.path.abspath(sys.argv[0])] + sys.argv[1:])
 
 
-def needs(branch):
-    """Marks a test that exercises a feature another branch adds to tandem: it runs (never
-    skipped), and its failure names the branch it waits for."""
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-            except Exception as e:
-                why = repr(e)
-                why = why if len(why) < 400 else why[:400] + "..."
-                raise AssertionError("[needs branch %s] %s: %s" % (branch, fn.__name__, why)) \
-                    from e
-        run.__name__ = fn.__name__
-        run.needs = branch
-        return run
-    return wrap
-
-
 def tmpdir(prefix):
     """A temporary folder removed when the test file exits."""
     d = tempfile.mkdtemp(prefix=prefix)

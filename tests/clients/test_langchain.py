@@ -17,7 +17,7 @@ from langchain_core.tools import tool  # noqa: E402
 from langchain_openai import ChatOpenAI, OpenAI  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
-from stack import MODEL, needs  # noqa: E402
+from stack import MODEL  # noqa: E402
 
 TOOL_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 MSGS = [SystemMessage("You are terse."), HumanMessage("Tell me about rivers.")]
@@ -75,7 +75,6 @@ def get_time(zone: str) -> str:
     return "noon in " + zone
 
 
-@needs("sim-struct")
 def test_bind_tools():
     llm, _ = chat(TOOL_FLAGS, max_tokens=1000)
     named = llm.bind_tools([get_weather, get_time], tool_choice="get_time")
@@ -99,7 +98,6 @@ class Person(BaseModel):
     languages: list[str]
 
 
-@needs("sim-struct")
 def test_structured_output():
     llm, _ = chat(max_tokens=1000)
     p = llm.with_structured_output(Person, method="json_schema").invoke(
@@ -112,7 +110,6 @@ def test_structured_output():
     assert out["parsing_error"] is None and isinstance(out["parsed"], Person), out
 
 
-@needs("sim-struct")
 def test_structured_output_json_mode():
     llm, _ = chat(max_tokens=1000)
     d = llm.with_structured_output(None, method="json_mode").invoke(

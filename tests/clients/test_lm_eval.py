@@ -27,7 +27,7 @@ if __name__ == "__main__":
 
 from harness import post, run  # noqa: E402
 
-from stack import MODEL, needs  # noqa: E402
+from stack import MODEL  # noqa: E402
 
 TASKS = os.path.join(stack.HERE, "tasks")
 
@@ -117,7 +117,6 @@ def check_multiple_choice(model_args, encode):
     assert results["acc_norm,none"] == acc_norm, (results, acc_norm)
 
 
-@needs("sim-api (echo with max_tokens 0)")
 def test_loglikelihood_multiple_choice():
     """With a local tokenizer whose ids are UTF-8 bytes: lm-eval sends token-id prompts."""
     tok = stack.byte_tokenizer(stack.tmpdir("tandem-tok-"))
@@ -135,8 +134,6 @@ def sim_tokenize(sim):
     return encode
 
 
-@needs("router: GET /tokenizer_info passed to an engine (router-vr passes /tokenize "
-       "and /detokenize; the sims serve all three since sim-api)")
 def test_loglikelihood_remote_tokenizer():
     """lm-eval with no tokenizer argument at all, as against vLLM started with
     --enable-tokenizer-info-endpoint: it finds /tokenizer_info next to base_url and

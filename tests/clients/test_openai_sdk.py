@@ -1,7 +1,6 @@
 """The official `openai` Python SDK (pinned in requirements.txt) against tandem router in
 front of two tandem sims: every response below is parsed by the SDK's own models and
-stream decoder, not by our code. Tests marked @needs(branch) use a feature that branch
-adds to the sim or the router; they run anyway and their failure names the branch."""
+stream decoder, not by our code."""
 
 import json
 import sys
@@ -16,7 +15,7 @@ import openai  # noqa: E402
 from harness import post, run  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from stack import MODEL, needs  # noqa: E402
+from stack import MODEL  # noqa: E402
 
 TOOL_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 
@@ -103,7 +102,6 @@ def test_stop():
     assert extra(r).get("stop_reason") == stop, r
 
 
-@needs("sim-api")
 def test_include_stop_str_in_output():
     c = client()
     args = dict(model=MODEL, prompt="Say many words", max_tokens=16, seed=5)
@@ -122,7 +120,6 @@ def test_include_stop_str_in_output():
     assert text == head + stop, (text, head + stop)
 
 
-@needs("sim-api")
 def test_n_choices():
     c = client()
     r = c.completions.create(model=MODEL, prompt="pick", max_tokens=4, n=3, seed=1,
@@ -145,7 +142,6 @@ def test_n_choices():
                                           for s in seen.values()), seen
 
 
-@needs("sim-api")
 def test_echo_prompt_logprobs():
     """What lm-eval's loglikelihood needs: echo + max_tokens 0 + logprobs gives the
     prompt's own tokens with their logprobs and generates nothing."""
@@ -166,7 +162,6 @@ def test_echo_prompt_logprobs():
     assert again == lp.token_logprobs
 
 
-@needs("sim-api")
 def test_token_id_prompts():
     """A prompt given as token ids is decoded: echo shows text, not id placeholders. The
     sim's tokenizer is a hash, so the text of an id is the server's /detokenize of it;
@@ -246,7 +241,6 @@ def test_chat_stream():
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 9
 
 
-@needs("sim-api")
 def test_continuous_usage_stats():
     """stream_options.continuous_usage_stats (vLLM): every chunk carries the running
     usage, the finish chunk included; the last one is the total."""
@@ -278,7 +272,6 @@ def check_args(call, tool):
     return args
 
 
-@needs("sim-struct")
 def test_tools_auto():
     """An agent's loop: the model calls the tool the user asks for, the client runs it
     and sends the result back, and the next answer is text."""
@@ -301,7 +294,6 @@ def test_tools_auto():
     assert ch.finish_reason in ("stop", "length"), ch
 
 
-@needs("sim-struct")
 def test_tools_required():
     c = client(TOOL_FLAGS)
     r = c.chat.completions.create(model=MODEL, tools=[WEATHER], tool_choice="required",
@@ -323,7 +315,6 @@ def test_tools_required():
     assert {"city", "unit"} <= set(json.loads(argtext)), argtext
 
 
-@needs("sim-struct")
 def test_tools_named():
     c = client(TOOL_FLAGS)
     r = c.chat.completions.create(
@@ -334,7 +325,6 @@ def test_tools_named():
     check_args(calls[0], TIME)
 
 
-@needs("sim-struct")
 def test_response_format_json_object():
     c = client()
     r = c.chat.completions.create(model=MODEL, messages=chat_msgs("Reply in JSON."),
@@ -348,7 +338,6 @@ class City(BaseModel):
     coastal: bool
 
 
-@needs("sim-struct")
 def test_response_format_json_schema():
     c = client()
     schema = {"type": "object", "properties": {
@@ -370,7 +359,6 @@ def test_response_format_json_schema():
     assert isinstance(city, City) and isinstance(city.population, int), p
 
 
-@needs("sim-struct")
 def test_guided_json():
     """vLLM's own spelling of a JSON-schema constraint, passed as an extra body field."""
     c = client()
@@ -393,7 +381,6 @@ def test_models_list():
     assert ids == [MODEL], ids
 
 
-@needs("sim-api (GET /v1/models/{id}), and the router routing it")
 def test_models_retrieve():
     c = client()
     m = c.models.retrieve(MODEL)
@@ -420,8 +407,6 @@ def test_errors():
         assert e.status_code == 404 and "no-such-model" in e.message, e.message
 
 
-@needs("src/openai/openai.c: vLLM's 'max_tokens must be at least 1, got -1.' (the sim "
-       "quotes the field name)")
 def test_errors_vllm_messages():
     """vLLM's own 400s, word for word as the SDK shows them."""
     c = client()

@@ -279,7 +279,7 @@ def test_errors_name_the_field():
         (b"[1,2]", 400, "JSON object"),
         ({"prompt": 5}, 400, "'prompt'"),
         ({"prompt": "x", "max_tokens": "ten"}, 400, "'max_tokens' must be an integer"),
-        ({"prompt": "x", "max_tokens": 0}, 400, "'max_tokens'"),
+        ({"prompt": "x", "max_tokens": 0}, 400, "max_tokens must be at least 1, got 0."),
         ({"prompt": "x", "stream": "yes"}, 400, "'stream' must be a boolean"),
         ({"prompt": "x", "n": 0}, 400, "n must be at least 1"),
         ({"prompt": "x", "stop": [1]}, 400, "'stop[0]'"),
