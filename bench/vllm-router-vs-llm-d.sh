@@ -10,8 +10,10 @@
 #                pod has the prompt cached)
 # Two workloads: the seed's run-benchmark.sh (vllm bench serve's random 1024 in / 128 out
 # at concurrency 32) and llm-d's shared-prefix one (groups sharing long system prompts),
-# each on fresh engines. Prints the table (throughput, TTFT/ITL p50/p99, cache hit
-# ratio) and appends it to bench/RESULTS.md (RECORD=0 to skip).
+# each on fresh engines. Prints the table (throughput, TTFT/ITL p50/p99, the engines'
+# prefix-cache hit ratio over prompt tokens of both roles, and the share of requests that
+# skipped prefill) and appends it to bench/RESULTS.md (RECORD=0 to skip). The clients'
+# own cached_tokens would say 1.0 for both: a decode pod reports the KV it received.
 #
 # usage: bench/vllm-router-vs-llm-d.sh [BUILD_DIR]  (env: SCALE (0.1), NUM (400),
 #        CONC (32), GSP_RATE (req/s, 24), GSP_DURATION (s, 40), OUT, RECORD)
@@ -75,17 +77,37 @@ run() { # workload label
     --label "$label" --save-result --result-dir "$OUT" --result-filename "$wl-$label.json" \
     --metric-percentiles 50,99 "${args[@]}" >"$OUT/$wl-$label.txt" 2>&1 ||
     { tail -20 "$OUT/$wl-$label.txt" >&2; exit 1; }
+  # engine-side figures: prompt tokens served from a prefix cache (both roles), and how
+  # many requests the prefill engines saw at all
+  python3 - "$PF" "$DC" "$OUT/$wl-$label.engines.json" <<'PY'
+import json, sys, urllib.request
+def scrape(port):
+    out = {}
+    for line in urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=10).read().decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+p, d = scrape(sys.argv[1]), scrape(sys.argv[2])
+hits = p.get("vllm:prefix_cache_hits_total", 0) + d.get("vllm:prefix_cache_hits_total", 0)
+queries = p.get("vllm:prefix_cache_queries_total", 0) + d.get("vllm:prefix_cache_queries_total", 0)
+json.dump({"prefill_requests": p.get("vllm:request_success_total", 0),
+           "decode_requests": d.get("vllm:request_success_total", 0),
+           "prefix_hits": hits, "prefix_queries": queries}, open(sys.argv[3], "w"))
+PY
   stop_all
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); date: $(date -u +%Y-%m-%dT%H:%MZ)"
-rm -f "$OUT"/*.json
+rm -f "$OUT"/*.json "$OUT"/*.engines
 n=0
 for wl in random shared-prefix; do
   for label in vllm-router llm-d vllm-router llm-d; do # A B A B: this machine is noisy
     n=$((n + 1))
     run "$wl" "$label"
     mv "$OUT/$wl-$label.json" "$OUT/$wl-$label-$n.json"
+    mv "$OUT/$wl-$label.engines.json" "$OUT/$wl-$label-$n.engines"
   done
 done
 
@@ -95,23 +117,25 @@ import datetime, glob, io, json, statistics, sys
 out, scale, record, machine, num, conc, rate, dur = sys.argv[1:]
 scale = float(scale)
 o = io.StringIO()
-o.write("| workload | router | runs | output tok/s | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | cache hit ratio |\n")
-o.write("|---|---|---|---|---|---|---|---|---|\n")
+o.write("| workload | router | runs | output tok/s | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | prefix-cache hit ratio | prefill skipped |\n")
+o.write("|---|---|---|---|---|---|---|---|---|---|\n")
 med = lambda xs: statistics.median(xs)
 rows = {}
 for wl in ("random", "shared-prefix"):
     for label in ("vllm-router", "llm-d"):
-        rs = [json.load(open(p)) for p in sorted(glob.glob("%s/%s-%s-*.json" % (out, wl, label)))]
+        paths = sorted(glob.glob("%s/%s-%s-*.json" % (out, wl, label)))
+        rs = [json.load(open(p)) for p in paths]
         if not rs:
             continue
+        es = [json.load(open(p[:-5] + ".engines")) for p in paths]
         g = lambda k: med([r[k] for r in rs])
-        chr_ = [r.get("cache_hit_ratio") for r in rs if r.get("cache_hit_ratio") is not None]
+        hit = med([e["prefix_hits"] / e["prefix_queries"] if e["prefix_queries"] else 0 for e in es])
+        skipped = med([1 - e["prefill_requests"] / e["decode_requests"] if e["decode_requests"] else 0 for e in es])
         row = (g("output_throughput"), g("p50_ttft_ms") / scale, g("p99_ttft_ms") / scale,
-               g("p50_itl_ms") / scale, g("p99_itl_ms") / scale, med(chr_) if chr_ else None)
+               g("p50_itl_ms") / scale, g("p99_itl_ms") / scale, hit, skipped)
         rows[(wl, label)] = row
-        o.write("| %s | %s | %d | %.0f | %.0f | %.0f | %.1f | %.1f | %s |\n" % (
-            wl, label, len(rs), row[0], row[1], row[2], row[3], row[4],
-            "%.2f" % row[5] if row[5] is not None else "-"))
+        o.write("| %s | %s | %d | %.0f | %.0f | %.0f | %.1f | %.1f | %.2f | %.0f%% |\n" % (
+            wl, label, len(rs), row[0], row[1], row[2], row[3], row[4], row[5], 100 * row[6]))
 o.write("\nllm-d / vllm-router (medians): ")
 parts = []
 for wl in ("random", "shared-prefix"):
