@@ -411,7 +411,7 @@ next:
     return fail(s, s->p, "expected ',' or ']'");
 }
 
-static void set_error(const struct scan *s, struct json_err *err)
+static void set_error(const struct scan *s, struct errinfo *err)
 {
     if (!err)
         return;
@@ -428,7 +428,7 @@ static void set_error(const struct scan *s, struct json_err *err)
 }
 
 enum jscan_status jscan_object(const char *text, size_t len, struct jscan_field *fields,
-                               size_t n_fields, struct json_err *err)
+                               size_t n_fields, struct errinfo *err)
 {
     for (size_t i = 0; i < n_fields; i++)
         fields[i].v = (struct jscan_val){0};

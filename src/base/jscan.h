@@ -57,7 +57,7 @@ enum jscan_status {
 /* Validates text (len bytes; NUL bytes are data) as one JSON value and fills the
  * fields' values when it is an object. */
 enum jscan_status jscan_object(const char *text, size_t len, struct jscan_field *fields,
-                               size_t n_fields, struct json_err *err);
+                               size_t n_fields, struct errinfo *err);
 
 /* Type name for messages ("string", "array", ...). */
 const char *jscan_type_name(enum jscan_type t);

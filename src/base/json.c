@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-json_t *json_parse(const char *text, size_t len, struct json_err *err)
+json_t *json_parse(const char *text, size_t len, struct errinfo *err)
 {
     json_error_t je;
     json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
@@ -37,7 +37,7 @@ static const char *type_name(const json_t *v)
     return "value";
 }
 
-static int wrong(const json_t *v, const char *key, const char *want, struct json_err *err)
+static int wrong(const json_t *v, const char *key, const char *want, struct errinfo *err)
 {
     if (err)
         snprintf(err->msg, sizeof err->msg, "'%s' must be %s, got %s", key, want, type_name(v));
@@ -52,7 +52,7 @@ static const json_t *field(const json_t *obj, const char *key)
     return (v && !json_is_null(v)) ? v : NULL;
 }
 
-int json_get_str(const json_t *obj, const char *key, const char **out, struct json_err *err)
+int json_get_str(const json_t *obj, const char *key, const char **out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)
@@ -63,7 +63,7 @@ int json_get_str(const json_t *obj, const char *key, const char **out, struct js
     return 1;
 }
 
-int json_get_int(const json_t *obj, const char *key, long long *out, struct json_err *err)
+int json_get_int(const json_t *obj, const char *key, long long *out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)
@@ -83,7 +83,7 @@ int json_get_int(const json_t *obj, const char *key, long long *out, struct json
     return 1;
 }
 
-int json_get_bool(const json_t *obj, const char *key, bool *out, struct json_err *err)
+int json_get_bool(const json_t *obj, const char *key, bool *out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)
@@ -94,7 +94,7 @@ int json_get_bool(const json_t *obj, const char *key, bool *out, struct json_err
     return 1;
 }
 
-int json_get_num(const json_t *obj, const char *key, double *out, struct json_err *err)
+int json_get_num(const json_t *obj, const char *key, double *out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)
@@ -105,7 +105,7 @@ int json_get_num(const json_t *obj, const char *key, double *out, struct json_er
     return 1;
 }
 
-int json_get_obj(const json_t *obj, const char *key, json_t **out, struct json_err *err)
+int json_get_obj(const json_t *obj, const char *key, json_t **out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)
@@ -116,7 +116,7 @@ int json_get_obj(const json_t *obj, const char *key, json_t **out, struct json_e
     return 1;
 }
 
-int json_get_arr(const json_t *obj, const char *key, json_t **out, struct json_err *err)
+int json_get_arr(const json_t *obj, const char *key, json_t **out, struct errinfo *err)
 {
     const json_t *v = field(obj, key);
     if (!v)

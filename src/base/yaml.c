@@ -43,7 +43,7 @@
 
 struct conv {
     const char *name;
-    struct yaml_err *err;
+    struct errinfo *err;
     size_t budget; /* nodes still allowed to be produced */
     /* The mapping key whose value is being converted: where errors point when the
      * node itself has no position (an empty value has no token). */
@@ -125,10 +125,10 @@ static bool is_singleton(const json_t *v)
     return json_is_null(v) || json_is_true(v) || json_is_false(v);
 }
 
-static void set_err(struct yaml_err *err, const char *name, int line, int column, const char *fmt,
+static void set_err(struct errinfo *err, const char *name, int line, int column, const char *fmt,
                     ...) __attribute__((format(printf, 5, 6)));
 
-static void set_err(struct yaml_err *err, const char *name, int line, int column, const char *fmt,
+static void set_err(struct errinfo *err, const char *name, int line, int column, const char *fmt,
                     ...)
 {
     if (!err)
@@ -649,7 +649,7 @@ static json_t *convert_node(struct conv *c, struct fy_node *n, int depth)
 
 /* jansson needs UTF-8 and libfyaml quietly drops what is not, so check first and say
  * where the bad byte is. */
-static bool check_utf8(const char *text, size_t len, const char *name, struct yaml_err *err)
+static bool check_utf8(const char *text, size_t len, const char *name, struct errinfo *err)
 {
     const unsigned char *s = (const unsigned char *)text;
     int line = 1, col = 1;
@@ -697,7 +697,7 @@ static bool check_utf8(const char *text, size_t len, const char *name, struct ya
  *   - quoted scalars still open at the end of the text.
  * Quote tracking is the YAML rule: ' ends at a ' not doubled, " at a " not escaped; a
  * quote only opens a scalar where one can start (after space, indicator or line start). */
-static bool prescan(const char *text, size_t len, const char *name, struct yaml_err *err)
+static bool prescan(const char *text, size_t len, const char *name, struct errinfo *err)
 {
     int line = 1, col = 1, q_line = 0, q_col = 0;
     char quote = 0;
@@ -806,7 +806,7 @@ static void stream_close(struct stream *st)
 
 /* Next document, or NULL at the end (*failed false) or on a parse error (*failed true,
  * err filled from the first error libfyaml collected). */
-static struct fy_document *stream_next(struct stream *st, const char *name, struct yaml_err *err,
+static struct fy_document *stream_next(struct stream *st, const char *name, struct errinfo *err,
                                        bool *failed)
 {
     *failed = false;
@@ -848,7 +848,7 @@ static void pos_keep(const struct yaml_positions *scratch, struct yaml_positions
     }
 }
 
-static json_t *parse(const char *text, size_t len, const char *name, struct yaml_err *err, bool all,
+static json_t *parse(const char *text, size_t len, const char *name, struct errinfo *err, bool all,
                      struct yaml_positions **pos)
 {
     if (pos)
@@ -908,17 +908,17 @@ static json_t *parse(const char *text, size_t len, const char *name, struct yaml
     return result;
 }
 
-json_t *yaml_parse(const char *text, size_t len, const char *name, struct yaml_err *err)
+json_t *yaml_parse(const char *text, size_t len, const char *name, struct errinfo *err)
 {
     return parse(text, len, name, err, false, NULL);
 }
 
-json_t *yaml_parse_all(const char *text, size_t len, const char *name, struct yaml_err *err)
+json_t *yaml_parse_all(const char *text, size_t len, const char *name, struct errinfo *err)
 {
     return parse(text, len, name, err, true, NULL);
 }
 
-json_t *yaml_load_file(const char *path, struct yaml_err *err)
+json_t *yaml_load_file(const char *path, struct errinfo *err)
 {
     struct buf b = BUF_INIT;
     int e = buf_read_file(&b, path);
@@ -935,7 +935,7 @@ json_t *yaml_load_file(const char *path, struct yaml_err *err)
 }
 
 json_t *yaml_parse_pos(const char *text, size_t len, const char *name, struct yaml_positions **pos,
-                       struct yaml_err *err)
+                       struct errinfo *err)
 {
     return parse(text, len, name, err, false, pos);
 }

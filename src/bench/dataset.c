@@ -414,7 +414,7 @@ static bool parse_turn(const json_t *t, const char *path, size_t e, size_t k, en
 {
     if (!json_is_object(t))
         return fail(err, errlen, "%s: entry %zu: turn %zu must be an object", path, e, k);
-    struct json_err je;
+    struct errinfo je;
     const char *who = NULL, *val = NULL;
     int rc = json_get_str(t, "from", &who, &je);
     if (rc == 0)
@@ -453,7 +453,7 @@ static bool load_sharegpt(const struct bench_dataset_opts *o, struct bench_datas
     char *data = read_file(path, &flen, err, errlen);
     if (!data)
         return false;
-    struct json_err je = {{0}};
+    struct errinfo je = {.msg = {0}};
     json_t *root = json_parse(data, flen, &je);
     free(data);
     if (!root)

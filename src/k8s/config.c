@@ -229,7 +229,7 @@ bool k8s_config_from_kubeconfig(const char *text, size_t len, const char *path,
                                 const char *context, struct k8s_config *out, char *err,
                                 size_t errlen)
 {
-    struct yaml_err ye;
+    struct errinfo ye;
     json_t *doc = yaml_parse(text, len, path, &ye);
     if (!doc) {
         snprintf(err, errlen, "%s", ye.msg);
@@ -308,7 +308,7 @@ static bool load_files(const char *list, const char *context, struct k8s_config 
             ok = false;
             break;
         }
-        struct yaml_err ye;
+        struct errinfo ye;
         json_t *doc = yaml_parse(b.data ? b.data : "", b.len, p, &ye);
         buf_free(&b);
         if (!doc || !json_is_object(doc)) {

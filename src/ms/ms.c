@@ -131,7 +131,7 @@ static bool cr_parse(const char *text, size_t len, const char *name, struct ms_c
 {
     memset(cr, 0, sizeof *cr);
     snprintf(cr->path, sizeof cr->path, "%s", name);
-    struct yaml_err ye;
+    struct errinfo ye;
     cr->doc = yaml_parse(text, len, name, &ye);
     if (!cr->doc)
         return failf(err, errlen, "%s", ye.msg);
@@ -403,7 +403,7 @@ static json_t *make_vars(const struct ms_cr *cr, const struct names *n, const ch
 static bool render(const char *text, const char *where, const json_t *vars, struct buf *out,
                    char *err, size_t errlen)
 {
-    struct tmpl_err te;
+    struct errinfo te;
     if (!tmpl_render(text, strlen(text), where, vars, NULL, 0, out, &te))
         return failf(err, errlen, "%s", te.msg);
     return true;
@@ -423,7 +423,7 @@ static json_t *render_manifest(const json_t *data, const char *key, const char *
         buf_free(&out);
         return NULL;
     }
-    struct yaml_err ye;
+    struct errinfo ye;
     json_t *v = list ? yaml_parse_all(out.data ? out.data : "", out.len, where, &ye)
                      : yaml_parse(out.data ? out.data : "", out.len, where, &ye);
     buf_free(&out);
@@ -1158,7 +1158,7 @@ static bool load_base(const struct ms_gen_opts *o, json_t **out, const char **bf
     *out = NULL;
     *bfile = o->base_path ? o->base_path : "<baseconfig>";
     if (o->base_path || o->base_text) {
-        struct yaml_err ye;
+        struct errinfo ye;
         if (o->base_text) {
             base = yaml_parse(o->base_text, strlen(o->base_text), *bfile, &ye);
         } else {

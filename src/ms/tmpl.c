@@ -140,10 +140,10 @@ static void pos_of(const char *text, size_t len, size_t off, int *line, int *col
     *col = c;
 }
 
-static void set_errv(struct tmpl_err *err, const char *name, const char *text, size_t len,
+static void set_errv(struct errinfo *err, const char *name, const char *text, size_t len,
                      size_t off, const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 
-static void set_errv(struct tmpl_err *err, const char *name, const char *text, size_t len,
+static void set_errv(struct errinfo *err, const char *name, const char *text, size_t len,
                      size_t off, const char *fmt, va_list ap)
 {
     if (!err)
@@ -158,7 +158,7 @@ static void set_errv(struct tmpl_err *err, const char *name, const char *text, s
 
 struct parser {
     struct tmpl *t;
-    struct tmpl_err *err;
+    struct errinfo *err;
     bool failed;
     struct tok *toks;
     size_t ntoks, cap, pos;
@@ -1044,7 +1044,7 @@ static bool parse_list(struct parser *p, struct node **head, enum stop *stop, si
 }
 
 struct tmpl *tmpl_parse(const char *text, size_t len, const char *name,
-                        const struct tmpl_func *funcs, size_t nfuncs, struct tmpl_err *err)
+                        const struct tmpl_func *funcs, size_t nfuncs, struct errinfo *err)
 {
     struct tmpl *t = xcalloc(1, sizeof *t);
     t->name = xstrdup(name ? name : "template");
@@ -1833,7 +1833,7 @@ struct ex {
     size_t max_bytes, steps_left;
     struct var *vars;
     size_t nvars, capvars;
-    struct tmpl_err *err;
+    struct errinfo *err;
     enum { FLOW_NONE, FLOW_BREAK, FLOW_CONTINUE } flow;
 };
 
@@ -2208,7 +2208,7 @@ static bool exec_list(struct ex *x, const json_t *dot, const struct node *n)
 }
 
 bool tmpl_exec(const struct tmpl *t, const json_t *data, const struct tmpl_limits *limits,
-               struct buf *out, struct tmpl_err *err)
+               struct buf *out, struct errinfo *err)
 {
     struct ex x = {
         .t = t,
@@ -2232,7 +2232,7 @@ bool tmpl_exec(const struct tmpl *t, const json_t *data, const struct tmpl_limit
 
 bool tmpl_render(const char *text, size_t len, const char *name, const json_t *data,
                  const struct tmpl_func *funcs, size_t nfuncs, struct buf *out,
-                 struct tmpl_err *err)
+                 struct errinfo *err)
 {
     struct tmpl *t = tmpl_parse(text, len, name, funcs, nfuncs, err);
     if (!t)

@@ -31,12 +31,8 @@
 #include <jansson.h>
 
 #include "base/buf.h"
+#include "base/err.h"
 
-struct tmpl_err {
-    char msg[512];
-    int line; /* 1-based; 0 if unknown */
-    int column;
-};
 
 /* A function callable from templates. args are borrowed (never NULL: nil is json null)
  * and live for the call; on success set *out to a new reference and return true; on
@@ -60,7 +56,7 @@ struct tmpl;
  * bad syntax are errors here. Returns a template owned by the caller (tmpl_free), or NULL
  * with err filled. text need not be NUL-terminated; it is copied. */
 struct tmpl *tmpl_parse(const char *text, size_t len, const char *name,
-                        const struct tmpl_func *funcs, size_t nfuncs, struct tmpl_err *err);
+                        const struct tmpl_func *funcs, size_t nfuncs, struct errinfo *err);
 
 struct tmpl_limits {
     size_t max_bytes; /* output, and any one string made while executing; 0: 64 MiB */
@@ -72,13 +68,13 @@ struct tmpl_limits {
  * is truncated back to its length on entry. t is not changed: one template may be
  * executed many times, from several threads at once. */
 bool tmpl_exec(const struct tmpl *t, const json_t *data, const struct tmpl_limits *limits,
-               struct buf *out, struct tmpl_err *err);
+               struct buf *out, struct errinfo *err);
 
 void tmpl_free(struct tmpl *t);
 
 /* Parse and execute in one call, for templates used once. */
 bool tmpl_render(const char *text, size_t len, const char *name, const json_t *data,
                  const struct tmpl_func *funcs, size_t nfuncs, struct buf *out,
-                 struct tmpl_err *err);
+                 struct errinfo *err);
 
 #endif

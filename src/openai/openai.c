@@ -81,7 +81,7 @@ void openai_error_body(struct buf *out, const struct openai_error *e)
 }
 
 /* Field errors from base/json come as "'x' must be ..."; wrap them. */
-static bool field_err(struct openai_error *err, const char *param, const struct json_err *je)
+static bool field_err(struct openai_error *err, const char *param, const struct errinfo *je)
 {
     openai_error_set(err, 400, param, "%s", je->msg);
     return false;
@@ -321,7 +321,7 @@ static void last_message(const json_t *messages, struct arena *a, struct openai_
 static bool parse_fields(json_t *root, struct arena *a, struct openai_request *r,
                          struct openai_error *err)
 {
-    struct json_err je;
+    struct errinfo je;
     if (!json_is_object(root)) {
         openai_error_set(err, 400, NULL, "request body must be a JSON object");
         return false;
@@ -532,7 +532,7 @@ bool openai_request_parse(enum openai_api api, const char *body, size_t len, str
     out->n = 1;
     out->temperature = 1.0;
     out->top_p = 1.0;
-    struct json_err je;
+    struct errinfo je;
     /* A long string prompt is most of the body: building a DOM of it costs ~5 ns a
      * byte. jscan validates the body and finds the prompt; the DOM is built of the body
      * with the prompt's contents cut out, and the prompt is decoded into the arena. */

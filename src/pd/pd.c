@@ -17,7 +17,7 @@
 static bool nixl_prefill_body(const char *path, const char *body, size_t len, struct buf *out,
                               char *err, size_t errlen)
 {
-    struct json_err je;
+    struct errinfo je;
     json_t *root = json_parse(body, len, &je);
     if (!root || !json_is_object(root)) {
         snprintf(err, errlen, "%s", root ? "request body must be a JSON object" : je.msg);
@@ -49,7 +49,7 @@ static bool nixl_prefill_body(const char *path, const char *body, size_t len, st
 static bool nixl_decode_body(const char *body, size_t len, const char *resp, size_t resp_len,
                              struct buf *out, const char **why)
 {
-    struct json_err je;
+    struct errinfo je;
     json_t *r = json_parse(resp, resp_len, &je);
     json_t *kv = json_is_object(r) ? json_object_get(r, "kv_transfer_params") : NULL;
     if (!json_is_object(kv)) {

@@ -520,7 +520,7 @@ static bool spec_from_json(const json_t *item, size_t idx, const char *path,
 
 bool router_load_endpoints_file(struct router *r, const char *path, char *err, size_t errlen)
 {
-    struct yaml_err ye;
+    struct errinfo ye;
     json_t *doc = yaml_load_file(path, &ye);
     if (!doc) {
         snprintf(err, errlen, "%s", ye.msg);

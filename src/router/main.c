@@ -135,7 +135,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 
 static bool build_scheduler(struct router *r)
 {
-    struct sched_err err = {{0}};
+    struct errinfo err = {.msg = {0}};
     const char *text = NULL, *name = NULL;
     size_t len = 0;
     char *owned = NULL;

@@ -500,7 +500,7 @@ int router_parse_body(struct sched_request *s, struct arena *a, const char *meth
         [F_MESSAGES] = {.key = "messages"},  [F_USER] = {.key = "user"},
         [F_SESSION] = {.key = "session_id"}, [F_STREAM] = {.key = "stream"},
     };
-    struct json_err je;
+    struct errinfo je;
     if (jscan_object(body, body_len, f, N_FIELDS, &je) != JSCAN_OK) {
         snprintf(msg, cap, "%s", je.msg);
         return 400;

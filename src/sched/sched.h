@@ -19,6 +19,7 @@
 
 #include "base/buf.h"
 #include "net/http.h"
+#include "base/err.h"
 
 /* --- endpoints ---------------------------------------------------------------------- */
 
@@ -157,9 +158,6 @@ void sched_result_release(struct sched_result *r);
 
 struct sched;
 
-struct sched_err {
-    char msg[512]; /* "FILE:LINE: field: why" for config errors */
-};
 
 /* Builds a scheduler from an EndpointPickerConfig (YAML or JSON text; name is used in
  * errors, e.g. the file path or "<config-text>"). NULL text = the default profile
@@ -167,7 +165,7 @@ struct sched_err {
  * max-score-picker). Returns NULL with err on any problem. ds is borrowed and must
  * outlive the scheduler (sched_free before sched_ds_free). */
 struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len, const char *name,
-                        struct sched_err *err);
+                        struct errinfo *err);
 /* The config text for a --policy preset (round_robin, random, consistent_hash,
  * power_of_two, cache_aware, llm-d); NULL for an unknown name. Static string. */
 const char *sched_policy_config(const char *policy);

@@ -131,7 +131,7 @@ void sched_free(struct sched *s)
 struct loader {
     const char *name;
     struct yaml_positions *pos;
-    struct sched_err *err;
+    struct errinfo *err;
     /* The entry being loaded: its line stands in for values that have no recorded
      * position (null/true/false, empty collections). */
     const json_t *ctx;
@@ -436,7 +436,7 @@ static int load(struct sched *s, struct loader *L, const json_t *root)
 }
 
 struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len, const char *name,
-                        struct sched_err *err)
+                        struct errinfo *err)
 {
     if (err)
         err->msg[0] = 0;
@@ -447,7 +447,7 @@ struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len
     }
     if (!name)
         name = "<config-text>";
-    struct yaml_err ye;
+    struct errinfo ye;
     memset(&ye, 0, sizeof ye);
     struct yaml_positions *pos = NULL;
     json_t *root = yaml_parse_pos(text, len, name, &pos, &ye);

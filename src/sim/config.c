@@ -94,7 +94,7 @@ struct raw_flags {
     const char *served, *mode, *log_level, *failure_types, *profile;
     double time_scale, step_base_ms, prefill_rate, decode_per_seq_ms, decode_per_ctx_us;
     double kv_bw, kv_latency_ms, kv_bytes_per_token, fault_slow_ms;
-    bool log_json;
+    bool log_json, no_details, no_access_log;
 };
 
 static bool parse_failure_types(const char *v, struct sim_config *cfg, char *err, size_t len)
@@ -145,7 +145,9 @@ static bool split_names(const char *v, struct sim_config *cfg, char *err, size_t
         }                                                                                   \
     } while (0)
 
-int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
+/* The profile (--profile is read first: every engine default comes from it) and the
+ * defaults of everything else. -1 on an unknown profile. */
+static int set_defaults(struct sim_config *cfg, struct raw_flags *raw, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
     const char *profile = flags_peek(argc, argv, "--profile");
@@ -169,7 +171,7 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     cfg->data_parallel_size = 1;
     cfg->access_log = true;
 
-    struct raw_flags r = {
+    *raw = (struct raw_flags){
         .port = 8000,
         .block_size = 16,
         .num_gpu_blocks = p->num_gpu_blocks,
@@ -189,48 +191,53 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         .mode = "random",
         .log_level = "info",
     };
-    const char *failure_types = NULL, *served = NULL;
-    bool no_details = false, no_access_log = false;
     const char *pod_env = getenv("POD_NAME");
     cfg->pod_name = pod_env && *pod_env ? pod_env : NULL;
+    return 0;
+}
 
-    const struct flag flags[] = {
+/* The flag table: values land in cfg or in r (converted and checked by apply()). vLLM's
+ * flags that do not matter to a simulator are rows too (accepted, noted in the log). */
+#define SIM_N_FLAGS 80
+static size_t sim_flags(struct sim_config *cfg, struct raw_flags *r, struct flag *out)
+{
+    const struct flag rows[] = {
         {"--model", NULL, FLAG_STRING, &cfg->model, "NAME", "model name (default facebook/opt-125m); also the first positional argument", NULL},
-        {"--served-model-name", NULL, FLAG_STRING, &served, "A,B", "names the API accepts (comma-separated); the first is reported", NULL},
+        {"--served-model-name", NULL, FLAG_STRING, &r->served, "A,B", "names the API accepts (comma-separated); the first is reported", NULL},
         {"--host", NULL, FLAG_STRING, &cfg->host, "ADDR", "listen address (default 0.0.0.0)", NULL},
-        {"--port", NULL, FLAG_INT, &r.port, "N", "listen port (default 8000)", NULL},
-        {"--profile", NULL, FLAG_STRING, &r.profile, "NAME", "engine profile: h100-32b, h100-8b (default), fast", NULL},
-        {"--time-scale", NULL, FLAG_DOUBLE, &r.time_scale, "F", "multiply every modeled duration (0.01 = 100x faster)", NULL},
-        {"--block-size", NULL, FLAG_INT, &r.block_size, "N", "tokens per KV block (16)", NULL},
-        {"--num-gpu-blocks", NULL, FLAG_INT, &r.num_gpu_blocks, "N", "KV cache blocks (profile)", NULL},
-        {"--num-gpu-blocks-override", NULL, FLAG_INT, &r.num_gpu_blocks, "N", NULL, NULL},
-        {"--max-num-seqs", NULL, FLAG_INT, &r.max_num_seqs, "N", "running sequences cap (profile)", NULL},
-        {"--max-num-batched-tokens", NULL, FLAG_INT, &r.max_batched, "N", "token budget per step (profile)", NULL},
-        {"--max-model-len", NULL, FLAG_INT, &r.max_model_len, "N", "prompt + output limit in tokens (profile)", NULL},
-        {"--step-base-ms", NULL, FLAG_DOUBLE, &r.step_base_ms, "MS", "fixed cost of one engine step (profile)", NULL},
-        {"--prefill-rate", NULL, FLAG_DOUBLE, &r.prefill_rate, "TOK/S", "prefill tokens per second (profile)", NULL},
-        {"--decode-per-seq-ms", NULL, FLAG_DOUBLE, &r.decode_per_seq_ms, "MS", "step cost per decoding sequence (profile)", NULL},
-        {"--decode-per-ctx-token-us", NULL, FLAG_DOUBLE, &r.decode_per_ctx_us, "US", "step cost per context token of decodes (profile)", NULL},
-        {"--mode", NULL, FLAG_STRING, &r.mode, "random|echo", "output text: random words (default) or echo the prompt", NULL},
-        {"--seed", NULL, FLAG_INT, &r.seed, "N", "seed for generated text and lengths (0)", NULL},
-        {"--hash-seed", NULL, FLAG_INT, &r.hash_seed, "N", "prefix-cache hash chain seed (0)", NULL},
+        {"--port", NULL, FLAG_INT, &r->port, "N", "listen port (default 8000)", NULL},
+        {"--profile", NULL, FLAG_STRING, &r->profile, "NAME", "engine profile: h100-32b, h100-8b (default), fast", NULL},
+        {"--time-scale", NULL, FLAG_DOUBLE, &r->time_scale, "F", "multiply every modeled duration (0.01 = 100x faster)", NULL},
+        {"--block-size", NULL, FLAG_INT, &r->block_size, "N", "tokens per KV block (16)", NULL},
+        {"--num-gpu-blocks", NULL, FLAG_INT, &r->num_gpu_blocks, "N", "KV cache blocks (profile)", NULL},
+        {"--num-gpu-blocks-override", NULL, FLAG_INT, &r->num_gpu_blocks, "N", NULL, NULL},
+        {"--max-num-seqs", NULL, FLAG_INT, &r->max_num_seqs, "N", "running sequences cap (profile)", NULL},
+        {"--max-num-batched-tokens", NULL, FLAG_INT, &r->max_batched, "N", "token budget per step (profile)", NULL},
+        {"--max-model-len", NULL, FLAG_INT, &r->max_model_len, "N", "prompt + output limit in tokens (profile)", NULL},
+        {"--step-base-ms", NULL, FLAG_DOUBLE, &r->step_base_ms, "MS", "fixed cost of one engine step (profile)", NULL},
+        {"--prefill-rate", NULL, FLAG_DOUBLE, &r->prefill_rate, "TOK/S", "prefill tokens per second (profile)", NULL},
+        {"--decode-per-seq-ms", NULL, FLAG_DOUBLE, &r->decode_per_seq_ms, "MS", "step cost per decoding sequence (profile)", NULL},
+        {"--decode-per-ctx-token-us", NULL, FLAG_DOUBLE, &r->decode_per_ctx_us, "US", "step cost per context token of decodes (profile)", NULL},
+        {"--mode", NULL, FLAG_STRING, &r->mode, "random|echo", "output text: random words (default) or echo the prompt", NULL},
+        {"--seed", NULL, FLAG_INT, &r->seed, "N", "seed for generated text and lengths (0)", NULL},
+        {"--hash-seed", NULL, FLAG_INT, &r->hash_seed, "N", "prefix-cache hash chain seed (0)", NULL},
         {"--pod-name", NULL, FLAG_STRING, &cfg->pod_name, "NAME", "x-inference-pod header value (env POD_NAME)", NULL},
         {"--advertise-host", NULL, FLAG_STRING, &cfg->advertise_host, "ADDR", "remote_host given to decoders in kv_transfer_params (default: listen address, or 127.0.0.1)", NULL},
         {"--kv-hold-timeout", NULL, FLAG_DOUBLE, &cfg->kv_hold_timeout_s, "S", "seconds a prefill keeps KV blocks for the decoder (480)", NULL},
-        {"--kv-transfer-bandwidth", NULL, FLAG_DOUBLE, &r.kv_bw, "B/S", "KV transfer bandwidth in bytes/s (profile)", NULL},
-        {"--kv-transfer-latency-ms", NULL, FLAG_DOUBLE, &r.kv_latency_ms, "MS", "fixed cost of one KV transfer (profile)", NULL},
-        {"--kv-bytes-per-token", NULL, FLAG_DOUBLE, &r.kv_bytes_per_token, "B", "KV bytes per token (profile)", NULL},
+        {"--kv-transfer-bandwidth", NULL, FLAG_DOUBLE, &r->kv_bw, "B/S", "KV transfer bandwidth in bytes/s (profile)", NULL},
+        {"--kv-transfer-latency-ms", NULL, FLAG_DOUBLE, &r->kv_latency_ms, "MS", "fixed cost of one KV transfer (profile)", NULL},
+        {"--kv-bytes-per-token", NULL, FLAG_DOUBLE, &r->kv_bytes_per_token, "B", "KV bytes per token (profile)", NULL},
         {"--failure-rate", NULL, FLAG_DOUBLE, &cfg->failure_rate, "P", "fraction of requests answered with an injected error (0)", NULL},
-        {"--failure-types", NULL, FLAG_STRING, &failure_types, "CODES", "statuses to inject, e.g. 429,503,500,400 (default 503)", NULL},
-        {"--fault-slow-ms", NULL, FLAG_DOUBLE, &r.fault_slow_ms, "MS", "delay added by x-fault: slow (2000)", NULL},
-        {"--no-prompt-tokens-details", NULL, FLAG_BOOL, &no_details, NULL, "report usage.prompt_tokens_details as null, like vLLM's default", NULL},
+        {"--failure-types", NULL, FLAG_STRING, &r->failure_types, "CODES", "statuses to inject, e.g. 429,503,500,400 (default 503)", NULL},
+        {"--fault-slow-ms", NULL, FLAG_DOUBLE, &r->fault_slow_ms, "MS", "delay added by x-fault: slow (2000)", NULL},
+        {"--no-prompt-tokens-details", NULL, FLAG_BOOL, &r->no_details, NULL, "report usage.prompt_tokens_details as null, like vLLM's default", NULL},
         {"--emit-deprecated-metrics", NULL, FLAG_BOOL, &cfg->emit_deprecated_metrics, NULL, "also emit vllm:gpu_cache_usage_perc for older scrapers", NULL},
         {"--stats-interval", NULL, FLAG_DOUBLE, &cfg->stats_interval_s, "S", "seconds between engine stats log lines, 0 = off (10)", NULL},
-        {"--max-body-bytes", NULL, FLAG_INT, &r.max_body_bytes, "N", "largest request body accepted (32 MiB)", NULL},
+        {"--max-body-bytes", NULL, FLAG_INT, &r->max_body_bytes, "N", "largest request body accepted (32 MiB)", NULL},
         {"--read-timeout-ms", NULL, FLAG_INT, &cfg->read_timeout_ms, "MS", "time allowed to receive one request (30000)", NULL},
-        {"--log-level", NULL, FLAG_STRING, &r.log_level, "LEVEL", "error, warn, info (default), debug", NULL},
-        {"--log-json", NULL, FLAG_BOOL, &r.log_json, NULL, "log JSON lines", NULL},
-        {"--disable-log-requests", NULL, FLAG_BOOL, &no_access_log, NULL, "no log line per request", NULL},
+        {"--log-level", NULL, FLAG_STRING, &r->log_level, "LEVEL", "error, warn, info (default), debug", NULL},
+        {"--log-json", NULL, FLAG_BOOL, &r->log_json, NULL, "log JSON lines", NULL},
+        {"--disable-log-requests", NULL, FLAG_BOOL, &r->no_access_log, NULL, "no log line per request", NULL},
         {"--kv-transfer-config", NULL, FLAG_IGNORE_VALUE, NULL, "JSON", "accepted for vLLM compatibility (P/D is always on)", NULL},
         /* vLLM flags that do not matter to a simulator: accepted and noted. */
         {"--enforce-eager", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
@@ -264,39 +271,17 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         {"--async-scheduling", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
         {"--disable-frontend-multiprocessing", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
     };
-    const size_t n_flags = sizeof flags / sizeof flags[0];
+    _Static_assert(sizeof rows / sizeof rows[0] <= SIM_N_FLAGS, "raise SIM_N_FLAGS");
+    memcpy(out, rows, sizeof rows);
+    return sizeof rows / sizeof rows[0];
+}
 
-    struct flags_result res;
+/* Checks the raw values and moves them into cfg (durations to seconds, names split).
+ * -1 with a message naming the flag. */
+static int apply(struct sim_config *cfg, const struct raw_flags *rr)
+{
+    const struct raw_flags r = *rr;
     char err[512];
-    if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
-        fprintf(stderr, "tandem sim: %s\n", err);
-        return -1;
-    }
-    if (res.help) {
-        flags_print_help(stdout, "tandem sim [MODEL] [flags]",
-                         "A vLLM-compatible engine simulator: OpenAI API, continuous batching,\n"
-                         "prefix cache, P/D KV transfer (NIXL protocol), vLLM metrics.\n"
-                         "Profiles set every engine number at once; flags override them.\n"
-                         "vLLM flags that do not matter to a simulator are accepted and ignored.",
-                         flags, n_flags);
-        return 1;
-    }
-    /* "tandem sim serve MODEL ..." mirrors "vllm serve MODEL ...". */
-    size_t first_pos = 0;
-    if (res.n_positional > 0 && strcmp(res.positional[0], "serve") == 0)
-        first_pos = 1;
-    for (size_t i = first_pos; i < res.n_positional; i++)
-        res.positional[i - first_pos] = res.positional[i];
-    res.n_positional -= first_pos;
-    if (res.n_positional > 1) {
-        fprintf(stderr, "tandem sim: unexpected argument '%s'\n", res.positional[1]);
-        return -1;
-    }
-    if (res.n_positional == 1 && !cfg->model)
-        cfg->model = res.positional[0];
-    if (!cfg->model)
-        cfg->model = "facebook/opt-125m";
-
     RANGE(r.port, 0, 65535, "--port");
     RANGE(r.block_size, 1, 1024, "--block-size");
     RANGE(r.num_gpu_blocks, 1, 100000000, "--num-gpu-blocks");
@@ -342,7 +327,7 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
     }
     log_set_level(lvl);
     log_set_json(r.log_json);
-    if (served && !split_names(served, cfg, err, sizeof err)) {
+    if (r.served && !split_names(r.served, cfg, err, sizeof err)) {
         fprintf(stderr, "tandem sim: %s\n", err);
         return -1;
     }
@@ -350,8 +335,8 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         cfg->served_names[cfg->n_served++] = cfg->model;
     cfg->model_path = cfg->model;
     cfg->model = cfg->served_names[0];
-    if (failure_types) {
-        if (!parse_failure_types(failure_types, cfg, err, sizeof err)) {
+    if (r.failure_types) {
+        if (!parse_failure_types(r.failure_types, cfg, err, sizeof err)) {
             fprintf(stderr, "tandem sim: %s\n", err);
             return -1;
         }
@@ -386,13 +371,57 @@ int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem sim: --data-parallel-size must be in [1, 64]\n");
         return -1;
     }
-    cfg->prompt_tokens_details = !no_details;
-    cfg->access_log = !no_access_log;
+    cfg->prompt_tokens_details = !r.no_details;
+    cfg->access_log = !r.no_access_log;
     if (!cfg->advertise_host) {
         cfg->advertise_host =
             strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0 ? "127.0.0.1"
                                                                                 : cfg->host;
     }
+    return 0;
+}
+
+int sim_config_parse(struct sim_config *cfg, int argc, char **argv)
+{
+    struct raw_flags r;
+    if (set_defaults(cfg, &r, argc, argv) != 0)
+        return -1;
+    struct flag flags[SIM_N_FLAGS];
+    const size_t n_flags = sim_flags(cfg, &r, flags);
+
+    struct flags_result res;
+    char err[512];
+    if (!flags_parse(flags, n_flags, argc, argv, &res, err, sizeof err)) {
+        fprintf(stderr, "tandem sim: %s\n", err);
+        return -1;
+    }
+    if (res.help) {
+        flags_print_help(stdout, "tandem sim [MODEL] [flags]",
+                         "A vLLM-compatible engine simulator: OpenAI API, continuous batching,\n"
+                         "prefix cache, P/D KV transfer (NIXL protocol), vLLM metrics.\n"
+                         "Profiles set every engine number at once; flags override them.\n"
+                         "vLLM flags that do not matter to a simulator are accepted and ignored.",
+                         flags, n_flags);
+        return 1;
+    }
+    /* "tandem sim serve MODEL ..." mirrors "vllm serve MODEL ...". */
+    size_t first_pos = 0;
+    if (res.n_positional > 0 && strcmp(res.positional[0], "serve") == 0)
+        first_pos = 1;
+    for (size_t i = first_pos; i < res.n_positional; i++)
+        res.positional[i - first_pos] = res.positional[i];
+    res.n_positional -= first_pos;
+    if (res.n_positional > 1) {
+        fprintf(stderr, "tandem sim: unexpected argument '%s'\n", res.positional[1]);
+        return -1;
+    }
+    if (res.n_positional == 1 && !cfg->model)
+        cfg->model = res.positional[0];
+    if (!cfg->model)
+        cfg->model = "facebook/opt-125m";
+
+    if (apply(cfg, &r) != 0)
+        return -1;
     for (size_t i = 0; i < res.n_ignored; i++)
         LOG_I("sim", "ignoring vLLM flag %s (no effect in a simulator)", res.ignored[i]);
     return 0;

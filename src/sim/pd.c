@@ -271,7 +271,7 @@ const char *sim_pd_pin(struct sim_req *r, struct sim_choice *c)
 void sim_pd_handle_pull(struct sim_server *s, struct http_exchange *ex)
 {
     const struct http_request *q = http_exchange_request(ex);
-    struct json_err je;
+    struct errinfo je;
     json_t *root = json_parse(q->body, q->body_len, &je);
     const char *rid = NULL, *eid = NULL;
     struct openai_error err = {0};

@@ -761,7 +761,7 @@ static void handle_tokenizer_info(struct sim_server *s, struct http_exchange *ex
 static void handle_tokenize(struct sim_server *s, struct http_exchange *ex)
 {
     const struct http_request *hq = http_exchange_request(ex);
-    struct json_err je;
+    struct errinfo je;
     json_t *root = json_parse(hq->body, hq->body_len, &je);
     if (!root || !json_is_object(root)) {
         respond_errorf(s, ex, 400, NULL, "%s", root ? "request body must be a JSON object" : je.msg);
@@ -811,7 +811,7 @@ static void handle_tokenize(struct sim_server *s, struct http_exchange *ex)
 static void handle_detokenize(struct sim_server *s, struct http_exchange *ex)
 {
     const struct http_request *hq = http_exchange_request(ex);
-    struct json_err je;
+    struct errinfo je;
     json_t *root = json_parse(hq->body, hq->body_len, &je);
     json_t *tokens = NULL;
     if (!root || !json_is_object(root)) {
@@ -856,7 +856,7 @@ static void on_die_timer(uv_timer_t *t)
 static void handle_admin_fault(struct sim_server *s, struct http_exchange *ex)
 {
     const struct http_request *hq = http_exchange_request(ex);
-    struct json_err je;
+    struct errinfo je;
     json_t *root = json_parse(hq->body, hq->body_len, &je);
     const char *mode = NULL;
     if (!root || json_get_str(root, "mode", &mode, &je) <= 0) {

@@ -1075,7 +1075,7 @@ static bool quantifier(struct rx *x, const char **p, const char *e, long *mn, lo
 static bool rx_seq(struct rx *x, const char *p, const char *e)
 {
     while (p < e) {
-        const char *ae;
+        const char *ae = e; /* set by atom_end; initialized for gcc's flow analysis */
         if (!atom_end(x, p, e, &ae))
             return false;
         const char *q = ae;

@@ -51,7 +51,7 @@ static bool schema_ok(struct pctx *r, const char *param, const json_t *schema)
 static bool schema_value(struct pctx *r, const char *param, const json_t *v, const json_t **out)
 {
     if (json_is_string(v)) {
-        struct json_err je;
+        struct errinfo je;
         json_t *parsed = json_parse(json_string_value(v), json_string_length(v), &je);
         if (!parsed)
             return bad(r, param, "Invalid JSON grammar specification.");

@@ -32,7 +32,7 @@ static void same_string(const struct jscan_val *v, const json_t *j, struct arena
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct jscan_field f[3] = {{.key = "model"}, {.key = "prompt"}, {.key = "messages"}};
-    struct json_err err;
+    struct errinfo err;
     enum jscan_status st = jscan_object((const char *)data, size, f, 3, &err);
     if (memchr(data, 0, size)) {
         /* A raw NUL byte is never valid JSON; jansson stops reading at one instead. */

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data;
     const char *nul = memchr(data, 0, size);
     size_t len = nul ? (size_t)(nul - text) : size;
-    struct tmpl_err err;
+    struct errinfo err;
     struct tmpl *t = tmpl_parse(text, len, "fuzz", NULL, 0, &err);
     if (!t) {
         if (err.line < 1 || err.column < 1)

@@ -40,7 +40,7 @@ static struct sched_datastore *fuzz_ds(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(fuzz_ds(), (const char *)data, size, "<fuzz>", &err);
     if (!s)
         return 0;

@@ -251,12 +251,12 @@ def check_short_and_repeated_prompts_decode_in_place(mode):
     # The decode pod's own prefix cache served the repeats.
     assert val(t.decode(home).port, "vllm:prefix_cache_hits_total") > 0
     # Per role, for autoscalers: 4 requests reached a decode pod, 1 a prefill pod (3
-    # skipped prefill); the role gauges are there, idle now.
+    # skipped prefill); nothing in flight now, and the scraped gauges settle at idle.
     rr = lambda role: val(t.router.port, "tandem_router_role_requests_total", role=role)
     assert (rr("decode"), rr("prefill")) == (4, 1)
-    for g in ("tandem_router_role_queue", "tandem_router_role_running",
-              "tandem_router_role_inflight"):
-        assert val(t.router.port, g, role="decode") == 0, g
+    assert val(t.router.port, "tandem_router_role_inflight", role="decode") == 0
+    for g in ("tandem_router_role_queue", "tandem_router_role_running"):
+        wait_until(lambda: val(t.router.port, g, role="decode") == 0, 5, what=g + " idle")
 
 
 def check_prefill_5xx_falls_back(mode):

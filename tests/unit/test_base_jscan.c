@@ -14,7 +14,7 @@
 
 enum { F_MODEL, F_PROMPT, F_USER, F_MSGS, N_F };
 
-static enum jscan_status scan(const char *text, struct jscan_field *f, struct json_err *err)
+static enum jscan_status scan(const char *text, struct jscan_field *f, struct errinfo *err)
 {
     f[F_MODEL].key = "model";
     f[F_PROMPT].key = "prompt";
@@ -27,7 +27,7 @@ static void test_fields(void **state)
 {
     (void)state;
     struct jscan_field f[N_F];
-    struct json_err err;
+    struct errinfo err;
     const char *t = " {\"max_tokens\": 5, \"model\" : \"m1\", \"nested\": {\"model\": \"no\"},"
                     "\"prompt\": [\"first\", \"second\"], \"user\": null,"
                     "\"messages\": [{\"role\":\"user\",\"content\":\"hi\"}] } ";
@@ -62,7 +62,7 @@ static void test_escapes(void **state)
 {
     (void)state;
     struct jscan_field f[N_F];
-    struct json_err err;
+    struct errinfo err;
     const char *t = "{\"mod\\u0065l\":\"a\\\"b\\\\c\\/d\\n\\t\\u00e9\\u20ac\\ud83d\\ude00\"}";
     assert_int_equal(scan(t, f, &err), JSCAN_OK);
     assert_int_equal(f[F_MODEL].v.type, JSCAN_STRING);
@@ -115,14 +115,14 @@ static void test_errors(void **state)
     };
     struct jscan_field f[N_F];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        struct json_err err = {{0}};
+        struct errinfo err = {.msg = {0}};
         assert_int_equal(scan(cases[i].text, f, &err), JSCAN_INVALID);
         if (!strstr(err.msg, cases[i].msg))
             fail_msg("case %zu %s: got '%s', want '%s'", i, cases[i].text, err.msg,
                      cases[i].msg);
         assert_int_equal(f[F_MODEL].v.type, JSCAN_ABSENT);
     }
-    struct json_err err;
+    struct errinfo err;
     assert_int_equal(scan("[1,2]", f, &err), JSCAN_NOT_OBJECT);
     assert_string_equal(err.msg, "request body must be a JSON object, got array");
     assert_int_equal(scan("\"s\"", f, &err), JSCAN_NOT_OBJECT);
@@ -148,7 +148,7 @@ static void test_depth(void **state)
     (void)state;
     static char deep[5000];
     struct jscan_field f[N_F];
-    struct json_err err;
+    struct errinfo err;
     nest(deep, 2048);
     assert_int_equal(scan(deep, f, &err), JSCAN_OK);
     assert_int_equal(f[F_MODEL].v.type, JSCAN_ABSENT);
@@ -172,7 +172,7 @@ static void test_agrees_with_jansson(void **state)
         json_error_t je;
         json_t *j = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
         struct jscan_field f[N_F];
-        struct json_err err;
+        struct errinfo err;
         bool ok = scan(docs[i], f, &err) == JSCAN_OK;
         if (ok != (j != NULL))
             fail_msg("doc %zu '%s': jscan %s, jansson %s", i, docs[i], ok ? "ok" : err.msg,

@@ -19,7 +19,7 @@ static int setup(void **state)
     const char *text = "{\"model\":\"m\",\"max_tokens\":128,\"temperature\":0.5,\"stream\":true,"
                        "\"n\":2.0,\"frac\":2.5,\"huge\":1e300,\"nul\":null,\"obj\":{\"a\":1},"
                        "\"arr\":[1,2],\"neg\":-3}";
-    struct json_err err;
+    struct errinfo err;
     doc = json_parse(text, strlen(text), &err);
     return doc ? 0 : -1;
 }
@@ -34,7 +34,7 @@ static int teardown(void **state)
 static void test_parse_errors(void **state)
 {
     (void)state;
-    struct json_err err = {{0}};
+    struct errinfo err = {.msg = {0}};
     const char *bad = "{\n  \"a\": 1,\n  \"b\": ]\n}";
     assert_null(json_parse(bad, strlen(bad), &err));
     assert_non_null(strstr(err.msg, "invalid JSON at line 3 column "));
@@ -53,7 +53,7 @@ static void test_parse_errors(void **state)
 static void test_getters_ok(void **state)
 {
     (void)state;
-    struct json_err err = {{0}};
+    struct errinfo err = {.msg = {0}};
     const char *s = NULL;
     long long i = 0;
     double d = 0;
@@ -82,7 +82,7 @@ static void test_getters_ok(void **state)
 static void test_getters_absent(void **state)
 {
     (void)state;
-    struct json_err err = {{0}};
+    struct errinfo err = {.msg = {0}};
     long long i = 77;
     const char *s = "untouched";
     /* Absent and null both give 0 and leave out alone. */
@@ -101,7 +101,7 @@ static void test_getters_absent(void **state)
 static void test_getters_wrong_type(void **state)
 {
     (void)state;
-    struct json_err err = {{0}};
+    struct errinfo err = {.msg = {0}};
     const char *s = NULL;
     long long i = 5;
     double d = 0;

@@ -17,7 +17,7 @@
 
 static json_t *parse(const char *text)
 {
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     json_t *v = yaml_parse(text, strlen(text), "<test>", &err);
     if (!v)
         fail_msg("unexpected error: %s", err.msg);
@@ -42,7 +42,7 @@ static void assert_yaml(const char *yaml, const char *want_json)
 
 static void assert_yaml_error(const char *yaml, int line, int column, const char *want_msg)
 {
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     json_t *v = yaml_parse(yaml, strlen(yaml), "cfg.yaml", &err);
     if (v)
         fail_msg("expected an error, got %s", dump(v));
@@ -156,7 +156,7 @@ static void test_multi_doc(void **state)
     (void)state;
     const char *text = "---\nkind: Service\n---\nkind: Deployment\nspec: {replicas: 3}\n"
                        "...\n---\n- 1\n- 2\n";
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     json_t *all = yaml_parse_all(text, strlen(text), "<test>", &err);
     assert_non_null(all);
     assert_string_equal(dump(all), "[{\"kind\":\"Service\"},{\"kind\":\"Deployment\","
@@ -216,7 +216,7 @@ static void test_alias_bomb_and_recursion(void **state)
             buf_printf(&text, "%s*a%d", k ? ", " : "", i - 1);
         buf_append_str(&text, "]\n");
     }
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     json_t *v = yaml_parse(text.data, text.len, "bomb.yaml", &err);
     assert_null(v);
     assert_non_null(strstr(err.msg, "too many nodes"));
@@ -232,7 +232,7 @@ static void test_error_positions(void **state)
 {
     (void)state;
     /* Syntax errors carry libfyaml's position, 1-based, after the document's name. */
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     const char *bad = "model: m\nport: 8000\n  extra: oops\n";
     assert_null(yaml_parse(bad, strlen(bad), "cfg.yaml", &err));
     assert_int_equal(err.line, 2);
@@ -285,7 +285,7 @@ static void test_load_file(void **state)
     const char *text = "router:\n  port: 8000\n  bad: [\n";
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     assert_null(yaml_load_file(path, &err));
     /* The file name leads the message. */
     assert_memory_equal(err.msg, path, strlen(path));
@@ -366,7 +366,7 @@ static void test_positions(void **state)
                        "    - é\n"                      /* 16 */
                        "  flow: [\n"                    /* 17 */
                        "     1, 2]\n";                  /* 18 */
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     struct yaml_positions *pos = NULL;
     json_t *v = yaml_parse_pos(text, strlen(text), "cfg.yaml", &pos, &err);
     if (!v)
@@ -426,7 +426,7 @@ static void test_positions_aliases(void **state)
                        "  <<: *b\n"
                        "  ext: 'seven'\n"
                        "list: [*b]\n";
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     struct yaml_positions *pos = NULL;
     json_t *v = yaml_parse_pos(good, strlen(good), "cfg.yaml", &pos, &err);
     if (!v)
@@ -481,7 +481,7 @@ static void test_positions_many(void **state)
     struct buf text = BUF_INIT;
     for (int i = 0; i < 3000; i++)
         buf_printf(&text, "k%d: [%d, \"s%d\"]\n", i, i, i);
-    struct yaml_err err = {{0}, 0, 0};
+    struct errinfo err = {{0}, 0, 0};
     struct yaml_positions *pos = NULL;
     json_t *v = yaml_parse_pos(text.data, text.len, "big.yaml", &pos, &err);
     assert_non_null(v);

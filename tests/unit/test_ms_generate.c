@@ -568,7 +568,7 @@ static void test_base_obj(void **state)
     json_t *want = gen_text(cr, BASE_DECODE, err, sizeof err);
     if (!want)
         fail_msg("%s", err);
-    struct yaml_err ye;
+    struct errinfo ye;
     json_t *cm = yaml_parse(BASE_DECODE, strlen(BASE_DECODE), "base", &ye);
     assert_non_null(cm);
     json_object_set_new(json_object_get(cm, "metadata"), "namespace", json_string("ns1"));

@@ -30,7 +30,7 @@ static json_t *data(void)
 }
 
 /* Renders; returns the output (static) or NULL with err. */
-static const char *run(const char *tpl, struct tmpl_err *err)
+static const char *run(const char *tpl, struct errinfo *err)
 {
     static char out[8192];
     json_t *d = data();
@@ -48,7 +48,7 @@ static const char *run(const char *tpl, struct tmpl_err *err)
 
 static void ok(const char *tpl, const char *want)
 {
-    struct tmpl_err err = {.line = 0};
+    struct errinfo err = {.line = 0};
     const char *got = run(tpl, &err);
     if (!got || strcmp(got, want) != 0)
         fprintf(stderr, "template %s\n want [%s]\n got  [%s]\n", tpl, want, got ? got : err.msg);
@@ -58,7 +58,7 @@ static void ok(const char *tpl, const char *want)
 
 static void bad(const char *tpl, const char *msg, int line, int col)
 {
-    struct tmpl_err err = {.line = 0};
+    struct errinfo err = {.line = 0};
     const char *got = run(tpl, &err);
     if (got || !strstr(err.msg, msg) || err.line != line || err.column != col)
         fprintf(stderr, "template %s\n want error %d:%d %s\n got %s\n", tpl, line, col, msg,
@@ -191,7 +191,7 @@ static void test_caller_funcs(void **state)
     static char ctx[] = ">";
     const struct tmpl_func funcs[] = {{"mine", myfn, ctx}, {"getPort", myfn, ctx}};
     json_t *d = data();
-    struct tmpl_err err;
+    struct errinfo err;
     const char *src = "{{ mine .ModelServiceName }} {{ \"p\" | getPort }}";
     struct tmpl *t = tmpl_parse(src, strlen(src), "t", funcs, 2, &err);
     assert_non_null(t);
@@ -233,12 +233,12 @@ static void test_toyaml(void **state)
                       "            - containerPort: {{ \"app_port\" | getPort }}\n"
                       "          items: {{- toYaml .Items | nindent 12 }}\n"
                       "          n: {{ toYaml .N }}\n";
-    struct tmpl_err err = {.line = 0};
+    struct errinfo err = {.line = 0};
     const char *out = run(src, &err);
     if (!out)
         fprintf(stderr, "%s\n", err.msg);
     assert_non_null(out);
-    struct yaml_err ye;
+    struct errinfo ye;
     json_t *v = yaml_parse(out, strlen(out), "<out>", &ye);
     if (!v)
         fprintf(stderr, "%s\n%s\n", out, ye.msg);
@@ -310,7 +310,7 @@ static void test_limits(void **state)
 {
     (void)state;
     json_t *d = data();
-    struct tmpl_err err;
+    struct errinfo err;
     const char *src = "{{ range .List }}{{ range $.List }}{{ range $.List }}xxxxxxxxxx{{ end }}"
                       "{{ end }}{{ end }}";
     struct tmpl *t = tmpl_parse(src, strlen(src), "t", NULL, 0, &err);

@@ -34,7 +34,7 @@ static const char router_example[] =
 static void test_router_example_loads(void **state)
 {
     struct sched_datastore *ds = tu_pd_ds();
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(ds, router_example, strlen(router_example), "epp.yaml", &err);
     if (!s)
         fprintf(stderr, "%s\n", err.msg);
@@ -83,7 +83,7 @@ static void test_presets_and_default(void **state)
     for (size_t i = 0; i < 6; i++) {
         const char *text = sched_policy_config(names[i]);
         assert_non_null(text);
-        struct sched_err err;
+        struct errinfo err;
         struct sched *s = sched_new(ds, text, strlen(text), names[i], &err);
         if (!s)
             fprintf(stderr, "%s: %s\n", names[i], err.msg);
@@ -121,7 +121,7 @@ static void test_presets_and_default(void **state)
 static void expect_error(const char *text, const char *msg)
 {
     struct sched_datastore *ds = sched_ds_new();
-    struct sched_err err;
+    struct errinfo err;
     memset(&err, 0, sizeof err);
     struct sched *s = sched_new(ds, text, strlen(text), "cfg.yaml", &err);
     if (s || strcmp(err.msg, msg) != 0)
@@ -257,7 +257,7 @@ static void test_error_document(void **state)
                  "cfg.yaml:5: plugins[0].paramters: unknown field");
     /* Invalid YAML: the parser's own message, which names the file. */
     struct sched_datastore *ds = sched_ds_new();
-    struct sched_err err;
+    struct errinfo err;
     const char *bad = "plugins: [\n";
     assert_null(sched_new(ds, bad, strlen(bad), "cfg.yaml", &err));
     assert_int_equal(strncmp(err.msg, "cfg.yaml:", 9), 0);

@@ -274,7 +274,7 @@ static void run_concurrency(const char *config)
     c.ds = sched_ds_new();
     tu_add(c.ds, "stable-d", SCHED_ROLE_DECODE, NULL, NULL);
     tu_add(c.ds, "stable-p", SCHED_ROLE_PREFILL, NULL, NULL);
-    struct sched_err err;
+    struct errinfo err;
     c.s = sched_new(c.ds, config, config ? strlen(config) : 0, "<t>", &err);
     assert_non_null(c.s);
     pthread_t th[5];

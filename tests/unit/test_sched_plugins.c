@@ -314,7 +314,7 @@ static void test_max_score_ties_random_among_max(void **state)
                       "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: queue-scorer},"
                       " {pluginRef: max-score-picker}]\n";
     tu_metrics(ds, "a", 1, 0, 0);
-    struct sched_err err;
+    struct errinfo err;
     s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     assert_non_null(s);
     struct sched_result r;
@@ -351,7 +351,7 @@ static void test_random_and_weighted_random(void **state)
         "plugins:\n- type: kv-cache-utilization-scorer\n- type: weighted-random-picker\n"
         "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: kv-cache-utilization-scorer},"
         " {pluginRef: weighted-random-picker}]\n";
-    struct sched_err err;
+    struct errinfo err;
     s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     assert_non_null(s);
     memset(count, 0, sizeof count);
@@ -602,7 +602,7 @@ static const char pd_cfg[] =
 static void test_pd_profile_handler(void **state)
 {
     struct sched_datastore *ds = tu_pd_ds();
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(ds, pd_cfg, strlen(pd_cfg), "<t>", &err);
     assert_non_null(s);
     /* Short prompt (< threshold chars): decode only. */
@@ -671,7 +671,7 @@ static void test_disagg_handler_and_deciders(void **state)
         "- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n"
         "- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: "
         "prefix-cache-scorer}]\n";
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     if (!s)
         fprintf(stderr, "%s\n", err.msg);

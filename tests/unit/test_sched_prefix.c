@@ -263,7 +263,7 @@ static void test_purge_on_removal(void **state)
         "lruCapacityPerServer: 4}\n- type: round-robin-picker\n"
         "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: prefix-cache-scorer},"
         " {pluginRef: round-robin-picker}]\n";
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(ds, cfg, strlen(cfg), "<t>", &err);
     assert_non_null(s);
     struct sched_request req = tu_req("0123456789abcdefghijklmnopqrstuvwxyz0123456789", "m");

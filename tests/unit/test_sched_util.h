@@ -101,7 +101,7 @@ static inline struct sched *tu_one(struct sched_datastore *ds, const char *type,
              "schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: %s\n",
              type, params ? "  parameters: " : "", params ? params : "", params ? "\n" : "",
              type);
-    struct sched_err err;
+    struct errinfo err;
     struct sched *s = sched_new(ds, text, strlen(text), "<test>", &err);
     if (!s)
         fprintf(stderr, "config error: %s\n", err.msg);

@@ -17,7 +17,7 @@ static void roundtrip(json_t *v)
 {
     struct buf b = BUF_INIT;
     yaml_emit(&b, v, 0);
-    struct yaml_err err;
+    struct errinfo err;
     json_t *back = yaml_parse(b.data, b.len, "<emitted>", &err);
     if (!back || !json_equal(back, v)) {
         char *want = json_dumps(v, JSON_ENCODE_ANY);
@@ -76,7 +76,7 @@ static void test_layout(void **state)
     yaml_emit_doc(&b, v);
     yaml_emit_doc(&b, v);
     assert_string_equal(b.data, "---\na:\n  b:\n    - 1\n---\na:\n  b:\n    - 1\n");
-    struct yaml_err err;
+    struct errinfo err;
     json_t *all = yaml_parse_all(b.data, b.len, "<docs>", &err);
     assert_non_null(all);
     assert_int_equal(json_array_size(all), 2);
