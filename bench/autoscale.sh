@@ -87,7 +87,7 @@ run_layout() { # label cr-file
           --request-rate "$RATE_NEW")
     else
       ds=(--dataset-name prefix_repetition --prefix-repetition-prefix-len 3000
-          --prefix-repetition-suffix-len 16 --prefix-repetition-num-prefixes 12
+          --prefix-repetition-suffix-len 4 --prefix-repetition-num-prefixes 12
           --prefix-repetition-output-len 160 --request-rate "$RATE_REPEAT")
     fi
     "$BIN" bench --port "$port" --model m --disable-tqdm --ignore-eos --seed "$i" \
@@ -131,7 +131,7 @@ PY
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); date: $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "phases: new ${PHASE}s @ $RATE_NEW req/s (3000 in / 24 out), repeated ${PHASE}s @ $RATE_REPEAT req/s (12 prefixes x 3000 + 16 in / 160 out), new ${PHASE}s; sims h100-8b"
+echo "phases: new ${PHASE}s @ $RATE_NEW req/s (3000 in / 24 out), repeated ${PHASE}s @ $RATE_REPEAT req/s (12 prefixes x 3000 + 4 in / 160 out: under the P/D threshold, so prefill is skipped once a decode pod holds the prefix), new ${PHASE}s; sims h100-8b"
 write_cr "$tmp/autoscale.yaml" 1 "$MAX" 1 "$MAX" 1
 run_layout autoscale "$tmp/autoscale.yaml"
 write_cr "$tmp/peak.yaml" "$MAX" "$MAX" "$MAX" "$MAX" 0

@@ -278,11 +278,11 @@ static void decide(struct up_scaler *sc)
         const struct ms_as_metric *am = &sc->as->metrics[i];
         if (!sc->have[i] || sc->answered == 0)
             continue;
+        /* average: per pod (an HPA Pods metric, KEDA AverageValue); total: the role's sum
+         * against the target as a whole (an HPA External Value target, KEDA Value), so
+         * both propose ceil(current x value / target) as in the cluster. */
         double v = am->total ? sc->sums[i] : sc->sums[i] / sc->answered;
-        /* A total is held by the role as a whole: as a proposal, current x total/target
-         * would compound; the HPA's External AverageValue reads it per replica. */
-        double per = am->total && current > 0 ? v / current : v;
-        m[n++] = (struct ms_hpa_metric){am->metric, per, am->target};
+        m[n++] = (struct ms_hpa_metric){am->metric, v, am->target};
         metrics_gauge_set(sc->m_value[i], v);
         if (off < sizeof vals)
             off += (size_t)snprintf(vals + off, sizeof vals - off, "%s%s %s %.3g / target %g",
