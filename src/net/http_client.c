@@ -29,6 +29,7 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
+#include "net/conn.h"
 #include "net/fmt.h"
 #include "net/http_parser.h"
 
@@ -349,24 +350,18 @@ static void cconn_close(struct cconn *k)
     }
     k->closing = true;
     k->reading = false;
-    uv_close((uv_handle_t *)&k->tcp, on_cconn_closed);
-    uv_close((uv_handle_t *)&k->timer, on_cconn_closed);
+    net_conn_close(&k->tcp, &k->timer, on_cconn_closed);
 }
 
 static void read_on(struct cconn *k)
 {
-    if (!k->reading && !k->closing) {
-        if (uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read) == 0)
-            k->reading = true;
-    }
+    if (!k->closing)
+        net_conn_read_on(&k->tcp, &k->reading, on_alloc, on_read);
 }
 
 static void read_off(struct cconn *k)
 {
-    if (k->reading) {
-        uv_read_stop((uv_stream_t *)&k->tcp);
-        k->reading = false;
-    }
+    net_conn_read_off(&k->tcp, &k->reading);
 }
 
 /* When silence from the upstream ends the call (0 = never): not while paused. */
@@ -551,18 +546,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* --- writing ---------------------------------------------------------------------- */
 
-struct wreq {
-    uv_write_t req;
-    struct cconn *conn;
-    char *data;
-};
-
-static void on_write(uv_write_t *req, int status)
+static void on_tail_written(void *ctx, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct cconn *k = w->conn;
-    free(w->data);
-    free(w);
+    struct cconn *k = ctx;
     k->writes--;
     if (k->closing || status >= 0)
         return;
@@ -581,37 +567,18 @@ static void on_write(uv_write_t *req, int status)
 static void call_write(struct http_call *c)
 {
     struct cconn *k = c->conn;
-    uv_buf_t b = uv_buf_init(c->req.data, (unsigned)c->req.len);
-    int n = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
-    if (n == UV_EAGAIN)
-        n = 0;
+    /* A tail goes through libuv in its own copy: the call may be cancelled (and
+     * recycled) before the write completes. */
+    ssize_t n = net_conn_write(&k->tcp, c->req.data, c->req.len, NULL, on_tail_written, k);
     if (n < 0) {
         if (!call_maybe_retry(c))
             call_fail(c, HTTP_CALL_ERESET);
         return;
     }
-    if (n > 0)
+    if (n > 0 || (size_t)n < c->req.len)
         c->sent_any = true;
-    if ((size_t)n == c->req.len)
-        return;
-    /* The rest goes through libuv with its own copy: the call may be cancelled (and
-     * recycled) before the write completes. */
-    size_t rest = c->req.len - (size_t)n;
-    struct wreq *w = xmalloc(sizeof *w);
-    w->conn = k;
-    w->data = xmalloc(rest);
-    memcpy(w->data, c->req.data + n, rest);
-    b = uv_buf_init(w->data, (unsigned)rest);
-    int rc = uv_write(&w->req, (uv_stream_t *)&k->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        free(w->data);
-        free(w);
-        if (!call_maybe_retry(c))
-            call_fail(c, HTTP_CALL_ERESET);
-        return;
-    }
-    k->writes++;
-    c->sent_any = true;
+    if ((size_t)n < c->req.len)
+        k->writes++;
 }
 
 /* --- binding calls to connections ------------------------------------------------ */

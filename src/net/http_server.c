@@ -44,6 +44,7 @@
 #include "base/alloc.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "net/conn.h"
 #include "net/fmt.h"
 #include "net/http_parser.h"
 
@@ -175,18 +176,9 @@ static size_t conn_queued(const struct conn *c)
     return c->out.len + c->tcp.write_queue_size;
 }
 
-struct wreq {
-    uv_write_t req;
-    struct conn *conn;
-    char *data;
-};
-
-static void on_write(uv_write_t *req, int status)
+static void on_tail_written(void *ctx, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct conn *c = w->conn;
-    free(w->data);
-    free(w);
+    struct conn *c = ctx;
     if (c->closing)
         return;
     if (status < 0) {
@@ -197,42 +189,23 @@ static void on_write(uv_write_t *req, int status)
     conn_after_output(c);
 }
 
-/* Hands `out` to the kernel: one try_write, and a uv_write for whatever it left. */
+/* Hands `out` to the kernel: one try_write, and a uv_write for whatever it left (out's
+ * storage goes with it). */
 static void conn_flush(struct conn *c)
 {
     if (c->closing || c->out.len == 0)
         return;
-    size_t off = 0;
-    if (c->tcp.write_queue_size == 0) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n < 0 && n != UV_EAGAIN) {
-            LOG_D(c->srv->comp, "%s: write failed: %s", c->peer, uv_strerror(n));
-            conn_abort(c);
-            return;
-        }
-        if (n > 0)
-            off = (size_t)n;
-        if (off == c->out.len) {
-            c->out.len = 0;
-            if (c->out.cap > OUT_KEEP_MAX)
-                buf_free(&c->out);
-            return;
-        }
-    }
-    /* The kernel is full: give the rest to libuv with its own storage. */
-    size_t len = 0;
-    char *data = buf_steal(&c->out, &len);
-    struct wreq *w = xmalloc(sizeof *w);
-    w->conn = c;
-    w->data = data;
-    uv_buf_t b = uv_buf_init(data + off, (unsigned)(len - off));
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        free(data);
-        free(w);
-        LOG_D(c->srv->comp, "%s: write failed: %s", c->peer, uv_strerror(rc));
+    size_t len = c->out.len;
+    ssize_t n = net_conn_write(&c->tcp, c->out.data, len, &c->out, on_tail_written, c);
+    if (n < 0) {
+        LOG_D(c->srv->comp, "%s: write failed: %s", c->peer, uv_strerror((int)n));
         conn_abort(c);
+        return;
+    }
+    if ((size_t)n == len) {
+        c->out.len = 0;
+        if (c->out.cap > OUT_KEEP_MAX)
+            buf_free(&c->out);
     }
 }
 
@@ -319,18 +292,13 @@ static void timer_set(struct conn *c, enum timer_kind kind, uint64_t ms)
 
 static void read_on(struct conn *c)
 {
-    if (!c->reading && !c->closing) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-            c->reading = true;
-    }
+    if (!c->closing)
+        net_conn_read_on(&c->tcp, &c->reading, on_alloc, on_read);
 }
 
 static void read_off(struct conn *c)
 {
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
+    net_conn_read_off(&c->tcp, &c->reading);
 }
 
 /* Sets the timer and reading for the current state. */
@@ -414,8 +382,7 @@ static void conn_close(struct conn *c)
         atomic_fetch_sub(&c->srv->cfg.conn_limit->open, 1);
     flush_list_remove(c);
     c->reading = false;
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    net_conn_close(&c->tcp, &c->timer, on_conn_handle_closed);
 }
 
 /* The client went away (or the server stops): tell the handler, then close. */
