@@ -8,6 +8,7 @@ PKGS=(
   libuv1-dev node-llhttp libjansson-dev libfyaml-dev libxxhash-dev libssl-dev
   libcurl4-openssl-dev libcmocka-dev python3 curl openssl
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
+  libzmq3-dev libmsgpack-dev
 )
 # Benchmark-only tools (never runtime deps); installed with BENCH=1 or by `make bench`.
 if [ "${BENCH:-0}" = 1 ]; then
