@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "base/alloc.h"
 #include "base/flags.h"
 #include "base/log.h"
@@ -91,7 +93,7 @@ static void apply_profile(struct sim_config *cfg, const struct sim_profile *p)
 struct raw_flags {
     long long port, block_size, num_gpu_blocks, max_num_seqs, max_batched, max_model_len;
     long long seed, hash_seed, max_body_bytes;
-    const char *served, *mode, *log_level, *failure_types, *profile;
+    const char *served, *mode, *log_level, *failure_types, *profile, *kv_events;
     double time_scale, step_base_ms, prefill_rate, decode_per_seq_ms, decode_per_ctx_us;
     double kv_bw, kv_latency_ms, kv_bytes_per_token, fault_slow_ms;
     bool log_json, no_details, no_access_log;
@@ -266,7 +268,7 @@ static size_t sim_flags(struct sim_config *cfg, struct raw_flags *r, struct flag
         {"--tool-call-parser", NULL, FLAG_STRING, &cfg->tool_call_parser, "NAME", "vLLM's parser name (hermes, llama3_json, ...): required with --enable-auto-tool-choice, otherwise unused", NULL},
         {"--max-logprobs", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--compilation-config", "-O", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
-        {"--kv-events-config", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--kv-events-config", NULL, FLAG_STRING, &r->kv_events, "JSON", "vLLM's KVEventsConfig: {\"enable_kv_cache_events\": true, \"publisher\": \"zmq\", \"endpoint\": \"tcp://*:5557\", \"topic\": \"\"} publishes BlockStored/BlockRemoved over ZMQ", NULL},
         {"--prefix-caching-hash-algo", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--async-scheduling", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
         {"--disable-frontend-multiprocessing", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
@@ -274,6 +276,90 @@ static size_t sim_flags(struct sim_config *cfg, struct raw_flags *r, struct flag
     _Static_assert(sizeof rows / sizeof rows[0] <= SIM_N_FLAGS, "raise SIM_N_FLAGS");
     memcpy(out, rows, sizeof rows);
     return sizeof rows / sizeof rows[0];
+}
+
+/* vLLM's KVEventsConfig as JSON. Unknown keys are refused, as vLLM's config class does;
+ * replay and queue settings are accepted (the sim has no replay socket and no queue). */
+static int parse_kv_events(struct sim_config *cfg, const char *text)
+{
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    if (!root || !json_is_object(root)) {
+        fprintf(stderr, "tandem sim: --kv-events-config: %s\n",
+                root ? "expected a JSON object" : je.text);
+        json_decref(root);
+        return -1;
+    }
+    bool enable = false;
+    const char *publisher = NULL, *endpoint = "tcp://*:5557", *topic = "";
+    long long hwm = 100000;
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(root, key, v) {
+        const char *want = NULL;
+        if (strcmp(key, "enable_kv_cache_events") == 0) {
+            if (json_is_boolean(v))
+                enable = json_is_true(v);
+            else
+                want = "a boolean";
+        } else if (strcmp(key, "publisher") == 0) {
+            if (json_is_string(v) || json_is_null(v))
+                publisher = json_string_value(v);
+            else
+                want = "a string";
+        } else if (strcmp(key, "endpoint") == 0 || strcmp(key, "topic") == 0) {
+            if (json_is_string(v))
+                *(key[0] == 'e' ? &endpoint : &topic) = json_string_value(v);
+            else
+                want = "a string";
+        } else if (strcmp(key, "replay_endpoint") == 0) {
+            if (json_is_string(v))
+                LOG_W("sim", "--kv-events-config: replay_endpoint is not supported by the sim "
+                             "(no replay socket); subscribers see only live batches");
+            else if (!json_is_null(v))
+                want = "a string or null";
+        } else if (strcmp(key, "hwm") == 0 || strcmp(key, "buffer_steps") == 0 ||
+                   strcmp(key, "max_queue_size") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 1000000000)
+                want = "a non-negative integer";
+            else if (key[0] == 'h')
+                hwm = json_integer_value(v);
+        } else {
+            fprintf(stderr, "tandem sim: --kv-events-config: unknown field '%s'\n", key);
+            rc = -1;
+            break;
+        }
+        if (want) {
+            fprintf(stderr, "tandem sim: --kv-events-config: '%s' must be %s\n", key, want);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && publisher && strcmp(publisher, "zmq") != 0 && strcmp(publisher, "null") != 0) {
+        fprintf(stderr, "tandem sim: --kv-events-config: unknown publisher '%s' (zmq, null)\n",
+                publisher);
+        rc = -1;
+    }
+    if (rc == 0) {
+        /* vLLM: the publisher defaults to zmq when events are enabled; "null" publishes
+         * nothing. */
+        cfg->kv_events = enable && !(publisher && strcmp(publisher, "null") == 0);
+        cfg->kv_events_endpoint = xstrdup(endpoint);
+        cfg->kv_events_topic = xstrdup(topic);
+        cfg->kv_events_hwm = (int)hwm;
+    }
+    json_decref(root);
+    return rc;
+}
+
+void sim_config_free(struct sim_config *cfg)
+{
+    free(cfg->names_storage);
+    free(cfg->kv_events_endpoint);
+    free(cfg->kv_events_topic);
+    cfg->names_storage = cfg->kv_events_endpoint = cfg->kv_events_topic = NULL;
 }
 
 /* Checks the raw values and moves them into cfg (durations to seconds, names split).
@@ -373,6 +459,8 @@ static int apply(struct sim_config *cfg, const struct raw_flags *rr)
     }
     cfg->prompt_tokens_details = !r.no_details;
     cfg->access_log = !r.no_access_log;
+    if (r.kv_events && parse_kv_events(cfg, r.kv_events) != 0)
+        return -1;
     if (!cfg->advertise_host) {
         cfg->advertise_host =
             strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0 ? "127.0.0.1"

@@ -168,6 +168,7 @@ struct seq {
     uint32_t *blocks;
     uint32_t n_hashes;
     uint64_t *hashes; /* chained hash of every block this sequence can ever fill */
+    uint32_t *tokens; /* n_hashes * block_size token ids, only while a KV sink is set */
 };
 
 struct seq_list {
@@ -223,6 +224,9 @@ struct sim_engine {
     struct idbuf fin_spare;
     uint32_t *scratch;
     size_t scratch_cap;
+
+    struct sim_engine_kv_sink kv_sink; /* KV events; zeroed when none */
+    void *kv_ctx;
 
     bool in_flight;
     struct sim_engine_stats st; /* counters only; gauges are computed on demand */
@@ -315,6 +319,8 @@ static uint32_t block_alloc(struct sim_engine *e)
         assert(e->lru_head != NIL);
         b = e->lru_head;
         lru_remove(e, b);
+        if (e->kv_sink.removed)
+            e->kv_sink.removed(e->kv_ctx, e->blk[b].hash);
         map_del(&e->hmap, e->blk[b].hash);
         e->blk[b].hashed = false;
         e->st.evictions++;
@@ -346,23 +352,41 @@ static void seq_release_blocks(struct sim_engine *e, struct seq *s)
     s->computed = 0;
 }
 
+/* Tells the KV sink about blocks [a, b) of s, just registered. */
+static void seq_emit_stored(struct sim_engine *e, const struct seq *s, uint32_t a, uint32_t b)
+{
+    uint32_t bs = e->cfg.block_size;
+    e->kv_sink.stored(e->kv_ctx, s->hashes + a, b - a, a > 0, a > 0 ? s->hashes[a - 1] : 0,
+                      s->tokens + (size_t)a * bs, (b - a) * bs);
+}
+
 /* Registers the hashes of blocks that just became full of computed tokens. */
 static void seq_register_blocks(struct sim_engine *e, struct seq *s)
 {
     uint32_t full = s->computed / e->cfg.block_size;
     if (full > s->n_hashes)
         full = s->n_hashes;
+    bool emit = e->kv_sink.stored && s->tokens;
+    uint32_t run = UINT32_MAX; /* first block of the run of newly stored blocks */
     for (uint32_t i = s->n_hashed; i < full; i++) {
         struct blk *k = &e->blk[s->blocks[i]];
-        if (k->hashed)
-            continue;
         uint64_t h = s->hashes[i];
-        if (map_get(&e->hmap, h))
-            continue; /* first writer keeps the mapping */
-        k->hash = h;
-        k->hashed = true;
-        map_put(&e->hmap, h, (uint64_t)s->blocks[i] + 1);
+        /* The first writer keeps the mapping. */
+        bool stored = !k->hashed && !map_get(&e->hmap, h);
+        if (stored) {
+            k->hash = h;
+            k->hashed = true;
+            map_put(&e->hmap, h, (uint64_t)s->blocks[i] + 1);
+            if (run == UINT32_MAX)
+                run = i;
+        } else if (run != UINT32_MAX) {
+            if (emit)
+                seq_emit_stored(e, s, run, i);
+            run = UINT32_MAX;
+        }
     }
+    if (run != UINT32_MAX && emit)
+        seq_emit_stored(e, s, run, full);
     if (full > s->n_hashed)
         s->n_hashed = full;
 }
@@ -425,6 +449,7 @@ static void seq_destroy(struct seq *s)
 {
     free(s->blocks);
     free(s->hashes);
+    free(s->tokens);
     free(s);
 }
 
@@ -514,6 +539,16 @@ void sim_engine_free(struct sim_engine *e)
     free(e);
 }
 
+void sim_engine_set_kv_sink(struct sim_engine *e, const struct sim_engine_kv_sink *sink,
+                            void *ctx)
+{
+    if (sink)
+        e->kv_sink = *sink;
+    else
+        memset(&e->kv_sink, 0, sizeof e->kv_sink);
+    e->kv_ctx = ctx;
+}
+
 const struct sim_engine_config *sim_engine_config(const struct sim_engine *e)
 {
     return &e->cfg;
@@ -563,6 +598,10 @@ uint64_t sim_engine_add(struct sim_engine *e, const struct sim_seq_spec *spec, u
     if (need > np)
         memcpy(e->scratch + np, spec->output_ids, (need - np) * sizeof *e->scratch);
     tok_block_hashes(e->scratch, need, bs, e->cfg.hash_seed, s->hashes, s->n_hashes);
+    if (e->kv_sink.stored && need) {
+        s->tokens = xmalloc(need * sizeof *s->tokens);
+        memcpy(s->tokens, e->scratch, need * sizeof *s->tokens);
+    }
 
     map_put(&e->smap, s->id, (uint64_t)(uintptr_t)s);
     list_push_back(&e->waiting, s);

@@ -139,6 +139,22 @@ bool sim_engine_has_work(const struct sim_engine *e);
 
 void sim_engine_stats(const struct sim_engine *e, struct sim_engine_stats *out);
 
+/* KV events (optional): told when full blocks enter the prefix cache and when cached
+ * blocks are evicted, from inside sim_engine_step_begin/step_end/kv_loaded, in the
+ * order it happens. `stored` gets a run of consecutive blocks of one sequence that were
+ * newly registered (blocks another sequence registered first are not repeated), with
+ * the hash of the block before the run (has_parent false for a sequence's first block)
+ * and the run's tokens (n * block_size). Arrays are borrowed for the call. Set it
+ * before the first sim_engine_add (sequences keep their tokens only when a sink is
+ * set); the sink struct is copied. */
+struct sim_engine_kv_sink {
+    void (*stored)(void *ctx, const uint64_t *hashes, uint32_t n, bool has_parent,
+                   uint64_t parent, const uint32_t *tokens, uint32_t n_tokens);
+    void (*removed)(void *ctx, uint64_t hash);
+};
+void sim_engine_set_kv_sink(struct sim_engine *e, const struct sim_engine_kv_sink *sink,
+                            void *ctx);
+
 /* Prefix-cache lookup without side effects: how many leading tokens of these ids are
  * cached right now (full blocks). */
 uint32_t sim_engine_cached_prefix(const struct sim_engine *e, const uint32_t *ids, uint32_t n);

@@ -90,6 +90,8 @@ static void run_due_steps(struct sim_rank *k)
         k->step_wall = wall; /* one clock read per step, not per token */
         sim_engine_step_end(k->engine, end);
         k->in_step_end = false;
+        if (k->kvpub) /* one KVEventBatch per engine step, as vLLM publishes */
+            sim_kvpub_flush(k->kvpub, (double)clock_realtime_ns() / 1e9);
         if (k->s->stopping)
             return;
         uint64_t dur = sim_engine_step_begin(k->engine, end);
@@ -969,6 +971,7 @@ static void on_shutdown(void *ctx)
 static void free_ranks(struct sim_server *s)
 {
     for (uint32_t i = 0; i < s->n_ranks; i++) {
+        sim_kvpub_free(s->ranks[i].kvpub);
         sim_engine_free(s->ranks[i].engine);
         if (i > 0)
             free(s->ranks[i].m);
@@ -982,7 +985,7 @@ int sim_main(int argc, char **argv)
     struct sim_config cfg;
     int rc = sim_config_parse(&cfg, argc, argv);
     if (rc != 0) {
-        free(cfg.names_storage);
+        sim_config_free(&cfg);
         return rc > 0 ? 0 : 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1003,6 +1006,25 @@ int sim_main(int argc, char **argv)
         snprintf(k->label, sizeof k->label, "%u", i);
         k->engine = sim_engine_new(&cfg.engine, &engine_ops);
         k->m = i == 0 ? &s->m : xcalloc(1, sizeof *k->m);
+    }
+    for (uint32_t i = 0; cfg.kv_events && i < s->n_ranks; i++) {
+        struct sim_kvpub_config kc = {.endpoint = cfg.kv_events_endpoint,
+                                      .topic = cfg.kv_events_topic,
+                                      .hwm = cfg.kv_events_hwm,
+                                      .dp_rank = i};
+        char kerr[256];
+        s->ranks[i].kvpub = sim_kvpub_new(&kc, s->ranks[i].engine, kerr, sizeof kerr);
+        if (!s->ranks[i].kvpub) {
+            fprintf(stderr, "tandem sim: --kv-events-config: %s\n", kerr);
+            free_ranks(s);
+            uv_loop_close(s->loop);
+            free(s->loop);
+            free(s);
+            sim_config_free(&cfg);
+            return 1;
+        }
+        LOG_I(LOG_C, "KV events: engine %u publishes on %s topic '%s'", i,
+              sim_kvpub_endpoint(s->ranks[i].kvpub), cfg.kv_events_topic);
     }
     sim_lm_period(); /* builds the model's tables now, not inside the first request's TTFT */
     sim_metrics_init(s);
@@ -1026,7 +1048,7 @@ int sim_main(int argc, char **argv)
         uv_loop_close(s->loop);
         free(s->loop);
         free(s);
-        free(cfg.names_storage);
+        sim_config_free(&cfg);
         return 1;
     }
     cfg.port = http_server_port(s->http);
@@ -1066,6 +1088,6 @@ int sim_main(int argc, char **argv)
     uv_loop_close(s->loop);
     free(s->loop);
     free(s);
-    free(cfg.names_storage);
+    sim_config_free(&cfg);
     return 0;
 }

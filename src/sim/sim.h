@@ -70,7 +70,15 @@ struct sim_config {
     bool enable_auto_tool_choice; /* --enable-auto-tool-choice */
     const char *tool_call_parser; /* --tool-call-parser NAME (any name; the sim emits
                                    * tool calls itself and parses nothing) */
+    /* --kv-events-config JSON (vLLM's KVEventsConfig): publish KV events over ZMQ. */
+    bool kv_events;
+    char *kv_events_endpoint; /* owned; default tcp, any host, port 5557 */
+    char *kv_events_topic;    /* owned; "" */
+    int kv_events_hwm;        /* 100000 */
 };
+
+/* Frees what sim_config_parse allocated (safe on a failed parse). */
+void sim_config_free(struct sim_config *cfg);
 
 /* Fills cfg from argv (flags after "tandem sim"). Returns 0 on success, 1 when --help
  * was printed, -1 on a bad command line (message printed to stderr). */

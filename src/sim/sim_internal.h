@@ -23,6 +23,7 @@
 #include "net/http_server.h"
 #include "openai/openai.h"
 #include "sim/engine.h"
+#include "sim/kvpub.h"
 #include "sim/sim.h"
 #include "sim/tools.h"
 
@@ -127,6 +128,7 @@ struct sim_metrics {
     struct metrics_family *kv_pulls;     /* tandem_sim_kv_pulls_total{result} */
     struct metrics_family *faults;       /* tandem_sim_faults_injected_total{kind} */
     struct metrics_series *pinned;       /* tandem_sim_kv_pinned_requests */
+    struct metrics_series *kv_events_published, *kv_events_dropped; /* with kv events on */
     struct sim_engine_stats last;        /* counters already exported */
 };
 
@@ -146,6 +148,8 @@ struct sim_rank {
     uint64_t step_end;  /* engine time the in-flight step completes */
     struct sim_metrics *m; /* its series; rank 0's is s->m (which holds the shared ones) */
     struct sim_engine_stats log_last;
+    struct sim_kvpub *kvpub; /* --kv-events-config publisher, or NULL */
+    uint64_t kv_sent_last, kv_dropped_last; /* already exported to the metrics */
 };
 
 struct sim_server {

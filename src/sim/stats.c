@@ -28,6 +28,14 @@ static void collect_rank(struct sim_rank *k)
     metrics_counter_add(m->prefix_hits,
                         (double)(st.prefix_hits_tokens - m->last.prefix_hits_tokens));
     m->last = st;
+    if (k->kvpub) {
+        uint64_t sent = sim_kvpub_events_sent(k->kvpub);
+        uint64_t dropped = sim_kvpub_events_dropped(k->kvpub);
+        metrics_counter_add(m->kv_events_published, (double)(sent - k->kv_sent_last));
+        metrics_counter_add(m->kv_events_dropped, (double)(dropped - k->kv_dropped_last));
+        k->kv_sent_last = sent;
+        k->kv_dropped_last = dropped;
+    }
 }
 
 static void collect(void *ctx)
@@ -142,6 +150,12 @@ void sim_metrics_init(struct sim_server *s)
     m->pinned = metrics_series0(metrics_family_new(
         r, METRICS_GAUGE, "tandem_sim_kv_pinned_requests",
         "Finished prefills whose KV blocks wait for a decoder.", NULL, 0, NULL, 0));
+    if (cfg->kv_events) {
+        COUNTER(kv_events_published, "tandem_sim_kv_events_published_total",
+                "KV events (BlockStored, BlockRemoved) sent on the ZMQ PUB socket.");
+        COUNTER(kv_events_dropped, "tandem_sim_kv_events_dropped_total",
+                "KV events in batches the ZMQ PUB socket refused (not sent).");
+    }
     metrics_registry_on_collect(r, collect, s);
 #undef EACH_RANK
 #undef GAUGE

@@ -1,0 +1,214 @@
+/* The sim's KV event publisher (sim/kvpub.h): one ZMQ PUB socket per engine, a list of
+ * pending events filled by the engine's KV sink during a step, and a sequence counter.
+ *
+ * Invariants: pending events own their arrays until the flush that sends (or drops)
+ * them; consecutive evictions merge into one BlockRemoved, as the engine reports them
+ * one block at a time. Only the libuv loop thread touches a publisher; ZMQ's own I/O
+ * thread (one per process, shared by every rank's socket) does the network writes. */
+#include "sim/kvpub.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "sched/kvevents.h"
+
+static void *g_ctx; /* shared by every publisher of the process */
+static unsigned g_refs;
+
+struct sim_kvpub {
+    void *sock;
+    char *endpoint;
+    char *topic;
+    uint32_t dp_rank;
+    uint64_t seq;
+    struct kvev_event *ev;
+    size_t n_ev, cap_ev;
+    struct buf out;
+    uint64_t sent, dropped;
+};
+
+static struct kvev_event *push(struct sim_kvpub *p)
+{
+    if (p->n_ev == p->cap_ev) {
+        p->cap_ev = p->cap_ev ? p->cap_ev * 2 : 16;
+        p->ev = xrealloc(p->ev, p->cap_ev * sizeof *p->ev);
+    }
+    struct kvev_event *e = &p->ev[p->n_ev++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+static void on_stored(void *ctx, const uint64_t *hashes, uint32_t n, bool has_parent,
+                      uint64_t parent, const uint32_t *tokens, uint32_t n_tokens)
+{
+    struct sim_kvpub *p = ctx;
+    struct kvev_event *e = push(p);
+    e->type = KVEV_BLOCK_STORED;
+    e->n_hashes = n;
+    e->hashes = xmalloc((n ? n : 1) * sizeof *e->hashes);
+    memcpy(e->hashes, hashes, n * sizeof *e->hashes);
+    e->has_parent = has_parent;
+    e->parent = parent;
+    e->n_tokens = n_tokens;
+    e->token_ids = xmalloc((n_tokens ? n_tokens : 1) * sizeof *e->token_ids);
+    memcpy(e->token_ids, tokens, n_tokens * sizeof *e->token_ids);
+    e->block_size = n ? n_tokens / n : 0;
+    e->medium = "GPU";
+}
+
+static void on_removed(void *ctx, uint64_t hash)
+{
+    struct sim_kvpub *p = ctx;
+    struct kvev_event *e = p->n_ev ? &p->ev[p->n_ev - 1] : NULL;
+    if (!e || e->type != KVEV_BLOCK_REMOVED) {
+        e = push(p);
+        e->type = KVEV_BLOCK_REMOVED;
+        e->medium = "GPU";
+    }
+    /* Grow by doubling: n_tokens doubles as the capacity of a removal's hash array. */
+    if (e->n_hashes == e->n_tokens) {
+        e->n_tokens = e->n_tokens ? e->n_tokens * 2 : 8;
+        e->hashes = xrealloc(e->hashes, e->n_tokens * sizeof *e->hashes);
+    }
+    e->hashes[e->n_hashes++] = hash;
+}
+
+char *sim_kvpub_offset_endpoint(const char *endpoint, uint32_t rank)
+{
+    if (!endpoint || !*endpoint)
+        return NULL;
+    if (rank == 0)
+        return xstrdup(endpoint);
+    if (strstr(endpoint, "inproc"))
+        return xasprintf("%s_dp%u", endpoint, rank);
+    if (strstr(endpoint, "tcp")) {
+        const char *colon = strrchr(endpoint, ':');
+        if (!colon)
+            return xstrdup(endpoint);
+        char *end = NULL;
+        long port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || port < 0 || port + (long)rank > 65535)
+            return NULL;
+        return xasprintf("%.*s:%ld", (int)(colon - endpoint), endpoint, port + (long)rank);
+    }
+    return NULL;
+}
+
+static bool binds(const char *ep)
+{
+    return strchr(ep, '*') || strstr(ep, "::") || strncmp(ep, "ipc://", 6) == 0 ||
+           strncmp(ep, "inproc://", 9) == 0;
+}
+
+struct sim_kvpub *sim_kvpub_new(const struct sim_kvpub_config *cfg, struct sim_engine *e,
+                                char *err, size_t errlen)
+{
+    char *ep = sim_kvpub_offset_endpoint(cfg->endpoint, cfg->dp_rank);
+    if (!ep) {
+        snprintf(err, errlen, "kv events endpoint '%s': expected tcp://HOST:PORT, ipc:// or inproc://",
+                 cfg->endpoint ? cfg->endpoint : "");
+        return NULL;
+    }
+    if (!g_ctx)
+        g_ctx = zmq_ctx_new();
+    g_refs++;
+    void *sock = zmq_socket(g_ctx, ZMQ_PUB);
+    int hwm = cfg->hwm > 0 ? cfg->hwm : 100000;
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    int rc = binds(ep) ? zmq_bind(sock, ep) : zmq_connect(sock, ep);
+    if (rc != 0) {
+        snprintf(err, errlen, "kv events endpoint '%s': %s", ep, zmq_strerror(zmq_errno()));
+        zmq_close(sock);
+        free(ep);
+        if (--g_refs == 0) {
+            zmq_ctx_term(g_ctx);
+            g_ctx = NULL;
+        }
+        return NULL;
+    }
+    struct sim_kvpub *p = xcalloc(1, sizeof *p);
+    p->sock = sock;
+    p->endpoint = ep;
+    p->topic = xstrdup(cfg->topic ? cfg->topic : "");
+    p->dp_rank = cfg->dp_rank;
+    struct sim_engine_kv_sink sink = {.stored = on_stored, .removed = on_removed};
+    sim_engine_set_kv_sink(e, &sink, p);
+    return p;
+}
+
+static void clear_pending(struct sim_kvpub *p)
+{
+    for (size_t i = 0; i < p->n_ev; i++) {
+        free(p->ev[i].hashes);
+        if (p->ev[i].type == KVEV_BLOCK_STORED)
+            free(p->ev[i].token_ids);
+    }
+    p->n_ev = 0;
+}
+
+void sim_kvpub_flush(struct sim_kvpub *p, double ts)
+{
+    if (!p || !p->n_ev)
+        return;
+    /* removals used n_tokens as their capacity: zero it before encoding */
+    for (size_t i = 0; i < p->n_ev; i++)
+        if (p->ev[i].type == KVEV_BLOCK_REMOVED)
+            p->ev[i].n_tokens = 0;
+    struct kvev_batch b = {.ts = ts, .has_dp_rank = true, .dp_rank = p->dp_rank,
+                           .n_events = p->n_ev, .events = p->ev};
+    buf_reset(&p->out);
+    kvev_encode(&b, &p->out);
+    uint8_t seq[KVEV_SEQ_BYTES];
+    kvev_put_seq(p->seq, seq);
+    size_t tl = strlen(p->topic);
+    bool ok = zmq_send(p->sock, p->topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)tl &&
+              zmq_send(p->sock, seq, sizeof seq, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)sizeof seq &&
+              zmq_send(p->sock, p->out.data, p->out.len, ZMQ_DONTWAIT) == (int)p->out.len;
+    if (ok) {
+        p->seq++;
+        p->sent += p->n_ev;
+    } else {
+        p->dropped += p->n_ev;
+    }
+    clear_pending(p);
+}
+
+uint64_t sim_kvpub_events_sent(const struct sim_kvpub *p)
+{
+    return p ? p->sent : 0;
+}
+
+uint64_t sim_kvpub_events_dropped(const struct sim_kvpub *p)
+{
+    return p ? p->dropped : 0;
+}
+
+const char *sim_kvpub_endpoint(const struct sim_kvpub *p)
+{
+    return p->endpoint;
+}
+
+void sim_kvpub_free(struct sim_kvpub *p)
+{
+    if (!p)
+        return;
+    clear_pending(p);
+    free(p->ev);
+    zmq_close(p->sock);
+    buf_free(&p->out);
+    free(p->endpoint);
+    free(p->topic);
+    free(p);
+    if (--g_refs == 0) {
+        zmq_ctx_term(g_ctx);
+        g_ctx = NULL;
+    }
+}
