@@ -1197,6 +1197,119 @@ static void test_many_seqs(void **state)
     h_free(&h);
 }
 
+
+/* ---- KV event sink ------------------------------------------------------------------- */
+
+struct kvrec {
+    int n_stored_events;
+    uint64_t stored[64];
+    uint32_t n_stored;
+    bool first_has_parent;
+    uint64_t last_parent;
+    uint32_t tokens[256];
+    uint32_t n_tokens;
+    uint64_t removed[64];
+    uint32_t n_removed;
+};
+
+static void kv_stored(void *ctx, const uint64_t *hashes, uint32_t n, bool has_parent,
+                      uint64_t parent, const uint32_t *tokens, uint32_t n_tokens)
+{
+    struct kvrec *k = ctx;
+    if (k->n_stored_events++ == 0)
+        k->first_has_parent = has_parent;
+    k->last_parent = parent;
+    assert_true(k->n_stored + n <= 64 && k->n_tokens + n_tokens <= 256);
+    memcpy(k->stored + k->n_stored, hashes, n * sizeof *hashes);
+    k->n_stored += n;
+    memcpy(k->tokens + k->n_tokens, tokens, n_tokens * sizeof *tokens);
+    k->n_tokens += n_tokens;
+}
+
+static void kv_removed(void *ctx, uint64_t hash)
+{
+    struct kvrec *k = ctx;
+    assert_true(k->n_removed < 64);
+    k->removed[k->n_removed++] = hash;
+}
+
+static bool has_hash(const uint64_t *a, uint32_t n, uint64_t h)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i] == h)
+            return true;
+    return false;
+}
+
+static void test_kv_sink_stored_and_removed(void **state)
+{
+    (void)state;
+    struct sim_engine_config cfg = base_cfg();
+    cfg.block_size = 4;
+    cfg.num_gpu_blocks = 8;
+    struct h h;
+    h_init(&h, &cfg);
+    struct kvrec k;
+    memset(&k, 0, sizeof k);
+    struct sim_engine_kv_sink sink = {.stored = kv_stored, .removed = kv_removed};
+    sim_engine_set_kv_sink(h.e, &sink, &k);
+
+    /* A 2-block prompt: one event with both blocks, no parent, the prompt's tokens, and
+     * the hashes the prefix cache uses. */
+    uint32_t p[5][8];
+    struct rec r[5];
+    fill_ids(p[0], 8, 300);
+    add(&h, &r[0], p[0], 8, 1);
+    step(&h);
+    assert_int_equal(k.n_stored_events, 1);
+    assert_int_equal(k.n_stored, 2);
+    assert_false(k.first_has_parent);
+    assert_int_equal(k.n_tokens, 8);
+    assert_memory_equal(k.tokens, p[0], sizeof p[0]);
+    uint64_t want[2];
+    tok_block_hashes(p[0], 8, 4, cfg.hash_seed, want, 2);
+    assert_memory_equal(k.stored, want, sizeof want);
+
+    /* The same prompt again: its blocks are cached already, nothing new is announced. */
+    add(&h, &r[1], p[0], 8, 1);
+    step(&h);
+    assert_int_equal(k.n_stored_events, 1);
+    assert_int_equal(k.n_removed, 0);
+
+    /* Three more 2-block prompts take the 6 blocks never hashed; nothing is evicted. */
+    for (int i = 2; i < 5; i++) {
+        fill_ids(p[i], 8, 300 + (uint64_t)i);
+        add(&h, &r[i], p[i], 8, 1);
+        step(&h);
+    }
+    assert_int_equal(k.n_stored, 8);
+    assert_int_equal(k.n_removed, 0);
+
+    /* A prompt that extends a cached one stores only its new block, parented on the
+     * cached block before it. */
+    uint32_t q[12];
+    memcpy(q, p[4], sizeof p[4]);
+    fill_ids(q + 8, 4, 999);
+    struct rec rq;
+    int before = k.n_stored_events;
+    add(&h, &rq, q, 12, 1);
+    step(&h);
+    assert_int_equal(k.n_stored_events, before + 1);
+    uint64_t qh[3];
+    tok_block_hashes(q, 12, 4, cfg.hash_seed, qh, 3);
+    assert_true(k.stored[k.n_stored - 1] == qh[2]);
+    assert_true(k.last_parent == qh[1]);
+    /* Its new block came from the LRU: the evicted cached block is announced, and it is
+     * one of A's (the least recently used). */
+    struct sim_engine_stats st;
+    stats(&h, &st);
+    assert_int_equal(k.n_removed, st.evictions);
+    assert_int_equal(k.n_removed, 1);
+    assert_true(has_hash(k.removed, k.n_removed, want[0]) ||
+                has_hash(k.removed, k.n_removed, want[1]));
+    h_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1206,6 +1319,7 @@ int main(void)
         cmocka_unit_test(test_prefix_cache_hit),
         cmocka_unit_test(test_generated_blocks_cached),
         cmocka_unit_test(test_lru_eviction),
+        cmocka_unit_test(test_kv_sink_stored_and_removed),
         cmocka_unit_test(test_max_num_seqs),
         cmocka_unit_test(test_fcfs_head_of_line),
         cmocka_unit_test(test_preemption),
