@@ -3,6 +3,7 @@ build-test/kvev_sub (a C subscriber printing JSON lines; the system Python has n
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -86,7 +87,6 @@ def joined(sim, sub, tag, headers=None):
         i += 1
         try:
             sub.wait(lambda: sub.batches, "first batch", timeout=0.3)
-            time.sleep(0)  # nothing to wait on: the batch is already here
             with sub.cond:
                 return len(sub.batches)
         except AssertionError:
@@ -159,7 +159,6 @@ def test_data_parallel_ranks_publish_on_offset_ports():
     zport = free_port()
     while True:  # rank 1 publishes on zport + 1 (vLLM's offset)
         try:
-            import socket
             with socket.socket() as t:
                 t.bind(("127.0.0.1", zport + 1))
             break
