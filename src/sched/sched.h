@@ -12,6 +12,7 @@
 #define TANDEM_SCHED_SCHED_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -169,6 +170,11 @@ struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len
 /* The config text for a --policy preset (round_robin, random, consistent_hash,
  * power_of_two, cache_aware, llm-d); NULL for an unknown name. Static string. */
 const char *sched_policy_config(const char *policy);
+/* The URL path the router scrapes engine metrics from: the config's metrics-data-source
+ * path, "/metrics" without one. Owned by s. */
+const char *sched_metrics_path(const struct sched *s);
+/* Writes every known plugin type with its kind and parameters (--help-plugins). */
+void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);
 
 /* Runs the pipeline. With trace != NULL, appends the decision as one JSON object:

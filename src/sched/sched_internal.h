@@ -101,6 +101,9 @@ enum sched_plugin_kind {
     SCHED_PK_PICKER,
     SCHED_PK_HANDLER,
     SCHED_PK_DECIDER,
+    SCHED_PK_PARSER,    /* request parser (the config's parser section) */
+    SCHED_PK_SOURCE,    /* data layer source (dataLayer.sources[].pluginRef) */
+    SCHED_PK_EXTRACTOR, /* data layer extractor (dataLayer.sources[].extractors[]) */
 };
 
 struct sched;

@@ -364,8 +364,7 @@ static bool pdec_decide(struct sched_plugin *self, struct sched_cycle *c, uint16
     double cached = 0;
     if (st->prefix && r->prompt_len) {
         st->prefix->t->match_prefix(st->prefix, c);
-        double chars = (double)c->px_matched[decode] *
-                       (double)st->prefix->t->prefix_block_size(st->prefix);
+        double chars = (double)c->px_matched[decode] * (double)c->px_block_size;
         cached = fmin(tokens, chars * tokens / (double)r->prompt_len);
     }
     if (tokens - cached >= (double)st->non_cached) {
