@@ -260,6 +260,7 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
     double refresh_ms = 50, stale_ms = 2000;
     const char *pd_mode = NULL, *xp_mode = NULL;
     long long grpc_port = 0, grpc_health_port = 9003;
+    bool help_plugins = false;
     cfg->secure_serving = true;
     cfg->workers = 0;
     cfg->max_retries = 2;
@@ -327,6 +328,9 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
          "ext_proc over TLS, self-signed unless --cert-path (default true)", NULL},
         {"--cert-path", "-certPath", FLAG_STRING, &cfg->cert_path, "DIR",
          "tls.crt and tls.key for ext_proc", NULL},
+        {"--help-plugins", NULL, FLAG_BOOL, &help_plugins, NULL,
+         "list every EndpointPickerConfig plugin type with its kind and parameters, and exit",
+         NULL},
         {"--extproc-body-mode", NULL, FLAG_STRING, &xp_mode, "MODE",
          "body mode when the gateway sends no protocol_config: full-duplex (default) or "
          "buffered",
@@ -368,6 +372,11 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
                          "semantics: filters, scorers (prefix cache, queue, KV usage, ...),\n"
                          "pickers and profile handlers from an llm-d EndpointPickerConfig.",
                          flags, n_flags);
+        return 1;
+    }
+    if (help_plugins) {
+        free(vv);
+        sched_help_plugins(stdout);
         return 1;
     }
     if (res.n_positional) {

@@ -142,6 +142,8 @@ struct loader {
 
 static void note_not_applied(struct loader *L, const char *what)
 {
+    if (strstr(L->not_applied, what))
+        return;
     size_t n = strlen(L->not_applied);
     snprintf(L->not_applied + n, sizeof L->not_applied - n, "%s%s", n ? "; " : "", what);
 }
@@ -493,7 +495,7 @@ static int load_feature_gates(struct loader *L, const json_t *fg)
         if (strcmp(v, "dataLayer") == 0 || strcmp(v, "enableLegacyMetrics") == 0)
             continue; /* tandem's one metrics path: the scraper feeding the datastore */
         if (strcmp(v, "flowControl") == 0) {
-            note_not_applied(L, "featureGates: flowControl (tandem has no flow control layer)");
+            note_not_applied(L, "flowControl (tandem has no flow control layer)");
             continue;
         }
         return fail(L, g, f, "unknown feature gate '%s' (known: dataLayer, enableLegacyMetrics, "

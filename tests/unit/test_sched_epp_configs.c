@@ -5,6 +5,7 @@
  * to the loading side), so the table is always the exact list of what is left to build.
  * A file in the directory but not in the table fails the test too. */
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,11 +127,165 @@ static void test_table_complete(void **state)
     assert_int_equal(files, N_CONFIGS);
 }
 
+/* --- prefix-cache-scorer's current parameters ---------------------------------------------- */
+
+static void set_block_size(struct sched_datastore *ds, const char *name, uint32_t bs)
+{
+    struct sched_endpoint *e = sched_ds_find(ds, name);
+    assert_non_null(e);
+    struct sched_endpoint_metrics m;
+    memset(&m, 0, sizeof m);
+    m.have = m.healthy = true;
+    m.block_size = bs;
+    sched_endpoint_set_scraped(e, &m);
+    sched_endpoint_unref(e);
+}
+
+/* Routes prompt A for real (the pick learns its blocks), then returns the prefix score of
+ * that pod for prompt B, which shares A's first 16 characters only. */
+static double shared16_score(const char *params, uint32_t scraped_block_size)
+{
+    static const char a[] = "0123456789abcdef0123456789ABCDEF";
+    static const char b[] = "0123456789abcdefzzzzzzzzzzzzzzzz";
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "b", SCHED_ROLE_BOTH, NULL, NULL);
+    if (scraped_block_size) {
+        set_block_size(ds, "a", scraped_block_size);
+        set_block_size(ds, "b", scraped_block_size);
+    }
+    struct sched *s = tu_one(ds, "prefix-cache-scorer", params);
+    struct sched_request ra = tu_req(a, "m"), rb = tu_req(b, "m");
+    struct sched_result r;
+    sched_schedule(s, &ra, false, &r, NULL);
+    char pod[8];
+    snprintf(pod, sizeof pod, "%s", tu_pick(&r));
+    sched_result_release(&r);
+    json_t *t = tu_trace(s, &rb, true, &r);
+    double score = tu_score(t, 0, 0, pod);
+    json_decref(t);
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+    return score;
+}
+
+static void test_prefix_block_size_tokens(void **state)
+{
+    (void)state;
+    /* 4 tokens = 16 characters: B matches A's first block of two */
+    assert_true(fabs(shared16_score("{blockSizeTokens: 4, autoTune: false}", 0) - 0.5) < 1e-9);
+    /* 8 tokens = 32 characters: B's only block differs */
+    assert_true(shared16_score("{blockSizeTokens: 8, autoTune: false}", 0) == 0.0);
+    /* autoTune (llm-d's default): the engines' cache_config_info block_size (4) wins */
+    assert_true(fabs(shared16_score("{blockSizeTokens: 8}", 4) - 0.5) < 1e-9);
+    assert_true(shared16_score("{blockSizeTokens: 8, autoTune: false}", 4) == 0.0);
+    /* maxPrefixTokensToMatch 4 = one 4-token block matched at most: B matches it fully */
+    assert_true(fabs(shared16_score("{blockSizeTokens: 4, autoTune: false, "
+                                    "maxPrefixTokensToMatch: 4}", 0) - 1.0) < 1e-9);
+    /* the legacy character blockSize still fixes the block (no auto-tuning) */
+    assert_true(fabs(shared16_score("{blockSize: 16}", 8) - 0.5) < 1e-9);
+}
+
+/* --- the top-level sections ---------------------------------------------------------------- */
+
+static void expect_error(const char *cfg, const char *want)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    struct errinfo err;
+    memset(&err, 0, sizeof err);
+    struct sched *s = sched_new(ds, cfg, strlen(cfg), "c.yaml", &err);
+    bool ok = s != NULL;
+    sched_free(s);
+    sched_ds_free(ds);
+    if (ok)
+        fail_msg("loaded, expected %s", want);
+    if (!strstr(err.msg, want))
+        fail_msg("expected '%s', got '%s'", want, err.msg);
+}
+
+#define HEAD_ "plugins:\n- type: queue-scorer\n- type: openai-parser\n"                       \
+              "- type: metrics-data-source\n  parameters: {path: /custom-metrics}\n"            \
+              "- type: core-metrics-extractor\n"                                               \
+              "schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: queue-scorer\n"
+
+static void test_sections(void **state)
+{
+    (void)state;
+    const char ok[] = HEAD_ "parser:\n  pluginRef: openai-parser\n"
+                            "dataLayer:\n  sources:\n  - pluginRef: metrics-data-source\n"
+                            "    extractors:\n    - pluginRef: core-metrics-extractor\n"
+                            "featureGates: [dataLayer, enableLegacyMetrics, flowControl]\n"
+                            "flowControl: {maxRequests: 10}\n";
+    struct sched_datastore *ds = sched_ds_new();
+    struct errinfo err;
+    struct sched *s = sched_new(ds, ok, strlen(ok), "c.yaml", &err);
+    if (!s)
+        fail_msg("%s", err.msg);
+    /* the router scrapes the metrics-data-source's path */
+    assert_string_equal(sched_metrics_path(s), "/custom-metrics");
+    sched_free(s);
+    assert_string_equal(sched_metrics_path(NULL), "/metrics");
+    sched_ds_free(ds);
+
+    expect_error(HEAD_ "parser:\n  pluginRef: queue-scorer\n",
+                 "c.yaml:12: parser.pluginRef: 'queue-scorer' is a scorer, not a parser");
+    expect_error(HEAD_ "parser:\n  pluginRef: nope\n",
+                 "c.yaml:12: parser.pluginRef: no plugin named 'nope' in plugins");
+    expect_error(HEAD_ "dataLayer:\n  sources:\n  - pluginRef: metrics-data-source\n"
+                       "    extractors:\n    - pluginRef: openai-parser\n",
+                 "c.yaml:15: dataLayer.sources[0].extractors[0].pluginRef: 'openai-parser' is a "
+                 "parser, not a data layer extractor");
+    expect_error(HEAD_ "dataLayer:\n  sources:\n  - pluginRef: queue-scorer\n",
+                 "c.yaml:13: dataLayer.sources[0].pluginRef: 'queue-scorer' is a scorer");
+    expect_error(HEAD_ "dataLayer:\n  sink: 1\n", "c.yaml:12: dataLayer.sink: unknown field");
+    expect_error(HEAD_ "featureGates: [dataLayer, warpDrive]\n",
+                 "c.yaml:11: featureGates[1]: unknown feature gate 'warpDrive'");
+    /* the old saturationDetector fields are gone from llm-d's schema */
+    expect_error(HEAD_ "saturationDetector:\n  metricsStalenessThreshold: 150ms\n",
+                 "c.yaml:12: saturationDetector.metricsStalenessThreshold: unknown field");
+    expect_error(HEAD_ "saturationDetector:\n  pluginRef: queue-scorer\n",
+                 "saturationDetector.pluginRef: 'queue-scorer' is not a saturation detector");
+    /* data layer plugins are not scheduling plugins */
+    expect_error("plugins:\n- type: openai-parser\nschedulingProfiles:\n- name: d\n  plugins:\n"
+                 "  - pluginRef: openai-parser\n",
+                 "'openai-parser' is a parser, not a filter, scorer or picker");
+    expect_error("plugins:\n- type: metrics-data-source\n  parameters: {scheme: https}\n"
+                 "schedulingProfiles:\n- name: d\n  plugins: []\n",
+                 "plugins[0].parameters.scheme: tandem scrapes engines over http only");
+    expect_error("plugins:\n- type: core-metrics-extractor\n  parameters: {defaultEngine: sglang}\n"
+                 "schedulingProfiles:\n- name: d\n  plugins: []\n",
+                 "plugins[0].parameters.defaultEngine: tandem reads vLLM's metric names only");
+    expect_error("plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 0}\n"
+                 "schedulingProfiles:\n- name: d\n  plugins: []\n",
+                 "plugins[0].parameters.blockSizeTokens: must be between 1 and 262144");
+}
+
+static void test_help_plugins(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    sched_help_plugins(f);
+    fclose(f);
+    for (size_t i = 0; sched_plugin_types[i]; i++)
+        if (!strstr(text, sched_plugin_types[i]->type))
+            fail_msg("%s missing from --help-plugins", sched_plugin_types[i]->type);
+    assert_non_null(strstr(text, "prefix-cache-scorer"));
+    assert_non_null(strstr(text, "blockSizeTokens, autoTune"));
+    assert_non_null(strstr(text, "data-source"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_config),
         cmocka_unit_test(test_table_complete),
+        cmocka_unit_test(test_prefix_block_size_tokens),
+        cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_help_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
