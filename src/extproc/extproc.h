@@ -45,6 +45,7 @@ struct extproc_decision {
     char reason[64];     /* status != 0: x-llm-d-request-dropped-reason value (optional) */
     char endpoint[1024]; /* status == 0: "ip:port[,ip:port...]" primary then fallbacks */
     char prefiller[300]; /* "" or x-prefiller-host-port (P/D disaggregation) */
+    char dp_rank[300];   /* "" or x-data-parallel-host-port (data-parallel-profile-handler) */
     void *token;         /* opaque, handed back to release() when the stream ends */
 };
 

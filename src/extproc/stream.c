@@ -454,6 +454,7 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     d.reason[sizeof d.reason - 1] = '\0';
     d.endpoint[sizeof d.endpoint - 1] = '\0';
     d.prefiller[sizeof d.prefiller - 1] = '\0';
+    d.dp_rank[sizeof d.dp_rank - 1] = '\0';
     if (d.status == 0 && d.token) {
         s->has_token = true;
         s->token = d.token;
@@ -482,6 +483,8 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     }
     if (d.prefiller[0])
         hmut_set(&h, "x-prefiller-host-port", d.prefiller);
+    if (d.dp_rank[0])
+        hmut_set(&h, "x-data-parallel-host-port", d.dp_rank);
     if (s->request_id_made)
         hmut_set(&h, "x-request-id", s->request_id);
     struct lbmeta md;

@@ -95,6 +95,12 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
             order[n++] = res.picks[i];
     for (size_t i = 0; i < n; i++) {
         const char *addr = sched_endpoint_addr(order[i]);
+        char dp_addr[300];
+        if (res.dp_primary_port > 0) { /* the rank's pod at its primary port */
+            snprintf(dp_addr, sizeof dp_addr, "%s:%d", sched_endpoint_host(order[i]),
+                     res.dp_primary_port);
+            addr = dp_addr;
+        }
         int w = snprintf(out->endpoint + len, sizeof out->endpoint - len, "%s%s", i ? "," : "",
                          addr);
         if (w < 0 || (size_t)w >= sizeof out->endpoint - len) {
@@ -103,6 +109,8 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
         }
         len += (size_t)w;
     }
+    if (res.dp_primary_port > 0)
+        snprintf(out->dp_rank, sizeof out->dp_rank, "%s", sched_endpoint_addr(res.picks[pick]));
     if (res.prefill && !r->cfg.pd_router) /* the decode pod's sidecar runs the prefill leg */
         snprintf(out->prefiller, sizeof out->prefiller, "%s",
                  sched_endpoint_addr(res.prefill));

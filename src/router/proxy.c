@@ -375,12 +375,16 @@ static const struct http_header *leg_headers(struct proxy_req *p, struct sched_e
     const struct http_request *q = http_exchange_request(p->ex);
     int rank = router_endpoint_dp_rank(e);
     bool key = p->r->cfg.api_key && !http_headers_get(&q->headers, "authorization");
+    bool dp = p->res.dp_primary_port > 0 && e != p->res.prefill;
     *n = p->n_hdrs;
-    if (rank < 0 && !key)
+    if (rank < 0 && !key && !dp)
         return p->hdrs;
     struct arena *a = http_exchange_arena(p->ex);
-    struct http_header *h = arena_alloc(a, (p->n_hdrs + 2) * sizeof *h);
+    struct http_header *h = arena_alloc(a, (p->n_hdrs + 3) * sizeof *h);
     memcpy(h, p->hdrs, p->n_hdrs * sizeof *h);
+    if (dp) /* data-parallel-profile-handler: the rank, for the primary port's sidecar */
+        h[(*n)++] = (struct http_header){"x-data-parallel-host-port",
+                                         arena_strdup(a, sched_endpoint_addr(e)), 0, 0};
     if (rank >= 0)
         h[(*n)++] = (struct http_header){"X-data-parallel-rank", arena_sprintf(a, "%d", rank),
                                          0, 0};
@@ -403,7 +407,7 @@ static void start_upstream(struct proxy_req *p)
     struct http_call_request req = {
         .method = q->method,
         .host = sched_endpoint_host(p->ep),
-        .port = sched_endpoint_port(p->ep),
+        .port = p->res.dp_primary_port > 0 ? p->res.dp_primary_port : sched_endpoint_port(p->ep),
         .path = path,
         .headers = (struct http_header *)hdrs,
         .n_headers = n_hdrs,

@@ -154,6 +154,9 @@ struct sched_result {
      * blocks the picked endpoint held (0/0 when no prefix scorer ran). */
     uint32_t prefix_blocks;
     uint32_t prefix_hit_blocks;
+    /* data-parallel-profile-handler: send to the pick's host at this port, with
+     * x-data-parallel-host-port = the pick's "host:port" (0: no rewrite). */
+    int dp_primary_port;
 };
 void sched_result_release(struct sched_result *r);
 

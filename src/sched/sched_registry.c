@@ -15,13 +15,15 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_no_hit_lru_scorer, sched_max_score_picker, sched_random_picker,
     sched_weighted_random_picker, sched_round_robin_picker, sched_consistent_hash_picker,
     sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias,
-    sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor;
+    sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor,
+    sched_data_parallel_profile_handler;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
     &sched_single_profile_handler,
     &sched_pd_profile_handler,
     &sched_disagg_profile_handler,
+    &sched_data_parallel_profile_handler,
     /* P/D deciders */
     &sched_prefix_based_pd_decider,
     &sched_always_disagg_pd_decider,
@@ -75,6 +77,7 @@ static const struct {
 } plugin_params[] = {
     {"pd-profile-handler", "threshold, decodeProfile, prefillProfile, prefixPluginName, "
                            "hashBlockSize, primaryPort"},
+    {"data-parallel-profile-handler", "primaryPort (8000)"},
     {"disagg-profile-handler", "profiles{decode,prefill}, deciders{prefill}"},
     {"prefix-based-pd-decider", "nonCachedTokens, promptTokens, prefixPluginName"},
     {"by-label", "label, validValues, allowsNoLabel"},

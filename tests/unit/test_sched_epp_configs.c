@@ -24,7 +24,7 @@ static const struct {
     const char *blocked_by; /* NULL: loads; else a substring of the load error */
 } configs[] = {
     {"config-charts-epplib-templates-_config-default.yaml", NULL},
-    {"deploy-config-dp-epp-config.yaml", "unknown plugin type 'data-parallel-profile-handler'"},
+    {"deploy-config-dp-epp-config.yaml", NULL},
     {"deploy-config-epp-config.yaml", NULL},
     {"deploy-config-epp-estimate-prefix-cache-config.yaml", NULL},
     {"deploy-config-epp-precise-prefix-cache-config.yaml", "unknown plugin type 'token-producer'"},
@@ -261,6 +261,66 @@ static void test_sections(void **state)
                  "plugins[0].parameters.blockSizeTokens: must be between 1 and 262144");
 }
 
+/* --- data-parallel-profile-handler ----------------------------------------------------------- */
+
+static void add_rank(struct sched_datastore *ds, const char *name, int port, double waiting)
+{
+    struct sched_endpoint_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.name = name;
+    spec.host = "10.0.0.7";
+    spec.port = port;
+    spec.role = SCHED_ROLE_BOTH;
+    assert_int_equal(sched_ds_upsert(ds, &spec), 0);
+    struct sched_endpoint *e = sched_ds_find(ds, name);
+    sched_endpoint_set_health(e, true);
+    sched_endpoint_unref(e);
+    tu_metrics(ds, name, waiting, 0, 0);
+}
+
+static void test_data_parallel(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = sched_ds_new();
+    add_rank(ds, "pod-rank0", 8200, 5); /* busier */
+    add_rank(ds, "pod-rank1", 8201, 0);
+    const char cfg[] = "plugins:\n- type: queue-scorer\n- type: data-parallel-profile-handler\n"
+                       "  parameters: {primaryPort: 8000}\n"
+                       "schedulingProfiles:\n- name: default\n  plugins:\n"
+                       "  - pluginRef: queue-scorer\n";
+    struct errinfo err;
+    struct sched *s = sched_new(ds, cfg, strlen(cfg), "dp.yaml", &err);
+    if (!s)
+        fail_msg("%s", err.msg);
+    struct sched_request req = tu_req("hello", "m");
+    struct sched_result r;
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.status, 0);
+    /* the least busy rank is picked and the request goes to the pod's primary port */
+    assert_string_equal(tu_pick(&r), "pod-rank1");
+    assert_int_equal(sched_endpoint_port(r.picks[0]), 8201);
+    assert_int_equal(r.dp_primary_port, 8000);
+    sched_result_release(&r);
+    sched_free(s);
+
+    /* without the handler there is no rewrite */
+    s = tu_one(ds, "queue-scorer", NULL);
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.dp_primary_port, 0);
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error("plugins:\n- type: queue-scorer\n- type: data-parallel-profile-handler\n"
+                 "schedulingProfiles:\n- name: a\n  plugins: [{pluginRef: queue-scorer}]\n"
+                 "- name: b\n  plugins: [{pluginRef: queue-scorer}]\n",
+                 "data-parallel-profile-handler needs exactly one profile, got 2");
+    expect_error("plugins:\n- type: data-parallel-profile-handler\n"
+                 "  parameters: {primaryPort: 70000}\n"
+                 "schedulingProfiles:\n- name: a\n  plugins: []\n",
+                 "c.yaml:3: plugins[0].parameters.primaryPort: must be between 1 and 65535");
+}
+
 static void test_help_plugins(void **state)
 {
     (void)state;
@@ -285,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_table_complete),
         cmocka_unit_test(test_prefix_block_size_tokens),
         cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_data_parallel),
         cmocka_unit_test(test_help_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

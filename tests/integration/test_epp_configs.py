@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""llm-d's current EndpointPickerConfig features through a real router: --help-plugins lists
+the registry, llm-d's copied configs start a router, the metrics-data-source path is what
+gets scraped, and data-parallel-profile-handler sends a request to the pod's primary port
+with x-data-parallel-host-port naming the rank that was picked."""
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import TANDEM, Proc, free_port, get, post, run, sims, wait_until
+
+SRC = os.environ.get("TANDEM_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+CONFIGS = os.path.join(SRC, "tests", "data", "epp-configs", "llm-d-inference-scheduler")
+
+
+def router(backends, *extra):
+    port = free_port()
+    args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+            "--workers", "1", "--refresh-metrics-interval", "20", "--enable-debug-endpoints"]
+    for b in backends:
+        args += ["--endpoint", "name=%s,addr=127.0.0.1:%d" % (b.name, b.port)]
+    p = Proc(args + list(extra), r"tandem router ready on", 20)
+    p.port = port
+    return p
+
+
+def healthy(port):
+    return [e["healthy"] for e in get(port, "/debug/endpoints").json()["endpoints"]]
+
+
+def test_help_plugins():
+    out = subprocess.run([TANDEM, "router", "--help-plugins"], capture_output=True, timeout=10)
+    assert out.returncode == 0, out
+    text = out.stdout.decode()
+    rows = {l.split()[0]: l.split()[1] for l in text.splitlines()[1:] if l.strip()}
+    assert rows["prefix-cache-scorer"] == "scorer"
+    assert rows["data-parallel-profile-handler"] == "profile-handler"
+    assert rows["metrics-data-source"] == "data-source"
+    assert rows["openai-parser"] == "parser"
+    assert "blockSizeTokens" in text and "primaryPort" in text
+    # plugins tandem does not have are not listed (a config needing them fails to load)
+    assert "token-producer" not in rows and "probabilistic-admitter" not in rows
+
+
+def test_llm_d_configs_route():
+    # the chart's default config and the sim P/D-less config route through real sims
+    a, b = sims(2)
+    for name in ("config-charts-epplib-templates-_config-default.yaml",
+                 "deploy-config-sim-epp-config.yaml"):
+        r = router([a, b], "--config-file", os.path.join(CONFIGS, name))
+        wait_until(lambda: all(healthy(r.port)), 10, what="endpoints scraped")
+        resp = post(r.port, "/v1/completions", {"model": "m", "prompt": "hi", "max_tokens": 2})
+        assert resp.status == 200, (name, resp.status, resp.body)
+        r.stop()
+
+
+def test_metrics_data_source_path():
+    a, = sims(1)
+    cfg = ("plugins:\n- type: queue-scorer\n- type: metrics-data-source\n"
+           "  parameters: {path: /not-metrics}\n- type: core-metrics-extractor\n"
+           "schedulingProfiles:\n- name: default\n  plugins: [{pluginRef: queue-scorer}]\n"
+           "dataLayer:\n  sources:\n  - pluginRef: metrics-data-source\n"
+           "    extractors: [{pluginRef: core-metrics-extractor}]\n")
+    r = router([a], "--config-text", cfg)
+    # the sim has no /not-metrics: the scrape fails there, so the endpoint never turns healthy
+    assert r.wait_log(r"metrics scrape failed \(HTTP 404\); marked unhealthy", 10), \
+        r.output()[-2000:]
+    assert healthy(r.port) == [False]
+    r.stop()
+    r = router([a], "--config-text", cfg.replace("/not-metrics", "/metrics"))
+    wait_until(lambda: healthy(r.port) == [True], 10, what="scraped at /metrics")
+
+
+class Primary(BaseHTTPRequestHandler):
+    """Stands in for a DP pod's primary port (its routing sidecar): records the header."""
+    seen = []
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", "0"))
+        self.rfile.read(n)
+        Primary.seen.append(self.headers.get("x-data-parallel-host-port"))
+        body = json.dumps({"id": "cmpl-1", "object": "text_completion", "model": "m",
+                           "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                     "total_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_data_parallel_profile_handler():
+    ranks = sims(2)  # two ranks' ports of one pod (same host)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Primary)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        primary = srv.server_address[1]
+        text = open(os.path.join(CONFIGS, "deploy-config-dp-epp-config.yaml")).read()
+        assert "primaryPort: 8000" in text
+        r = router(ranks, "--config-text", text.replace("primaryPort: 8000",
+                                                          "primaryPort: %d" % primary))
+        wait_until(lambda: all(healthy(r.port)), 10, what="ranks scraped")
+        for i in range(4):
+            resp = post(r.port, "/v1/completions",
+                        {"model": "m", "prompt": "dp %d" % i, "max_tokens": 1})
+            assert resp.status == 200, (resp.status, resp.body)
+        assert len(Primary.seen) == 4, Primary.seen
+        rank_addrs = {"127.0.0.1:%d" % s.port for s in ranks}
+        assert all(h in rank_addrs for h in Primary.seen), (Primary.seen, rank_addrs)
+        # the ranks themselves were not called: the primary port's sidecar does that
+        for s in ranks:
+            m = get(s.port, "/metrics").body.decode()
+            assert "vllm:request_success_total" not in m or \
+                all(l.endswith(" 0") or l.endswith(" 0.0") for l in m.splitlines()
+                    if l.startswith("vllm:request_success_total")), m[:400]
+    finally:
+        srv.shutdown()
+
+
+if __name__ == "__main__":
+    run([test_help_plugins, test_llm_d_configs_route, test_metrics_data_source_path,
+         test_data_parallel_profile_handler])
