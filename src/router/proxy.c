@@ -848,6 +848,11 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
 {
     struct buf trace = BUF_INIT;
     bool want_trace = log_enabled(LOG_DEBUG);
+    const char *objective =
+        sreq->headers ? http_headers_get(sreq->headers, "x-gateway-inference-objective") : NULL;
+    for (size_t i = 0; objective && i < r->cfg.n_objectives; i++)
+        if (strcmp(r->cfg.objectives[i].name, objective) == 0)
+            sreq->priority = r->cfg.objectives[i].priority;
     sched_schedule(r->sched, sreq, false, res, want_trace ? &trace : NULL);
     metrics_histogram_observe(r->m.sched_duration, (double)res->elapsed_ns / 1e9);
     r->m.prefix_blocks += res->prefix_blocks;

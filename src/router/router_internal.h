@@ -71,6 +71,14 @@ struct router_config {
     const char *config_file;
     const char *config_text;
     const char *policy;
+    /* --inference-objective NAME=PRIORITY: the priority of requests whose
+     * x-gateway-inference-objective header names NAME (InferenceObjective's spec.priority;
+     * < 0 = sheddable). Unlisted or absent: 0. */
+    struct router_objective {
+        char *name;
+        int priority;
+    } objectives[32];
+    size_t n_objectives;
     double refresh_metrics_s;
     double staleness_s;
     long long max_body_bytes;

@@ -113,6 +113,9 @@ struct sched_request {
     const char *user;        /* body "user", may be NULL (consistent-hash key) */
     const char *session_id;  /* body "session_id", may be NULL (same) */
     const char *target_lora; /* adapter name when the model is a LoRA, else NULL */
+    /* The request's InferenceObjective priority (0 default); < 0 = sheddable: admitters
+     * and the saturation detector may refuse it with 429. */
+    int priority;
     /* The gateway's subset hint (ext_proc envoy.lb.subset_hint): only endpoints whose
      * "host:port" is listed are candidates; an empty list leaves none (503). */
     bool has_subset;

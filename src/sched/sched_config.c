@@ -209,6 +209,7 @@ static const char *kind_text(enum sched_plugin_kind k)
     case SCHED_PK_PARSER: return "parser";
     case SCHED_PK_SOURCE: return "data layer source";
     case SCHED_PK_EXTRACTOR: return "data layer extractor";
+    case SCHED_PK_ADMITTER: return "admitter";
     }
     return "plugin";
 }
@@ -531,9 +532,11 @@ static int load_sections(struct sched *s, struct loader *L, const json_t *root)
         if (jr && !sched_find_plugin(s, json_string_value(jr)))
             return fail(L, jr, "saturationDetector.pluginRef", "no plugin named '%s' in plugins",
                         json_string_value(jr));
-        if (jr)
+        struct sched_plugin *pl = jr ? sched_find_plugin(s, json_string_value(jr)) : NULL;
+        if (pl && !pl->t->saturation_admit)
             return fail(L, jr, "saturationDetector.pluginRef",
                         "'%s' is not a saturation detector", json_string_value(jr));
+        s->saturation = pl;
     }
     v = json_object_get(root, "flowControl");
     if (v && !json_is_null(v)) {
@@ -589,6 +592,26 @@ static int load(struct sched *s, struct loader *L, const json_t *root)
         s->plugins = xrealloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
         s->plugins[s->n_plugins++] = h;
         s->handler = h;
+    }
+    if (!s->saturation) {
+        /* llm-d's default saturationDetector: a utilization-detector with its defaults (or
+         * the plugin of that name when the config defines one) */
+        struct sched_plugin *ud = sched_find_plugin(s, "utilization-detector");
+        if (ud && ud->t->saturation_admit) {
+            s->saturation = ud;
+        } else if (!ud) {
+            const struct sched_plugin_type *t = sched_plugin_type_find("utilization-detector");
+            st = NULL;
+            if (t->create(NULL, &st, &pe) == 0) {
+                struct sched_plugin *h = xcalloc(1, sizeof *h);
+                h->t = t;
+                h->name = xstrdup(t->type);
+                h->st = st;
+                s->plugins = xrealloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
+                s->plugins[s->n_plugins++] = h;
+                s->saturation = h;
+            }
+        }
     }
     const struct sched_plugin_type *mp = sched_plugin_type_find("max-score-picker");
     st = NULL;

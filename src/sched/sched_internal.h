@@ -104,6 +104,7 @@ enum sched_plugin_kind {
     SCHED_PK_PARSER,    /* request parser (the config's parser section) */
     SCHED_PK_SOURCE,    /* data layer source (dataLayer.sources[].pluginRef) */
     SCHED_PK_EXTRACTOR, /* data layer extractor (dataLayer.sources[].extractors[]) */
+    SCHED_PK_ADMITTER,  /* admission: may refuse a request before any profile runs */
 };
 
 struct sched;
@@ -149,6 +150,12 @@ struct sched_plugin_type {
     size_t (*match_prefix)(struct sched_plugin *self, struct sched_cycle *c);
     /* its block size in characters (for turning matched blocks into cached tokens) */
     size_t (*prefix_block_size)(const struct sched_plugin *self);
+    /* admitter: 0 admits; else the HTTP status (429) with reason written. */
+    int (*admit)(struct sched_plugin *self, struct sched_cycle *c, char *reason, size_t cap);
+    /* saturation detector (the config's saturationDetector): the same contract, run after
+     * the admitters. */
+    int (*saturation_admit)(struct sched_plugin *self, struct sched_cycle *c, char *reason,
+                            size_t cap);
 };
 
 struct sched_plugin {
@@ -179,6 +186,7 @@ struct sched {
     struct sched_profile *profiles;
     size_t n_profiles;
     struct sched_plugin *handler;
+    struct sched_plugin *saturation; /* the saturationDetector, or NULL (borrowed) */
     struct sched_plugin *default_picker; /* owned; used by profiles without a picker */
 };
 

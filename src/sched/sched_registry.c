@@ -16,7 +16,8 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_weighted_random_picker, sched_round_robin_picker, sched_consistent_hash_picker,
     sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias,
     sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor,
-    sched_data_parallel_profile_handler;
+    sched_data_parallel_profile_handler, sched_probabilistic_admitter,
+    sched_utilization_detector;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -32,6 +33,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_prefill_filter,
     &sched_by_label_filter,
     &sched_label_selector_filter,
+    &sched_utilization_detector,
     /* scorers */
     &sched_queue_scorer,
     &sched_kv_scorer,
@@ -54,6 +56,8 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_rendezvous_hash_picker,
     &sched_cache_aware_picker,
     &sched_cache_aware_picker_alias,
+    /* admission */
+    &sched_probabilistic_admitter,
     /* request parser, data layer */
     &sched_openai_parser,
     &sched_metrics_data_source,
@@ -99,6 +103,10 @@ static const struct {
     {"cache-aware-picker", "maxNumOfEndpoints, cacheThreshold, balanceAbsThreshold, "
                            "balanceRelThreshold, maxTreeSize"},
     {"cache-aware", "(alias of cache-aware-picker)"},
+    {"probabilistic-admitter", "queueDepthThreshold (5), kvCacheUtilThreshold (0.8), "
+                               "power (5), k (300)"},
+    {"utilization-detector", "queueDepthThreshold (5), kvCacheUtilThreshold (0.8), "
+                             "metricsStalenessThreshold (200ms), headroom (0)"},
     {"metrics-data-source", "scheme (http), path, insecureSkipVerify"},
     {"core-metrics-extractor", "defaultEngine (vllm)"},
 };
@@ -114,6 +122,7 @@ static const char *kind_name(enum sched_plugin_kind k)
     case SCHED_PK_PARSER: return "parser";
     case SCHED_PK_SOURCE: return "data-source";
     case SCHED_PK_EXTRACTOR: return "data-extractor";
+    case SCHED_PK_ADMITTER: return "admitter";
     }
     return "plugin";
 }

@@ -41,7 +41,8 @@ def test_help_plugins():
     assert rows["openai-parser"] == "parser"
     assert "blockSizeTokens" in text and "primaryPort" in text
     # plugins tandem does not have are not listed (a config needing them fails to load)
-    assert "token-producer" not in rows and "probabilistic-admitter" not in rows
+    assert rows["probabilistic-admitter"] == "admitter"
+    assert "token-producer" not in rows and "precise-prefix-cache-scorer" not in rows
 
 
 def test_llm_d_configs_route():
@@ -123,6 +124,36 @@ def test_data_parallel_profile_handler():
         srv.shutdown()
 
 
+def test_admission_sheds_sheddable_requests():
+    """llm-d's probabilistic-admitter sample config; its utilization-detector made to see
+    every pod saturated (metrics always stale): a sheddable request (its objective's
+    priority < 0) gets 429, counted; the others are served."""
+    a, b = sims(2)
+    text = open(os.path.join(CONFIGS, "deploy-config-probabilistic-admitter-epp-config.yaml")).read()
+    text = text.replace("kvCacheUtilThreshold: 1.0",
+                        "kvCacheUtilThreshold: 1.0\n    metricsStalenessThreshold: 1ns")
+    assert "metricsStalenessThreshold: 1ns" in text
+    r = router([a, b], "--config-text", text, "--inference-objective", "batch=-1",
+               "--inference-objective", "chat=2")
+    wait_until(lambda: all(healthy(r.port)), 10, what="endpoints scraped")
+    body = {"model": "m", "prompt": "hi", "max_tokens": 1}
+    resp = post(r.port, "/v1/completions", body,
+                headers={"x-gateway-inference-objective": "batch"})
+    assert resp.status == 429, (resp.status, resp.body)
+    assert "system saturated, sheddable request dropped" in resp.json()["error"]["message"]
+    for hdr in ({"x-gateway-inference-objective": "chat"}, {}):
+        resp = post(r.port, "/v1/completions", body, headers=hdr)
+        assert resp.status == 200, (hdr, resp.status, resp.body)
+    m = get(r.port, "/metrics").body.decode()
+    assert any(l.startswith("tandem_router_requests_total") and 'code="429"' in l
+               and l.endswith(" 1") for l in m.splitlines()), \
+        [l for l in m.splitlines() if l.startswith("tandem_router_requests_total")]
+    # a bad flag is refused clearly
+    out = subprocess.run([TANDEM, "router", "--inference-objective", "batch"],
+                         capture_output=True, timeout=10)
+    assert out.returncode != 0 and b"NAME=PRIORITY" in out.stderr, out
+
+
 if __name__ == "__main__":
     run([test_help_plugins, test_llm_d_configs_route, test_metrics_data_source_path,
-         test_data_parallel_profile_handler])
+         test_data_parallel_profile_handler, test_admission_sheds_sheddable_requests])

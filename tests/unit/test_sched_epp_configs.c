@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "sched/sched_internal.h"
 #include "test_sched_util.h"
@@ -29,8 +30,7 @@ static const struct {
     {"deploy-config-epp-estimate-prefix-cache-config.yaml", NULL},
     {"deploy-config-epp-precise-prefix-cache-config.yaml", "unknown plugin type 'token-producer'"},
     {"deploy-config-pd-epp-config.yaml", NULL},
-    {"deploy-config-probabilistic-admitter-epp-config.yaml",
-     "unknown plugin type 'probabilistic-admitter'"},
+    {"deploy-config-probabilistic-admitter-epp-config.yaml", NULL},
     {"deploy-config-sim-e-p-d-epp-config.yaml", "unknown plugin type 'encode-filter'"},
     {"deploy-config-sim-e-pd-epp-config.yaml", "unknown plugin type 'encode-filter'"},
     {"deploy-config-sim-epp-config.yaml", NULL},
@@ -321,6 +321,175 @@ static void test_data_parallel(void **state)
                  "c.yaml:3: plugins[0].parameters.primaryPort: must be between 1 and 65535");
 }
 
+/* --- admission: probabilistic-admitter, utilization-detector ------------------------------- */
+
+/* Fresh metrics (scraped now) on a, b. */
+static void fresh(struct sched_datastore *ds, const char *name, double waiting, double kv,
+                  uint64_t age_ns)
+{
+    struct sched_endpoint *e = sched_ds_find(ds, name);
+    assert_non_null(e);
+    struct sched_endpoint_metrics m;
+    memset(&m, 0, sizeof m);
+    m.have = m.healthy = true;
+    m.waiting = waiting;
+    m.kv_usage = kv;
+    m.scraped_at_ns = clock_monotonic_ns() - age_ns;
+    sched_endpoint_set_scraped(e, &m);
+    sched_endpoint_unref(e);
+}
+
+static struct sched_datastore *two_fresh(double waiting, double kv, uint64_t age_ns)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "b", SCHED_ROLE_BOTH, NULL, NULL);
+    fresh(ds, "a", waiting, kv, age_ns);
+    fresh(ds, "b", waiting, kv, age_ns);
+    return ds;
+}
+
+static int rejections(struct sched *s, int priority, int n, char *reason, size_t cap)
+{
+    struct sched_request req = tu_req("hello", "m");
+    req.priority = priority;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        struct sched_result r;
+        sched_schedule(s, &req, true, &r, NULL);
+        if (r.status == 429) {
+            k++;
+            if (reason)
+                snprintf(reason, cap, "%s", r.reason);
+        } else {
+            assert_int_equal(r.status, 0);
+        }
+        sched_result_release(&r);
+    }
+    return k;
+}
+
+#define ADMIT_CFG(params)                                                                     \
+    "plugins:\n- type: probabilistic-admitter\n  parameters: " params "\n"                   \
+    "- type: random-picker\n"                                                                 \
+    "- type: utilization-detector\n"                                                          \
+    "  parameters: {queueDepthThreshold: 999999999, kvCacheUtilThreshold: 1.0}\n"            \
+    "saturationDetector:\n  pluginRef: utilization-detector\n"                               \
+    "schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: random-picker\n"
+
+static struct sched *load_ok(struct sched_datastore *ds, const char *cfg)
+{
+    struct errinfo err;
+    struct sched *s = sched_new(ds, cfg, strlen(cfg), "a.yaml", &err);
+    if (!s)
+        fail_msg("%s", err.msg);
+    return s;
+}
+
+static void test_probabilistic_admitter(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    /* idle pods: saturation 0, nothing shed */
+    struct sched_datastore *ds = two_fresh(0, 0, 0);
+    struct sched *s = load_ok(ds, ADMIT_CFG("{}"));
+    assert_int_equal(rejections(s, -1, 200, NULL, 0), 0);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    /* queues at queueDepthThreshold: saturation 1, prob min(1^5 * 300, 1) = 1 */
+    ds = two_fresh(5, 0, 0);
+    s = load_ok(ds, ADMIT_CFG("{}"));
+    assert_int_equal(rejections(s, -1, 50, why, sizeof why), 50);
+    assert_string_equal(why, "probabilistic-admitter: rejected, saturation=1.000 prob=1.00");
+    /* only sheddable requests (priority < 0) are ever refused */
+    assert_int_equal(rejections(s, 0, 50, NULL, 0), 0);
+    assert_int_equal(rejections(s, 3, 50, NULL, 0), 0);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    /* KV at half the threshold, power 1, k 1: refused about half the time */
+    ds = two_fresh(0, 0.4, 0);
+    s = load_ok(ds, ADMIT_CFG("{power: 1, k: 1}"));
+    int k = rejections(s, -1, 1000, why, sizeof why);
+    assert_true(k > 400 && k < 600);
+    assert_string_equal(why, "probabilistic-admitter: rejected, saturation=0.500 prob=0.50");
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error(ADMIT_CFG("{queueDepthThreshold: 0}"),
+                 "c.yaml:3: plugins[0].parameters.queueDepthThreshold: must be > 0, got 0");
+    expect_error(ADMIT_CFG("{k: -1}"), "plugins[0].parameters.k: must be > 0, got -1");
+    expect_error(ADMIT_CFG("{alpha: 1}"), "plugins[0].parameters.alpha");
+}
+
+#define UD_CFG(params)                                                                        \
+    "plugins:\n- type: queue-scorer\n- type: utilization-detector\n  parameters: " params "\n" \
+    "saturationDetector: {pluginRef: utilization-detector}\n"                                \
+    "schedulingProfiles:\n- name: default\n  plugins: [{pluginRef: queue-scorer}]\n"
+
+static void test_utilization_detector(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    /* queues over queueDepthThreshold: saturated, sheddable requests dropped */
+    struct sched_datastore *ds = two_fresh(10, 0, 0);
+    struct sched *s = load_ok(ds, UD_CFG("{queueDepthThreshold: 5}"));
+    assert_int_equal(rejections(s, -1, 20, why, sizeof why), 20);
+    assert_string_equal(why, "system saturated, sheddable request dropped");
+    assert_int_equal(rejections(s, 0, 20, NULL, 0), 0);
+    sched_free(s);
+    /* under it: admitted */
+    fresh(ds, "a", 2, 0, 0);
+    fresh(ds, "b", 2, 0, 0);
+    s = load_ok(ds, UD_CFG("{queueDepthThreshold: 5}"));
+    assert_int_equal(rejections(s, -1, 20, NULL, 0), 0);
+    sched_free(s);
+    /* metrics older than metricsStalenessThreshold count as saturated */
+    fresh(ds, "a", 0, 0, 500000000ull);
+    fresh(ds, "b", 0, 0, 500000000ull);
+    s = load_ok(ds, UD_CFG("{metricsStalenessThreshold: 150ms}"));
+    assert_int_equal(rejections(s, -1, 5, NULL, 0), 5);
+    sched_free(s);
+    s = load_ok(ds, UD_CFG("{metricsStalenessThreshold: 1m}"));
+    assert_int_equal(rejections(s, -1, 5, NULL, 0), 0);
+    sched_free(s);
+    /* no saturationDetector section: llm-d's default utilization-detector applies */
+    fresh(ds, "a", 9, 0.9, 0);
+    fresh(ds, "b", 9, 0.9, 0);
+    s = tu_one(ds, "queue-scorer", NULL);
+    assert_int_equal(rejections(s, -1, 5, NULL, 0), 5);
+    assert_int_equal(rejections(s, 0, 5, NULL, 0), 0);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    /* as a filter in a profile: only pods under the limits x (1 + headroom) */
+    ds = two_fresh(0, 0, 0);
+    fresh(ds, "a", 7, 0, 0);
+    s = load_ok(ds, "plugins:\n- type: utilization-detector\n"
+                    "  parameters: {queueDepthThreshold: 5, headroom: 0.2}\n"
+                    "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: utilization-detector}]\n");
+    struct sched_request req = tu_req("x", "m");
+    for (int i = 0; i < 20; i++) {
+        struct sched_result r;
+        sched_schedule(s, &req, true, &r, NULL);
+        assert_string_equal(tu_pick(&r), "b");
+        sched_result_release(&r);
+    }
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error(UD_CFG("{metricsStalenessThreshold: soon}"),
+                 "plugins[1].parameters.metricsStalenessThreshold: must be a positive duration");
+    expect_error(UD_CFG("{kvCacheUtilThreshold: 1.5}"),
+                 "plugins[1].parameters.kvCacheUtilThreshold: must be in (0.0, 1.0], got 1.5");
+    expect_error("plugins:\n- type: queue-scorer\n- type: probabilistic-admitter\n"
+                 "saturationDetector: {pluginRef: probabilistic-admitter}\n"
+                 "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: queue-scorer}]\n",
+                 "c.yaml:4: saturationDetector.pluginRef: 'probabilistic-admitter' is not a "
+                 "saturation detector");
+}
+
 static void test_help_plugins(void **state)
 {
     (void)state;
@@ -346,6 +515,8 @@ int main(void)
         cmocka_unit_test(test_prefix_block_size_tokens),
         cmocka_unit_test(test_sections),
         cmocka_unit_test(test_data_parallel),
+        cmocka_unit_test(test_probabilistic_admitter),
+        cmocka_unit_test(test_utilization_detector),
         cmocka_unit_test(test_help_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
