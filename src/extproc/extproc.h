@@ -49,6 +49,17 @@ struct extproc_decision {
     void *token;         /* opaque, handed back to release() when the stream ends */
 };
 
+/* Dynamic metadata a response-phase hook reports (request-attribute-reporter). */
+#define EXTPROC_MAX_ATTRS 8
+struct extproc_attrs {
+    struct {
+        char ns[64];
+        char name[128];
+        double value;
+    } a[EXTPROC_MAX_ATTRS];
+    size_t n;
+};
+
 struct extproc_hooks {
     /* Picks an endpoint for the request. Called once per stream that reaches EOS (or
      * trailers, or headers with end_of_stream). Fills *out. */
@@ -58,9 +69,11 @@ struct extproc_hooks {
      * Called exactly once per successful decide() with a non-NULL token. */
     void (*release)(void *ctx, void *token, bool cancelled);
     /* Response phase, optional: the response's status and each body chunk as it passes
-     * (SSE usage accounting). May be NULL. */
+     * (SSE usage accounting). At the end of the stream md is non-NULL: attributes added
+     * there go out as dynamic metadata {ns: {name: value}} on the reply to that last
+     * message. May be NULL. */
     void (*on_response)(void *ctx, void *token, int status, const char *chunk, size_t len,
-                        bool end_of_stream);
+                        bool end_of_stream, struct extproc_attrs *md);
     void *ctx;
 };
 

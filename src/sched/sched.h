@@ -179,6 +179,20 @@ const char *sched_policy_config(const char *policy);
 /* The URL path the router scrapes engine metrics from: the config's metrics-data-source
  * path, "/metrics" without one. Owned by s. */
 const char *sched_metrics_path(const struct sched *s);
+/* One attribute a response reporter (request-attribute-reporter) produced: Envoy dynamic
+ * metadata namespace, key and value. Strings are owned by the scheduler. */
+struct sched_attribute {
+    const char *ns;
+    const char *name;
+    double value;
+};
+#define SCHED_MAX_ATTRIBUTES 8
+/* Runs the config's response reporters over a finished response's usage object (may be
+ * NULL: none run); returns how many attributes were written to out (<= max). */
+size_t sched_report_response(const struct sched *s, const json_t *usage,
+                             struct sched_attribute *out, size_t max);
+/* Whether the config has response reporters (so the caller keeps response bodies). */
+bool sched_has_reporters(const struct sched *s);
 /* Writes every known plugin type with its kind and parameters (--help-plugins). */
 void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);

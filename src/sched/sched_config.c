@@ -210,6 +210,7 @@ static const char *kind_text(enum sched_plugin_kind k)
     case SCHED_PK_SOURCE: return "data layer source";
     case SCHED_PK_EXTRACTOR: return "data layer extractor";
     case SCHED_PK_ADMITTER: return "admitter";
+    case SCHED_PK_REPORTER: return "response reporter";
     }
     return "plugin";
 }
@@ -372,6 +373,15 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
                 if (p->picker)
                     return fail(L, jr, f, "profile already has picker '%s'", p->picker->name);
                 p->picker = pl;
+                break;
+            case SCHED_PK_PARSER:
+            case SCHED_PK_SOURCE:
+            case SCHED_PK_EXTRACTOR:
+            case SCHED_PK_ADMITTER:
+            case SCHED_PK_REPORTER:
+                /* llm-d registers a profile's plugins by the interfaces they implement; a
+                 * request-control plugin has none of a profile's, so it is a no-op there
+                 * (it acts on every request anyway) */
                 break;
             default:
                 return fail(L, jr, f, "'%s' is a %s, not a filter, scorer or picker",

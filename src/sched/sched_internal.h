@@ -105,6 +105,7 @@ enum sched_plugin_kind {
     SCHED_PK_SOURCE,    /* data layer source (dataLayer.sources[].pluginRef) */
     SCHED_PK_EXTRACTOR, /* data layer extractor (dataLayer.sources[].extractors[]) */
     SCHED_PK_ADMITTER,  /* admission: may refuse a request before any profile runs */
+    SCHED_PK_REPORTER,  /* response processing: attributes from the response's usage */
 };
 
 struct sched;
@@ -156,6 +157,9 @@ struct sched_plugin_type {
      * the admitters. */
     int (*saturation_admit)(struct sched_plugin *self, struct sched_cycle *c, char *reason,
                             size_t cap);
+    /* reporter: from a finished response's usage object, one attribute; false when
+     * none (condition false, evaluation error, zero value). */
+    bool (*report)(struct sched_plugin *self, const json_t *usage, struct sched_attribute *out);
 };
 
 struct sched_plugin {
@@ -251,6 +255,14 @@ int sched_param_str(const json_t *params, const char *key, const char **out,
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The CEL subset of request-attribute-reporter (sched_cel.c): one variable, `usage`. */
+struct sched_cel;
+enum { SCHED_CEL_ERROR, SCHED_CEL_NUM, SCHED_CEL_BOOL, SCHED_CEL_OTHER };
+struct sched_cel *sched_cel_compile(const char *src, char *err, size_t cap);
+void sched_cel_free(struct sched_cel *e);
+/* SCHED_CEL_NUM / _BOOL with *out set (bool: 0 or 1), or _ERROR / _OTHER. */
+int sched_cel_eval(const struct sched_cel *e, const json_t *usage, double *out);
 
 /* Base64 (standard alphabet, padded) of the endpoint name, and back. */
 size_t sched_b64_decode(const char *in, size_t len, char *out, size_t cap);

@@ -43,8 +43,7 @@ static const struct {
     {"test-integration-epp-testdata-datalayer-config.yaml",
      "unknown plugin type 'mock-metrics-source'"},
     {"test-integration-epp-testdata-default-config.yaml", NULL},
-    {"test-integration-epp-testdata-request-attribute-reporter-config.yaml",
-     "unknown plugin type 'request-attribute-reporter'"},
+    {"test-integration-epp-testdata-request-attribute-reporter-config.yaml", NULL},
     /* the Go loader's own fixture with made-up test-* plugin types: never loads anywhere */
     {"test-testdata-configloader_1_test.yaml", "unknown plugin type 'test-one'"},
     {"test-testdata-inferencepool-e2e-default-plugins.yaml", NULL},
@@ -246,10 +245,20 @@ static void test_sections(void **state)
                  "c.yaml:12: saturationDetector.metricsStalenessThreshold: unknown field");
     expect_error(HEAD_ "saturationDetector:\n  pluginRef: queue-scorer\n",
                  "saturationDetector.pluginRef: 'queue-scorer' is not a saturation detector");
-    /* data layer plugins are not scheduling plugins */
-    expect_error("plugins:\n- type: openai-parser\nschedulingProfiles:\n- name: d\n  plugins:\n"
-                 "  - pluginRef: openai-parser\n",
-                 "'openai-parser' is a parser, not a filter, scorer or picker");
+    /* request-control plugins in a profile are no-ops there (llm-d's reading); a profile
+     * handler is still refused */
+    ds = sched_ds_new();
+    const char inprof[] = "plugins:\n- type: openai-parser\nschedulingProfiles:\n- name: d\n"
+                          "  plugins:\n  - pluginRef: openai-parser\n";
+    s = sched_new(ds, inprof, strlen(inprof), "c.yaml", &err);
+    assert_non_null(s);
+    assert_int_equal(s->profiles[0].n_filters + s->profiles[0].n_scorers, 0);
+    assert_null(s->profiles[0].picker);
+    sched_free(s);
+    sched_ds_free(ds);
+    expect_error("plugins:\n- type: pd-profile-handler\nschedulingProfiles:\n- name: d\n"
+                 "  plugins:\n  - pluginRef: pd-profile-handler\n",
+                 "'pd-profile-handler' is a profile handler, not a filter, scorer or picker");
     expect_error("plugins:\n- type: metrics-data-source\n  parameters: {scheme: https}\n"
                  "schedulingProfiles:\n- name: d\n  plugins: []\n",
                  "plugins[0].parameters.scheme: tandem scrapes engines over http only");
@@ -490,6 +499,131 @@ static void test_utilization_detector(void **state)
                  "saturation detector");
 }
 
+/* --- request-attribute-reporter and its CEL subset ------------------------------------------ */
+
+static double cel(const char *src, const char *usage_json, int *kind)
+{
+    char err[200];
+    struct sched_cel *e = sched_cel_compile(src, err, sizeof err);
+    if (!e)
+        fail_msg("'%s' did not compile: %s", src, err);
+    json_t *u = json_loads(usage_json, 0, NULL);
+    assert_non_null(u);
+    double v = -12345;
+    *kind = sched_cel_eval(e, u, &v);
+    json_decref(u);
+    sched_cel_free(e);
+    return v;
+}
+
+static void test_cel_subset(void **state)
+{
+    (void)state;
+    const char *u = "{\"prompt_tokens\": 10, \"completion_tokens\": 7, \"total_tokens\": 17,"
+                    " \"prompt_tokens_details\": {\"cached_tokens\": 4}, \"note\": \"x\"}";
+    int k;
+    assert_true(cel("usage.completion_tokens\n", u, &k) == 7 && k == SCHED_CEL_NUM);
+    assert_true(cel("usage.prompt_tokens - usage.prompt_tokens_details.cached_tokens + "
+                    "2 * usage.completion_tokens", u, &k) == 20);
+    assert_true(cel("(usage.total_tokens + 1) / 2", u, &k) == 9);
+    assert_true(cel("int(usage.total_tokens / 2)", u, &k) == 8);
+    assert_true(cel("usage.total_tokens % 5", u, &k) == 2);
+    assert_true(cel("-usage.completion_tokens", u, &k) == -7);
+    assert_true(cel("has(usage.completion_tokens)", u, &k) == 1 && k == SCHED_CEL_BOOL);
+    assert_true(cel("has(usage.reasoning_tokens)", u, &k) == 0 && k == SCHED_CEL_BOOL);
+    assert_true(cel("has(usage.prompt_tokens_details.cached_tokens) && "
+                    "usage.prompt_tokens_details.cached_tokens > 3", u, &k) == 1);
+    assert_true(cel("usage.completion_tokens >= 8 || usage.note == 'x'", u, &k) == 1);
+    assert_true(cel("!(usage.prompt_tokens != 10)", u, &k) == 1);
+    assert_true(cel("usage.completion_tokens > 5 ? 100 : 1", u, &k) == 100);
+    assert_true(cel("usage.completion_tokens > 50 ? 100 : 1.5", u, &k) == 1.5);
+    /* runtime errors: no such key, bad operand types, division by zero */
+    cel("usage.reasoning_tokens + 1", u, &k);
+    assert_int_equal(k, SCHED_CEL_ERROR);
+    cel("usage.note + 1", u, &k);
+    assert_int_equal(k, SCHED_CEL_ERROR);
+    cel("usage.total_tokens / 0", u, &k);
+    assert_int_equal(k, SCHED_CEL_ERROR);
+    /* CEL absorbs an error on the other side of a decided && / || */
+    assert_true(cel("has(usage.reasoning_tokens) && usage.reasoning_tokens > 1", u, &k) == 0 &&
+                k == SCHED_CEL_BOOL);
+    cel("usage.note", u, &k);
+    assert_int_equal(k, SCHED_CEL_OTHER);
+
+    static const char *const bad[] = {"", "usage.", "request.size", "usage.a +", "(usage.a",
+                                      "has(1)", "size(usage)", "usage.a = 1", "'open",
+                                      "usage.a ? 1", "1 2"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char err[200] = "";
+        struct sched_cel *e = sched_cel_compile(bad[i], err, sizeof err);
+        if (e)
+            fail_msg("'%s' compiled", bad[i]);
+        assert_true(err[0] != 0);
+    }
+    char deep[300];
+    memset(deep, '(', 200);
+    strcpy(deep + 200, "1");
+    char err[200];
+    assert_null(sched_cel_compile(deep, err, sizeof err));
+    assert_non_null(strstr(err, "nested too deeply"));
+}
+
+static void test_request_attribute_reporter(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/" DIR_ "%s", TANDEM_SOURCE_DIR,
+             "test-integration-epp-testdata-request-attribute-reporter-config.yaml");
+    size_t len;
+    char *text = slurp(path, &len);
+    assert_non_null(text);
+    struct sched_datastore *ds = sched_ds_new();
+    struct errinfo err;
+    struct sched *s = sched_new(ds, text, len, "r.yaml", &err);
+    free(text);
+    if (!s)
+        fail_msg("%s", err.msg);
+    assert_true(sched_has_reporters(s));
+    struct sched_attribute at[SCHED_MAX_ATTRIBUTES];
+    json_t *u = json_pack("{s:i, s:i}", "prompt_tokens", 12, "completion_tokens", 30);
+    assert_int_equal(sched_report_response(s, u, at, SCHED_MAX_ATTRIBUTES), 1);
+    assert_string_equal(at[0].ns, "envoy.lb");
+    assert_string_equal(at[0].name, "x-gateway-inference-request-cost");
+    assert_true(at[0].value == 30);
+    json_decref(u);
+    /* condition false (no completion_tokens): nothing; a zero value: nothing */
+    u = json_pack("{s:i}", "prompt_tokens", 12);
+    assert_int_equal(sched_report_response(s, u, at, SCHED_MAX_ATTRIBUTES), 0);
+    json_decref(u);
+    u = json_pack("{s:i}", "completion_tokens", 0);
+    assert_int_equal(sched_report_response(s, u, at, SCHED_MAX_ATTRIBUTES), 0);
+    json_decref(u);
+    assert_int_equal(sched_report_response(s, NULL, at, SCHED_MAX_ATTRIBUTES), 0);
+    sched_free(s);
+    /* a config without reporters has none */
+    s = tu_one(ds, "queue-scorer", NULL);
+    assert_false(sched_has_reporters(s));
+    sched_free(s);
+    sched_ds_free(ds);
+
+#define REP(attr)                                                                             \
+    "plugins:\n- type: request-attribute-reporter\n  parameters:\n    attributes:\n" attr      \
+    "schedulingProfiles:\n- name: d\n  plugins: []\n"
+    expect_error(REP("    - {key: {name: c}, expression: 'usage.x +'}\n"),
+                 "c.yaml:5: plugins[0].parameters.attributes[0].expression: failed to compile: "
+                 "column 10: unexpected end of expression");
+    expect_error(REP("    - {key: {name: c}, expression: 'usage.x', condition: 'foo'}\n"),
+                 "plugins[0].parameters.attributes[0].condition: failed to compile: column 1: "
+                 "unknown name");
+    expect_error(REP("    - {key: {name: ''}, expression: 'usage.x'}\n"),
+                 "plugins[0].parameters.attributes[0].key.name: cannot be empty");
+    expect_error(REP("    - {key: {name: a}, expression: 'usage.x'}\n"
+                     "    - {key: {name: b}, expression: 'usage.y'}\n"),
+                 "plugins[0].parameters.attributes: must contain exactly one entry");
+    expect_error(REP("    - {key: {name: a}, expr: 'usage.x'}\n"),
+                 "plugins[0].parameters.attributes[0]: unknown field 'expr'");
+}
+
 static void test_help_plugins(void **state)
 {
     (void)state;
@@ -517,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_data_parallel),
         cmocka_unit_test(test_probabilistic_admitter),
         cmocka_unit_test(test_utilization_detector),
+        cmocka_unit_test(test_cel_subset),
+        cmocka_unit_test(test_request_attribute_reporter),
         cmocka_unit_test(test_help_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
