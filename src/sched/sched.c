@@ -398,6 +398,14 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
             sched_endpoint_unref(all[i]);
     }
 
+    /* token-producer: the engine's token count for this prompt when it is cached */
+    struct sched_request req_tok;
+    uint32_t ntok = req->prompt_tokens ? 0 : sched_tokens_count(s, req);
+    if (ntok) {
+        req_tok = *req;
+        req_tok.prompt_tokens = ntok;
+        req = &req_tok;
+    }
     struct sched_cycle c = {
         .s = s,
         .req = req,

@@ -193,6 +193,27 @@ size_t sched_report_response(const struct sched *s, const json_t *usage,
                              struct sched_attribute *out, size_t max);
 /* Whether the config has response reporters (so the caller keeps response bodies). */
 bool sched_has_reporters(const struct sched *s);
+/* token-producer: where to tokenize a prompt before scheduling (the engine's vLLM
+ * /tokenize under path_prefix). Strings are owned by the scheduler. */
+struct sched_tokenize {
+    const char *host;
+    int port;
+    const char *path_prefix; /* "" or "/prefix" */
+    const char *model;       /* modelName, sent as "model" */
+    uint64_t timeout_ms;     /* vllm.timeout */
+    uint64_t mm_timeout_ms;  /* vllm.mmTimeout: chats with non-text content */
+};
+/* Whether req's prompt should be tokenized first: SCHED_TOK_NEEDED (the config has a
+ * token-producer and its cache does not hold this prompt; t filled), SCHED_TOK_CACHED (it
+ * does), SCHED_TOK_NONE (no token-producer, or no prompt). */
+enum { SCHED_TOK_NONE, SCHED_TOK_CACHED, SCHED_TOK_NEEDED };
+int sched_tokenize_needed(const struct sched *s, const struct sched_request *req,
+                          struct sched_tokenize *t);
+/* Caches the engine's token ids for req's prompt; later decisions use their count as
+ * prompt_tokens. */
+void sched_tokens_put(const struct sched *s, const struct sched_request *req,
+                      const uint32_t *ids, size_t n);
+void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses);
 /* Writes every known plugin type with its kind and parameters (--help-plugins). */
 void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);

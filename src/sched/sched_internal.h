@@ -106,6 +106,7 @@ enum sched_plugin_kind {
     SCHED_PK_EXTRACTOR, /* data layer extractor (dataLayer.sources[].extractors[]) */
     SCHED_PK_ADMITTER,  /* admission: may refuse a request before any profile runs */
     SCHED_PK_REPORTER,  /* response processing: attributes from the response's usage */
+    SCHED_PK_PRODUCER,  /* request data producer (token-producer) */
 };
 
 struct sched;
@@ -255,6 +256,9 @@ int sched_param_str(const json_t *params, const char *key, const char **out,
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* token-producer's cached token count for req's prompt (0 when none). */
+uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);
 
 /* The CEL subset of request-attribute-reporter (sched_cel.c): one variable, `usage`. */
 struct sched_cel;

@@ -17,7 +17,7 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias,
     sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor,
     sched_data_parallel_profile_handler, sched_probabilistic_admitter,
-    sched_utilization_detector, sched_request_attribute_reporter;
+    sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -58,6 +58,8 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_cache_aware_picker_alias,
     /* admission */
     &sched_probabilistic_admitter,
+    /* request data producers */
+    &sched_token_producer,
     /* response processing */
     &sched_request_attribute_reporter,
     /* request parser, data layer */
@@ -111,6 +113,8 @@ static const struct {
                              "metricsStalenessThreshold (200ms), headroom (0)"},
     {"request-attribute-reporter", "attributes[1]{key{namespace (envoy.lb), name}, expression "
                                    "(CEL over usage), condition}"},
+    {"token-producer", "modelName, vllm{http (http://localhost:8000), timeout (5s), "
+                       "mmTimeout (30s)}"},
     {"metrics-data-source", "scheme (http), path, insecureSkipVerify"},
     {"core-metrics-extractor", "defaultEngine (vllm)"},
 };
@@ -128,6 +132,7 @@ static const char *kind_name(enum sched_plugin_kind k)
     case SCHED_PK_EXTRACTOR: return "data-extractor";
     case SCHED_PK_ADMITTER: return "admitter";
     case SCHED_PK_REPORTER: return "response-reporter";
+    case SCHED_PK_PRODUCER: return "data-producer";
     }
     return "plugin";
 }

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import TANDEM, Proc, free_port, get, post, run, sims, wait_until
+from harness import TANDEM, Proc, free_port, get, metric, post, run, sims, wait_until
 
 SRC = os.environ.get("TANDEM_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIGS = os.path.join(SRC, "tests", "data", "epp-configs", "llm-d-inference-scheduler")
@@ -42,7 +42,8 @@ def test_help_plugins():
     assert "blockSizeTokens" in text and "primaryPort" in text
     # plugins tandem does not have are not listed (a config needing them fails to load)
     assert rows["probabilistic-admitter"] == "admitter"
-    assert "token-producer" not in rows and "precise-prefix-cache-scorer" not in rows
+    assert rows["token-producer"] == "data-producer"
+    assert "precise-prefix-cache-scorer" not in rows and "encode-filter" not in rows
 
 
 def test_llm_d_configs_route():
@@ -154,6 +155,105 @@ def test_admission_sheds_sheddable_requests():
     assert out.returncode != 0 and b"NAME=PRIORITY" in out.stderr, out
 
 
+class Tokenizer(BaseHTTPRequestHandler):
+    """Stands in for the engine's /tokenize: 40 ids for any prompt; records each call."""
+    calls = []
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", "0"))
+        Tokenizer.calls.append((self.path, json.loads(self.rfile.read(n))))
+        body = json.dumps({"count": 40, "max_model_len": 4096,
+                           "tokens": list(range(100, 140)), "token_strs": None}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def pd_decisions(port, decision):
+    m = get(port, "/metrics").body.decode()
+    for l in m.splitlines():
+        if l.startswith("tandem_router_pd_decisions_total") and 'decision="%s"' % decision in l:
+            return float(l.split()[-1])
+    return 0.0
+
+
+def test_token_producer_tokenizes_through_the_engine():
+    """The engine's token count drives the P/D decider: a 2-word prompt that tandem would
+    count as a few tokens is 40 tokens to the engine, over nonCachedTokens 16, so the
+    request disaggregates; the second time the cached ids are used (no second call)."""
+    d, p = sims(2, roles=["decode", "prefill"])
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Tokenizer)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        cfg = ("plugins:\n- type: token-producer\n  parameters:\n    modelName: tok-model\n"
+               "    vllm:\n      http: http://127.0.0.1:%d/prefix\n"
+               "- type: prefill-filter\n- type: decode-filter\n- type: prefix-cache-scorer\n"
+               "- type: prefix-based-pd-decider\n  parameters: {nonCachedTokens: 16}\n"
+               "- type: disagg-profile-handler\n"
+               "  parameters: {deciders: {prefill: prefix-based-pd-decider}}\n"
+               "schedulingProfiles:\n- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n"
+               "- name: decode\n  plugins: [{pluginRef: decode-filter}, "
+               "{pluginRef: prefix-cache-scorer}]\n") % srv.server_address[1]
+        port = free_port()
+        args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+                "--workers", "1", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
+                "--pd-mode", "router", "--config-text", cfg,
+                "--endpoint", "name=decode-0,addr=127.0.0.1:%d,role=decode" % d.port,
+                "--endpoint", "name=prefill-0,addr=127.0.0.1:%d,role=prefill" % p.port]
+        r = Proc(args, r"tandem router ready on", 20)
+        r.port = port
+        wait_until(lambda: all(healthy(port)), 10, what="endpoints scraped")
+        body = {"model": "m", "prompt": "hello world", "max_tokens": 1}
+        for i in range(2):
+            resp = post(port, "/v1/completions", body)
+            assert resp.status == 200, (resp.status, resp.body)
+        assert len(Tokenizer.calls) == 1, Tokenizer.calls
+        path, sent = Tokenizer.calls[0]
+        assert path == "/prefix/tokenize" and sent == {"model": "tok-model", "prompt": "hello world"}, \
+            Tokenizer.calls
+        assert pd_decisions(port, "disaggregate") == 2, get(port, "/metrics").body.decode()[:3000]
+        assert metric(port, "tandem_router_token_producer_total", result="tokenized") == 1
+        assert metric(port, "tandem_router_token_producer_total", result="cached") == 1
+        # a chat goes as messages with the generation prompt
+        resp = post(port, "/v1/chat/completions",
+                    {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        assert resp.status == 200, (resp.status, resp.body)
+        assert Tokenizer.calls[-1][1] == {"model": "tok-model", "add_generation_prompt": True,
+                                          "messages": [{"role": "user", "content": "hi"}]}, \
+            Tokenizer.calls[-1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    # the engine's tokenizer gone: the request is still served, on the estimate
+    before = len(Tokenizer.calls)
+    resp = post(port, "/v1/completions", {"model": "m", "prompt": "another one", "max_tokens": 1})
+    assert resp.status == 200, (resp.status, resp.body)
+    assert len(Tokenizer.calls) == before
+    assert pd_decisions(port, "decode-only") >= 1
+    assert metric(port, "tandem_router_token_producer_total", result="failed") == 1
+
+
+def test_token_producer_against_the_sim():
+    """The sim's own /tokenize (vLLM's format) as the engine's tokenizer."""
+    a, = sims(1)
+    cfg = ("plugins:\n- type: token-producer\n  parameters:\n    modelName: m\n"
+           "    vllm: {http: 'http://127.0.0.1:%d'}\n- type: queue-scorer\n"
+           "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: queue-scorer}]\n") % a.port
+    r = router([a], "--config-text", cfg)
+    wait_until(lambda: all(healthy(r.port)), 10, what="endpoints scraped")
+    for i in range(3):
+        resp = post(r.port, "/v1/completions", {"model": "m", "prompt": "same prompt", "max_tokens": 1})
+        assert resp.status == 200, (resp.status, resp.body)
+    assert metric(r.port, "tandem_router_token_producer_total", result="tokenized") == 1
+    assert metric(r.port, "tandem_router_token_producer_total", result="cached") == 2
+
+
 if __name__ == "__main__":
     run([test_help_plugins, test_llm_d_configs_route, test_metrics_data_source_path,
-         test_data_parallel_profile_handler, test_admission_sheds_sheddable_requests])
+         test_data_parallel_profile_handler, test_admission_sheds_sheddable_requests,
+         test_token_producer_tokenizes_through_the_engine, test_token_producer_against_the_sim])

@@ -28,17 +28,20 @@ static const struct {
     {"deploy-config-dp-epp-config.yaml", NULL},
     {"deploy-config-epp-config.yaml", NULL},
     {"deploy-config-epp-estimate-prefix-cache-config.yaml", NULL},
-    {"deploy-config-epp-precise-prefix-cache-config.yaml", "unknown plugin type 'token-producer'"},
+    /* token-producer loads; then endpoint-notification-source, precise-prefix-cache-scorer */
+    {"deploy-config-epp-precise-prefix-cache-config.yaml",
+     "unknown plugin type 'endpoint-notification-source'"},
     {"deploy-config-pd-epp-config.yaml", NULL},
     {"deploy-config-probabilistic-admitter-epp-config.yaml", NULL},
     {"deploy-config-sim-e-p-d-epp-config.yaml", "unknown plugin type 'encode-filter'"},
     {"deploy-config-sim-e-pd-epp-config.yaml", "unknown plugin type 'encode-filter'"},
     {"deploy-config-sim-epp-config.yaml", NULL},
-    {"deploy-config-sim-epp-kvcache-config.yaml", "unknown plugin type 'token-producer'"},
+    {"deploy-config-sim-epp-kvcache-config.yaml",
+     "unknown plugin type 'precise-prefix-cache-scorer'"},
     {"deploy-config-sim-epp-no-hit-lru.yaml",
      "unknown plugin type 'precise-prefix-cache-scorer'"},
     {"deploy-config-sim-epp-tokenizer-vllm-http-config.yaml",
-     "unknown plugin type 'token-producer'"},
+     "unknown plugin type 'precise-prefix-cache-scorer'"},
     {"deploy-config-sim-pd-epp-config.yaml", NULL},
     {"test-integration-epp-testdata-datalayer-config.yaml",
      "unknown plugin type 'mock-metrics-source'"},
@@ -624,6 +627,70 @@ static void test_request_attribute_reporter(void **state)
                  "plugins[0].parameters.attributes[0]: unknown field 'expr'");
 }
 
+/* --- token-producer ---------------------------------------------------------------------------- */
+
+#define TP_CFG(params)                                                                        \
+    "plugins:\n- type: token-producer\n  parameters: " params "\n"                           \
+    "- type: prefill-filter\n- type: decode-filter\n- type: prefix-cache-scorer\n"          \
+    "- type: prefix-based-pd-decider\n  parameters: {nonCachedTokens: 16}\n"                \
+    "- type: disagg-profile-handler\n  parameters: {deciders: {prefill: prefix-based-pd-decider}}\n" \
+    "schedulingProfiles:\n- name: prefill\n  plugins: [{pluginRef: prefill-filter}]\n"     \
+    "- name: decode\n  plugins: [{pluginRef: decode-filter}, {pluginRef: prefix-cache-scorer}]\n"
+
+static void test_token_producer(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = tu_pd_ds();
+    struct sched *s = load_ok(ds, TP_CFG("{modelName: m, vllm: {http: 'http://10.1.2.3:8123/base/'}}"));
+    struct sched_request req = tu_req("hi there", "m");
+    struct sched_tokenize tk;
+    assert_int_equal(sched_tokenize_needed(s, &req, &tk), SCHED_TOK_NEEDED);
+    assert_string_equal(tk.host, "10.1.2.3");
+    assert_int_equal(tk.port, 8123);
+    assert_string_equal(tk.path_prefix, "/base");
+    assert_string_equal(tk.model, "m");
+    assert_int_equal(tk.timeout_ms, 5000);
+    assert_int_equal(tk.mm_timeout_ms, 30000);
+    /* before the engine's count: the short prompt's estimate is under nonCachedTokens */
+    req.prompt_tokens = 0;
+    struct sched_result r;
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.pd, SCHED_PD_DECODE_ONLY);
+    sched_result_release(&r);
+    /* the engine says 40 tokens (a long chat template, say): now it disaggregates */
+    uint32_t ids[40];
+    for (uint32_t i = 0; i < 40; i++)
+        ids[i] = 100 + i;
+    sched_tokens_put(s, &req, ids, 40);
+    assert_int_equal(sched_tokenize_needed(s, &req, &tk), SCHED_TOK_CACHED);
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.pd, SCHED_PD_DISAGGREGATE);
+    sched_result_release(&r);
+    /* another prompt is not cached */
+    struct sched_request other = tu_req("hi there!", "m");
+    assert_int_equal(sched_tokenize_needed(s, &other, &tk), SCHED_TOK_NEEDED);
+    uint64_t hits, misses;
+    sched_tokens_stats(s, &hits, &misses);
+    assert_int_equal(hits, 1);
+    assert_int_equal(misses, 2);
+    sched_free(s);
+    /* without a token-producer nothing is tokenized */
+    s = tu_one(ds, "queue-scorer", NULL);
+    assert_int_equal(sched_tokenize_needed(s, &req, &tk), SCHED_TOK_NONE);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error(TP_CFG("{vllm: {http: 'http://x:1'}}"),
+                 "c.yaml:3: plugins[0].parameters.modelName: must be specified");
+    expect_error(TP_CFG("{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}"),
+                 "plugins[0].parameters.udsTokenizerConfig: tandem has no UDS tokenizer");
+    expect_error(TP_CFG("{modelName: m, vllm: {http: 'https://x:1'}}"),
+                 "plugins[0].parameters.vllm.http: 'https://x:1': https is not supported");
+    expect_error(TP_CFG("{modelName: m, vllm: {timeout: soon}}"),
+                 "plugins[0].parameters.vllm.timeout: must be a duration such as 5s");
+    expect_error(TP_CFG("{modelName: m, vllm: {grpc: x}}"), "plugins[0].parameters.vllm.grpc");
+}
+
 static void test_help_plugins(void **state)
 {
     (void)state;
@@ -653,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_utilization_detector),
         cmocka_unit_test(test_cel_subset),
         cmocka_unit_test(test_request_attribute_reporter),
+        cmocka_unit_test(test_token_producer),
         cmocka_unit_test(test_help_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
