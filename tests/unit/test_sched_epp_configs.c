@@ -129,6 +129,15 @@ static void test_table_complete(void **state)
     assert_int_equal(files, N_CONFIGS);
 }
 
+static struct sched *load_ok(struct sched_datastore *ds, const char *cfg)
+{
+    struct errinfo err;
+    struct sched *s = sched_new(ds, cfg, strlen(cfg), "a.yaml", &err);
+    if (!s)
+        fail_msg("%s", err.msg);
+    return s;
+}
+
 /* --- prefix-cache-scorer's current parameters ---------------------------------------------- */
 
 static void set_block_size(struct sched_datastore *ds, const char *name, uint32_t bs)
@@ -315,6 +324,16 @@ static void test_data_parallel(void **state)
     sched_result_release(&r);
     sched_free(s);
 
+    /* pd-profile-handler's primaryPort does the same for the decode pick */
+    s = load_ok(ds, "plugins:\n- type: queue-scorer\n- type: pd-profile-handler\n"
+                    "  parameters: {primaryPort: 8000, threshold: 1000000}\n"
+                    "schedulingProfiles:\n- name: decode\n  plugins: [{pluginRef: queue-scorer}]\n"
+                    "- name: prefill\n  plugins: [{pluginRef: queue-scorer}]\n");
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.dp_primary_port, 8000);
+    sched_result_release(&r);
+    sched_free(s);
     /* without the handler there is no rewrite */
     s = tu_one(ds, "queue-scorer", NULL);
     sched_schedule(s, &req, true, &r, NULL);
@@ -389,14 +408,6 @@ static int rejections(struct sched *s, int priority, int n, char *reason, size_t
     "saturationDetector:\n  pluginRef: utilization-detector\n"                               \
     "schedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: random-picker\n"
 
-static struct sched *load_ok(struct sched_datastore *ds, const char *cfg)
-{
-    struct errinfo err;
-    struct sched *s = sched_new(ds, cfg, strlen(cfg), "a.yaml", &err);
-    if (!s)
-        fail_msg("%s", err.msg);
-    return s;
-}
 
 static void test_probabilistic_admitter(void **state)
 {
