@@ -231,9 +231,7 @@ bool router_extproc_start(struct router *r, char *err, size_t errlen)
           extproc_port(r->extproc), c->secure_serving ? "TLS, self-signed unless --cert-path"
                                                       : "plaintext",
           extproc_health_port(r->extproc));
-    struct sched_request probe = {.prompt = "", .prompt_len = 0};
-    struct sched_tokenize tk;
-    if (sched_tokenize_needed(r->sched, &probe, &tk) != SCHED_TOK_NONE)
+    if (sched_has_token_producer(r->sched))
         LOG_W(LOG_C, "not applied by tandem: token-producer on ext_proc decisions (the gRPC "
                      "decision does not wait for /tokenize; prompts tokenized on the HTTP "
                      "path are used)");

@@ -214,6 +214,7 @@ int sched_tokenize_needed(const struct sched *s, const struct sched_request *req
 void sched_tokens_put(const struct sched *s, const struct sched_request *req,
                       const uint32_t *ids, size_t n);
 void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses);
+bool sched_has_token_producer(const struct sched *s);
 /* Writes every known plugin type with its kind and parameters (--help-plugins). */
 void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);

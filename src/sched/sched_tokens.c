@@ -197,6 +197,11 @@ void sched_tokens_put(const struct sched *s, const struct sched_request *req,
     pthread_mutex_unlock(&st->mu);
 }
 
+bool sched_has_token_producer(const struct sched *s)
+{
+    return producer(s) != NULL;
+}
+
 void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses)
 {
     struct token_producer *st = producer(s);
