@@ -45,7 +45,19 @@ struct extproc_decision {
     char reason[64];     /* status != 0: x-llm-d-request-dropped-reason value (optional) */
     char endpoint[1024]; /* status == 0: "ip:port[,ip:port...]" primary then fallbacks */
     char prefiller[300]; /* "" or x-prefiller-host-port (P/D disaggregation) */
+    char dp_rank[300];   /* "" or x-data-parallel-host-port (data-parallel-profile-handler) */
     void *token;         /* opaque, handed back to release() when the stream ends */
+};
+
+/* Dynamic metadata a response-phase hook reports (request-attribute-reporter). */
+#define EXTPROC_MAX_ATTRS 8
+struct extproc_attrs {
+    struct {
+        char ns[64];
+        char name[128];
+        double value;
+    } a[EXTPROC_MAX_ATTRS];
+    size_t n;
 };
 
 struct extproc_hooks {
@@ -57,9 +69,11 @@ struct extproc_hooks {
      * Called exactly once per successful decide() with a non-NULL token. */
     void (*release)(void *ctx, void *token, bool cancelled);
     /* Response phase, optional: the response's status and each body chunk as it passes
-     * (SSE usage accounting). May be NULL. */
+     * (SSE usage accounting). At the end of the stream md is non-NULL: attributes added
+     * there go out as dynamic metadata {ns: {name: value}} on the reply to that last
+     * message. May be NULL. */
     void (*on_response)(void *ctx, void *token, int status, const char *chunk, size_t len,
-                        bool end_of_stream);
+                        bool end_of_stream, struct extproc_attrs *md);
     void *ctx;
 };
 

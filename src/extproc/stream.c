@@ -97,10 +97,15 @@ void xp_stream_free(struct xp_stream *s)
 
 /* --- replies ------------------------------------------------------------------------ */
 
-static void emit(struct xp_stream *s, const presp_t *r)
+static void emit(struct xp_stream *s, const presp_t *r0)
 {
     if (s->observe)
         return;
+    presp_t rr = *r0, *r = &rr;
+    if (s->resp_md && !r->dynamic_metadata) { /* the response's attributes, once */
+        r->dynamic_metadata = s->resp_md;
+        s->resp_md = NULL;
+    }
     size_t n = envoy__service__ext_proc__v3__processing_response__get_packed_size(r);
     struct xp_out *o = xmalloc(sizeof *o + n);
     o->next = NULL;
@@ -454,6 +459,7 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     d.reason[sizeof d.reason - 1] = '\0';
     d.endpoint[sizeof d.endpoint - 1] = '\0';
     d.prefiller[sizeof d.prefiller - 1] = '\0';
+    d.dp_rank[sizeof d.dp_rank - 1] = '\0';
     if (d.status == 0 && d.token) {
         s->has_token = true;
         s->token = d.token;
@@ -482,6 +488,8 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     }
     if (d.prefiller[0])
         hmut_set(&h, "x-prefiller-host-port", d.prefiller);
+    if (d.dp_rank[0])
+        hmut_set(&h, "x-data-parallel-host-port", d.dp_rank);
     if (s->request_id_made)
         hmut_set(&h, "x-request-id", s->request_id);
     struct lbmeta md;
@@ -621,12 +629,58 @@ static enum xp_action on_request_trailers(struct xp_stream *s)
     }
 }
 
+/* {ns: {name: value, ...}, ...} from the hook's attributes, in the stream's arena. */
+static pstruct_t *attrs_struct(struct xp_stream *s, const struct extproc_attrs *md)
+{
+    struct arena *a = &s->arena;
+    pstruct_t *top = arena_alloc(a, sizeof *top);
+    google__protobuf__struct__init(top);
+    top->fields = arena_alloc(a, md->n * sizeof *top->fields);
+    for (size_t i = 0; i < md->n; i++) {
+        pstruct_t *ns = NULL;
+        for (size_t k = 0; k < top->n_fields && !ns; k++)
+            if (!strcmp(top->fields[k]->key, md->a[i].ns))
+                ns = top->fields[k]->value->struct_value;
+        if (!ns) {
+            ns = arena_alloc(a, sizeof *ns);
+            google__protobuf__struct__init(ns);
+            ns->fields = arena_alloc(a, md->n * sizeof *ns->fields);
+            pvalue_t *v = arena_alloc(a, sizeof *v);
+            google__protobuf__value__init(v);
+            v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+            v->struct_value = ns;
+            pfield_t *f = arena_alloc(a, sizeof *f);
+            google__protobuf__struct__fields_entry__init(f);
+            f->key = arena_strdup(a, md->a[i].ns);
+            f->value = v;
+            top->fields[top->n_fields++] = f;
+        }
+        pvalue_t *v = arena_alloc(a, sizeof *v);
+        google__protobuf__value__init(v);
+        v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+        v->number_value = md->a[i].value;
+        pfield_t *f = arena_alloc(a, sizeof *f);
+        google__protobuf__struct__fields_entry__init(f);
+        f->key = arena_strdup(a, md->a[i].name);
+        f->value = v;
+        ns->fields[ns->n_fields++] = f;
+    }
+    return top;
+}
+
+/* Before the reply to this response message is emitted, so attributes ride on it. */
 static void notify_response(struct xp_stream *s, const char *chunk, size_t len, bool eos)
 {
     if (eos)
         s->resp_done = true;
-    if (s->cfg->hooks.on_response)
-        s->cfg->hooks.on_response(s->cfg->hooks.ctx, s->token, s->resp_status, chunk, len, eos);
+    if (s->cfg->hooks.on_response) {
+        struct extproc_attrs md;
+        md.n = 0;
+        s->cfg->hooks.on_response(s->cfg->hooks.ctx, s->token, s->resp_status, chunk, len, eos,
+                                  eos ? &md : NULL);
+        if (eos && md.n > 0 && md.n <= EXTPROC_MAX_ATTRS)
+            s->resp_md = attrs_struct(s, &md);
+    }
 }
 
 static enum xp_action on_response_headers(struct xp_stream *s,
@@ -650,8 +704,8 @@ static enum xp_action on_response_headers(struct xp_stream *s,
         s->resp_status = atoi(tmp);
         break;
     }
-    emit_continue(s, RESP(RESPONSE_HEADERS));
     notify_response(s, NULL, 0, h && h->end_of_stream);
+    emit_continue(s, RESP(RESPONSE_HEADERS));
     return XP_CONTINUE;
 }
 
@@ -663,11 +717,11 @@ static enum xp_action on_response_body(struct xp_stream *s,
     const uint8_t *p = b ? b->body.data : NULL;
     size_t n = b ? b->body.len : 0;
     bool eos = b && b->end_of_stream;
+    notify_response(s, (const char *)p, n, eos);
     if (s->resp_duplex)
         emit_streamed(s, RESP(RESPONSE_BODY), p, n, eos);
     else
         emit_continue(s, RESP(RESPONSE_BODY));
-    notify_response(s, (const char *)p, n, eos);
     return XP_CONTINUE;
 }
 
@@ -675,8 +729,8 @@ static enum xp_action on_response_trailers(struct xp_stream *s)
 {
     if (s->phase != XP_PH_RESPONSE)
         return fail(s, "response_trailers before the request was answered");
-    emit_continue(s, RESP(RESPONSE_TRAILERS));
     notify_response(s, NULL, 0, true);
+    emit_continue(s, RESP(RESPONSE_TRAILERS));
     return XP_CONTINUE;
 }
 

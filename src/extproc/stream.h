@@ -87,6 +87,8 @@ struct xp_stream {
     void *token;
     int resp_status; /* response :status, 0 until the response headers */
     bool resp_done;  /* the response reached its end (EOS or trailers) */
+    /* Response attributes (on_response at the end of stream) for the next reply. */
+    struct Google__Protobuf__Struct *resp_md; /* arena, or NULL */
     bool failed;     /* XP_FAIL happened */
 
     struct xp_out *out_head, **out_tail; /* queued replies, oldest first */

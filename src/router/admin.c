@@ -110,6 +110,12 @@ void router_metrics_init(struct router *r)
                                          "tandem_router_pd_decisions_total",
                                          "P/D decisions: disaggregate or decode-only.", d, 1,
                                          NULL, 0);
+    const char *tr[] = {"result"};
+    m->token_producer = metrics_family_new(
+        reg, METRICS_COUNTER, "tandem_router_token_producer_total",
+        "token-producer lookups: cached (the cache had the prompt), tokenized (the engine's "
+        "/tokenize answered), failed (it did not: the estimate was used).",
+        tr, 1, NULL, 0);
     const char *e[] = {"endpoint"};
     m->ep_queue = metrics_family_new(reg, METRICS_GAUGE, "tandem_router_endpoint_queue",
                                      "Waiting requests scraped from the endpoint.", e, 1, NULL, 0);

@@ -144,6 +144,26 @@ static bool parse_decode_flag(const char *v, void *target, char *err, size_t err
     return add_role_url(target, v, SCHED_ROLE_DECODE, err, errlen);
 }
 
+static bool parse_objective_flag(const char *v, void *target, char *err, size_t errlen)
+{
+    struct router_config *cfg = target;
+    const char *eq = strrchr(v, '=');
+    char *end = NULL;
+    long prio = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || eq == v || !end || end == eq + 1 || *end || prio < -1000000 || prio > 1000000) {
+        snprintf(err, errlen, "--inference-objective: want NAME=PRIORITY (an integer), got '%s'",
+                 v);
+        return false;
+    }
+    if (cfg->n_objectives >= sizeof cfg->objectives / sizeof *cfg->objectives) {
+        snprintf(err, errlen, "--inference-objective: at most 32");
+        return false;
+    }
+    cfg->objectives[cfg->n_objectives].name = xstrndup(v, (size_t)(eq - v));
+    cfg->objectives[cfg->n_objectives++].priority = (int)prio;
+    return true;
+}
+
 static void free_spec(struct sched_endpoint_spec *e)
 {
     free((char *)e->name);
@@ -160,6 +180,9 @@ void router_config_free(struct router_config *cfg)
     for (size_t i = 0; i < cfg->n_endpoints; i++)
         free_spec(&cfg->endpoints[i]);
     cfg->n_endpoints = 0;
+    for (size_t i = 0; i < cfg->n_objectives; i++)
+        free(cfg->objectives[i].name);
+    cfg->n_objectives = 0;
     free(cfg->owned_config_text);
     cfg->owned_config_text = NULL;
 }
@@ -260,6 +283,7 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
     double refresh_ms = 50, stale_ms = 2000;
     const char *pd_mode = NULL, *xp_mode = NULL;
     long long grpc_port = 0, grpc_health_port = 9003;
+    bool help_plugins = false;
     cfg->secure_serving = true;
     cfg->workers = 0;
     cfg->max_retries = 2;
@@ -327,6 +351,14 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
          "ext_proc over TLS, self-signed unless --cert-path (default true)", NULL},
         {"--cert-path", "-certPath", FLAG_STRING, &cfg->cert_path, "DIR",
          "tls.crt and tls.key for ext_proc", NULL},
+        {"--inference-objective", NULL, FLAG_FUNC, cfg, "NAME=PRIORITY",
+         "priority of requests whose x-gateway-inference-objective header is NAME (an "
+         "InferenceObjective's spec.priority; < 0 = sheddable by the config's admitters and "
+         "saturation detector; repeatable; others 0)",
+         parse_objective_flag},
+        {"--help-plugins", NULL, FLAG_BOOL, &help_plugins, NULL,
+         "list every EndpointPickerConfig plugin type with its kind and parameters, and exit",
+         NULL},
         {"--extproc-body-mode", NULL, FLAG_STRING, &xp_mode, "MODE",
          "body mode when the gateway sends no protocol_config: full-duplex (default) or "
          "buffered",
@@ -368,6 +400,11 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
                          "semantics: filters, scorers (prefix cache, queue, KV usage, ...),\n"
                          "pickers and profile handlers from an llm-d EndpointPickerConfig.",
                          flags, n_flags);
+        return 1;
+    }
+    if (help_plugins) {
+        free(vv);
+        sched_help_plugins(stdout);
         return 1;
     }
     if (res.n_positional) {

@@ -21,7 +21,12 @@
 struct xp_token {
     struct sched_endpoint *ep; /* ref'd */
     int64_t est_tokens;
+    bool report;       /* the config has response reporters: keep the response body */
+    struct buf resp;   /* the response body so far (reporters only) */
+    bool resp_too_big; /* past XP_RESP_MAX: no usage, no report */
 };
+
+#define XP_RESP_MAX (8u << 20)
 
 static const char *header(const struct extproc_request *req, const char *key)
 {
@@ -95,6 +100,12 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
             order[n++] = res.picks[i];
     for (size_t i = 0; i < n; i++) {
         const char *addr = sched_endpoint_addr(order[i]);
+        char dp_addr[300];
+        if (res.dp_primary_port > 0) { /* the rank's pod at its primary port */
+            snprintf(dp_addr, sizeof dp_addr, "%s:%d", sched_endpoint_host(order[i]),
+                     res.dp_primary_port);
+            addr = dp_addr;
+        }
         int w = snprintf(out->endpoint + len, sizeof out->endpoint - len, "%s%s", i ? "," : "",
                          addr);
         if (w < 0 || (size_t)w >= sizeof out->endpoint - len) {
@@ -103,10 +114,13 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
         }
         len += (size_t)w;
     }
+    if (res.dp_primary_port > 0)
+        snprintf(out->dp_rank, sizeof out->dp_rank, "%s", sched_endpoint_addr(res.picks[pick]));
     if (res.prefill && !r->cfg.pd_router) /* the decode pod's sidecar runs the prefill leg */
         snprintf(out->prefiller, sizeof out->prefiller, "%s",
                  sched_endpoint_addr(res.prefill));
-    struct xp_token *t = xmalloc(sizeof *t);
+    struct xp_token *t = xcalloc(1, sizeof *t);
+    t->report = sched_has_reporters(r->sched);
     t->ep = res.picks[pick];
     sched_endpoint_ref(t->ep);
     t->est_tokens = parsed.est_tokens;
@@ -118,11 +132,81 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
     arena_free(&a);
 }
 
+/* The usage object of a finished response: a JSON body's "usage", or the last SSE event
+ * that carries a non-null one (stream_options.include_usage). New reference or NULL. */
+static json_t *response_usage(const char *body, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+        i++;
+    if (i < len && body[i] == '{') {
+        json_t *j = json_loadb(body + i, len - i, 0, NULL);
+        json_t *u = json_incref(json_object_get(j, "usage"));
+        json_decref(j);
+        if (u && !json_is_object(u)) {
+            json_decref(u);
+            u = NULL;
+        }
+        return u;
+    }
+    json_t *found = NULL;
+    for (size_t p = 0; p < len;) {
+        const char *nl = memchr(body + p, '\n', len - p);
+        size_t e = nl ? (size_t)(nl - body) : len;
+        if (e - p > 5 && !memcmp(body + p, "data:", 5)) {
+            size_t s = p + 5;
+            while (s < e && body[s] == ' ')
+                s++;
+            json_t *j = s < e && body[s] == '{' ? json_loadb(body + s, e - s, 0, NULL) : NULL;
+            json_t *u = json_object_get(j, "usage");
+            if (json_is_object(u)) {
+                json_decref(found);
+                found = json_incref(u);
+            }
+            json_decref(j);
+        }
+        p = e + 1;
+    }
+    return found;
+}
+
+/* Response phase: keeps the body when the config reports on it; at the end, runs the
+ * reporters over its usage and hands their attributes to the stream. */
+static void xp_on_response(void *ctx, void *token, int status, const char *chunk, size_t len,
+                           bool eos, struct extproc_attrs *md)
+{
+    struct router *r = ctx;
+    struct xp_token *t = token;
+    if (!t || !t->report)
+        return;
+    if (len && !t->resp_too_big) {
+        if (t->resp.len + len > XP_RESP_MAX) {
+            t->resp_too_big = true;
+            buf_free(&t->resp);
+        } else {
+            buf_append(&t->resp, chunk, len);
+        }
+    }
+    if (!eos || !md || t->resp_too_big || status < 200 || status > 299)
+        return;
+    json_t *usage = response_usage(t->resp.data ? t->resp.data : "", t->resp.len);
+    struct sched_attribute at[SCHED_MAX_ATTRIBUTES];
+    size_t n = sched_report_response(r->sched, usage, at, SCHED_MAX_ATTRIBUTES);
+    json_decref(usage);
+    for (size_t i = 0; i < n && md->n < EXTPROC_MAX_ATTRS; i++) {
+        snprintf(md->a[md->n].ns, sizeof md->a[md->n].ns, "%s", at[i].ns);
+        snprintf(md->a[md->n].name, sizeof md->a[md->n].name, "%s", at[i].name);
+        md->a[md->n++].value = at[i].value;
+    }
+    buf_free(&t->resp);
+}
+
 static void xp_release(void *ctx, void *token, bool cancelled)
 {
     struct xp_token *t = token;
     sched_endpoint_inflight_add(t->ep, -1, -t->est_tokens);
     sched_endpoint_unref(t->ep);
+    buf_free(&t->resp);
     free(t);
 }
 
@@ -139,12 +223,17 @@ bool router_extproc_start(struct router *r, char *err, size_t errlen)
         .mode = c->extproc_mode,
         .max_body_bytes = (size_t)c->max_body_bytes,
     };
-    struct extproc_hooks hooks = {.decide = xp_decide, .release = xp_release, .ctx = r};
+    struct extproc_hooks hooks = {
+        .decide = xp_decide, .release = xp_release, .on_response = xp_on_response, .ctx = r};
     if (!extproc_server_start(&xc, &hooks, &r->extproc, err, errlen))
         return false;
     LOG_I(LOG_C, "ext_proc on %s:%d (%s), gRPC health on %d", c->host,
           extproc_port(r->extproc), c->secure_serving ? "TLS, self-signed unless --cert-path"
                                                       : "plaintext",
           extproc_health_port(r->extproc));
+    if (sched_has_token_producer(r->sched))
+        LOG_W(LOG_C, "not applied by tandem: token-producer on ext_proc decisions (the gRPC "
+                     "decision does not wait for /tokenize; prompts tokenized on the HTTP "
+                     "path are used)");
     return true;
 }

@@ -375,12 +375,16 @@ static const struct http_header *leg_headers(struct proxy_req *p, struct sched_e
     const struct http_request *q = http_exchange_request(p->ex);
     int rank = router_endpoint_dp_rank(e);
     bool key = p->r->cfg.api_key && !http_headers_get(&q->headers, "authorization");
+    bool dp = p->res.dp_primary_port > 0 && e != p->res.prefill;
     *n = p->n_hdrs;
-    if (rank < 0 && !key)
+    if (rank < 0 && !key && !dp)
         return p->hdrs;
     struct arena *a = http_exchange_arena(p->ex);
-    struct http_header *h = arena_alloc(a, (p->n_hdrs + 2) * sizeof *h);
+    struct http_header *h = arena_alloc(a, (p->n_hdrs + 3) * sizeof *h);
     memcpy(h, p->hdrs, p->n_hdrs * sizeof *h);
+    if (dp) /* data-parallel-profile-handler: the rank, for the primary port's sidecar */
+        h[(*n)++] = (struct http_header){"x-data-parallel-host-port",
+                                         arena_strdup(a, sched_endpoint_addr(e)), 0, 0};
     if (rank >= 0)
         h[(*n)++] = (struct http_header){"X-data-parallel-rank", arena_sprintf(a, "%d", rank),
                                          0, 0};
@@ -403,7 +407,7 @@ static void start_upstream(struct proxy_req *p)
     struct http_call_request req = {
         .method = q->method,
         .host = sched_endpoint_host(p->ep),
-        .port = sched_endpoint_port(p->ep),
+        .port = p->res.dp_primary_port > 0 ? p->res.dp_primary_port : sched_endpoint_port(p->ep),
         .path = path,
         .headers = (struct http_header *)hdrs,
         .n_headers = n_hdrs,
@@ -844,6 +848,11 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
 {
     struct buf trace = BUF_INIT;
     bool want_trace = log_enabled(LOG_DEBUG);
+    const char *objective =
+        sreq->headers ? http_headers_get(sreq->headers, "x-gateway-inference-objective") : NULL;
+    for (size_t i = 0; objective && i < r->cfg.n_objectives; i++)
+        if (strcmp(r->cfg.objectives[i].name, objective) == 0)
+            sreq->priority = r->cfg.objectives[i].priority;
     sched_schedule(r->sched, sreq, false, res, want_trace ? &trace : NULL);
     metrics_histogram_observe(r->m.sched_duration, (double)res->elapsed_ns / 1e9);
     r->m.prefix_blocks += res->prefix_blocks;
@@ -905,6 +914,113 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
     return 0;
 }
 
+/* Scheduling and the first upstream leg, once the request is parsed (and tokenized). */
+static void proxy_route(struct proxy_req *p)
+{
+    struct router *r = p->r;
+    struct http_exchange *ex = p->ex;
+    const struct http_request *q = http_exchange_request(ex);
+    struct arena *a = http_exchange_arena(ex);
+    char msg[512];
+    int code = router_decide(r, &p->sreq, &p->res, &p->pick, msg, sizeof msg);
+    if (code) {
+        p->ep = p->res.n_picks ? p->res.picks[0] : NULL; /* for the metrics below */
+        router_error(ex, code, NULL, "%s", msg);
+        count_request(p, code);
+        proxy_free(p);
+        return;
+    }
+    p->ep = p->res.picks[p->pick];
+    build_headers(p, q, a);
+    http_exchange_on_abort(ex, on_client_abort, p);
+    vr_inc(r->m.vr.processed, sched_endpoint_name(p->ep));
+    if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
+        /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
+        /* A copy: a retry may release res (and the endpoint) while we still log it. */
+        p->prefill_name = arena_strdup(a, sched_endpoint_name(p->res.prefill));
+        p->pd_attempt = 1;
+        LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=1", p->request_id,
+              p->prefill_name, sched_endpoint_name(p->ep));
+        router_vr_log_pd_attempt(r, 0, p->prefill_name, sched_endpoint_name(p->ep));
+        vr_inc(r->m.vr.processed, p->prefill_name);
+        start_prefill(p, sched_endpoint_host(p->res.prefill),
+                      sched_endpoint_port(p->res.prefill));
+        return;
+    }
+    start_upstream(p);
+}
+
+/* token-producer: the engine's /tokenize answered (or failed: then the estimate stands). */
+static void on_tokenized(enum http_call_error err, int status, const char *body, size_t len,
+                         void *ctx)
+{
+    struct proxy_req *p = ctx;
+    p->call = NULL;
+    json_t *j = err == HTTP_CALL_OK && status == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *toks = json_object_get(j, "tokens");
+    if (json_is_array(toks)) {
+        size_t n = json_array_size(toks);
+        uint32_t *ids = xmalloc((n ? n : 1) * sizeof *ids);
+        size_t k = 0;
+        json_t *t;
+        size_t i;
+        json_array_foreach(toks, i, t)
+        {
+            json_int_t v = json_integer_value(t);
+            ids[k++] = v >= 0 && v <= (json_int_t)UINT32_MAX ? (uint32_t)v : 0;
+        }
+        sched_tokens_put(p->r->sched, &p->sreq, ids, k);
+        free(ids);
+        const char *res = "tokenized";
+        metrics_counter_inc(metrics_series_get(p->r->m.token_producer, &res));
+    } else {
+        const char *res = "failed";
+        metrics_counter_inc(metrics_series_get(p->r->m.token_producer, &res));
+        LOG_D(LOG_C, "request %s: token-producer: /tokenize failed (%s, HTTP %d): estimating",
+              p->request_id, http_call_error_str(err), status);
+    }
+    json_decref(j);
+    proxy_route(p);
+}
+
+/* POST {"model", "prompt"} (or the chat's "messages") to the engine's /tokenize. */
+static void start_tokenize(struct proxy_req *p, const struct sched_tokenize *tk)
+{
+    const struct http_request *q = http_exchange_request(p->ex);
+    struct arena *a = http_exchange_arena(p->ex);
+    json_t *req = json_object();
+    json_object_set_new(req, "model", json_string(tk->model));
+    bool mm = false;
+    json_t *client = strstr(q->path, "/chat/") ? json_loadb(q->body, q->body_len, 0, NULL) : NULL;
+    json_t *msgs = json_object_get(client, "messages");
+    if (json_is_array(msgs)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(msgs, i, m) mm = mm || json_is_array(json_object_get(m, "content"));
+        json_object_set(req, "messages", msgs);
+        json_object_set_new(req, "add_generation_prompt", json_true());
+    } else {
+        json_object_set_new(req, "prompt", json_stringn(p->sreq.prompt, p->sreq.prompt_len));
+    }
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    json_decref(client);
+    static const struct http_header ct[] = {{"Content-Type", "application/json", 12, 16}};
+    struct http_call_request hr = {
+        .method = "POST",
+        .host = tk->host,
+        .port = tk->port,
+        .path = arena_sprintf(a, "%s/tokenize", tk->path_prefix),
+        .headers = ct,
+        .n_headers = 1,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .timeout_ms = mm ? tk->mm_timeout_ms : tk->timeout_ms,
+    };
+    p->call = http_fetch(p->w->client, &hr, 64u << 20, on_tokenized, p);
+    free(body);
+}
+
 void router_handle(struct http_exchange *ex, void *ctx)
 {
     struct router_worker *w = ctx;
@@ -954,31 +1070,16 @@ void router_handle(struct http_exchange *ex, void *ctx)
         proxy_free(p);
         return;
     }
-    char msg[512];
-    int code = router_decide(r, &p->sreq, &p->res, &p->pick, msg, sizeof msg);
-    if (code) {
-        p->ep = p->res.n_picks ? p->res.picks[0] : NULL; /* for the metrics below */
-        router_error(ex, code, NULL, "%s", msg);
-        count_request(p, code);
-        proxy_free(p);
+    struct sched_tokenize tk;
+    int tok = sched_tokenize_needed(r->sched, &p->sreq, &tk);
+    if (tok == SCHED_TOK_NEEDED) {
+        http_exchange_on_abort(ex, on_client_abort, p);
+        start_tokenize(p, &tk);
         return;
     }
-    p->ep = p->res.picks[p->pick];
-    build_headers(p, q, a);
-    http_exchange_on_abort(ex, on_client_abort, p);
-    vr_inc(r->m.vr.processed, sched_endpoint_name(p->ep));
-    if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
-        /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
-        /* A copy: a retry may release res (and the endpoint) while we still log it. */
-        p->prefill_name = arena_strdup(a, sched_endpoint_name(p->res.prefill));
-        p->pd_attempt = 1;
-        LOG_I(LOG_C, "request %s: pd pair prefill=%s decode=%s attempt=1", p->request_id,
-              p->prefill_name, sched_endpoint_name(p->ep));
-        router_vr_log_pd_attempt(r, 0, p->prefill_name, sched_endpoint_name(p->ep));
-        vr_inc(r->m.vr.processed, p->prefill_name);
-        start_prefill(p, sched_endpoint_host(p->res.prefill),
-                      sched_endpoint_port(p->res.prefill));
-        return;
+    if (tok == SCHED_TOK_CACHED) {
+        const char *res = "cached";
+        metrics_counter_inc(metrics_series_get(r->m.token_producer, &res));
     }
-    start_upstream(p);
+    proxy_route(p);
 }

@@ -71,6 +71,14 @@ struct router_config {
     const char *config_file;
     const char *config_text;
     const char *policy;
+    /* --inference-objective NAME=PRIORITY: the priority of requests whose
+     * x-gateway-inference-objective header names NAME (InferenceObjective's spec.priority;
+     * < 0 = sheddable). Unlisted or absent: 0. */
+    struct router_objective {
+        char *name;
+        int priority;
+    } objectives[32];
+    size_t n_objectives;
     double refresh_metrics_s;
     double staleness_s;
     long long max_body_bytes;
@@ -155,6 +163,7 @@ struct router_metrics {
     struct metrics_family *upstream_errors; /* {endpoint,kind} */
     struct metrics_series *retries;
     struct metrics_family *pd_decisions;    /* {decision} */
+    struct metrics_family *token_producer;  /* {result}: cached, tokenized, failed */
     struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
     struct metrics_series *prefix_size;
     struct metrics_family *plugin_duration; /* {plugin} */

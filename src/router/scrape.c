@@ -225,7 +225,7 @@ static void on_tick(uv_timer_t *t)
             .method = "GET",
             .host = sched_endpoint_host(eps[i]),
             .port = sched_endpoint_port(eps[i]),
-            .path = "/metrics",
+            .path = sched_metrics_path(r->sched),
             .timeout_ms = timeout < 1000 ? 1000 : timeout,
         };
         http_fetch(r->scrape_client, &req, 8 << 20, on_scraped, sc);

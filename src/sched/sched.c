@@ -398,6 +398,14 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
             sched_endpoint_unref(all[i]);
     }
 
+    /* token-producer: the engine's token count for this prompt when it is cached */
+    struct sched_request req_tok;
+    uint32_t ntok = req->prompt_tokens ? 0 : sched_tokens_count(s, req);
+    if (ntok) {
+        req_tok = *req;
+        req_tok.prompt_tokens = ntok;
+        req = &req_tok;
+    }
     struct sched_cycle c = {
         .s = s,
         .req = req,
@@ -421,7 +429,16 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         trace_str(trace, req->model);
         buf_append_str(trace, ",\"profiles\":[");
     }
-    s->handler->t->handle(s->handler, &c, res);
+    /* admission first: admitters in config order, then the saturation detector */
+    for (size_t i = 0; i < s->n_plugins && !res->status; i++)
+        if (s->plugins[i]->t->admit)
+            res->status = s->plugins[i]->t->admit(s->plugins[i], &c, res->reason,
+                                                  sizeof res->reason);
+    if (!res->status && s->saturation)
+        res->status = s->saturation->t->saturation_admit(s->saturation, &c, res->reason,
+                                                         sizeof res->reason);
+    if (!res->status)
+        s->handler->t->handle(s->handler, &c, res);
     if (res->status == 0 && res->n_picks == 0) {
         res->status = 503;
         snprintf(res->reason, sizeof res->reason, "no endpoint picked");

@@ -12,6 +12,7 @@
 #define TANDEM_SCHED_SCHED_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,9 @@ struct sched_request {
     const char *user;        /* body "user", may be NULL (consistent-hash key) */
     const char *session_id;  /* body "session_id", may be NULL (same) */
     const char *target_lora; /* adapter name when the model is a LoRA, else NULL */
+    /* The request's InferenceObjective priority (0 default); < 0 = sheddable: admitters
+     * and the saturation detector may refuse it with 429. */
+    int priority;
     /* The gateway's subset hint (ext_proc envoy.lb.subset_hint): only endpoints whose
      * "host:port" is listed are candidates; an empty list leaves none (503). */
     bool has_subset;
@@ -153,6 +157,9 @@ struct sched_result {
      * blocks the picked endpoint held (0/0 when no prefix scorer ran). */
     uint32_t prefix_blocks;
     uint32_t prefix_hit_blocks;
+    /* data-parallel-profile-handler: send to the pick's host at this port, with
+     * x-data-parallel-host-port = the pick's "host:port" (0: no rewrite). */
+    int dp_primary_port;
 };
 void sched_result_release(struct sched_result *r);
 
@@ -169,6 +176,47 @@ struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len
 /* The config text for a --policy preset (round_robin, random, consistent_hash,
  * power_of_two, cache_aware, llm-d); NULL for an unknown name. Static string. */
 const char *sched_policy_config(const char *policy);
+/* The URL path the router scrapes engine metrics from: the config's metrics-data-source
+ * path, "/metrics" without one. Owned by s. */
+const char *sched_metrics_path(const struct sched *s);
+/* One attribute a response reporter (request-attribute-reporter) produced: Envoy dynamic
+ * metadata namespace, key and value. Strings are owned by the scheduler. */
+struct sched_attribute {
+    const char *ns;
+    const char *name;
+    double value;
+};
+#define SCHED_MAX_ATTRIBUTES 8
+/* Runs the config's response reporters over a finished response's usage object (may be
+ * NULL: none run); returns how many attributes were written to out (<= max). */
+size_t sched_report_response(const struct sched *s, const json_t *usage,
+                             struct sched_attribute *out, size_t max);
+/* Whether the config has response reporters (so the caller keeps response bodies). */
+bool sched_has_reporters(const struct sched *s);
+/* token-producer: where to tokenize a prompt before scheduling (the engine's vLLM
+ * /tokenize under path_prefix). Strings are owned by the scheduler. */
+struct sched_tokenize {
+    const char *host;
+    int port;
+    const char *path_prefix; /* "" or "/prefix" */
+    const char *model;       /* modelName, sent as "model" */
+    uint64_t timeout_ms;     /* vllm.timeout */
+    uint64_t mm_timeout_ms;  /* vllm.mmTimeout: chats with non-text content */
+};
+/* Whether req's prompt should be tokenized first: SCHED_TOK_NEEDED (the config has a
+ * token-producer and its cache does not hold this prompt; t filled), SCHED_TOK_CACHED (it
+ * does), SCHED_TOK_NONE (no token-producer, or no prompt). */
+enum { SCHED_TOK_NONE, SCHED_TOK_CACHED, SCHED_TOK_NEEDED };
+int sched_tokenize_needed(const struct sched *s, const struct sched_request *req,
+                          struct sched_tokenize *t);
+/* Caches the engine's token ids for req's prompt; later decisions use their count as
+ * prompt_tokens. */
+void sched_tokens_put(const struct sched *s, const struct sched_request *req,
+                      const uint32_t *ids, size_t n);
+void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses);
+bool sched_has_token_producer(const struct sched *s);
+/* Writes every known plugin type with its kind and parameters (--help-plugins). */
+void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);
 
 /* Runs the pipeline. With trace != NULL, appends the decision as one JSON object:

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "base/yaml.h"
 #include "sched/sched_internal.h"
 
@@ -135,7 +136,17 @@ struct loader {
     /* The entry being loaded: its line stands in for values that have no recorded
      * position (null/true/false, empty collections). */
     const json_t *ctx;
+    /* What the config asks for that tandem does not apply (logged once at load). */
+    char not_applied[512];
 };
+
+static void note_not_applied(struct loader *L, const char *what)
+{
+    if (strstr(L->not_applied, what))
+        return;
+    size_t n = strlen(L->not_applied);
+    snprintf(L->not_applied + n, sizeof L->not_applied - n, "%s%s", n ? "; " : "", what);
+}
 
 static int line_of(struct loader *L, const json_t *node)
 {
@@ -195,6 +206,12 @@ static const char *kind_text(enum sched_plugin_kind k)
     case SCHED_PK_PICKER: return "picker";
     case SCHED_PK_HANDLER: return "profile handler";
     case SCHED_PK_DECIDER: return "P/D decider";
+    case SCHED_PK_PARSER: return "parser";
+    case SCHED_PK_SOURCE: return "data layer source";
+    case SCHED_PK_EXTRACTOR: return "data layer extractor";
+    case SCHED_PK_ADMITTER: return "admitter";
+    case SCHED_PK_REPORTER: return "response reporter";
+    case SCHED_PK_PRODUCER: return "data producer";
     }
     return "plugin";
 }
@@ -358,6 +375,16 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
                     return fail(L, jr, f, "profile already has picker '%s'", p->picker->name);
                 p->picker = pl;
                 break;
+            case SCHED_PK_PARSER:
+            case SCHED_PK_SOURCE:
+            case SCHED_PK_EXTRACTOR:
+            case SCHED_PK_ADMITTER:
+            case SCHED_PK_REPORTER:
+            case SCHED_PK_PRODUCER:
+                /* llm-d registers a profile's plugins by the interfaces they implement; a
+                 * request-control plugin has none of a profile's, so it is a no-op there
+                 * (it acts on every request anyway) */
+                break;
             default:
                 return fail(L, jr, f, "'%s' is a %s, not a filter, scorer or picker",
                             pl->name, kind_text(pl->t->kind));
@@ -367,11 +394,177 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
     return 0;
 }
 
+/* {pluginRef: NAME} naming a plugin of kind k; *out (optional) gets it. */
+static int load_ref(struct sched *s, struct loader *L, const json_t *obj, const char *path,
+                    enum sched_plugin_kind k, struct sched_plugin **out)
+{
+    static const char *const fields[] = {"pluginRef", NULL};
+    char f[160];
+    if (!json_is_object(obj))
+        return fail(L, obj, path, "must be a mapping with pluginRef");
+    if (check_fields(L, obj, path, fields) < 0)
+        return -1;
+    json_t *jr = json_object_get(obj, "pluginRef");
+    snprintf(f, sizeof f, "%s.pluginRef", path);
+    if (!jr || !json_is_string(jr))
+        return fail(L, jr ? jr : obj, f, "required string");
+    struct sched_plugin *pl = sched_find_plugin(s, json_string_value(jr));
+    if (!pl)
+        return fail(L, jr, f, "no plugin named '%s' in plugins", json_string_value(jr));
+    if (pl->t->kind != k)
+        return fail(L, jr, f, "'%s' is a %s, not a %s", pl->name, kind_text(pl->t->kind),
+                    kind_text(k));
+    if (out)
+        *out = pl;
+    return 0;
+}
+
+static int load_data_layer(struct sched *s, struct loader *L, const json_t *dl)
+{
+    static const char *const fields[] = {"injectDefaults", "sources", "discovery", NULL};
+    static const char *const src_fields[] = {"pluginRef", "extractors", NULL};
+    L->ctx = dl;
+    if (!json_is_object(dl))
+        return fail(L, dl, "dataLayer", "must be a mapping with sources");
+    if (check_fields(L, dl, "dataLayer", fields) < 0)
+        return -1;
+    json_t *inj = json_object_get(dl, "injectDefaults");
+    if (inj && !json_is_null(inj) && !json_is_boolean(inj))
+        return fail(L, inj, "dataLayer.injectDefaults", "must be true or false");
+    json_t *disc = json_object_get(dl, "discovery");
+    if (disc && !json_is_null(disc)) {
+        /* tandem has no discovery plugin types: endpoints come from --worker-urls,
+         * --endpoints-file or the Kubernetes watch */
+        json_t *jr = json_is_object(disc) ? json_object_get(disc, "pluginRef") : NULL;
+        if (!jr || !json_is_string(jr))
+            return fail(L, jr ? jr : disc, "dataLayer.discovery.pluginRef", "required string");
+        if (!sched_find_plugin(s, json_string_value(jr)))
+            return fail(L, jr, "dataLayer.discovery.pluginRef", "no plugin named '%s' in plugins",
+                        json_string_value(jr));
+        return fail(L, jr, "dataLayer.discovery.pluginRef",
+                    "'%s' is not a discovery plugin (tandem has none)", json_string_value(jr));
+    }
+    json_t *srcs = json_object_get(dl, "sources");
+    if (!srcs || json_is_null(srcs))
+        return 0;
+    if (!json_is_array(srcs))
+        return fail(L, srcs, "dataLayer.sources", "must be a list of {pluginRef, extractors}");
+    size_t i;
+    json_t *e;
+    json_array_foreach(srcs, i, e)
+    {
+        char path[64];
+        snprintf(path, sizeof path, "dataLayer.sources[%zu]", i);
+        L->ctx = e;
+        if (!json_is_object(e))
+            return fail(L, e, path, "must be a mapping with pluginRef and extractors");
+        if (check_fields(L, e, path, src_fields) < 0)
+            return -1;
+        json_t *jr = json_object_get(e, "pluginRef");
+        char f[96];
+        snprintf(f, sizeof f, "%s.pluginRef", path);
+        if (!jr || !json_is_string(jr))
+            return fail(L, jr ? jr : e, f, "required string");
+        struct sched_plugin *pl = sched_find_plugin(s, json_string_value(jr));
+        if (!pl)
+            return fail(L, jr, f, "no plugin named '%s' in plugins", json_string_value(jr));
+        if (pl->t->kind != SCHED_PK_SOURCE)
+            return fail(L, jr, f, "'%s' is a %s, not a data layer source", pl->name,
+                        kind_text(pl->t->kind));
+        json_t *ex = json_object_get(e, "extractors");
+        if (!ex || json_is_null(ex))
+            continue;
+        snprintf(f, sizeof f, "%s.extractors", path);
+        if (!json_is_array(ex))
+            return fail(L, ex, f, "must be a list of {pluginRef}");
+        size_t k;
+        json_t *x;
+        json_array_foreach(ex, k, x)
+        {
+            char xp[128];
+            snprintf(xp, sizeof xp, "%s.extractors[%zu]", path, k);
+            L->ctx = x;
+            if (load_ref(s, L, x, xp, SCHED_PK_EXTRACTOR, NULL) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* llm-d's registered feature gates; anything else is refused like llm-d does. */
+static int load_feature_gates(struct loader *L, const json_t *fg)
+{
+    if (!json_is_array(fg))
+        return fail(L, fg, "featureGates", "must be a list of gate names");
+    size_t i;
+    json_t *g;
+    json_array_foreach(fg, i, g)
+    {
+        char f[48];
+        snprintf(f, sizeof f, "featureGates[%zu]", i);
+        if (!json_is_string(g))
+            return fail(L, g, f, "must be a string");
+        const char *v = json_string_value(g);
+        if (strcmp(v, "dataLayer") == 0 || strcmp(v, "enableLegacyMetrics") == 0)
+            continue; /* tandem's one metrics path: the scraper feeding the datastore */
+        if (strcmp(v, "flowControl") == 0) {
+            note_not_applied(L, "flowControl (tandem has no flow control layer)");
+            continue;
+        }
+        return fail(L, g, f, "unknown feature gate '%s' (known: dataLayer, enableLegacyMetrics, "
+                    "flowControl)", v);
+    }
+    return 0;
+}
+
+static int load_sections(struct sched *s, struct loader *L, const json_t *root)
+{
+    json_t *v = json_object_get(root, "featureGates");
+    L->ctx = root;
+    if (v && !json_is_null(v) && load_feature_gates(L, v) < 0)
+        return -1;
+    v = json_object_get(root, "parser");
+    L->ctx = root;
+    if (v && !json_is_null(v) && load_ref(s, L, v, "parser", SCHED_PK_PARSER, NULL) < 0)
+        return -1;
+    v = json_object_get(root, "dataLayer");
+    if (v && !json_is_null(v) && load_data_layer(s, L, v) < 0)
+        return -1;
+    L->ctx = root;
+    v = json_object_get(root, "saturationDetector");
+    if (v && !json_is_null(v)) {
+        static const char *const fields[] = {"pluginRef", NULL};
+        if (!json_is_object(v))
+            return fail(L, v, "saturationDetector", "must be a mapping with pluginRef");
+        if (check_fields(L, v, "saturationDetector", fields) < 0)
+            return -1;
+        json_t *jr = json_object_get(v, "pluginRef");
+        if (jr && !json_is_string(jr))
+            return fail(L, jr, "saturationDetector.pluginRef", "must be a string");
+        if (jr && !sched_find_plugin(s, json_string_value(jr)))
+            return fail(L, jr, "saturationDetector.pluginRef", "no plugin named '%s' in plugins",
+                        json_string_value(jr));
+        struct sched_plugin *pl = jr ? sched_find_plugin(s, json_string_value(jr)) : NULL;
+        if (pl && !pl->t->saturation_admit)
+            return fail(L, jr, "saturationDetector.pluginRef",
+                        "'%s' is not a saturation detector", json_string_value(jr));
+        s->saturation = pl;
+    }
+    v = json_object_get(root, "flowControl");
+    if (v && !json_is_null(v)) {
+        if (!json_is_object(v))
+            return fail(L, v, "flowControl", "must be a mapping");
+        note_not_applied(L, "flowControl (tandem has no flow control layer)");
+    }
+    return 0;
+}
+
 static int load(struct sched *s, struct loader *L, const json_t *root)
 {
     static const char *const fields[] = {"apiVersion", "kind",       "plugins",
                                          "schedulingProfiles", "featureGates",
-                                         "saturationDetector", "data", "metadata", NULL};
+                                         "saturationDetector", "data", "metadata",
+                                         "parser", "dataLayer", "flowControl", NULL};
     L->ctx = root;
     if (!json_is_object(root))
         return fail(L, root, "(document)", "must be a mapping (an EndpointPickerConfig)");
@@ -398,6 +591,8 @@ static int load(struct sched *s, struct loader *L, const json_t *root)
         return fail(L, root, "schedulingProfiles", "required");
     if (load_profiles(s, L, profiles) < 0)
         return -1;
+    if (load_sections(s, L, root) < 0)
+        return -1;
     struct sched_perr pe = {{0}, {0}};
     void *st = NULL;
     if (!s->handler) {
@@ -409,6 +604,26 @@ static int load(struct sched *s, struct loader *L, const json_t *root)
         s->plugins = xrealloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
         s->plugins[s->n_plugins++] = h;
         s->handler = h;
+    }
+    if (!s->saturation) {
+        /* llm-d's default saturationDetector: a utilization-detector with its defaults (or
+         * the plugin of that name when the config defines one) */
+        struct sched_plugin *ud = sched_find_plugin(s, "utilization-detector");
+        if (ud && ud->t->saturation_admit) {
+            s->saturation = ud;
+        } else if (!ud) {
+            const struct sched_plugin_type *t = sched_plugin_type_find("utilization-detector");
+            st = NULL;
+            if (t->create(NULL, &st, &pe) == 0) {
+                struct sched_plugin *h = xcalloc(1, sizeof *h);
+                h->t = t;
+                h->name = xstrdup(t->type);
+                h->st = st;
+                s->plugins = xrealloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
+                s->plugins[s->n_plugins++] = h;
+                s->saturation = h;
+            }
+        }
     }
     const struct sched_plugin_type *mp = sched_plugin_type_find("max-score-picker");
     st = NULL;
@@ -457,9 +672,11 @@ struct sched *sched_new(struct sched_datastore *ds, const char *text, size_t len
         yaml_positions_free(pos);
         return NULL;
     }
-    struct loader L = {name, pos, err, NULL};
+    struct loader L = {name, pos, err, NULL, {0}};
     struct sched *s = xcalloc(1, sizeof *s);
     int rc = load(s, &L, root);
+    if (rc == 0 && L.not_applied[0])
+        LOG_W("sched", "%s: not applied by tandem: %s", name, L.not_applied);
     yaml_positions_free(pos);
     json_decref(root);
     if (rc < 0) {

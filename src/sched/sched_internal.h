@@ -101,6 +101,12 @@ enum sched_plugin_kind {
     SCHED_PK_PICKER,
     SCHED_PK_HANDLER,
     SCHED_PK_DECIDER,
+    SCHED_PK_PARSER,    /* request parser (the config's parser section) */
+    SCHED_PK_SOURCE,    /* data layer source (dataLayer.sources[].pluginRef) */
+    SCHED_PK_EXTRACTOR, /* data layer extractor (dataLayer.sources[].extractors[]) */
+    SCHED_PK_ADMITTER,  /* admission: may refuse a request before any profile runs */
+    SCHED_PK_REPORTER,  /* response processing: attributes from the response's usage */
+    SCHED_PK_PRODUCER,  /* request data producer (token-producer) */
 };
 
 struct sched;
@@ -146,6 +152,15 @@ struct sched_plugin_type {
     size_t (*match_prefix)(struct sched_plugin *self, struct sched_cycle *c);
     /* its block size in characters (for turning matched blocks into cached tokens) */
     size_t (*prefix_block_size)(const struct sched_plugin *self);
+    /* admitter: 0 admits; else the HTTP status (429) with reason written. */
+    int (*admit)(struct sched_plugin *self, struct sched_cycle *c, char *reason, size_t cap);
+    /* saturation detector (the config's saturationDetector): the same contract, run after
+     * the admitters. */
+    int (*saturation_admit)(struct sched_plugin *self, struct sched_cycle *c, char *reason,
+                            size_t cap);
+    /* reporter: from a finished response's usage object, one attribute; false when
+     * none (condition false, evaluation error, zero value). */
+    bool (*report)(struct sched_plugin *self, const json_t *usage, struct sched_attribute *out);
 };
 
 struct sched_plugin {
@@ -176,6 +191,7 @@ struct sched {
     struct sched_profile *profiles;
     size_t n_profiles;
     struct sched_plugin *handler;
+    struct sched_plugin *saturation; /* the saturationDetector, or NULL (borrowed) */
     struct sched_plugin *default_picker; /* owned; used by profiles without a picker */
 };
 
@@ -240,6 +256,17 @@ int sched_param_str(const json_t *params, const char *key, const char **out,
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* token-producer's cached token count for req's prompt (0 when none). */
+uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);
+
+/* The CEL subset of request-attribute-reporter (sched_cel.c): one variable, `usage`. */
+struct sched_cel;
+enum { SCHED_CEL_ERROR, SCHED_CEL_NUM, SCHED_CEL_BOOL, SCHED_CEL_OTHER };
+struct sched_cel *sched_cel_compile(const char *src, char *err, size_t cap);
+void sched_cel_free(struct sched_cel *e);
+/* SCHED_CEL_NUM / _BOOL with *out set (bool: 0 or 1), or _ERROR / _OTHER. */
+int sched_cel_eval(const struct sched_cel *e, const json_t *usage, double *out);
 
 /* Base64 (standard alphabet, padded) of the endpoint name, and back. */
 size_t sched_b64_decode(const char *in, size_t len, char *out, size_t cap);

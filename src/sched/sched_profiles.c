@@ -83,6 +83,7 @@ const struct sched_plugin_type sched_single_profile_handler = {
 struct pd_handler {
     double threshold;
     long long block_size;
+    int primary_port; /* llm-d's primaryPort: the decode pick's DP rewrite (0: none) */
     char *decode_name, *prefill_name, *prefix_name;
     struct sched_profile *decode, *prefill;
     struct sched_plugin *prefix;
@@ -124,7 +125,12 @@ static int pd_create(const json_t *params, void **state, struct sched_perr *err)
         sched_perr_set(err, "hashBlockSize", "must be > 0");
         return -1;
     }
+    if (port < 0 || port > 65535) {
+        sched_perr_set(err, "primaryPort", "must be between 1 and 65535, got %lld", port);
+        return -1;
+    }
     struct pd_handler *st = xcalloc(1, sizeof *st);
+    st->primary_port = (int)port;
     st->threshold = thr;
     st->block_size = bs;
     st->decode_name = xstrdup(dp);
@@ -161,6 +167,7 @@ static void pd_handle(struct sched_plugin *self, struct sched_cycle *c, struct s
     struct pd_handler *st = self->st;
     if (!run_decode(c, st->decode, res))
         return;
+    res->dp_primary_port = st->primary_port; /* decode pick: to its pod's primary port */
     double len = (double)c->req->prompt_len;
     double hit = 0;
     if (st->prefix && len > 0) {
@@ -364,8 +371,7 @@ static bool pdec_decide(struct sched_plugin *self, struct sched_cycle *c, uint16
     double cached = 0;
     if (st->prefix && r->prompt_len) {
         st->prefix->t->match_prefix(st->prefix, c);
-        double chars = (double)c->px_matched[decode] *
-                       (double)st->prefix->t->prefix_block_size(st->prefix);
+        double chars = (double)c->px_matched[decode] * (double)c->px_block_size;
         cached = fmin(tokens, chars * tokens / (double)r->prompt_len);
     }
     if (tokens - cached >= (double)st->non_cached) {

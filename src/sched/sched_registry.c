@@ -1,6 +1,7 @@
 /* The plugin registry: every plugin type tandem knows, in one explicit array (nginx's
  * ngx_modules[] style). Adding a plugin = one file (or one table in a family file) and
  * one row here. Type names are llm-d's, so its EndpointPickerConfig files load as-is. */
+#include <stdio.h>
 #include <string.h>
 
 #include "sched/sched_internal.h"
@@ -13,13 +14,17 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_prefix_cache_scorer, sched_session_affinity_scorer, sched_lora_affinity_scorer,
     sched_no_hit_lru_scorer, sched_max_score_picker, sched_random_picker,
     sched_weighted_random_picker, sched_round_robin_picker, sched_consistent_hash_picker,
-    sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias;
+    sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias,
+    sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor,
+    sched_data_parallel_profile_handler, sched_probabilistic_admitter,
+    sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
     &sched_single_profile_handler,
     &sched_pd_profile_handler,
     &sched_disagg_profile_handler,
+    &sched_data_parallel_profile_handler,
     /* P/D deciders */
     &sched_prefix_based_pd_decider,
     &sched_always_disagg_pd_decider,
@@ -28,6 +33,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_prefill_filter,
     &sched_by_label_filter,
     &sched_label_selector_filter,
+    &sched_utilization_detector,
     /* scorers */
     &sched_queue_scorer,
     &sched_kv_scorer,
@@ -50,6 +56,16 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_rendezvous_hash_picker,
     &sched_cache_aware_picker,
     &sched_cache_aware_picker_alias,
+    /* admission */
+    &sched_probabilistic_admitter,
+    /* request data producers */
+    &sched_token_producer,
+    /* response processing */
+    &sched_request_attribute_reporter,
+    /* request parser, data layer */
+    &sched_openai_parser,
+    &sched_metrics_data_source,
+    &sched_core_metrics_extractor,
     NULL,
 };
 
@@ -59,4 +75,77 @@ const struct sched_plugin_type *sched_plugin_type_find(const char *type)
         if (strcmp(sched_plugin_types[i]->type, type) == 0)
             return sched_plugin_types[i];
     return NULL;
+}
+
+/* --- --help-plugins ---------------------------------------------------------------------- */
+
+/* Parameters per type, as each create() accepts them (keep in step with its keys[]). */
+static const struct {
+    const char *type, *params;
+} plugin_params[] = {
+    {"pd-profile-handler", "threshold, decodeProfile, prefillProfile, prefixPluginName, "
+                           "hashBlockSize, primaryPort"},
+    {"data-parallel-profile-handler", "primaryPort (8000)"},
+    {"disagg-profile-handler", "profiles{decode,prefill}, deciders{prefill}"},
+    {"prefix-based-pd-decider", "nonCachedTokens, promptTokens, prefixPluginName"},
+    {"by-label", "label, validValues, allowsNoLabel"},
+    {"label-selector-filter", "matchLabels, matchExpressions[{key,operator,values}]"},
+    {"load-aware-scorer", "threshold"},
+    {"active-request-scorer", "idleThreshold, maxBusyScore"},
+    {"token-load-scorer", "queueThresholdTokens"},
+    {"prefix-cache-scorer", "blockSizeTokens, autoTune, maxPrefixBlocksToMatch, "
+                            "maxPrefixTokensToMatch, lruCapacityPerServer, blockSize (chars, "
+                            "legacy), hashBlockSize (chars, legacy)"},
+    {"no-hit-lru-scorer", "lruSize, prefixPluginName"},
+    {"max-score-picker", "maxNumOfEndpoints"},
+    {"random-picker", "maxNumOfEndpoints"},
+    {"weighted-random-picker", "maxNumOfEndpoints"},
+    {"round-robin-picker", "maxNumOfEndpoints"},
+    {"consistent-hash-picker", "maxNumOfEndpoints, virtualNodes"},
+    {"rendezvous-hash-picker", "maxNumOfEndpoints"},
+    {"power-of-two-picker", "maxNumOfEndpoints"},
+    {"cache-aware-picker", "maxNumOfEndpoints, cacheThreshold, balanceAbsThreshold, "
+                           "balanceRelThreshold, maxTreeSize"},
+    {"cache-aware", "(alias of cache-aware-picker)"},
+    {"probabilistic-admitter", "queueDepthThreshold (5), kvCacheUtilThreshold (0.8), "
+                               "power (5), k (300)"},
+    {"utilization-detector", "queueDepthThreshold (5), kvCacheUtilThreshold (0.8), "
+                             "metricsStalenessThreshold (200ms), headroom (0)"},
+    {"request-attribute-reporter", "attributes[1]{key{namespace (envoy.lb), name}, expression "
+                                   "(CEL over usage), condition}"},
+    {"token-producer", "modelName, vllm{http (http://localhost:8000), timeout (5s), "
+                       "mmTimeout (30s)}"},
+    {"metrics-data-source", "scheme (http), path, insecureSkipVerify"},
+    {"core-metrics-extractor", "defaultEngine (vllm)"},
+};
+
+static const char *kind_name(enum sched_plugin_kind k)
+{
+    switch (k) {
+    case SCHED_PK_FILTER: return "filter";
+    case SCHED_PK_SCORER: return "scorer";
+    case SCHED_PK_PICKER: return "picker";
+    case SCHED_PK_HANDLER: return "profile-handler";
+    case SCHED_PK_DECIDER: return "pd-decider";
+    case SCHED_PK_PARSER: return "parser";
+    case SCHED_PK_SOURCE: return "data-source";
+    case SCHED_PK_EXTRACTOR: return "data-extractor";
+    case SCHED_PK_ADMITTER: return "admitter";
+    case SCHED_PK_REPORTER: return "response-reporter";
+    case SCHED_PK_PRODUCER: return "data-producer";
+    }
+    return "plugin";
+}
+
+void sched_help_plugins(FILE *out)
+{
+    fprintf(out, "%-30s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
+    for (size_t i = 0; sched_plugin_types[i]; i++) {
+        const char *params = "(none)";
+        for (size_t k = 0; k < sizeof plugin_params / sizeof *plugin_params; k++)
+            if (strcmp(plugin_params[k].type, sched_plugin_types[i]->type) == 0)
+                params = plugin_params[k].params;
+        fprintf(out, "%-30s %-16s %s\n", sched_plugin_types[i]->type,
+                kind_name(sched_plugin_types[i]->kind), params);
+    }
 }

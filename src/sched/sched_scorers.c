@@ -301,24 +301,53 @@ const struct sched_plugin_type sched_lora_affinity_scorer = {
 /* --- prefix-cache-scorer --------------------------------------------------------------- */
 
 struct sched_prefix_scorer {
-    size_t block_size;
+    size_t block_size; /* characters (blockSizeTokens x 4, or the legacy blockSize) */
     size_t max_blocks;
     size_t lru_capacity;
+    bool auto_tune; /* block size from the engines' vllm:cache_config_info when known */
     struct prefix_index *ix;
 };
 
+/* llm-d's approximate prefix parameters: blockSizeTokens (default 16, hashed as 4
+ * characters per token, like llm-d), autoTune (default true: the block size follows the
+ * first candidate's scraped cache_config_info block_size), maxPrefixBlocksToMatch (256),
+ * maxPrefixTokensToMatch (wins when > 0: blocks = tokens / blockSizeTokens),
+ * lruCapacityPerServer (31250). blockSize / hashBlockSize are tandem's older spelling, in
+ * characters; they fix the block size (no auto-tuning). */
+#define PREFIX_CHARS_PER_TOKEN 4
+
 static int prefix_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"blockSize", "maxPrefixBlocksToMatch",
-                                       "lruCapacityPerServer", "hashBlockSize", NULL};
+    static const char *const keys[] = {"blockSize",       "blockSizeTokens",
+                                       "autoTune",        "maxPrefixBlocksToMatch",
+                                       "maxPrefixTokensToMatch", "lruCapacityPerServer",
+                                       "hashBlockSize",   NULL};
     if (!sched_param_check_keys(params, keys, err))
         return -1;
-    long long bs = 64, mb = 256, lru = 31250;
+    long long bs = -1, bst = 16, mb = 256, mt = 0, lru = 31250;
+    bool auto_tune = true;
     if (sched_param_int(params, "hashBlockSize", &bs, err) < 0 ||
         sched_param_int(params, "blockSize", &bs, err) < 0 ||
+        sched_param_int(params, "blockSizeTokens", &bst, err) < 0 ||
+        sched_param_bool(params, "autoTune", &auto_tune, err) < 0 ||
         sched_param_int(params, "maxPrefixBlocksToMatch", &mb, err) < 0 ||
+        sched_param_int(params, "maxPrefixTokensToMatch", &mt, err) < 0 ||
         sched_param_int(params, "lruCapacityPerServer", &lru, err) < 0)
         return -1;
+    if (bst <= 0 || bst > (1 << 18)) {
+        sched_perr_set(err, "blockSizeTokens", "must be between 1 and 262144");
+        return -1;
+    }
+    if (mt < 0) {
+        sched_perr_set(err, "maxPrefixTokensToMatch", "must be >= 0");
+        return -1;
+    }
+    if (mt > 0)
+        mb = mt / bst > 0 ? mt / bst : 1;
+    if (bs >= 0)
+        auto_tune = false;
+    else
+        bs = bst * PREFIX_CHARS_PER_TOKEN;
     if (bs <= 0 || bs > (1 << 20)) {
         sched_perr_set(err, "blockSize", "must be between 1 and 1048576");
         return -1;
@@ -336,6 +365,7 @@ static int prefix_create(const json_t *params, void **state, struct sched_perr *
     st->block_size = (size_t)bs;
     st->max_blocks = (size_t)mb;
     st->lru_capacity = (size_t)lru;
+    st->auto_tune = auto_tune;
     st->ix = prefix_index_new((size_t)lru);
     *state = st;
     return 0;
@@ -355,8 +385,14 @@ static void prefix_hashes_ensure(struct sched_cycle *c, const struct sched_prefi
     const struct sched_request *r = c->req;
     c->px_owner = ps;
     c->px_block_size = ps->block_size;
+    /* autoTune: llm-d takes the block size of the first endpoint that reports one */
+    for (size_t i = 0; ps->auto_tune && i < c->n; i++)
+        if (c->m[i].block_size > 0) {
+            c->px_block_size = (size_t)c->m[i].block_size * PREFIX_CHARS_PER_TOKEN;
+            break;
+        }
     c->px_matched_done = false;
-    c->px_n = r->prompt ? sched_prefix_hashes(r->model, r->prompt, r->prompt_len, ps->block_size,
+    c->px_n = r->prompt ? sched_prefix_hashes(r->model, r->prompt, r->prompt_len, c->px_block_size,
                                               c->px_hashes, ps->max_blocks)
                         : 0;
 }

@@ -12,6 +12,7 @@
  * reply in full-duplex mode; decide() runs at most once; a token is released exactly once,
  * and only one from a routed decision. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,8 +64,16 @@ static void fz_release(void *ctx, void *tok, bool cancelled)
 }
 
 static void fz_on_response(void *ctx, void *tok, int status, const char *chunk, size_t len,
-                           bool eos)
+                           bool eos, struct extproc_attrs *md)
 {
+    if (eos != (md != NULL))
+        abort();
+    if (md) { /* exercise the metadata path */
+        snprintf(md->a[0].ns, sizeof md->a[0].ns, "envoy.lb");
+        snprintf(md->a[0].name, sizeof md->a[0].name, "n");
+        md->a[0].value = (double)len;
+        md->n = 1;
+    }
     if (len && !chunk)
         abort();
 }

@@ -202,10 +202,42 @@ def test_health_tls_and_plaintext():
     assert xp(r2.gport, "-prompt", "plain", "-model", "m")["grpc_code"] == "OK"
 
 
+EPP = os.path.join(SRC, "tests", "data", "epp-configs", "llm-d-inference-scheduler")
+
+
+def test_request_attribute_reporter_metadata():
+    """llm-d's request-attribute-reporter test config unchanged: the response's
+    usage.completion_tokens goes back as envoy.lb dynamic metadata on the last reply."""
+    a = sims(1)[0]
+    r = start_router([a], "--config-file",
+                     os.path.join(EPP, "test-integration-epp-testdata-request-attribute-reporter-config.yaml"))
+    key = "x-gateway-inference-request-cost"
+    out = xp(r.gport, "-prompt", "cost me", "-model", "m", "-resp-status", "200")
+    assert out["dynamic_metadata"]["envoy.lb"].get(key) == 2, out["dynamic_metadata"]
+    out = xp(r.gport, "-prompt", "cost me", "-model", "m", "-resp-status", "200", "-resp-sse",
+             "-resp-chunks", "5")
+    assert out["dynamic_metadata"]["envoy.lb"].get(key) == 4, out["dynamic_metadata"]
+    assert out["response_equal"] and out["grpc_code"] == "OK"
+    # an error response reports nothing
+    out = xp(r.gport, "-prompt", "cost me", "-model", "m", "-resp-status", "500")
+    assert key not in out["dynamic_metadata"].get("envoy.lb", {}), out["dynamic_metadata"]
+
+
+def test_data_parallel_destination_and_header():
+    ranks = sims(2)
+    text = open(os.path.join(EPP, "deploy-config-dp-epp-config.yaml")).read()
+    r = start_router(ranks, "--config-text", text.replace("primaryPort: 8000", "primaryPort: 8123"))
+    out = xp(r.gport, "-prompt", "dp", "-model", "m")
+    rank = out["set_headers"]["x-data-parallel-host-port"]
+    assert rank in (addr(ranks[0]), addr(ranks[1])), out["set_headers"]
+    assert dest(out).split(",")[0] == "127.0.0.1:8123", dest(out)
+
+
 if __name__ == "__main__":
     build_client()
     run([test_decision_headers_and_metadata, test_similar_prompt_same_pod_and_load_spreads,
          test_pd_header_when_disaggregating, test_subset_hint_and_empty_subset,
          test_large_bodies_both_modes, test_response_phase_sse_and_trailers,
          test_cancel_mid_stream_releases, test_errors_as_immediate_response,
-         test_health_tls_and_plaintext])
+         test_health_tls_and_plaintext, test_request_attribute_reporter_metadata,
+         test_data_parallel_destination_and_header])

@@ -57,6 +57,7 @@ struct rec {
     int resp_status;
     struct buf resp_body;
     bool resp_eos;
+    bool add_attr; /* at the end of the response: report envoy.lb.cost = 42 */
 };
 
 static void hook_decide(void *ctx, const struct extproc_request *req, struct extproc_decision *out)
@@ -89,9 +90,19 @@ static void hook_release(void *ctx, void *token, bool cancelled)
 }
 
 static void hook_on_response(void *ctx, void *token, int status, const char *chunk, size_t len,
-                             bool eos)
+                             bool eos, struct extproc_attrs *md)
 {
     struct rec *r = ctx;
+    assert_true(eos == (md != NULL));
+    if (md && r->add_attr) {
+        snprintf(md->a[0].ns, sizeof md->a[0].ns, "envoy.lb");
+        snprintf(md->a[0].name, sizeof md->a[0].name, "cost");
+        md->a[0].value = 42;
+        snprintf(md->a[1].ns, sizeof md->a[1].ns, "acme");
+        snprintf(md->a[1].name, sizeof md->a[1].name, "tokens");
+        md->a[1].value = 7;
+        md->n = 2;
+    }
     r->on_response_calls++;
     r->resp_status = status;
     if (len)
@@ -607,11 +618,21 @@ static void check_buffered(int pc_mode, enum extproc_body_mode cfg_mode)
     enc_headers(&m, true, rh, false, -1, -1, NULL);
     feed(&s, &m);
     free_resp(pop_resp(&s));
+    rec.add_attr = true;
     enc_body(&m, true, "{\"x\":1}", 7, true);
     feed(&s, &m);
     r = pop_resp(&s);
     assert_int_equal(r->response_case, RESP(RESPONSE_BODY));
     assert_null(r->response_body->response->body_mutation);
+    /* the hook's attributes ride on the reply to the response's last message */
+    const Google__Protobuf__Struct *md = r->dynamic_metadata;
+    assert_non_null(md);
+    assert_int_equal(md->n_fields, 2);
+    assert_string_equal(md->fields[0]->key, "envoy.lb");
+    assert_string_equal(md->fields[0]->value->struct_value->fields[0]->key, "cost");
+    assert_true(md->fields[0]->value->struct_value->fields[0]->value->number_value == 42);
+    assert_string_equal(md->fields[1]->key, "acme");
+    assert_true(md->fields[1]->value->struct_value->fields[0]->value->number_value == 7);
     free_resp(r);
     assert_true(s.resp_done);
     xp_stream_free(&s);
