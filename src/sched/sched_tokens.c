@@ -93,7 +93,7 @@ static int tp_create(const json_t *params, void **state, struct sched_perr *err)
             sched_param_str(v, "http", &http, &sub) < 0 ||
             sched_param_str(v, "timeout", &timeout, &sub) < 0 ||
             sched_param_str(v, "mmTimeout", &mm_timeout, &sub) < 0) {
-            snprintf(err->field, sizeof err->field, "vllm.%s", sub.field);
+            snprintf(err->field, sizeof err->field, "vllm.%.90s", sub.field);
             snprintf(err->why, sizeof err->why, "%s", sub.why);
             return -1;
         }
