@@ -109,6 +109,7 @@ static void on_shutdown(void *ctx)
     for (size_t i = 0; i < r->n_workers; i++)
         uv_async_send(&r->workers[i].stop);
     router_scrape_stop(r);
+    sched_stop(r->sched);
     router_discovery_stop(r->discovery);
     router_sd_stop(r->sd);
     router_vr_resolve_stop(r);
@@ -347,6 +348,24 @@ int router_run(struct router *r)
     loop_on_shutdown(&r->control, on_shutdown, r);
     for (size_t i = 0; i < r->n_workers; i++)
         uv_thread_create(&r->workers[i].thread, worker_run, &r->workers[i]);
+    /* the scheduler's own sockets (KV events); a failure shuts down what started */
+    struct errinfo se = {.msg = {0}};
+    bool sched_started = sched_start(r->sched, &r->control, &se) == 0;
+    if (!sched_started) {
+        fprintf(stderr, "tandem %s: %s\n", role, se.msg);
+        on_shutdown(r);
+        loop_run_and_close(&r->control);
+        for (size_t i = 0; i < r->n_workers; i++) {
+            uv_thread_join(&r->workers[i].thread);
+            uv_loop_close(&r->workers[i].loop);
+        }
+        uv_loop_close(&r->control);
+        router_discovery_free(r->discovery);
+        router_sd_free(r->sd);
+        router_vr_resolve_free(r);
+        router_free(r);
+        return 1;
+    }
 
     size_t n_eps;
     struct sched_endpoint **eps;

@@ -215,6 +215,13 @@ void sched_tokens_put(const struct sched *s, const struct sched_request *req,
                       const uint32_t *ids, size_t n);
 void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses);
 bool sched_has_token_producer(const struct sched *s);
+/* Starts the plugins' own I/O on loop (the router's control loop; today the
+ * precise-prefix-cache-scorer's KV events socket). 0, or -1 with err naming the plugin and
+ * field. sched_stop (on the same loop thread, before the loop's last run) closes the
+ * handles; sched_free releases the rest. Loading a config (sched_new) opens nothing. */
+struct uv_loop_s;
+int sched_start(struct sched *s, struct uv_loop_s *loop, struct errinfo *err);
+void sched_stop(struct sched *s);
 /* Writes every known plugin type with its kind and parameters (--help-plugins). */
 void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);

@@ -127,6 +127,31 @@ void sched_free(struct sched *s)
     free(s);
 }
 
+int sched_start(struct sched *s, struct uv_loop_s *loop, struct errinfo *err)
+{
+    for (size_t i = 0; i < s->n_plugins; i++) {
+        struct sched_plugin *p = s->plugins[i];
+        struct sched_perr pe = {{0}, {0}};
+        if (p->t->start && p->t->start(p, loop, &pe) < 0) {
+            for (size_t j = 0; j < i; j++)
+                if (s->plugins[j]->t->stop)
+                    s->plugins[j]->t->stop(s->plugins[j]);
+            if (err)
+                snprintf(err->msg, sizeof err->msg, "plugin '%s' (%s): %s: %s", p->name,
+                         p->t->type, pe.field, pe.why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void sched_stop(struct sched *s)
+{
+    for (size_t i = 0; s && i < s->n_plugins; i++)
+        if (s->plugins[i]->t->stop)
+            s->plugins[i]->t->stop(s->plugins[i]);
+}
+
 /* --- loading ------------------------------------------------------------------------------ */
 
 struct loader {

@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <uv.h>
+
 #include "sched/sched.h"
 
 /* --- endpoints and datastore ---------------------------------------------------------- */
@@ -161,6 +163,10 @@ struct sched_plugin_type {
     /* reporter: from a finished response's usage object, one attribute; false when
      * none (condition false, evaluation error, zero value). */
     bool (*report)(struct sched_plugin *self, const json_t *usage, struct sched_attribute *out);
+    /* I/O on the router's control loop (sched_start / sched_stop): open sockets and
+     * handles; stop closes the handles (the loop then runs their close callbacks). */
+    int (*start)(struct sched_plugin *self, uv_loop_t *loop, struct sched_perr *err);
+    void (*stop)(struct sched_plugin *self);
 };
 
 struct sched_plugin {
@@ -256,6 +262,21 @@ int sched_param_str(const json_t *params, const char *key, const char **out,
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* token-producer's cached token ids for req's prompt: returns their count with *ids a
+ * malloc'd copy (caller frees), or 0 with *ids NULL when none are cached. */
+size_t sched_tokens_ids(const struct sched *s, const struct sched_request *req, uint32_t **ids);
+
+/* precise-prefix-cache-scorer (sched_precise.c), for tests: applies one KV event batch
+ * (topic frame, payload frame) to the index of state (the plugin's st); 0 or -EINVAL
+ * with err. Then: blocks indexed; scores of endpoints (addrs "host:port", hosts) for a
+ * request whose block keys are hashes[0..nb). */
+int sched_precise_apply(void *state, const char *topic, size_t topic_len, const uint8_t *payload,
+                        size_t n, char *err, size_t errlen);
+size_t sched_precise_blocks(void *state);
+void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
+                                const char *const *addrs, const char *const *hosts, size_t n,
+                                double *out);
 
 /* token-producer's cached token count for req's prompt (0 when none). */
 uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);

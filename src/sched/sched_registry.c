@@ -17,7 +17,8 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_power_of_two_picker, sched_rendezvous_hash_picker, sched_cache_aware_picker, sched_cache_aware_picker_alias,
     sched_openai_parser, sched_metrics_data_source, sched_core_metrics_extractor,
     sched_data_parallel_profile_handler, sched_probabilistic_admitter,
-    sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer;
+    sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer,
+    sched_precise_prefix_cache_scorer;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -45,6 +46,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_session_affinity_scorer,
     &sched_lora_affinity_scorer,
     &sched_no_hit_lru_scorer,
+    &sched_precise_prefix_cache_scorer,
     /* pickers (llm-d) */
     &sched_max_score_picker,
     &sched_random_picker,
@@ -96,6 +98,10 @@ static const struct {
     {"prefix-cache-scorer", "blockSizeTokens, autoTune, maxPrefixBlocksToMatch, "
                             "maxPrefixTokensToMatch, lruCapacityPerServer, blockSize (chars, "
                             "legacy), hashBlockSize (chars, legacy)"},
+    {"precise-prefix-cache-scorer",
+     "tokenProcessorConfig{blockSize (16), hashSeed (\"\")}, kvEventsConfig{zmqEndpoint "
+     "(tcp://*:5557, bound), topicFilter (kv@)}, indexerConfig{kvBlockIndexConfig{"
+     "inMemoryConfig{size}, maxPrefixBlocksToMatch}}"},
     {"no-hit-lru-scorer", "lruSize, prefixPluginName"},
     {"max-score-picker", "maxNumOfEndpoints"},
     {"random-picker", "maxNumOfEndpoints"},

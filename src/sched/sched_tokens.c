@@ -215,3 +215,22 @@ uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *r
     long long n = st && req->prompt ? tp_lookup(st, req) : -1;
     return n > 0 ? (uint32_t)n : 0;
 }
+
+size_t sched_tokens_ids(const struct sched *s, const struct sched_request *req, uint32_t **ids)
+{
+    struct token_producer *st = producer(s);
+    *ids = NULL;
+    if (!st || !req->prompt)
+        return 0;
+    uint64_t k = tp_key(st, req);
+    size_t n = 0;
+    pthread_mutex_lock(&st->mu);
+    struct tp_entry *e = &st->cache[k & (TP_CACHE - 1)];
+    if (e->key == k && e->ids && e->n) {
+        n = e->n;
+        *ids = xmalloc(n * sizeof **ids);
+        memcpy(*ids, e->ids, n * sizeof **ids);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
