@@ -292,10 +292,11 @@ static void drain(struct precise *st)
                 return; /* a multipart message arrives whole, so EAGAIN is at a boundary */
             }
             more = zmq_msg_more(&m);
-            if (nf < 3)
-                f[nf++] = m;
-            else
-                zmq_msg_close(&m);
+            if (nf < 3) { /* moved, not copied: a small message's data lives in the struct */
+                zmq_msg_init(&f[nf]);
+                zmq_msg_move(&f[nf++], &m);
+            }
+            zmq_msg_close(&m);
         }
         if (nf == 3) {
             char err[160];

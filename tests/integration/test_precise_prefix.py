@@ -1,0 +1,149 @@
+"""precise-prefix-cache-scorer end to end: two sims publish KV events (vLLM's
+--kv-events-config, connecting to the router's bound SUB socket, topic
+kv@<ip:port>@m); the router's index follows the sims' real caches, so a prompt one sim
+served routes back to it, and stops doing so once that sim evicted it."""
+
+import json
+import subprocess
+
+from harness import TANDEM, Proc, free_port, get, post, run, start_sim, wait_until
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+         "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
+         "zulu").split()
+
+
+def prompt(tag, n_words):
+    return tag + ": " + " ".join(WORDS[(i * 7 + len(tag)) % len(WORDS)] + str(i)
+                                 for i in range(n_words))
+
+
+def config(zport):
+    return """apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: precise-prefix-cache-scorer
+  parameters:
+    tokenProcessorConfig:
+      blockSize: 16
+    kvEventsConfig:
+      zmqEndpoint: tcp://127.0.0.1:%d
+      topicFilter: "kv@"
+    indexerConfig:
+      kvBlockIndexConfig:
+        enableMetrics: false
+- type: decode-filter
+- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: precise-prefix-cache-scorer
+    weight: 10
+""" % zport
+
+
+def start_sims(zport, n=2, blocks=48):
+    out = []
+    for i in range(n):
+        port = free_port()
+        kv = {"enable_kv_cache_events": True, "publisher": "zmq",
+              "endpoint": "tcp://127.0.0.1:%d" % zport,  # connect mode: the router binds
+              "topic": "kv@127.0.0.1:%d@m" % port}
+        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-%d" % i,
+                      "--num-gpu-blocks", str(blocks), "--block-size", "16",
+                      "--kv-events-config", json.dumps(kv), port=port)
+        s.name = "decode-%d" % i
+        out.append(s)
+    return out
+
+
+def start_router(zport, backends):
+    port = free_port()
+    args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+            "--workers", "2", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
+            "--config-text", config(zport)]
+    for b in backends:
+        args += ["--endpoint", "name=%s,addr=127.0.0.1:%d,role=decode" % (b.name, b.port)]
+    r = Proc(args, r"tandem router ready on", 20)
+    r.port = port
+    wait_until(lambda: all(e["healthy"] for e in
+                           get(port, "/debug/endpoints").json()["endpoints"]),
+               10, what="every endpoint healthy")
+    # PUB/SUB drops what a sim sends before its connection (retried every 100 ms) is up:
+    # a throwaway prompt per sim, new each try, until the router's index shows it
+    for b in backends:
+        n = [0]
+
+        def connected():
+            n[0] += 1
+            w = prompt("warmup-%s-%d" % (b.name, n[0]), 20)
+            complete(b.port, w)
+            return precise_scores(r, w)[b.name] > 0 or None
+        wait_until(connected, 10, interval=0.1, what="KV events from %s" % b.name)
+    return r
+
+
+def precise_scores(r, text):
+    t = post(r.port, "/debug/schedule", {"model": "m", "prompt": text}).json()
+    for s in t["profiles"][0]["scorers"]:
+        if s["name"] == "precise-prefix-cache-scorer":
+            return s["scores"]
+    raise AssertionError("no precise scorer in trace: %r" % t)
+
+
+def complete(port, text, headers=None):
+    r = post(port, "/v1/completions", {"model": "m", "prompt": text, "max_tokens": 1,
+                                       "ignore_eos": True}, headers=headers)
+    assert r.status == 200, (r.status, r.body)
+    return r
+
+
+def test_follows_sim_cache_and_evictions():
+    zport = free_port()
+    a, b = start_sims(zport)
+    r = start_router(zport, [a, b])
+    p = prompt("shared", 90)  # ~ 12 blocks of 16 tokens
+    # nothing cached anywhere: no preference
+    assert precise_scores(r, p) == {"decode-0": 0, "decode-1": 0}
+    # sim A serves p directly (not through the router): only its KV events tell the router
+    complete(a.port, p)
+    s = wait_until(lambda: (lambda sc: sc if sc["decode-0"] > 0.5 else None)(
+        precise_scores(r, p)), 10, what="router index holding A's blocks")
+    assert s["decode-1"] == 0, s
+    # the next requests with the same prefix go to A (a longer prompt shares its prefix)
+    for i in range(4):
+        resp = complete(r.port, p + " and more %d" % i)
+        assert resp.header("x-inference-pod") == "decode-0", resp.headers
+    # A evicts p: other prompts fill its 48-block cache (p's blocks are the oldest free ones)
+    for i in range(6):
+        complete(a.port, prompt("filler%d" % i, 200))  # ~ 28 blocks each
+    wait_until(lambda: precise_scores(r, p)["decode-0"] == 0, 10,
+               what="A's evictions reaching the router's index")
+    assert precise_scores(r, p) == {"decode-0": 0, "decode-1": 0}
+    # B now serves p directly: the preference moves to B
+    complete(b.port, p)
+    s = wait_until(lambda: (lambda sc: sc if sc["decode-1"] > 0.5 else None)(
+        precise_scores(r, p)), 10, what="router index holding B's blocks")
+    assert s["decode-0"] == 0, s
+    resp = complete(r.port, p)
+    assert resp.header("x-inference-pod") == "decode-1"
+
+
+def test_bind_failure_stops_router():
+    zport = free_port()
+    a, = start_sims(zport, n=1)
+    r = start_router(zport, [a])
+    out = subprocess.run([TANDEM, "router", "--host", "127.0.0.1", "--port", "0",
+                          "--metrics-port", "0", "--workers", "1", "--config-text",
+                          config(zport), "--endpoint", "name=x,addr=127.0.0.1:%d" % a.port],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+    assert "kvEventsConfig.zmqEndpoint" in out.stderr, out.stderr
+    assert get(r.port, "/ready").status == 200
+
+
+if __name__ == "__main__":
+    run([test_follows_sim_cache_and_evictions, test_bind_failure_stops_router])
