@@ -43,7 +43,8 @@ def test_help_plugins():
     # plugins tandem does not have are not listed (a config needing them fails to load)
     assert rows["probabilistic-admitter"] == "admitter"
     assert rows["token-producer"] == "data-producer"
-    assert "precise-prefix-cache-scorer" not in rows and "encode-filter" not in rows
+    assert rows["precise-prefix-cache-scorer"] == "scorer" and "zmqEndpoint" in text
+    assert "encode-filter" not in rows
 
 
 def test_llm_d_configs_route():
