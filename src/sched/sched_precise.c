@@ -11,8 +11,8 @@
  *  - a ZMQ SUB socket BOUND at kvEventsConfig.zmqEndpoint (engines' PUB sockets connect
  *    to it), subscribed to topicFilter. It is opened by sched_start on the router's control
  *    loop and drained there (uv_poll on ZMQ_FD, edge-triggered, so every wake-up drains
- *    with ZMQ_DONTWAIT until ZMQ_EVENTS has no POLLIN; a 100 ms timer drains too, in case
- *    an edge was missed).
+ *    with ZMQ_DONTWAIT until EAGAIN, at most PP_DRAIN_MAX batches; a 100 ms timer drains
+ *    too, for a missed edge or what the cap left).
  *  - the score: the request's block keys (tok_block_hashes over its token ids with the
  *    configured blockSize and seed tok_hash_seed(model, hashSeed): the tandem sim's keys),
  *    then per candidate the longest run of leading blocks its pod holds, divided by the
@@ -274,9 +274,13 @@ size_t sched_precise_blocks(void *state)
 
 /* --- ZMQ on the control loop ------------------------------------------------------------------ */
 
+/* At most this many batches per wake-up, so a flood cannot hold the control loop (the
+ * scraper, discovery); the 100 ms timer picks up the rest. */
+#define PP_DRAIN_MAX 4096
+
 static void drain(struct precise *st)
 {
-    for (;;) {
+    for (int k = 0; k < PP_DRAIN_MAX; k++) {
         zmq_msg_t f[3];
         size_t nf = 0;
         bool more = true;
