@@ -557,14 +557,19 @@ fail:
 
 /* The request's token ids: the engine's (token-producer) when cached, else tandem's
  * tokenizer (what the sim uses). Caller frees. */
-static uint32_t *request_ids(struct sched_cycle *c, size_t *n)
+static uint32_t *request_ids(struct sched_cycle *c, size_t max_tokens, size_t *n)
 {
     uint32_t *ids = NULL;
     *n = sched_tokens_ids(c->s, c->req, &ids);
     if (ids)
         return ids;
+    /* a token covers at most 4 bytes, so 4 x (max_tokens + 1) bytes give every token the
+     * blocks need; only the last one may be cut, and it is past them */
+    size_t len = c->req->prompt_len;
+    if (len / 4 > max_tokens + 1)
+        len = 4 * (max_tokens + 1);
     struct tok_result t = {0};
-    tok_encode(c->req->prompt, c->req->prompt_len, TOK_DEFAULT_VOCAB, &t);
+    tok_encode(c->req->prompt, len, TOK_DEFAULT_VOCAB, &t);
     ids = xmalloc((t.n ? t.n : 1) * sizeof *ids);
     for (size_t i = 0; i < t.n; i++)
         ids[i] = t.pieces[i].id;
@@ -619,11 +624,11 @@ static void pp_score(struct sched_plugin *self, struct sched_cycle *c, const uin
         out[i] = 0;
     if (!c->req->prompt || !c->req->model || !n)
         return;
-    size_t n_ids;
-    uint32_t *ids = request_ids(c, &n_ids);
     size_t cap = st->max_blocks && st->max_blocks < SCHED_MAX_PREFIX_BLOCKS
                      ? st->max_blocks
                      : SCHED_MAX_PREFIX_BLOCKS;
+    size_t n_ids;
+    uint32_t *ids = request_ids(c, cap * st->block_size, &n_ids);
     uint64_t *hashes = xmalloc(cap * sizeof *hashes);
     size_t nb = tok_block_hashes(ids, n_ids, st->block_size,
                                  tok_hash_seed(c->req->model, st->hash_seed), hashes, cap);

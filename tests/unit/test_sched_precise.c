@@ -234,6 +234,47 @@ static void test_schedule(void **state)
     sched_ds_free(ds);
 }
 
+/* A long prompt with maxPrefixBlocksToMatch: only its head is tokenized, and the blocks
+ * are the same as the whole prompt's. */
+static void test_long_prompt_head(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "decode-0", SCHED_ROLE_DECODE, NULL, NULL);
+    tu_add(ds, "decode-1", SCHED_ROLE_DECODE, NULL, NULL);
+    struct buf p = BUF_INIT;
+    for (int i = 0; i < 3000; i++)
+        buf_printf(&p, "%s", i % 3 ? " extraordinarily" : " Ünïcödélongword"); /* ~4 B/token */
+    struct tok_result t = {0};
+    tok_encode(p.data, p.len, TOK_DEFAULT_VOCAB, &t);
+    uint32_t *ids = malloc(t.n * sizeof *ids);
+    for (size_t i = 0; i < t.n; i++)
+        ids[i] = t.pieces[i].id;
+    uint64_t h[8];
+    size_t nb = tok_block_hashes(ids, t.n, 5, tok_hash_seed("m", 0), h, 8);
+    assert_int_equal(nb, 8);
+    tok_result_free(&t);
+    free(ids);
+    struct sched *s = tu_one(ds, "precise-prefix-cache-scorer",
+                             "{indexerConfig: {tokenProcessorConfig: {blockSize: 5}, "
+                             "kvBlockIndexConfig: {maxPrefixBlocksToMatch: 8}}}");
+    struct sched_endpoint *e1 = sched_ds_find(ds, "decode-1");
+    char topic[128];
+    snprintf(topic, sizeof topic, "kv@%s@m", sched_endpoint_addr(e1));
+    sched_endpoint_unref(e1);
+    apply(plugin_state(s), topic, KVEV_BLOCK_STORED, h, 7); /* 7 of the 8 it looks at */
+    struct sched_request req = tu_req(p.data, "m");
+    struct sched_result res;
+    json_t *tr = tu_trace(s, &req, true, &res);
+    assert_true(tu_score(tr, 0, 0, "decode-1") == 7.0 / 8);
+    assert_string_equal(tu_pick(&res), "decode-1");
+    json_decref(tr);
+    sched_result_release(&res);
+    sched_free(s);
+    sched_ds_free(ds);
+    buf_free(&p);
+}
+
 /* sched_start binds the SUB socket; a PUB that connects to it feeds the index through the
  * loop. */
 static void test_zmq_loop(void **state)
@@ -335,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_index_and_score), cmocka_unit_test(test_index_churn),
         cmocka_unit_test(test_index_bound),     cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_zmq_loop),        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_long_prompt_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
