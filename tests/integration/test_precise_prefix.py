@@ -132,6 +132,27 @@ def test_follows_sim_cache_and_evictions():
     assert resp.header("x-inference-pod") == "decode-1"
 
 
+def test_chat_blocks_match():
+    # the router renders a chat the way the sim does, so a conversation one sim served
+    # scores there (same tokens, same block keys)
+    zport = free_port()
+    a, b = start_sims(zport)
+    r = start_router(zport, [a, b])
+    msgs = [{"role": "system", "content": prompt("system", 60)},
+            {"role": "user", "content": "what now?"}]
+    resp = post(b.port, "/v1/chat/completions", {"model": "m", "messages": msgs,
+                                                 "max_tokens": 1})
+    assert resp.status == 200, resp.body
+
+    def scored():
+        t = post(r.port, "/debug/schedule", {"model": "m", "messages": msgs}).json()
+        sc = [s for s in t["profiles"][0]["scorers"]
+              if s["name"] == "precise-prefix-cache-scorer"][0]["scores"]
+        return sc if sc["decode-1"] > 0.5 else None
+    sc = wait_until(scored, 10, what="chat blocks of B in the router's index")
+    assert sc["decode-0"] == 0, sc
+
+
 def test_bind_failure_stops_router():
     zport = free_port()
     a, = start_sims(zport, n=1)
@@ -146,4 +167,5 @@ def test_bind_failure_stops_router():
 
 
 if __name__ == "__main__":
-    run([test_follows_sim_cache_and_evictions, test_bind_failure_stops_router])
+    run([test_follows_sim_cache_and_evictions, test_chat_blocks_match,
+         test_bind_failure_stops_router])
