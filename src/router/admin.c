@@ -71,6 +71,18 @@ static void collect(void *ctx)
     uint64_t blocks = r->m.prefix_blocks, hits = r->m.prefix_hits;
     metrics_gauge_set(r->m.prefix_hit_ratio, blocks ? (double)hits / (double)blocks : 0);
     router_vr_metrics_collect(r);
+    struct sched_kv_index_stats kv;
+    if (r->m.kv_index && sched_kv_index_stats(r->sched, &kv)) {
+        pthread_mutex_lock(&r->m.kv_mu);
+        metrics_counter_add(r->m.kv_admissions, (double)(kv.admissions - r->m.kv_last.admissions));
+        metrics_counter_add(r->m.kv_evictions, (double)(kv.evictions - r->m.kv_last.evictions));
+        metrics_counter_add(r->m.kv_lookups,
+                            (double)(kv.lookup_requests - r->m.kv_last.lookup_requests));
+        metrics_counter_add(r->m.kv_hits, (double)(kv.lookup_hits - r->m.kv_last.lookup_hits));
+        r->m.kv_last = kv;
+        pthread_mutex_unlock(&r->m.kv_mu);
+        metrics_gauge_set(r->m.kv_blocks, (double)kv.blocks);
+    }
 }
 
 void router_metrics_init(struct router *r)
@@ -191,6 +203,27 @@ void router_metrics_init(struct router *r)
     m->gaie_ready_pods = metrics_family_new(
         reg, METRICS_GAUGE, "inference_pool_ready_pods",
         "Healthy endpoints of the pool (GAIE's EPP metric name).", pn, 1, NULL, 0);
+    struct sched_kv_index_stats kv;
+    if (sched_kv_index_stats(r->sched, &kv)) {
+        m->kv_index = true;
+        pthread_mutex_init(&m->kv_mu, NULL);
+        m->kv_admissions = metrics_series0(metrics_family_new(
+            reg, METRICS_COUNTER, "kvcache_index_admissions_total",
+            "KV-block admissions (precise-prefix-cache-scorer, from BlockStored events).", NULL,
+            0, NULL, 0));
+        m->kv_evictions = metrics_series0(metrics_family_new(
+            reg, METRICS_COUNTER, "kvcache_index_evictions_total",
+            "KV-block evictions (BlockRemoved, AllBlocksCleared).", NULL, 0, NULL, 0));
+        m->kv_lookups = metrics_series0(metrics_family_new(
+            reg, METRICS_COUNTER, "kvcache_index_lookup_requests_total",
+            "Index lookups made while scoring.", NULL, 0, NULL, 0));
+        m->kv_hits = metrics_series0(metrics_family_new(
+            reg, METRICS_COUNTER, "kvcache_index_lookup_hits_total",
+            "Request blocks found in the index during lookups.", NULL, 0, NULL, 0));
+        m->kv_blocks = metrics_series0(metrics_family_new(
+            reg, METRICS_GAUGE, "tandem_router_kv_index_blocks",
+            "Blocks in the precise-prefix-cache-scorer's index.", NULL, 0, NULL, 0));
+    }
     if (r->cfg.vr_mode && !r->cfg.sidecar)
         router_vr_metrics_init(r);
     metrics_registry_on_collect(reg, collect, r);

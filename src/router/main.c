@@ -180,6 +180,8 @@ static void router_free(struct router *r)
     sched_ds_free(r->ds);
     if (r->m.reg)
         metrics_registry_free(r->m.reg);
+    if (r->m.kv_index)
+        pthread_mutex_destroy(&r->m.kv_mu);
     if (r->m.hidden_reg)
         metrics_registry_free(r->m.hidden_reg);
     router_config_free(&r->cfg);

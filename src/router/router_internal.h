@@ -169,6 +169,12 @@ struct router_metrics {
     struct metrics_family *plugin_duration; /* {plugin} */
     struct metrics_series *prefix_hit_ratio;
     struct metrics_family *pd_fallbacks; /* {reason} */
+    /* precise-prefix-cache-scorer with enableMetrics (llm-d's kvcache_index_*): counters
+     * follow the scheduler's totals at each collect (kv_mu guards the last totals) */
+    bool kv_index;
+    pthread_mutex_t kv_mu;
+    struct sched_kv_index_stats kv_last;
+    struct metrics_series *kv_admissions, *kv_evictions, *kv_lookups, *kv_hits, *kv_blocks;
     /* tandem sidecar's own (the router families above then live in hidden_reg) */
     struct metrics_registry *hidden_reg;
     struct metrics_family *sc_requests;  /* {path,pd} */

@@ -222,6 +222,16 @@ bool sched_has_token_producer(const struct sched *s);
 struct uv_loop_s;
 int sched_start(struct sched *s, struct uv_loop_s *loop, struct errinfo *err);
 void sched_stop(struct sched *s);
+/* precise-prefix-cache-scorer's index counters (llm-d's kvcache_index_*), summed over
+ * the scorers whose kvBlockIndexConfig.enableMetrics is true; false when there is none. */
+struct sched_kv_index_stats {
+    uint64_t admissions;      /* (block, pod) pairs added from BlockStored */
+    uint64_t evictions;       /* (block, pod) pairs removed (BlockRemoved, AllBlocksCleared) */
+    uint64_t lookup_requests; /* scoring lookups */
+    uint64_t lookup_hits;     /* request blocks found in the index during lookups */
+    uint64_t blocks;          /* blocks indexed now */
+};
+bool sched_kv_index_stats(const struct sched *s, struct sched_kv_index_stats *out);
 /* Writes every known plugin type with its kind and parameters (--help-plugins). */
 void sched_help_plugins(FILE *out);
 void sched_free(struct sched *s);

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,9 @@ struct precise {
     uv_timer_t timer;
     bool started;
     uint64_t batches, events, bad, sock_errors;
+    /* indexerConfig.kvBlockIndexConfig.enableMetrics: llm-d's kvcache_index_* counters */
+    bool metrics;
+    _Atomic uint64_t admissions, evictions, lookups, lookup_hits;
 };
 
 /* --- index --------------------------------------------------------------------------------- */
@@ -143,33 +147,37 @@ static void pp_rehash(struct pp_index *ix, size_t cap, int drop_pod)
     free(old);
 }
 
-static void pp_add(struct pp_index *ix, uint64_t hash, int pod)
+/* Returns whether the pod was not holding the block yet. */
+static bool pp_add(struct pp_index *ix, uint64_t hash, int pod)
 {
     uint64_t key = pp_key(hash);
     struct pp_slot *s = pp_find(ix, key);
     if (s) {
+        bool fresh = !(s->pods & (1ull << pod));
         s->pods |= 1ull << pod;
-        return;
+        return fresh;
     }
     if (ix->n >= ix->max_keys) {
         ix->dropped++;
-        return;
+        return false;
     }
     if (!ix->cap)
         pp_rehash(ix, PP_MIN_CAP, -1);
     else if ((ix->n + 1) * 4 > ix->cap * 3)
         pp_rehash(ix, ix->cap * 2, -1);
     pp_put_raw(ix, key, 1ull << pod);
+    return true;
 }
 
-static void pp_remove(struct pp_index *ix, uint64_t hash, int pod)
+/* Returns whether the pod was holding the block. */
+static bool pp_remove(struct pp_index *ix, uint64_t hash, int pod)
 {
     struct pp_slot *s = pp_find(ix, pp_key(hash));
-    if (!s)
-        return;
+    if (!s || !(s->pods & (1ull << pod)))
+        return false;
     s->pods &= ~(1ull << pod);
     if (s->pods)
-        return;
+        return true;
     /* backward-shift deletion keeps every probe chain unbroken without tombstones */
     size_t mask = ix->cap - 1, i = (size_t)(s - ix->tab);
     for (size_t j = (i + 1) & mask; ix->tab[j].key; j = (j + 1) & mask) {
@@ -181,12 +189,18 @@ static void pp_remove(struct pp_index *ix, uint64_t hash, int pod)
     }
     ix->tab[i] = (struct pp_slot){0, 0};
     ix->n--;
+    return true;
 }
 
-static void pp_clear_pod(struct pp_index *ix, int pod)
+/* Returns how many blocks the pod held. */
+static uint64_t pp_clear_pod(struct pp_index *ix, int pod)
 {
-    if (ix->cap)
+    uint64_t held = 0;
+    for (size_t i = 0; i < ix->cap; i++)
+        held += (ix->tab[i].pods >> pod) & 1;
+    if (held)
         pp_rehash(ix, ix->cap, pod);
+    return held;
 }
 
 /* The pod slot named id (len bytes), created when create is set; -1 if none / full. */
@@ -242,21 +256,24 @@ int sched_precise_apply(void *state, const char *topic, size_t topic_len, const 
     topic_pod(topic, topic_len, &pod, &plen);
     pthread_rwlock_wrlock(&st->lock);
     int slot = pp_pod(&st->ix, pod, plen, true);
+    uint64_t added = 0, removed = 0;
     for (size_t i = 0; slot >= 0 && i < b.n_events; i++) {
         const struct kvev_event *e = &b.events[i];
         switch (e->type) {
         case KVEV_BLOCK_STORED:
             for (uint32_t j = 0; j < e->n_hashes; j++)
-                pp_add(&st->ix, e->hashes[j], slot);
+                added += pp_add(&st->ix, e->hashes[j], slot);
             break;
         case KVEV_BLOCK_REMOVED:
             for (uint32_t j = 0; j < e->n_hashes; j++)
-                pp_remove(&st->ix, e->hashes[j], slot);
+                removed += pp_remove(&st->ix, e->hashes[j], slot);
             break;
-        case KVEV_ALL_BLOCKS_CLEARED: pp_clear_pod(&st->ix, slot); break;
+        case KVEV_ALL_BLOCKS_CLEARED: removed += pp_clear_pod(&st->ix, slot); break;
         }
     }
     pthread_rwlock_unlock(&st->lock);
+    st->admissions += added;
+    st->evictions += removed;
     st->batches++;
     st->events += b.n_events;
     kvev_batch_free(&b);
@@ -514,9 +531,14 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
             if (mem && json_is_object(mem) && sched_param_int(mem, "size", &size, &sub) > 0 &&
                 size > 0)
                 max_keys = (size_t)size;
+            if (sched_param_bool(kv, "enableMetrics", &st->metrics, &sub) < 0) {
+                sub_err(err, "indexerConfig.kvBlockIndexConfig", &sub);
+                goto fail;
+            }
             json_object_foreach((json_t *)kv, k, v)
             {
-                if (strcmp(k, "maxPrefixBlocksToMatch") && strcmp(k, "inMemoryConfig"))
+                if (strcmp(k, "maxPrefixBlocksToMatch") && strcmp(k, "inMemoryConfig") &&
+                    strcmp(k, "enableMetrics"))
                     NOTE(k);
             }
             if (mem && json_object_get(mem, "podCacheSize"))
@@ -599,9 +621,11 @@ void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
             cmask[i] = 1ull << s;
         live |= cmask[i];
     }
+    uint64_t hits = 0;
     for (size_t b = 0; b < nb && live; b++) {
         const struct pp_slot *sl = pp_find(&st->ix, pp_key(hashes[b]));
         uint64_t have = sl ? sl->pods : 0;
+        hits += sl != NULL;
         live = 0;
         for (size_t i = 0; i < n; i++)
             if (run[i] == b && (cmask[i] & have)) {
@@ -610,6 +634,10 @@ void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
             }
     }
     pthread_rwlock_unlock(&st->lock);
+    if (st->metrics) {
+        st->lookups++;
+        st->lookup_hits += hits;
+    }
     for (size_t i = 0; i < n; i++)
         out[i] = nb ? (double)run[i] / (double)nb : 0;
     free(cmask);
@@ -653,3 +681,23 @@ const struct sched_plugin_type sched_precise_prefix_cache_scorer = {
     .start = pp_start,
     .stop = pp_stop,
 };
+
+bool sched_kv_index_stats(const struct sched *s, struct sched_kv_index_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    bool any = false;
+    for (size_t i = 0; s && i < s->n_plugins; i++) {
+        if (s->plugins[i]->t != &sched_precise_prefix_cache_scorer)
+            continue;
+        struct precise *st = s->plugins[i]->st;
+        if (!st->metrics)
+            continue;
+        any = true;
+        out->admissions += st->admissions;
+        out->evictions += st->evictions;
+        out->lookup_requests += st->lookups;
+        out->lookup_hits += st->lookup_hits;
+        out->blocks += sched_precise_blocks(st);
+    }
+    return any;
+}

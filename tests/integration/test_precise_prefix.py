@@ -6,7 +6,7 @@ served routes back to it, and stops doing so once that sim evicted it."""
 import json
 import subprocess
 
-from harness import TANDEM, Proc, free_port, get, post, run, start_sim, wait_until
+from harness import TANDEM, Proc, free_port, get, metric, post, run, start_sim, wait_until
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
@@ -31,7 +31,7 @@ plugins:
       topicFilter: "kv@"
     indexerConfig:
       kvBlockIndexConfig:
-        enableMetrics: false
+        enableMetrics: true
 - type: decode-filter
 - type: max-score-picker
 - type: single-profile-handler
@@ -123,6 +123,11 @@ def test_follows_sim_cache_and_evictions():
     wait_until(lambda: precise_scores(r, p)["decode-0"] == 0, 10,
                what="A's evictions reaching the router's index")
     assert precise_scores(r, p) == {"decode-0": 0, "decode-1": 0}
+    # enableMetrics: llm-d's index counters on the router's /metrics
+    assert metric(r.port, "kvcache_index_admissions_total") >= 17
+    assert metric(r.port, "kvcache_index_evictions_total") >= 17
+    assert metric(r.port, "kvcache_index_lookup_requests_total") > 0
+    assert metric(r.port, "kvcache_index_lookup_hits_total") > 0
     # B now serves p directly: the preference moves to B
     complete(b.port, p)
     s = wait_until(lambda: (lambda sc: sc if sc["decode-1"] > 0.5 else None)(

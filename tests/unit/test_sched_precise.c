@@ -234,6 +234,37 @@ static void test_schedule(void **state)
     sched_ds_free(ds);
 }
 
+/* enableMetrics: llm-d's kvcache_index_* counters follow admissions, evictions, lookups. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = sched_ds_new();
+    struct sched_kv_index_stats k;
+    struct sched *s = tu_one(ds, "precise-prefix-cache-scorer", NULL);
+    assert_false(sched_kv_index_stats(s, &k)); /* off by default, as in llm-d */
+    sched_free(s);
+    s = tu_one(ds, "precise-prefix-cache-scorer",
+               "{indexerConfig: {kvBlockIndexConfig: {enableMetrics: true}}}");
+    void *st = plugin_state(s);
+    const uint64_t h[3] = {1, 2, 3};
+    apply(st, "kv@10.0.0.1:8000@m", KVEV_BLOCK_STORED, h, 3);
+    apply(st, "kv@10.0.0.1:8000@m", KVEV_BLOCK_STORED, h, 2); /* already held: no admission */
+    apply(st, "kv@10.0.0.2:8000@m", KVEV_BLOCK_STORED, h, 2);
+    apply(st, "kv@10.0.0.1:8000@m", KVEV_BLOCK_REMOVED, &h[2], 1);
+    apply(st, "kv@10.0.0.1:8000@m", KVEV_BLOCK_REMOVED, &h[2], 1); /* not held: nothing */
+    apply(st, "kv@10.0.0.2:8000@m", KVEV_ALL_BLOCKS_CLEARED, NULL, 0);
+    double sc[3];
+    scores(st, h, 3, sc); /* finds 1 and 2, then 3 is gone */
+    assert_true(sched_kv_index_stats(s, &k));
+    assert_int_equal(k.admissions, 5);
+    assert_int_equal(k.evictions, 3);
+    assert_int_equal(k.lookup_requests, 1);
+    assert_int_equal(k.lookup_hits, 2);
+    assert_int_equal(k.blocks, 2);
+    sched_free(s);
+    sched_ds_free(ds);
+}
+
 /* A long prompt with maxPrefixBlocksToMatch: only its head is tokenized, and the blocks
  * are the same as the whole prompt's. */
 static void test_long_prompt_head(void **state)
@@ -376,7 +407,7 @@ int main(void)
         cmocka_unit_test(test_index_and_score), cmocka_unit_test(test_index_churn),
         cmocka_unit_test(test_index_bound),     cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_zmq_loop),        cmocka_unit_test(test_params),
-        cmocka_unit_test(test_long_prompt_head),
+        cmocka_unit_test(test_long_prompt_head), cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
