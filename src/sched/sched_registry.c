@@ -101,7 +101,7 @@ static const struct {
     {"precise-prefix-cache-scorer",
      "tokenProcessorConfig{blockSize (16), hashSeed (\"\")}, kvEventsConfig{zmqEndpoint "
      "(tcp://*:5557, bound), topicFilter (kv@)}, indexerConfig{kvBlockIndexConfig{"
-     "inMemoryConfig{size}, maxPrefixBlocksToMatch}}"},
+     "inMemoryConfig{size}, maxPrefixBlocksToMatch, enableMetrics}}"},
     {"no-hit-lru-scorer", "lruSize, prefixPluginName"},
     {"max-score-picker", "maxNumOfEndpoints"},
     {"random-picker", "maxNumOfEndpoints"},
