@@ -66,4 +66,17 @@ uint64_t tok_block_hash(uint64_t parent, const uint32_t *ids, uint32_t block_siz
 /* The chain seed for a model: xxh64(model name, seed = hash_seed). */
 uint64_t tok_hash_seed(const char *model, uint64_t hash_seed);
 
+/* vLLM's `--prefix-caching-hash-algo sha256_cbor` block keys (see vllm_keys.c): the chain
+ * root NONE_HASH = sha256(cbor(seed text)) where seed is vLLM's PYTHONHASHSEED, block i =
+ * sha256(cbor([parent digest (32 bytes), [token ids], null])). tok_vllm_key64 is the key
+ * vLLM's KV events carry (the digest's last 8 bytes, big endian). tok_vllm_block_keys
+ * writes the 64-bit keys of min(n_ids / block_size, cap) full blocks, returns how many. */
+void tok_vllm_none_hash(const char *seed, uint8_t out[32]);
+/* out may alias parent. */
+void tok_vllm_block_hash(const uint8_t parent[32], const uint32_t *ids, uint32_t block_size,
+                         uint8_t out[32]);
+uint64_t tok_vllm_key64(const uint8_t digest[32]);
+size_t tok_vllm_block_keys(const uint32_t *ids, size_t n_ids, uint32_t block_size,
+                           const char *seed, uint64_t *out, size_t cap);
+
 #endif

@@ -357,6 +357,42 @@ static void test_speed(void **state)
     free(text);
 }
 
+/* vLLM sha256_cbor keys. Vectors derived by hand from the spec (vllm/v1/core/
+ * kv_cache_utils.py hash_block_tokens + init_none_hash, canonical CBOR per RFC 8949
+ * section 4.2.1) with an independent encoder in Python (hashlib, CBOR heads written out
+ * by hand): NONE_HASH = sha256(61 30) for PYTHONHASHSEED=0; block 1 is
+ * sha256(83 5820 <NONE_HASH> 90 18 64 19 03e8 1a 00011170 19 c450 00 .. 0b f6). */
+static void test_vllm_keys(void **state)
+{
+    (void)state;
+    uint8_t d[32];
+    tok_vllm_none_hash("0", d);
+    static const uint8_t none0[32] = {
+        0x4e, 0x11, 0x95, 0xdf, 0x02, 0x0d, 0xe5, 0x9e, 0x0d, 0x65, 0xa3, 0x3a, 0x42, 0x79, 0xf1, 0x18,
+        0x3e, 0x7a, 0xe4, 0xe5, 0xd9, 0x80, 0xe3, 0x09, 0xf8, 0xb5, 0x5a, 0xdf, 0xf2, 0xe6, 0x1c, 0x3e};
+    assert_memory_equal(d, none0, 32);
+    assert_int_equal(tok_vllm_key64(d), 0xf8b55adff2e61c3eull);
+    uint32_t ids[36];
+    for (uint32_t i = 0; i < 16; i++)
+        ids[i] = i + 1;
+    ids[16] = 100, ids[17] = 1000, ids[18] = 70000, ids[19] = 50256;
+    for (uint32_t i = 0; i < 12; i++)
+        ids[20 + i] = i;
+    ids[32] = ids[33] = ids[34] = ids[35] = 7;
+    uint64_t keys[4];
+    /* 36 tokens: two full blocks; the partial third is not keyed */
+    assert_int_equal(tok_vllm_block_keys(ids, 36, 16, "0", keys, 4), 2);
+    assert_int_equal(keys[0], 0x2ceabcfae6d332eaull);
+    assert_int_equal(keys[1], 0xa3df9de6a224f299ull);
+    assert_int_equal(tok_vllm_block_keys(ids, 36, 16, "0", keys, 1), 1);
+    /* the chain depends on the seed and on every parent token */
+    assert_int_equal(tok_vllm_block_keys(ids, 32, 16, "1", keys, 4), 2);
+    assert_true(keys[0] != 0x2ceabcfae6d332eaull && keys[1] != 0xa3df9de6a224f299ull);
+    ids[0] = 2;
+    assert_int_equal(tok_vllm_block_keys(ids, 32, 16, "0", keys, 4), 2);
+    assert_true(keys[1] != 0xa3df9de6a224f299ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_english_density),
         cmocka_unit_test(test_vocab_round_trip),
         cmocka_unit_test(test_id_text), cmocka_unit_test(test_block_hashes),
+        cmocka_unit_test(test_vllm_keys),
         cmocka_unit_test(test_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
