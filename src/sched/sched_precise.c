@@ -14,7 +14,8 @@
  *    with ZMQ_DONTWAIT until EAGAIN, at most PP_DRAIN_MAX batches; a 100 ms timer drains
  *    too, for a missed edge or what the cap left).
  *  - the score: the request's block keys (tok_block_hashes over its token ids with the
- *    configured blockSize and seed tok_hash_seed(model, hashSeed): the tandem sim's keys),
+ *    configured blockSize and seed tok_hash_seed(model, hashSeed): the tandem sim's keys;
+ *    with tokenProcessorConfig.hashAlgo "sha256_cbor", vLLM's keys, tok_vllm_block_keys),
  *    then per candidate the longest run of leading blocks its pod holds, divided by the
  *    request's block count (llm-d's absolute normalization).
  *
@@ -63,6 +64,8 @@ struct precise {
     struct pp_index ix;
     uint32_t block_size;
     uint64_t hash_seed;
+    bool vllm_keys;      /* tokenProcessorConfig.hashAlgo: "sha256_cbor" */
+    char seed_text[64];  /* hashSeed as given: vLLM's PYTHONHASHSEED text for sha256_cbor */
     size_t max_blocks; /* maxPrefixBlocksToMatch (0: SCHED_MAX_PREFIX_BLOCKS) */
     char *endpoint;
     char *topic_filter;
@@ -467,11 +470,25 @@ static int token_processor(const json_t *tp, const char *path, struct precise *s
             return -1;
         }
         st->hash_seed = v;
+        snprintf(st->seed_text, sizeof st->seed_text, "%s", json_string_value(hs));
     } else if (hs && json_is_integer(hs) && json_integer_value(hs) >= 0) {
         st->hash_seed = (uint64_t)json_integer_value(hs);
+        snprintf(st->seed_text, sizeof st->seed_text, "%llu", (unsigned long long)st->hash_seed);
     } else if (hs && !json_is_null(hs) && !json_is_string(hs)) {
         sched_perr_set(err, "tokenProcessorConfig.hashSeed", "must be a string");
         return -1;
+    }
+    const json_t *ha = json_object_get(tp, "hashAlgo");
+    if (ha && !json_is_null(ha)) {
+        const char *a = json_is_string(ha) ? json_string_value(ha) : NULL;
+        if (a && !strcmp(a, "sha256_cbor")) {
+            st->vllm_keys = true;
+        } else if (!a || strcmp(a, "tandem") != 0) {
+            sched_perr_set(err, "tokenProcessorConfig.hashAlgo",
+                           "must be 'tandem' or 'sha256_cbor', got %s%s%s", a ? "'" : "",
+                           a ? a : "a non-string", a ? "'" : "");
+            return -1;
+        }
     }
     return 0;
 }
@@ -480,7 +497,7 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
 {
     static const char *const keys[] = {"tokenProcessorConfig", "indexerConfig", "kvEventsConfig",
                                        "speculativeIndexing", "speculativeTTL", NULL};
-    static const char *const tp_keys[] = {"blockSize", "hashSeed", NULL};
+    static const char *const tp_keys[] = {"blockSize", "hashSeed", "hashAlgo", NULL};
     static const char *const ev_keys[] = {"zmqEndpoint",  "topicFilter", "concurrency",
                                           "discoverPods", "podDiscoveryConfig", NULL};
     if (!sched_param_check_keys(params, keys, err))
@@ -658,8 +675,10 @@ static void pp_score(struct sched_plugin *self, struct sched_cycle *c, const uin
     size_t n_ids;
     uint32_t *ids = request_ids(c, cap * st->block_size, &n_ids);
     uint64_t *hashes = xmalloc(cap * sizeof *hashes);
-    size_t nb = tok_block_hashes(ids, n_ids, st->block_size,
-                                 tok_hash_seed(c->req->model, st->hash_seed), hashes, cap);
+    size_t nb = st->vllm_keys
+                     ? tok_vllm_block_keys(ids, n_ids, st->block_size, st->seed_text, hashes, cap)
+                     : tok_block_hashes(ids, n_ids, st->block_size,
+                                        tok_hash_seed(c->req->model, st->hash_seed), hashes, cap);
     const char **addrs = xmalloc(n * sizeof *addrs), **hosts = xmalloc(n * sizeof *hosts);
     for (size_t i = 0; i < n; i++) {
         addrs[i] = sched_endpoint_addr(c->eps[in[i]]);

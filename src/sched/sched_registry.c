@@ -99,7 +99,8 @@ static const struct {
                             "maxPrefixTokensToMatch, lruCapacityPerServer, blockSize (chars, "
                             "legacy), hashBlockSize (chars, legacy)"},
     {"precise-prefix-cache-scorer",
-     "tokenProcessorConfig{blockSize (16), hashSeed (\"\")}, kvEventsConfig{zmqEndpoint "
+     "tokenProcessorConfig{blockSize (16), hashSeed (\"\"), hashAlgo (tandem; sha256_cbor: "
+     "vLLM's keys)}, kvEventsConfig{zmqEndpoint "
      "(tcp://*:5557, bound), topicFilter (kv@)}, indexerConfig{kvBlockIndexConfig{"
      "inMemoryConfig{size}, maxPrefixBlocksToMatch, enableMetrics}}"},
     {"no-hit-lru-scorer", "lruSize, prefixPluginName"},

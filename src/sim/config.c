@@ -269,7 +269,7 @@ static size_t sim_flags(struct sim_config *cfg, struct raw_flags *r, struct flag
         {"--max-logprobs", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--compilation-config", "-O", FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--kv-events-config", NULL, FLAG_STRING, &r->kv_events, "JSON", "vLLM's KVEventsConfig: {\"enable_kv_cache_events\": true, \"publisher\": \"zmq\", \"endpoint\": \"tcp://*:5557\", \"topic\": \"\"} publishes BlockStored/BlockRemoved over ZMQ", NULL},
-        {"--prefix-caching-hash-algo", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
+        {"--prefix-caching-hash-algo", NULL, FLAG_STRING, &cfg->prefix_caching_hash_algo, "ALGO", "sha256_cbor: KV events carry vLLM's sha256_cbor block keys (root from PYTHONHASHSEED, as vLLM); other values: the sim's own keys", NULL},
         {"--async-scheduling", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
         {"--disable-frontend-multiprocessing", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
     };

@@ -4,19 +4,23 @@
  * Invariants: pending events own their arrays until the flush that sends (or drops)
  * them; consecutive evictions merge into one BlockRemoved, as the engine reports them
  * one block at a time. Only the libuv loop thread touches a publisher; ZMQ's own I/O
- * thread (one per process, shared by every rank's socket) does the network writes. */
+ * thread (one per process, shared by every rank's socket) does the network writes.
+ * With --prefix-caching-hash-algo sha256_cbor it also owns the engine key -> vLLM digest
+ * map of the blocks it announced, so BlockStored/BlockRemoved carry vLLM's keys. */
 #include "sim/kvpub.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "sched/kvevents.h"
+#include "tokenize/tokenize.h"
 
 static void *g_ctx; /* shared by every publisher of the process */
 static unsigned g_refs;
@@ -31,7 +35,77 @@ struct sim_kvpub {
     size_t n_ev, cap_ev;
     struct buf out;
     uint64_t sent, dropped;
+    /* --prefix-caching-hash-algo sha256_cbor: the engine's key of every stored block ->
+     * its vLLM digest (open addressing, linear probing, backward-shift deletion), so
+     * events carry vLLM's keys while the engine keeps its own. */
+    bool vllm_keys;
+    uint8_t none_hash[32];
+    struct vk_slot {
+        uint64_t key;
+        uint8_t d[32];
+        bool used;
+    } *vk;
+    size_t vk_cap, vk_n;
 };
+
+static size_t vk_find(const struct sim_kvpub *p, uint64_t key)
+{
+    size_t m = p->vk_cap - 1, i = (size_t)(key * 0x9E3779B97F4A7C15ull) & m;
+    while (p->vk[i].used && p->vk[i].key != key)
+        i = (i + 1) & m;
+    return i;
+}
+
+static void vk_put(struct sim_kvpub *p, uint64_t key, const uint8_t d[32])
+{
+    if ((p->vk_n + 1) * 2 > p->vk_cap) {
+        struct vk_slot *old = p->vk;
+        size_t oc = p->vk_cap;
+        p->vk_cap = oc ? oc * 2 : 1024;
+        p->vk = xcalloc(p->vk_cap, sizeof *p->vk);
+        for (size_t i = 0; i < oc; i++)
+            if (old[i].used)
+                p->vk[vk_find(p, old[i].key)] = old[i];
+        free(old);
+    }
+    size_t i = vk_find(p, key);
+    if (!p->vk[i].used)
+        p->vk_n++;
+    p->vk[i].used = true;
+    p->vk[i].key = key;
+    memcpy(p->vk[i].d, d, 32);
+}
+
+/* The published key of an engine key (removing it when del); the engine key itself when
+ * unknown (never expected: a removed or parent block was stored first). */
+static uint64_t vk_key(struct sim_kvpub *p, uint64_t key, bool del, uint8_t d[32])
+{
+    size_t i = p->vk_cap ? vk_find(p, key) : 0;
+    if (!p->vk_cap || !p->vk[i].used) {
+        memcpy(d, p->none_hash, 32);
+        return key;
+    }
+    memcpy(d, p->vk[i].d, 32);
+    uint64_t out = tok_vllm_key64(d);
+    if (del) {
+        size_t m = p->vk_cap - 1, j = i;
+        p->vk[i].used = false;
+        p->vk_n--;
+        for (;;) {
+            j = (j + 1) & m;
+            if (!p->vk[j].used)
+                break;
+            size_t h = (size_t)(p->vk[j].key * 0x9E3779B97F4A7C15ull) & m;
+            /* move j back into the hole i unless its home lies cyclically in (i, j] */
+            if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+                p->vk[i] = p->vk[j];
+                p->vk[j].used = false;
+                i = j;
+            }
+        }
+    }
+    return out;
+}
 
 static struct kvev_event *push(struct sim_kvpub *p)
 {
@@ -55,6 +129,18 @@ static void on_stored(void *ctx, const uint64_t *hashes, uint32_t n, bool has_pa
     memcpy(e->hashes, hashes, n * sizeof *e->hashes);
     e->has_parent = has_parent;
     e->parent = parent;
+    if (p->vllm_keys && n) {
+        uint8_t d[32];
+        memcpy(d, p->none_hash, 32);
+        if (has_parent)
+            e->parent = vk_key(p, parent, false, d);
+        uint32_t bs = n_tokens / n;
+        for (uint32_t i = 0; i < n; i++) {
+            tok_vllm_block_hash(d, tokens + (size_t)i * bs, bs, d);
+            vk_put(p, hashes[i], d);
+            e->hashes[i] = tok_vllm_key64(d);
+        }
+    }
     e->n_tokens = n_tokens;
     e->token_ids = xmalloc((n_tokens ? n_tokens : 1) * sizeof *e->token_ids);
     memcpy(e->token_ids, tokens, n_tokens * sizeof *e->token_ids);
@@ -75,6 +161,10 @@ static void on_removed(void *ctx, uint64_t hash)
     if (e->n_hashes == e->n_tokens) {
         e->n_tokens = e->n_tokens ? e->n_tokens * 2 : 8;
         e->hashes = xrealloc(e->hashes, e->n_tokens * sizeof *e->hashes);
+    }
+    if (p->vllm_keys) {
+        uint8_t d[32];
+        hash = vk_key(p, hash, true, d);
     }
     e->hashes[e->n_hashes++] = hash;
 }
@@ -139,6 +229,14 @@ struct sim_kvpub *sim_kvpub_new(const struct sim_kvpub_config *cfg, struct sim_e
     p->endpoint = ep;
     p->topic = xstrdup(cfg->topic ? cfg->topic : "");
     p->dp_rank = cfg->dp_rank;
+    if (cfg->hash_algo && !strcmp(cfg->hash_algo, "sha256_cbor")) {
+        p->vllm_keys = true;
+        /* vLLM's init_none_hash: from PYTHONHASHSEED, else random (keys nobody can match) */
+        if (cfg->hash_seed)
+            tok_vllm_none_hash(cfg->hash_seed, p->none_hash);
+        else if (getentropy(p->none_hash, sizeof p->none_hash) != 0)
+            tok_vllm_none_hash("", p->none_hash);
+    }
     struct sim_engine_kv_sink sink = {.stored = on_stored, .removed = on_removed};
     sim_engine_set_kv_sink(e, &sink, p);
     return p;
@@ -206,6 +304,7 @@ void sim_kvpub_free(struct sim_kvpub *p)
     buf_free(&p->out);
     free(p->endpoint);
     free(p->topic);
+    free(p->vk);
     free(p);
     if (--g_refs == 0) {
         zmq_ctx_term(g_ctx);

@@ -18,6 +18,9 @@ struct sim_kvpub_config {
     const char *topic;    /* first frame ("" by default) */
     int hwm;              /* ZMQ send high-water mark (100000) */
     uint32_t dp_rank;     /* data_parallel_rank of every batch */
+    const char *hash_algo; /* --prefix-caching-hash-algo: "sha256_cbor" publishes vLLM's
+                            * keys (tok_vllm_block_keys), anything else the engine's */
+    const char *hash_seed; /* PYTHONHASHSEED for sha256_cbor; NULL: random, as vLLM */
 };
 
 /* Opens the PUB socket and becomes e's KV sink (call before any request reaches e).

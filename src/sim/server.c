@@ -1011,7 +1011,9 @@ int sim_main(int argc, char **argv)
         struct sim_kvpub_config kc = {.endpoint = cfg.kv_events_endpoint,
                                       .topic = cfg.kv_events_topic,
                                       .hwm = cfg.kv_events_hwm,
-                                      .dp_rank = i};
+                                      .dp_rank = i,
+                                      .hash_algo = cfg.prefix_caching_hash_algo,
+                                      .hash_seed = getenv("PYTHONHASHSEED")};
         char kerr[256];
         s->ranks[i].kvpub = sim_kvpub_new(&kc, s->ranks[i].engine, kerr, sizeof kerr);
         if (!s->ranks[i].kvpub) {

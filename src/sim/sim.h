@@ -75,6 +75,7 @@ struct sim_config {
     char *kv_events_endpoint; /* owned; default tcp, any host, port 5557 */
     char *kv_events_topic;    /* owned; "" */
     int kv_events_hwm;        /* 100000 */
+    const char *prefix_caching_hash_algo; /* --prefix-caching-hash-algo ALGO (argv); NULL: engine keys */
 };
 
 /* Frees what sim_config_parse allocated (safe on a failed parse). */

@@ -4,6 +4,7 @@ kv@<ip:port>@m); the router's index follows the sims' real caches, so a prompt o
 served routes back to it, and stops doing so once that sim evicted it."""
 
 import json
+import os
 import subprocess
 
 from harness import TANDEM, Proc, free_port, get, metric, post, run, start_sim, wait_until
@@ -18,14 +19,14 @@ def prompt(tag, n_words):
                                  for i in range(n_words))
 
 
-def config(zport):
+def config(zport, tp_extra=""):
     return """apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: precise-prefix-cache-scorer
   parameters:
     tokenProcessorConfig:
-      blockSize: 16
+      blockSize: 16%s
     kvEventsConfig:
       zmqEndpoint: tcp://127.0.0.1:%d
       topicFilter: "kv@"
@@ -42,10 +43,10 @@ schedulingProfiles:
   - pluginRef: max-score-picker
   - pluginRef: precise-prefix-cache-scorer
     weight: 10
-""" % zport
+""" % (tp_extra, zport)
 
 
-def start_sims(zport, n=2, blocks=48):
+def start_sims(zport, n=2, blocks=48, extra=()):
     out = []
     for i in range(n):
         port = free_port()
@@ -54,17 +55,17 @@ def start_sims(zport, n=2, blocks=48):
               "topic": "kv@127.0.0.1:%d@m" % port}
         s = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-%d" % i,
                       "--num-gpu-blocks", str(blocks), "--block-size", "16",
-                      "--kv-events-config", json.dumps(kv), port=port)
+                      "--kv-events-config", json.dumps(kv), *extra, port=port)
         s.name = "decode-%d" % i
         out.append(s)
     return out
 
 
-def start_router(zport, backends):
+def start_router(zport, backends, tp_extra=""):
     port = free_port()
     args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
             "--workers", "2", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
-            "--config-text", config(zport)]
+            "--config-text", config(zport, tp_extra)]
     for b in backends:
         args += ["--endpoint", "name=%s,addr=127.0.0.1:%d,role=decode" % (b.name, b.port)]
     r = Proc(args, r"tandem router ready on", 20)
@@ -158,6 +159,29 @@ def test_chat_blocks_match():
     assert sc["decode-0"] == 0, sc
 
 
+def test_vllm_sha256_cbor_keys():
+    # both sides on vLLM's sha256_cbor keys (sim: vLLM's flag + PYTHONHASHSEED; scorer:
+    # tokenProcessorConfig.hashAlgo + hashSeed): the index follows stores and evictions
+    zport = free_port()
+    os.environ["PYTHONHASHSEED"] = "42"
+    try:
+        a, b = start_sims(zport, extra=("--prefix-caching-hash-algo", "sha256_cbor"))
+    finally:
+        del os.environ["PYTHONHASHSEED"]
+    tp = '\n      hashSeed: "42"\n      hashAlgo: sha256_cbor'
+    r = start_router(zport, [a, b], tp)
+    p = prompt("vkeys", 90)
+    complete(a.port, p)
+    s = wait_until(lambda: (lambda sc: sc if sc["decode-0"] > 0.5 else None)(
+        precise_scores(r, p)), 10, what="router index holding A's sha256_cbor blocks")
+    assert s["decode-1"] == 0, s
+    assert complete(r.port, p + " more").header("x-inference-pod") == "decode-0"
+    for i in range(6):
+        complete(a.port, prompt("filler%d" % i, 200))
+    wait_until(lambda: precise_scores(r, p)["decode-0"] == 0, 10,
+               what="A's sha256_cbor evictions reaching the router's index")
+
+
 def test_bind_failure_stops_router():
     zport = free_port()
     a, = start_sims(zport, n=1)
@@ -173,4 +197,4 @@ def test_bind_failure_stops_router():
 
 if __name__ == "__main__":
     run([test_follows_sim_cache_and_evictions, test_chat_blocks_match,
-         test_bind_failure_stops_router])
+         test_vllm_sha256_cbor_keys, test_bind_failure_stops_router])

@@ -393,6 +393,8 @@ static void test_params(void **state)
     (void)state;
     expect_error("{tokenProcessorConfig: {hashSeed: 'abc'}}", "hashSeed");
     expect_error("{tokenProcessorConfig: {blockSize: 0}}", "blockSize");
+    expect_error("{tokenProcessorConfig: {hashAlgo: sha256}}", "tokenProcessorConfig.hashAlgo");
+    expect_error("{tokenProcessorConfig: {hashAlgo: 3}}", "tokenProcessorConfig.hashAlgo");
     expect_error("{tokenProcessorConfig: {blockSize: 16, nope: 1}}", "tokenProcessorConfig.nope");
     expect_error("{kvEventsConfig: {zmqEndpoint: 5}}", "zmqEndpoint");
     expect_error("{kvEventsConfig: {zmqEndpoint: ''}}", "zmqEndpoint");
