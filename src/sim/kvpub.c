@@ -44,7 +44,7 @@ struct sim_kvpub {
         uint64_t key;
         uint8_t d[32];
         bool used;
-    } *vk;
+    } * vk;
     size_t vk_cap, vk_n;
 };
 

@@ -73,8 +73,8 @@ uint64_t tok_vllm_key64(const uint8_t digest[32])
     return v;
 }
 
-size_t tok_vllm_block_keys(const uint32_t *ids, size_t n_ids, uint32_t block_size,
-                           const char *seed, uint64_t *out, size_t cap)
+size_t tok_vllm_block_keys(const uint32_t *ids, size_t n_ids, uint32_t block_size, const char *seed,
+                           uint64_t *out, size_t cap)
 {
     if (!block_size)
         return 0;

@@ -1,6 +1,7 @@
 """tandem sim --kv-events-config: KV events on a ZMQ PUB socket, read back by
 build-test/kvev_sub (a C subscriber printing JSON lines; the system Python has no zmq)."""
 
+import hashlib
 import json
 import os
 import socket
@@ -196,7 +197,65 @@ def test_disabled_publishes_nothing():
     assert metric(s.port, "tandem_sim_kv_events_published_total") is None
 
 
+def _cbor_head(major, v):
+    if v < 24:
+        return bytes([major << 5 | v])
+    for n, ai in ((1, 24), (2, 25), (4, 26), (8, 27)):
+        if v < 1 << (8 * n):
+            return bytes([major << 5 | ai]) + v.to_bytes(n, "big")
+    raise ValueError(v)
+
+
+def vllm_block_digest(parent, tokens):
+    """vLLM's sha256_cbor: SHA-256 of canonical CBOR (parent bytes, (tokens...), None)."""
+    enc = (b"\x83" + _cbor_head(2, len(parent)) + parent + _cbor_head(4, len(tokens)) +
+           b"".join(_cbor_head(0, t) for t in tokens) + b"\xf6")
+    return hashlib.sha256(enc).digest()
+
+
+def test_sha256_cbor_keys_on_the_wire():
+    # --prefix-caching-hash-algo sha256_cbor + PYTHONHASHSEED: every BlockStored key is
+    # the low 64 bits of vLLM's digest chain, recomputed here from the event's token ids
+    zport = free_port()
+    os.environ["PYTHONHASHSEED"] = "0"
+    try:
+        s = start_sim("--model", "m", "--profile", "fast", "--block-size", "16",
+                      "--num-gpu-blocks", "24", "--max-model-len", "384",
+                      "--prefix-caching-hash-algo", "sha256_cbor",
+                      "--kv-events-config", kv_cfg(zport))
+    finally:
+        del os.environ["PYTHONHASHSEED"]
+    sub = Sub("tcp://127.0.0.1:%d" % zport)
+    mark = joined(s, sub, "warm")
+    for i in range(6):  # ~10 blocks each in a 24-block cache: evictions too
+        complete(s.port, " ".join("q%d_%d" % (i, k) for k in range(40)))
+    sub.wait(lambda: sub.events(mark, "BlockRemoved"), "BlockRemoved")
+    seed = "0".encode()
+    digest = {}  # 64-bit key -> 32-byte digest
+    checked = 0
+    for e in sub.events(0, "BlockStored"):
+        if e["parent_block_hash"] is None:
+            d = hashlib.sha256(_cbor_head(3, len(seed)) + seed).digest()
+        elif e["parent_block_hash"] in digest:
+            d = digest[e["parent_block_hash"]]
+        else:
+            continue  # parent announced before the subscriber joined
+        toks = e["token_ids"]
+        for i, h in enumerate(e["block_hashes"]):
+            d = vllm_block_digest(d, toks[16 * i:16 * (i + 1)])
+            assert h == int.from_bytes(d[24:], "big"), (i, e)
+            digest[h] = d
+            checked += 1
+    assert checked >= 50, checked
+    removed = [h for e in sub.events(0, "BlockRemoved") for h in e["block_hashes"]]
+    # evictions name vLLM keys too (blocks stored before the join may be among them)
+    assert sum(h in digest for h in removed) >= 10, (len(removed), removed)
+    sub.close()
+
+
+
 if __name__ == "__main__":
     run([test_request_stores_its_full_blocks, test_evictions_publish_block_removed,
+         test_sha256_cbor_keys_on_the_wire,
          test_data_parallel_ranks_publish_on_offset_ports, test_bad_config_is_refused,
          test_disabled_publishes_nothing])
