@@ -150,21 +150,34 @@ static bool write_endpoints(struct up *u)
 
 /* --- metrics of a round ------------------------------------------------------------------- */
 
+/* Sums every series (DP ranks, labels) of each named metric in a Prometheus page: the
+ * one reading both the autoscaling rounds and the drains use. false on a bad page. */
 struct sum_ctx {
-    const struct ms_autoscaling *as;
-    double v[MS_AS_MAX_METRICS];
-    bool seen[MS_AS_MAX_METRICS];
+    const char *const *names;
+    size_t n;
+    double *v;
+    bool *seen;
 };
 
 static void on_sample(const struct prom_sample *s, void *ctx)
 {
     struct sum_ctx *c = ctx;
-    for (size_t i = 0; i < c->as->n_metrics; i++) {
-        if (prom_name_is(s, c->as->metrics[i].metric) && isfinite(s->value)) {
-            c->v[i] += s->value; /* every series (DP ranks, labels) of the pod */
+    for (size_t i = 0; i < c->n; i++) {
+        if (prom_name_is(s, c->names[i]) && isfinite(s->value)) {
+            c->v[i] += s->value;
             c->seen[i] = true;
         }
     }
+}
+
+static bool sum_page(const char *body, size_t len, const char *const *names, size_t n,
+                     double *v, bool *seen)
+{
+    memset(v, 0, n * sizeof *v);
+    memset(seen, 0, n * sizeof *seen);
+    struct sum_ctx c = {names, n, v, seen};
+    char perr[128];
+    return prom_parse(body, len, on_sample, &c, perr, sizeof perr) >= 0;
 }
 
 static void decide(struct up_scaler *sc);
@@ -175,19 +188,22 @@ static void on_metrics(enum http_call_error err, int status, const char *body, s
     struct replica *rp = ctx;
     struct up_scaler *sc = rp->sc;
     if (err == HTTP_CALL_OK && status == 200) {
-        struct sum_ctx c = {.as = sc->as};
-        char perr[128];
-        if (prom_parse(body, len, on_sample, &c, perr, sizeof perr) >= 0) {
+        const char *names[MS_AS_MAX_METRICS];
+        double vals[MS_AS_MAX_METRICS];
+        bool seen[MS_AS_MAX_METRICS];
+        for (size_t i = 0; i < sc->as->n_metrics; i++)
+            names[i] = sc->as->metrics[i].metric;
+        if (sum_page(body, len, names, sc->as->n_metrics, vals, seen)) {
             double now = (double)clock_monotonic_ns() / 1e9;
             bool counted = false;
             for (size_t i = 0; i < sc->as->n_metrics; i++) {
-                if (!c.seen[i])
+                if (!seen[i])
                     continue;
-                double v = c.v[i];
+                double v = vals[i];
                 if (sc->as->metrics[i].rate_s > 0) {
                     /* a counter: its rate since the previous round (a restart resets it) */
                     double prev = rp->prev[i];
-                    rp->prev[i] = c.v[i];
+                    rp->prev[i] = vals[i];
                     if (!rp->have_prev || v < prev || now <= rp->prev_t)
                         continue;
                     v = (v - prev) / (now - rp->prev_t);
@@ -371,34 +387,19 @@ static void on_router_eps(enum http_call_error err, int status, const char *body
     buf_free(&names);
 }
 
-struct idle_ctx {
-    const char *metric[2];
-    double sum;
-};
-
-static void on_idle_sample(const struct prom_sample *s, void *ctx)
-{
-    struct idle_ctx *c = ctx;
-    for (int i = 0; i < 2; i++)
-        if (c->metric[i] && prom_name_is(s, c->metric[i]) && isfinite(s->value))
-            c->sum += s->value;
-}
-
 static void on_idle_answer(struct replica *rp, int which, enum http_call_error err, int status,
                            const char *body, size_t len)
 {
     rp->poll[which] = NULL;
-    struct idle_ctx c;
-    memset(&c, 0, sizeof c);
-    if (which == 0) {
-        c.metric[0] = "vllm:num_requests_running";
-        c.metric[1] = "vllm:num_requests_waiting";
-    } else {
-        c.metric[0] = "tandem_router_endpoint_inflight";
-    }
-    char perr[128];
-    if (err != HTTP_CALL_OK || status != 200 ||
-        prom_parse(body, len, on_idle_sample, &c, perr, sizeof perr) < 0 || c.sum > 0)
+    /* the engine: nothing running or waiting; its sidecar: nothing in flight */
+    static const char *const engine[] = {"vllm:num_requests_running",
+                                         "vllm:num_requests_waiting"};
+    static const char *const sidecar[] = {"tandem_router_endpoint_inflight"};
+    double v[2];
+    bool seen[2];
+    bool ok = err == HTTP_CALL_OK && status == 200 &&
+              sum_page(body, len, which ? sidecar : engine, which ? 1 : 2, v, seen);
+    if (!ok || v[0] > 0 || (!which && v[1] > 0))
         rp->busy = true;
     if (--rp->answers > 0)
         return;

@@ -203,6 +203,23 @@ static int run_router(int argc, char **argv, bool as_vllm_router)
     return router_run(r);
 }
 
+/* Runs the control loop until shutdown, joins the workers and frees everything;
+ * returns rc. */
+static int run_to_end(struct router *r, int rc)
+{
+    loop_run_and_close(&r->control);
+    for (size_t i = 0; i < r->n_workers; i++) {
+        uv_thread_join(&r->workers[i].thread);
+        uv_loop_close(&r->workers[i].loop);
+    }
+    uv_loop_close(&r->control);
+    router_discovery_free(r->discovery);
+    router_sd_free(r->sd);
+    router_vr_resolve_free(r);
+    router_free(r);
+    return rc;
+}
+
 int router_main(int argc, char **argv)
 {
     return run_router(argc, argv, false);
@@ -356,17 +373,7 @@ int router_run(struct router *r)
     if (!sched_started) {
         fprintf(stderr, "tandem %s: %s\n", role, se.msg);
         on_shutdown(r);
-        loop_run_and_close(&r->control);
-        for (size_t i = 0; i < r->n_workers; i++) {
-            uv_thread_join(&r->workers[i].thread);
-            uv_loop_close(&r->workers[i].loop);
-        }
-        uv_loop_close(&r->control);
-        router_discovery_free(r->discovery);
-        router_sd_free(r->sd);
-        router_vr_resolve_free(r);
-        router_free(r);
-        return 1;
+        return run_to_end(r, 1);
     }
 
     size_t n_eps;
@@ -397,15 +404,5 @@ int router_run(struct router *r)
     printf("tandem %s ready on %s:%d\n", role, r->cfg.host, port);
     fflush(stdout);
 
-    loop_run_and_close(&r->control);
-    for (size_t i = 0; i < r->n_workers; i++) {
-        uv_thread_join(&r->workers[i].thread);
-        uv_loop_close(&r->workers[i].loop);
-    }
-    uv_loop_close(&r->control);
-    router_discovery_free(r->discovery);
-    router_sd_free(r->sd);
-    router_vr_resolve_free(r);
-    router_free(r);
-    return 0;
+    return run_to_end(r, 0);
 }
