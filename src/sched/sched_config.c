@@ -419,6 +419,33 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
     return 0;
 }
 
+/* No schedulingProfiles (or an empty list): llm-d's loader builds one profile named
+ * "default" holding every filter, scorer (weight 1) and picker the config defines. llm-d
+ * walks a map there; tandem keeps the config's order, so filters run in the order given. */
+static int default_profile(struct sched *s, struct loader *L, const json_t *root)
+{
+    s->profiles = xcalloc(1, sizeof *s->profiles);
+    struct sched_profile *p = &s->profiles[s->n_profiles++];
+    p->name = xstrdup("default");
+    p->filters = xcalloc(s->n_plugins + 1, sizeof *p->filters);
+    p->scorers = xcalloc(s->n_plugins + 1, sizeof *p->scorers);
+    for (size_t i = 0; i < s->n_plugins; i++) {
+        struct sched_plugin *pl = s->plugins[i];
+        if (pl->t->kind == SCHED_PK_FILTER) {
+            p->filters[p->n_filters++] = pl;
+        } else if (pl->t->kind == SCHED_PK_SCORER) {
+            p->scorers[p->n_scorers++] = (struct sched_weighted){pl, 1};
+        } else if (pl->t->kind == SCHED_PK_PICKER) {
+            if (p->picker)
+                return fail(L, root, "schedulingProfiles",
+                            "none given, and the default profile would get two pickers "
+                            "('%s', '%s')", p->picker->name, pl->name);
+            p->picker = pl;
+        }
+    }
+    return 0;
+}
+
 /* {pluginRef: NAME} naming a plugin of kind k; *out (optional) gets it. */
 static int load_ref(struct sched *s, struct loader *L, const json_t *obj, const char *path,
                     enum sched_plugin_kind k, struct sched_plugin **out)
@@ -553,6 +580,13 @@ static int load_sections(struct sched *s, struct loader *L, const json_t *root)
     if (v && !json_is_null(v) && load_ref(s, L, v, "parser", SCHED_PK_PARSER, NULL) < 0)
         return -1;
     v = json_object_get(root, "dataLayer");
+    /* `data` is the section's name before llm-d renamed it (GAIE #2639, April 2026);
+     * configs and READMEs written before that still use it */
+    json_t *old = json_object_get(root, "data");
+    if (v && old)
+        return fail(L, old, "data", "give dataLayer or its old name data, not both");
+    if (!v)
+        v = old;
     if (v && !json_is_null(v) && load_data_layer(s, L, v) < 0)
         return -1;
     L->ctx = root;
@@ -612,10 +646,14 @@ static int load(struct sched *s, struct loader *L, const json_t *root)
         return -1;
     L->ctx = root;
     json_t *profiles = json_object_get(root, "schedulingProfiles");
-    if (!profiles)
-        return fail(L, root, "schedulingProfiles", "required");
-    if (load_profiles(s, L, profiles) < 0)
+    if (!profiles || json_is_null(profiles) ||
+        (json_is_array(profiles) && json_array_size(profiles) == 0)) {
+        profiles = (json_t *)root;
+        if (default_profile(s, L, root) < 0)
+            return -1;
+    } else if (load_profiles(s, L, profiles) < 0) {
         return -1;
+    }
     if (load_sections(s, L, root) < 0)
         return -1;
     struct sched_perr pe = {{0}, {0}};

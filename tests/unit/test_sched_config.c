@@ -252,7 +252,10 @@ static void test_error_document(void **state)
                       "    allowsNoLabel: true\n    validValues: {}\n"
                       PROFILE("[{pluginRef: by-label}]"),
                  "cfg.yaml:4: plugins[0].parameters.validValues: must be a list of strings");
-    expect_error(HEAD "- type: queue-scorer\n", "cfg.yaml:1: schedulingProfiles: required");
+    /* no schedulingProfiles is llm-d's default profile (test_sched_docs_plugins); a
+     * mapping there is an error */
+    expect_error(HEAD "- type: queue-scorer\nschedulingProfiles: {a: 1}\n",
+                 "cfg.yaml:5: schedulingProfiles: must be a non-empty list");
     expect_error(HEAD "- type: queue-scorer\n  paramters: {x: 1}\n" PROFILE("[{pluginRef: queue-scorer}]"),
                  "cfg.yaml:5: plugins[0].paramters: unknown field");
     /* Invalid YAML: the parser's own message, which names the file. */
