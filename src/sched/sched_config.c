@@ -393,6 +393,9 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
                 p->filters[p->n_filters++] = pl;
                 break;
             case SCHED_PK_SCORER:
+                /* a scorer that is also a filter (context-length-aware) is both here */
+                if (pl->t->filter)
+                    p->filters[p->n_filters++] = pl;
                 p->scorers[p->n_scorers++] = (struct sched_weighted){pl, w};
                 break;
             case SCHED_PK_PICKER:
@@ -434,6 +437,8 @@ static int default_profile(struct sched *s, struct loader *L, const json_t *root
         if (pl->t->kind == SCHED_PK_FILTER) {
             p->filters[p->n_filters++] = pl;
         } else if (pl->t->kind == SCHED_PK_SCORER) {
+            if (pl->t->filter)
+                p->filters[p->n_filters++] = pl;
             p->scorers[p->n_scorers++] = (struct sched_weighted){pl, 1};
         } else if (pl->t->kind == SCHED_PK_PICKER) {
             if (p->picker)

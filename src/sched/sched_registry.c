@@ -19,6 +19,8 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_data_parallel_profile_handler, sched_probabilistic_admitter,
     sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer,
     sched_precise_prefix_cache_scorer;
+/* added for the configs in llm-d's docs and READMEs */
+extern const struct sched_plugin_type sched_context_length_aware;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -68,6 +70,8 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_openai_parser,
     &sched_metrics_data_source,
     &sched_core_metrics_extractor,
+    /* added for the configs in llm-d's docs and READMEs */
+    &sched_context_length_aware,
     NULL,
 };
 
@@ -124,6 +128,8 @@ static const struct {
                        "mmTimeout (30s)}"},
     {"metrics-data-source", "scheme (http), path, insecureSkipVerify"},
     {"core-metrics-extractor", "defaultEngine (vllm)"},
+    /* added for the configs in llm-d's docs and READMEs */
+    {"context-length-aware", "label (llm-d.ai/context-length-range), enableFiltering (false)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

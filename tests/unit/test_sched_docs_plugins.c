@@ -119,11 +119,88 @@ static void test_data_alias(void **state)
     sched_ds_free(ds);
 }
 
+/* --- context-length-aware ------------------------------------------------------------------- */
+
+static struct sched_datastore *ctx_ds(void)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "short", SCHED_ROLE_BOTH, "llm-d.ai/context-length-range", "0-2048");
+    tu_add(ds, "long", SCHED_ROLE_BOTH, "llm-d.ai/context-length-range", "2048 - 8192");
+    tu_add(ds, "any", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "bad", SCHED_ROLE_BOTH, "llm-d.ai/context-length-range", "8192-2048");
+    return ds;
+}
+
+static void test_context_length_aware(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = ctx_ds();
+    struct sched *s = tu_one(ds, "context-length-aware", NULL);
+    /* 4000 characters, no token count: llm-d's estimate, 1000 tokens */
+    char *prompt = malloc(4001);
+    memset(prompt, 'x', 4000);
+    prompt[4000] = 0;
+    struct sched_request req = tu_req(prompt, "m");
+    req.prompt_tokens = 0;
+    struct sched_result r;
+    json_t *t = tu_trace(s, &req, true, &r);
+    /* in range: 0.3 + (0.7 / (1 + width/10000) + 0.3 x headroom/width) x 0.7 */
+    double in = 0.3 + (0.7 / (1 + 2048 / 10000.0) + 0.3 * (2048 - 1000) / 2048.0) * 0.7;
+    assert_true(fabs(tu_score(t, 0, 0, "short") - in) < 1e-5);
+    /* out of range by 1048 tokens: 0.3 / (1 + 1048/1000) */
+    assert_true(fabs(tu_score(t, 0, 0, "long") - 0.3 / 2.048) < 1e-5);
+    assert_true(tu_score(t, 0, 0, "any") == 0.5);
+    assert_true(tu_score(t, 0, 0, "bad") == 0);
+    assert_string_equal(tu_pick(&r), "short");
+    json_decref(t);
+    sched_result_release(&r);
+    /* the engine's count wins over the estimate: 5000 tokens belong on the long pod */
+    req.prompt_tokens = 5000;
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_string_equal(tu_pick(&r), "long");
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    /* enableFiltering: out-of-range and badly labelled pods are dropped, unlabelled kept */
+    ds = ctx_ds();
+    s = tu_one(ds, "context-length-aware", "{enableFiltering: true}");
+    req.prompt_tokens = 0;
+    t = tu_trace(s, &req, true, &r);
+    json_t *surv = json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(t, "profiles"), 0),
+                                       "filters"),
+                       0),
+        "survivors");
+    assert_int_equal(json_array_size(surv), 2);
+    assert_string_equal(json_string_value(json_array_get(surv, 0)), "short");
+    assert_string_equal(json_string_value(json_array_get(surv, 1)), "any");
+    json_decref(t);
+    sched_result_release(&r);
+    sched_free(s);
+    /* a custom label; the README's configs load (one with a token-producer) */
+    s = tu_one(ds, "context-length-aware", "{label: tier, enableFiltering: true}");
+    sched_schedule(s, &req, true, &r, NULL);
+    assert_int_equal(r.n_picks, 1); /* no pod has "tier": all pass */
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+    free(prompt);
+
+    expect_error("plugins:\n- type: context-length-aware\n  parameters: {label: ''}\n",
+                 "plugins[0].parameters.label: must be specified");
+    expect_error("plugins:\n- type: context-length-aware\n  parameters: {enableFiltering: 1}\n",
+                 "plugins[0].parameters.enableFiltering");
+    expect_error("plugins:\n- type: context-length-aware\n  parameters: {labels: x}\n",
+                 "plugins[0].parameters.labels");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_profile),
         cmocka_unit_test(test_data_alias),
+        cmocka_unit_test(test_context_length_aware),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
