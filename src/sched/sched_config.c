@@ -237,6 +237,8 @@ static const char *kind_text(enum sched_plugin_kind k)
     case SCHED_PK_ADMITTER: return "admitter";
     case SCHED_PK_REPORTER: return "response reporter";
     case SCHED_PK_PRODUCER: return "data producer";
+    case SCHED_PK_PREREQUEST: return "pre-request plugin";
+    case SCHED_PK_FLOW: return "flow-control policy";
     }
     return "plugin";
 }
@@ -409,6 +411,8 @@ static int load_profiles(struct sched *s, struct loader *L, const json_t *profil
             case SCHED_PK_ADMITTER:
             case SCHED_PK_REPORTER:
             case SCHED_PK_PRODUCER:
+            case SCHED_PK_PREREQUEST:
+            case SCHED_PK_FLOW:
                 /* llm-d registers a profile's plugins by the interfaces they implement; a
                  * request-control plugin has none of a profile's, so it is a no-op there
                  * (it acts on every request anyway) */

@@ -109,6 +109,8 @@ enum sched_plugin_kind {
     SCHED_PK_ADMITTER,  /* admission: may refuse a request before any profile runs */
     SCHED_PK_REPORTER,  /* response processing: attributes from the response's usage */
     SCHED_PK_PRODUCER,  /* request data producer (token-producer) */
+    SCHED_PK_PREREQUEST, /* pre-request hook (llm-d's disagg-headers-handler) */
+    SCHED_PK_FLOW,       /* flow-control policy (tandem has no flow-control layer) */
 };
 
 struct sched;

@@ -20,7 +20,10 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer,
     sched_precise_prefix_cache_scorer;
 /* added for the configs in llm-d's docs and READMEs */
-extern const struct sched_plugin_type sched_context_length_aware;
+extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_headers_handler,
+    sched_vllmgrpc_parser, sched_static_usage_limit_policy, sched_latency_slo_admitter,
+    sched_slo_headroom_tier_filter, sched_prefix_cache_affinity_filter,
+    sched_approx_prefix_cache_producer;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -72,6 +75,13 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_core_metrics_extractor,
     /* added for the configs in llm-d's docs and READMEs */
     &sched_context_length_aware,
+    &sched_prefix_cache_affinity_filter,
+    &sched_approx_prefix_cache_producer,
+    &sched_disagg_headers_handler,
+    &sched_vllmgrpc_parser,
+    &sched_static_usage_limit_policy,
+    &sched_latency_slo_admitter,
+    &sched_slo_headroom_tier_filter,
     NULL,
 };
 
@@ -130,6 +140,17 @@ static const struct {
     {"core-metrics-extractor", "defaultEngine (vllm)"},
     /* added for the configs in llm-d's docs and READMEs */
     {"context-length-aware", "label (llm-d.ai/context-length-range), enableFiltering (false)"},
+    {"prefix-cache-affinity-filter", "affinityThreshold (0.8), explorationProbability (0.01), "
+                                     "maxTTFTPenaltyMs (5000; not applied)"},
+    {"approx-prefix-cache-producer", "as prefix-cache-scorer: blockSizeTokens, autoTune, "
+                                     "maxPrefixBlocksToMatch, maxPrefixTokensToMatch, "
+                                     "lruCapacityPerServer, blockSize"},
+    {"disagg-headers-handler", "prefillProfile, encodeProfile (not applied: tandem sets the "
+                               "header itself)"},
+    {"vllmgrpc-parser", "(none; not applied: OpenAI JSON only)"},
+    {"static-usage-limit-policy", "threshold (1.0; not applied: no flow control)"},
+    {"latency-slo-admitter", "(none; admits all: no latency predictions)"},
+    {"slo-headroom-tier-filter", "epsilonExploreNeg (0.01; keeps all: no latency predictions)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)
@@ -146,6 +167,8 @@ static const char *kind_name(enum sched_plugin_kind k)
     case SCHED_PK_ADMITTER: return "admitter";
     case SCHED_PK_REPORTER: return "response-reporter";
     case SCHED_PK_PRODUCER: return "data-producer";
+    case SCHED_PK_PREREQUEST: return "pre-request";
+    case SCHED_PK_FLOW: return "flow-control";
     }
     return "plugin";
 }

@@ -461,6 +461,20 @@ const struct sched_plugin_type sched_prefix_cache_scorer = {
     .prefix_block_size = prefix_block_size,
 };
 
+/* llm-d's approx-prefix-cache-producer: the same approximate index and parameters as
+ * prefix-cache-scorer, as a data producer that scores nothing. It learns from every pick
+ * (post_pick) and offers its matches to prefix-cache-affinity-filter, the P/D deciders'
+ * and no-hit-lru's prefixPluginName. */
+const struct sched_plugin_type sched_approx_prefix_cache_producer = {
+    .type = "approx-prefix-cache-producer",
+    .kind = SCHED_PK_PRODUCER,
+    .create = prefix_create,
+    .destroy = prefix_destroy,
+    .post_pick = prefix_post_pick,
+    .match_prefix = prefix_match,
+    .prefix_block_size = prefix_block_size,
+};
+
 /* --- no-hit-lru-scorer ----------------------------------------------------------------- */
 
 struct no_hit_lru {

@@ -10,7 +10,12 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/clock.h"
 #include "base/err.h"
+#include "base/log.h"
 #include "sched/sched_internal.h"
 #include "test_sched_util.h"
 
@@ -195,12 +200,205 @@ static void test_context_length_aware(void **state)
                  "plugins[0].parameters.labels");
 }
 
+/* --- prefix-cache-affinity-filter, approx-prefix-cache-producer ----------------------------- */
+
+static json_t *survivors(json_t *trace)
+{
+    return json_object_get(
+        json_array_get(json_object_get(json_array_get(json_object_get(trace, "profiles"), 0),
+                                       "filters"),
+                       0),
+        "survivors");
+}
+
+#define AFF_CFG(prefix_type, params)                                                          \
+    "plugins:\n- type: prefix-cache-affinity-filter\n  parameters: " params "\n"              \
+    "- type: " prefix_type "\n  parameters: {blockSizeTokens: 4, autoTune: false}\n"          \
+    "- type: random-picker\n"
+
+static void affinity_case(const char *cfg, size_t want_after_learning)
+{
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "b", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "c", SCHED_ROLE_BOTH, NULL, NULL);
+    struct sched *s = load_ok(ds, cfg);
+    static const char p[] = "You are a helpful assistant. Answer briefly: what is 2+2?";
+    struct sched_request req = tu_req(p, "m");
+    /* nothing learned yet: no pod is sticky, all are kept */
+    struct sched_result r;
+    json_t *t = tu_trace(s, &req, true, &r);
+    assert_int_equal(json_array_size(survivors(t)), 3);
+    json_decref(t);
+    sched_result_release(&r);
+    char first[8];
+    snprintf(first, sizeof first, "%s", pick(s, p));
+    /* the pod that served the prompt holds all of it now: only it passes */
+    t = tu_trace(s, &req, true, &r);
+    json_t *sv = survivors(t);
+    assert_int_equal(json_array_size(sv), want_after_learning);
+    if (want_after_learning == 1) {
+        assert_string_equal(json_string_value(json_array_get(sv, 0)), first);
+        for (int i = 0; i < 20; i++) /* the random picker has one choice left */
+            assert_string_equal(pick(s, p), first);
+    }
+    json_decref(t);
+    sched_result_release(&r);
+    /* a prompt sharing nothing with it: nobody is sticky, all kept */
+    struct sched_request other = tu_req("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "m");
+    t = tu_trace(s, &other, true, &r);
+    assert_int_equal(json_array_size(survivors(t)), 3);
+    json_decref(t);
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+}
+
+static void test_prefix_cache_affinity_filter(void **state)
+{
+    (void)state;
+    affinity_case(AFF_CFG("prefix-cache-scorer", "{explorationProbability: 0}"), 1);
+    /* the producer feeds the filter the same way, scoring nothing itself */
+    affinity_case(AFF_CFG("approx-prefix-cache-producer", "{explorationProbability: 0}"), 1);
+    /* exploration 1: the gate is always skipped */
+    affinity_case(AFF_CFG("prefix-cache-scorer", "{explorationProbability: 1}"), 3);
+    /* a threshold above the share cached: a 16-token prompt is 4 blocks; all 4 cached
+     * passes 1.0 */
+    affinity_case(AFF_CFG("prefix-cache-scorer",
+                          "{explorationProbability: 0, affinityThreshold: 1.0}"), 1);
+
+    struct sched_datastore *ds = sched_ds_new();
+    struct sched *s = load_ok(ds, AFF_CFG("approx-prefix-cache-producer", "{}"));
+    assert_int_equal(s->profiles[0].n_scorers, 0);
+    assert_int_equal(s->profiles[0].n_filters, 1);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error(AFF_CFG("prefix-cache-scorer", "{affinityThreshold: 1.5}"),
+                 "plugins[0].parameters.affinityThreshold: must be <= 1.0, got 1.5");
+    expect_error(AFF_CFG("prefix-cache-scorer", "{explorationProbability: -0.1}"),
+                 "plugins[0].parameters.explorationProbability: must be in [0, 1], got -0.1");
+    expect_error(AFF_CFG("prefix-cache-scorer", "{maxTTFTPenaltyMs: -1}"),
+                 "plugins[0].parameters.maxTTFTPenaltyMs: must be >= 0, got -1");
+    expect_error(AFF_CFG("prefix-cache-scorer", "{threshold: 1}"),
+                 "plugins[0].parameters.threshold");
+}
+
+/* --- plugins that cannot act here: exactly one WARN line at load each ------------------------ */
+
+static int log_pipe[2];
+
+static char *capture_load(const char *cfg, bool *loaded)
+{
+    static char out[8192];
+    assert_int_equal(pipe(log_pipe), 0);
+    fcntl(log_pipe[0], F_SETFL, O_NONBLOCK);
+    log_set_fd(log_pipe[1]);
+    struct sched_datastore *ds = sched_ds_new();
+    struct errinfo err;
+    memset(&err, 0, sizeof err);
+    struct sched *s = sched_new(ds, cfg, strlen(cfg), "w.yaml", &err);
+    *loaded = s != NULL;
+    if (!s)
+        fprintf(stderr, "%s\n", err.msg);
+    sched_free(s);
+    sched_ds_free(ds);
+    log_set_fd(2);
+    ssize_t n = read(log_pipe[0], out, sizeof out - 1);
+    out[n > 0 ? n : 0] = 0;
+    close(log_pipe[0]);
+    close(log_pipe[1]);
+    return out;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t k = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        k++;
+    return k;
+}
+
+static void one_warning(const char *cfg, const char *type, const char *why)
+{
+    bool loaded;
+    char *log = capture_load(cfg, &loaded);
+    assert_true(loaded);
+    char tag[96];
+    snprintf(tag, sizeof tag, "WARN  sched: %s", type);
+    if (count(log, tag) != 1 || count(log, "\n") != 1 || !strstr(log, why))
+        fail_msg("%s: want one WARN line with '%s', got:\n%s", type, why, log);
+}
+
+static void test_inert_plugins_warn_once(void **state)
+{
+    (void)state;
+    one_warning("plugins:\n- type: disagg-headers-handler\n"
+                "  parameters: {prefillProfile: my-prefill}\n",
+                "disagg-headers-handler", "tandem itself sets x-prefiller-host-port");
+    one_warning("plugins:\n- {name: g, type: vllmgrpc-parser}\n- type: max-score-picker\n"
+                "parser: {pluginRef: g}\n",
+                "vllmgrpc-parser", "OpenAI JSON bodies only");
+    one_warning("plugins:\n- type: static-usage-limit-policy\n  parameters: {threshold: 0.8}\n",
+                "static-usage-limit-policy", "no flow-control layer");
+    one_warning("plugins:\n- type: latency-slo-admitter\n", "latency-slo-admitter",
+                "needs latency predictions");
+    one_warning("plugins:\n- type: slo-headroom-tier-filter\n", "slo-headroom-tier-filter",
+                "predicted latency headroom");
+    one_warning("plugins:\n- type: prefix-cache-affinity-filter\n",
+                "prefix-cache-affinity-filter", "no prefix data");
+
+    /* and they change nothing: the admitter admits a sheddable request, the tier filter
+     * keeps every pod */
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
+    tu_add(ds, "b", SCHED_ROLE_BOTH, NULL, NULL);
+    for (int i = 0; i < 2; i++) { /* fresh metrics, under the default saturation limits */
+        struct sched_endpoint *e = sched_ds_find(ds, i ? "b" : "a");
+        struct sched_endpoint_metrics m;
+        memset(&m, 0, sizeof m);
+        m.have = m.healthy = true;
+        m.kv_usage = 0.5;
+        m.scraped_at_ns = clock_monotonic_ns();
+        sched_endpoint_set_scraped(e, &m);
+        sched_endpoint_unref(e);
+    }
+    struct sched *s = load_ok(ds, "plugins:\n- type: latency-slo-admitter\n"
+                                  "- type: slo-headroom-tier-filter\n");
+    struct sched_request req = tu_req("x", "m");
+    req.priority = -1;
+    struct sched_result r;
+    json_t *t = tu_trace(s, &req, true, &r);
+    if (r.status)
+        fail_msg("%d %s", r.status, r.reason);
+    assert_int_equal(json_array_size(survivors(t)), 2);
+    json_decref(t);
+    sched_result_release(&r);
+    sched_free(s);
+    sched_ds_free(ds);
+
+    expect_error("plugins:\n- type: static-usage-limit-policy\n  parameters: {threshold: 0}\n",
+                 "plugins[0].parameters.threshold: must be in (0.0, 1.0], got 0");
+    expect_error("plugins:\n- type: slo-headroom-tier-filter\n  parameters: {epsilonExploreNeg: 2}\n",
+                 "plugins[0].parameters.epsilonExploreNeg: must be in [0, 1], got 2");
+    expect_error("plugins:\n- type: vllmgrpc-parser\n  parameters: {x: 1}\n",
+                 "plugins[0].parameters.x");
+    expect_error("plugins:\n- type: disagg-headers-handler\n  parameters: {prefillProfile: 1}\n",
+                 "plugins[0].parameters.prefillProfile");
+    expect_error("plugins:\n- type: static-usage-limit-policy\n- type: max-score-picker\n"
+                 "parser: {pluginRef: static-usage-limit-policy}\n",
+                 "parser.pluginRef: 'static-usage-limit-policy' is a flow-control policy, not a "
+                 "parser");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_profile),
         cmocka_unit_test(test_data_alias),
         cmocka_unit_test(test_context_length_aware),
+        cmocka_unit_test(test_prefix_cache_affinity_filter),
+        cmocka_unit_test(test_inert_plugins_warn_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
