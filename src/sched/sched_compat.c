@@ -7,7 +7,9 @@
  *   - static-usage-limit-policy: tandem has no flow-control layer;
  *   - latency-slo-admitter, slo-headroom-tier-filter: they act on latency predictions
  *     (llm-d's predicted-latency-producer), which tandem does not make; without them
- *     llm-d's own plugins admit everything / keep every pod, as these do.
+ *     llm-d's own plugins admit everything / keep every pod, as these do;
+ *   - models-data-source, models-data-extractor: llm-d polls each engine's /v1/models into
+ *     an endpoint attribute that none of its plugins reads; tandem does not poll it.
  * State: the affinity filter's parameters and the prefix plugin it reads (borrowed from
  * the scheduler); the others keep at most their parameters. */
 #include <stdio.h>
@@ -189,6 +191,42 @@ static size_t affinity_filter(struct sched_plugin *self, struct sched_cycle *c,
     return keep_all(self, c, in, n, out);
 }
 
+/* --- models-data-source, models-data-extractor ---------------------------------------------- */
+
+static int models_source_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    static const char *const keys[] = {"scheme", "path", "insecureSkipVerify", NULL};
+    const char *scheme = "http", *path = "/v1/models";
+    bool skip = true;
+    (void)state;
+    if (!sched_param_check_keys(params, keys, err) ||
+        sched_param_str(params, "scheme", &scheme, err) < 0 ||
+        sched_param_str(params, "path", &path, err) < 0 ||
+        sched_param_bool(params, "insecureSkipVerify", &skip, err) < 0)
+        return -1;
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        sched_perr_set(err, "scheme", "must be http or https, got '%s'", scheme);
+        return -1;
+    }
+    if (path[0] != '/' || strpbrk(path, " \r\n")) {
+        sched_perr_set(err, "path", "must be an absolute URL path such as /v1/models");
+        return -1;
+    }
+    LOG_W("sched", "models-data-source: not polled: the engines' %s list feeds no "
+                   "scheduling plugin (in llm-d none reads it either)", path);
+    return 0;
+}
+
+static int models_extractor_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    (void)state;
+    if (!no_params(params, err))
+        return -1;
+    LOG_W("sched", "models-data-extractor: not applied: it stores the served models as an "
+                   "endpoint attribute no scheduling plugin reads");
+    return 0;
+}
+
 /* --- tables ----------------------------------------------------------------------------------- */
 
 const struct sched_plugin_type sched_disagg_headers_handler = {
@@ -229,4 +267,16 @@ const struct sched_plugin_type sched_prefix_cache_affinity_filter = {
     .destroy = free,
     .bind = affinity_bind,
     .filter = affinity_filter,
+};
+
+const struct sched_plugin_type sched_models_data_source = {
+    .type = "models-data-source",
+    .kind = SCHED_PK_SOURCE,
+    .create = models_source_create,
+};
+
+const struct sched_plugin_type sched_models_data_extractor = {
+    .type = "models-data-extractor",
+    .kind = SCHED_PK_EXTRACTOR,
+    .create = models_extractor_create,
 };

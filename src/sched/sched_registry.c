@@ -23,7 +23,7 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
 extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_headers_handler,
     sched_vllmgrpc_parser, sched_static_usage_limit_policy, sched_latency_slo_admitter,
     sched_slo_headroom_tier_filter, sched_prefix_cache_affinity_filter,
-    sched_approx_prefix_cache_producer;
+    sched_approx_prefix_cache_producer, sched_models_data_source, sched_models_data_extractor;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -82,6 +82,8 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_static_usage_limit_policy,
     &sched_latency_slo_admitter,
     &sched_slo_headroom_tier_filter,
+    &sched_models_data_source,
+    &sched_models_data_extractor,
     NULL,
 };
 
@@ -151,6 +153,9 @@ static const struct {
     {"static-usage-limit-policy", "threshold (1.0; not applied: no flow control)"},
     {"latency-slo-admitter", "(none; admits all: no latency predictions)"},
     {"slo-headroom-tier-filter", "epsilonExploreNeg (0.01; keeps all: no latency predictions)"},
+    {"models-data-source", "scheme (http|https), path (/v1/models), insecureSkipVerify (true); "
+                           "not polled"},
+    {"models-data-extractor", "(none; not applied)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

@@ -345,6 +345,12 @@ static void test_inert_plugins_warn_once(void **state)
                 "needs latency predictions");
     one_warning("plugins:\n- type: slo-headroom-tier-filter\n", "slo-headroom-tier-filter",
                 "predicted latency headroom");
+    one_warning("plugins:\n- type: models-data-source\n  parameters: {scheme: https}\n"
+                "- type: queue-scorer\n"
+                "dataLayer: {sources: [{pluginRef: models-data-source}]}\n",
+                "models-data-source", "not polled");
+    one_warning("plugins:\n- type: models-data-extractor\n", "models-data-extractor",
+                "no scheduling plugin reads");
     one_warning("plugins:\n- type: prefix-cache-affinity-filter\n",
                 "prefix-cache-affinity-filter", "no prefix data");
 
@@ -381,6 +387,10 @@ static void test_inert_plugins_warn_once(void **state)
                  "plugins[0].parameters.threshold: must be in (0.0, 1.0], got 0");
     expect_error("plugins:\n- type: slo-headroom-tier-filter\n  parameters: {epsilonExploreNeg: 2}\n",
                  "plugins[0].parameters.epsilonExploreNeg: must be in [0, 1], got 2");
+    expect_error("plugins:\n- type: models-data-source\n  parameters: {scheme: ftp}\n",
+                 "plugins[0].parameters.scheme: must be http or https, got 'ftp'");
+    expect_error("plugins:\n- type: models-data-source\n  parameters: {path: v1/models}\n",
+                 "plugins[0].parameters.path: must be an absolute URL path");
     expect_error("plugins:\n- type: vllmgrpc-parser\n  parameters: {x: 1}\n",
                  "plugins[0].parameters.x");
     expect_error("plugins:\n- type: disagg-headers-handler\n  parameters: {prefillProfile: 1}\n",

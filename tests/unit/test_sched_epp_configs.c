@@ -51,8 +51,7 @@ static const struct {
     /* E/P/D: the encode decider is helper E's (encode stage) */
     {"docs-disaggregation-md-block5.yaml",
      "plugins[5].type: unknown plugin type 'always-disagg-multimodal-decider'"},
-    {"pkg-epp-framework-plugins-datalayer-source-models-README-md-block2.yaml",
-     "plugins[0].type: unknown plugin type 'models-data-source'"},
+    {"pkg-epp-framework-plugins-datalayer-source-models-README-md-block2.yaml", NULL},
     /* then my-pod-extractor, a user-provided plugin the README makes up */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml",
      "plugins[0].type: unknown plugin type 'k8s-notification-source'"},
