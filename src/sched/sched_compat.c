@@ -9,7 +9,9 @@
  *     (llm-d's predicted-latency-producer), which tandem does not make; without them
  *     llm-d's own plugins admit everything / keep every pod, as these do;
  *   - models-data-source, models-data-extractor: llm-d polls each engine's /v1/models into
- *     an endpoint attribute that none of its plugins reads; tandem does not poll it.
+ *     an endpoint attribute that none of its plugins reads; tandem does not poll it;
+ *   - k8s-notification-source: streams a Kubernetes kind's changes to Go extractor plugins
+ *     users add to llm-d; tandem has no such extractors, so it watches nothing.
  * State: the affinity filter's parameters and the prefix plugin it reads (borrowed from
  * the scheduler); the others keep at most their parameters. */
 #include <stdio.h>
@@ -227,6 +229,34 @@ static int models_extractor_create(const json_t *params, void **state, struct sc
     return 0;
 }
 
+/* --- k8s-notification-source ----------------------------------------------------------------- */
+
+static int k8s_notify_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    static const char *const keys[] = {"group", "version", "kind", NULL};
+    const char *group = "", *version = NULL, *kind = NULL;
+    (void)state;
+    if (!params) {
+        sched_perr_set(err, "", "k8s-notification-source requires parameters (group, version, "
+                                "kind)");
+        return -1;
+    }
+    if (!sched_param_check_keys(params, keys, err) ||
+        sched_param_str(params, "group", &group, err) < 0 ||
+        sched_param_str(params, "version", &version, err) < 0 ||
+        sched_param_str(params, "kind", &kind, err) < 0)
+        return -1;
+    if (!version || !version[0] || !kind || !kind[0]) {
+        sched_perr_set(err, !version || !version[0] ? "version" : "kind",
+                       "version and kind are required");
+        return -1;
+    }
+    LOG_W("sched", "k8s-notification-source: watches nothing: it feeds %s%s%s/%s changes to "
+                   "extractor plugins compiled into llm-d, and tandem has none",
+          group, group[0] ? "/" : "", version, kind);
+    return 0;
+}
+
 /* --- tables ----------------------------------------------------------------------------------- */
 
 const struct sched_plugin_type sched_disagg_headers_handler = {
@@ -279,4 +309,10 @@ const struct sched_plugin_type sched_models_data_extractor = {
     .type = "models-data-extractor",
     .kind = SCHED_PK_EXTRACTOR,
     .create = models_extractor_create,
+};
+
+const struct sched_plugin_type sched_k8s_notification_source = {
+    .type = "k8s-notification-source",
+    .kind = SCHED_PK_SOURCE,
+    .create = k8s_notify_create,
 };

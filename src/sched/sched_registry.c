@@ -23,7 +23,8 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
 extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_headers_handler,
     sched_vllmgrpc_parser, sched_static_usage_limit_policy, sched_latency_slo_admitter,
     sched_slo_headroom_tier_filter, sched_prefix_cache_affinity_filter,
-    sched_approx_prefix_cache_producer, sched_models_data_source, sched_models_data_extractor;
+    sched_approx_prefix_cache_producer, sched_models_data_source, sched_models_data_extractor,
+    sched_k8s_notification_source;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -84,6 +85,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_slo_headroom_tier_filter,
     &sched_models_data_source,
     &sched_models_data_extractor,
+    &sched_k8s_notification_source,
     NULL,
 };
 
@@ -156,6 +158,7 @@ static const struct {
     {"models-data-source", "scheme (http|https), path (/v1/models), insecureSkipVerify (true); "
                            "not polled"},
     {"models-data-extractor", "(none; not applied)"},
+    {"k8s-notification-source", "group, version, kind (required); watches nothing"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

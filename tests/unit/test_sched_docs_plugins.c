@@ -351,6 +351,9 @@ static void test_inert_plugins_warn_once(void **state)
                 "models-data-source", "not polled");
     one_warning("plugins:\n- type: models-data-extractor\n", "models-data-extractor",
                 "no scheduling plugin reads");
+    one_warning("plugins:\n- type: k8s-notification-source\n"
+                "  parameters: {group: '', version: v1, kind: Pod}\n",
+                "k8s-notification-source", "v1/Pod changes");
     one_warning("plugins:\n- type: prefix-cache-affinity-filter\n",
                 "prefix-cache-affinity-filter", "no prefix data");
 
@@ -391,6 +394,10 @@ static void test_inert_plugins_warn_once(void **state)
                  "plugins[0].parameters.scheme: must be http or https, got 'ftp'");
     expect_error("plugins:\n- type: models-data-source\n  parameters: {path: v1/models}\n",
                  "plugins[0].parameters.path: must be an absolute URL path");
+    expect_error("plugins:\n- type: k8s-notification-source\n",
+                 "plugins[0].parameters: k8s-notification-source requires parameters");
+    expect_error("plugins:\n- type: k8s-notification-source\n  parameters: {version: v1}\n",
+                 "plugins[0].parameters.kind: version and kind are required");
     expect_error("plugins:\n- type: vllmgrpc-parser\n  parameters: {x: 1}\n",
                  "plugins[0].parameters.x");
     expect_error("plugins:\n- type: disagg-headers-handler\n  parameters: {prefillProfile: 1}\n",

@@ -52,9 +52,9 @@ static const struct {
     {"docs-disaggregation-md-block5.yaml",
      "plugins[5].type: unknown plugin type 'always-disagg-multimodal-decider'"},
     {"pkg-epp-framework-plugins-datalayer-source-models-README-md-block2.yaml", NULL},
-    /* then my-pod-extractor, a user-provided plugin the README makes up */
+    /* my-pod-extractor: a user-provided plugin the README makes up */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml",
-     "plugins[0].type: unknown plugin type 'k8s-notification-source'"},
+     "plugins[1].type: unknown plugin type 'my-pod-extractor'"},
     /* endpoint-notification-source is helper N's; then the made-up my-endpoint-extractor */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block1.yaml",
      "plugins[0].type: unknown plugin type 'endpoint-notification-source'"},
