@@ -39,9 +39,10 @@ static int headers_create(const json_t *params, void **state, struct sched_perr 
         sched_param_str(params, "encodeProfile", &enc, err) < 0)
         return -1;
     (void)state;
-    LOG_W("sched", "disagg-headers-handler: nothing to add: tandem itself sets "
-                   "x-prefiller-host-port to the prefill pick whenever its P/D handler "
-                   "disaggregates (prefillProfile '%s' and encodeProfile '%s' are not read)",
+    LOG_W("sched",
+          "disagg-headers-handler: nothing to add: tandem itself sets "
+          "x-prefiller-host-port to the prefill pick whenever its P/D handler "
+          "disaggregates (prefillProfile '%s' and encodeProfile '%s' are not read)",
           pre, enc);
     return 0;
 }
@@ -72,8 +73,10 @@ static int usage_limit_create(const json_t *params, void **state, struct sched_p
         sched_perr_set(err, "threshold", "must be in (0.0, 1.0], got %g", th);
         return -1;
     }
-    LOG_W("sched", "static-usage-limit-policy: not applied: tandem has no flow-control "
-                   "layer (threshold %g caps nothing)", th);
+    LOG_W("sched",
+          "static-usage-limit-policy: not applied: tandem has no flow-control "
+          "layer (threshold %g caps nothing)",
+          th);
     return 0;
 }
 
@@ -161,15 +164,17 @@ static int affinity_bind(struct sched_plugin *self, struct sched *s, struct sche
         if (sched_plugin_is_prefix(s->plugins[i]))
             st->prefix = s->plugins[i];
     if (!st->prefix)
-        LOG_W("sched", "prefix-cache-affinity-filter '%s': no prefix-cache-scorer or "
-                       "approx-prefix-cache-producer in the config, so no prefix data: it keeps "
-                       "every pod (as llm-d's does without one); maxTTFTPenaltyMs needs latency "
-                       "predictions tandem does not make",
+        LOG_W("sched",
+              "prefix-cache-affinity-filter '%s': no prefix-cache-scorer or "
+              "approx-prefix-cache-producer in the config, so no prefix data: it keeps "
+              "every pod (as llm-d's does without one); maxTTFTPenaltyMs needs latency "
+              "predictions tandem does not make",
               self->name);
     else
-        LOG_W("sched", "prefix-cache-affinity-filter '%s': maxTTFTPenaltyMs not applied: it "
-                       "compares predicted TTFTs, which tandem does not make (llm-d's gate "
-                       "never opens without them either)",
+        LOG_W("sched",
+              "prefix-cache-affinity-filter '%s': maxTTFTPenaltyMs not applied: it "
+              "compares predicted TTFTs, which tandem does not make (llm-d's gate "
+              "never opens without them either)",
               self->name);
     return 0;
 }
@@ -177,8 +182,8 @@ static int affinity_bind(struct sched_plugin *self, struct sched *s, struct sche
 /* Keeps the pods whose cached share of the prompt (the prefix plugin's matched blocks /
  * the prompt's blocks) is >= affinityThreshold; none such, one candidate, or an
  * exploration draw: keeps all. */
-static size_t affinity_filter(struct sched_plugin *self, struct sched_cycle *c,
-                              const uint16_t *in, size_t n, uint16_t *out)
+static size_t affinity_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
+                              size_t n, uint16_t *out)
 {
     const struct affinity *st = self->st;
     size_t blocks = 0;
@@ -214,8 +219,10 @@ static int models_source_create(const json_t *params, void **state, struct sched
         sched_perr_set(err, "path", "must be an absolute URL path such as /v1/models");
         return -1;
     }
-    LOG_W("sched", "models-data-source: not polled: the engines' %s list feeds no "
-                   "scheduling plugin (in llm-d none reads it either)", path);
+    LOG_W("sched",
+          "models-data-source: not polled: the engines' %s list feeds no "
+          "scheduling plugin (in llm-d none reads it either)",
+          path);
     return 0;
 }
 
@@ -237,8 +244,9 @@ static int k8s_notify_create(const json_t *params, void **state, struct sched_pe
     const char *group = "", *version = NULL, *kind = NULL;
     (void)state;
     if (!params) {
-        sched_perr_set(err, "", "k8s-notification-source requires parameters (group, version, "
-                                "kind)");
+        sched_perr_set(err, "",
+                       "k8s-notification-source requires parameters (group, version, "
+                       "kind)");
         return -1;
     }
     if (!sched_param_check_keys(params, keys, err) ||
@@ -251,8 +259,9 @@ static int k8s_notify_create(const json_t *params, void **state, struct sched_pe
                        "version and kind are required");
         return -1;
     }
-    LOG_W("sched", "k8s-notification-source: watches nothing: it feeds %s%s%s/%s changes to "
-                   "extractor plugins compiled into llm-d, and tandem has none",
+    LOG_W("sched",
+          "k8s-notification-source: watches nothing: it feeds %s%s%s/%s changes to "
+          "extractor plugins compiled into llm-d, and tandem has none",
           group, group[0] ? "/" : "", version, kind);
     return 0;
 }

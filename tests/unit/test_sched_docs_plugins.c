@@ -101,8 +101,9 @@ static void test_default_profile(void **state)
 
 /* --- `data`, dataLayer's name before April 2026 --------------------------------------------- */
 
-#define DL_HEAD "plugins:\n- type: metrics-data-source\n  parameters: {path: /m2}\n"            \
-                "- type: core-metrics-extractor\n- type: queue-scorer\n"
+#define DL_HEAD                                                                                    \
+    "plugins:\n- type: metrics-data-source\n  parameters: {path: /m2}\n"                           \
+    "- type: core-metrics-extractor\n- type: queue-scorer\n"
 
 static void test_data_alias(void **state)
 {
@@ -173,9 +174,8 @@ static void test_context_length_aware(void **state)
     req.prompt_tokens = 0;
     t = tu_trace(s, &req, true, &r);
     json_t *surv = json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(t, "profiles"), 0),
-                                       "filters"),
-                       0),
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(t, "profiles"), 0), "filters"), 0),
         "survivors");
     assert_int_equal(json_array_size(surv), 2);
     assert_string_equal(json_string_value(json_array_get(surv, 0)), "short");
@@ -205,15 +205,14 @@ static void test_context_length_aware(void **state)
 static json_t *survivors(json_t *trace)
 {
     return json_object_get(
-        json_array_get(json_object_get(json_array_get(json_object_get(trace, "profiles"), 0),
-                                       "filters"),
-                       0),
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(trace, "profiles"), 0), "filters"), 0),
         "survivors");
 }
 
-#define AFF_CFG(prefix_type, params)                                                          \
-    "plugins:\n- type: prefix-cache-affinity-filter\n  parameters: " params "\n"              \
-    "- type: " prefix_type "\n  parameters: {blockSizeTokens: 4, autoTune: false}\n"          \
+#define AFF_CFG(prefix_type, params)                                                               \
+    "plugins:\n- type: prefix-cache-affinity-filter\n  parameters: " params "\n"                   \
+    "- type: " prefix_type "\n  parameters: {blockSizeTokens: 4, autoTune: false}\n"               \
     "- type: random-picker\n"
 
 static void affinity_case(const char *cfg, size_t want_after_learning)
@@ -245,7 +244,8 @@ static void affinity_case(const char *cfg, size_t want_after_learning)
     json_decref(t);
     sched_result_release(&r);
     /* a prompt sharing nothing with it: nobody is sticky, all kept */
-    struct sched_request other = tu_req("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "m");
+    struct sched_request other =
+        tu_req("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "m");
     t = tu_trace(s, &other, true, &r);
     assert_int_equal(json_array_size(survivors(t)), 3);
     json_decref(t);
@@ -264,8 +264,8 @@ static void test_prefix_cache_affinity_filter(void **state)
     affinity_case(AFF_CFG("prefix-cache-scorer", "{explorationProbability: 1}"), 3);
     /* a threshold above the share cached: a 16-token prompt is 4 blocks; all 4 cached
      * passes 1.0 */
-    affinity_case(AFF_CFG("prefix-cache-scorer",
-                          "{explorationProbability: 0, affinityThreshold: 1.0}"), 1);
+    affinity_case(
+        AFF_CFG("prefix-cache-scorer", "{explorationProbability: 0, affinityThreshold: 1.0}"), 1);
 
     struct sched_datastore *ds = sched_ds_new();
     struct sched *s = load_ok(ds, AFF_CFG("approx-prefix-cache-producer", "{}"));
@@ -354,8 +354,8 @@ static void test_inert_plugins_warn_once(void **state)
     one_warning("plugins:\n- type: k8s-notification-source\n"
                 "  parameters: {group: '', version: v1, kind: Pod}\n",
                 "k8s-notification-source", "v1/Pod changes");
-    one_warning("plugins:\n- type: prefix-cache-affinity-filter\n",
-                "prefix-cache-affinity-filter", "no prefix data");
+    one_warning("plugins:\n- type: prefix-cache-affinity-filter\n", "prefix-cache-affinity-filter",
+                "no prefix data");
 
     /* and they change nothing: the admitter admits a sheddable request, the tier filter
      * keeps every pod */
@@ -388,8 +388,9 @@ static void test_inert_plugins_warn_once(void **state)
 
     expect_error("plugins:\n- type: static-usage-limit-policy\n  parameters: {threshold: 0}\n",
                  "plugins[0].parameters.threshold: must be in (0.0, 1.0], got 0");
-    expect_error("plugins:\n- type: slo-headroom-tier-filter\n  parameters: {epsilonExploreNeg: 2}\n",
-                 "plugins[0].parameters.epsilonExploreNeg: must be in [0, 1], got 2");
+    expect_error(
+        "plugins:\n- type: slo-headroom-tier-filter\n  parameters: {epsilonExploreNeg: 2}\n",
+        "plugins[0].parameters.epsilonExploreNeg: must be in [0, 1], got 2");
     expect_error("plugins:\n- type: models-data-source\n  parameters: {scheme: ftp}\n",
                  "plugins[0].parameters.scheme: must be http or https, got 'ftp'");
     expect_error("plugins:\n- type: models-data-source\n  parameters: {path: v1/models}\n",

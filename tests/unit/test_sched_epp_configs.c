@@ -48,14 +48,14 @@ static const struct {
     {"deploy-config-sim-pd-epp-config.yaml", NULL},
     {"docs-architecture-md-block3.yaml", NULL},
     {"docs-disaggregation-md-block4.yaml", NULL},
-    /* E/P/D: the encode decider is helper E's (encode stage) */
+    /* E/P/D: needs the encode stage (always-disagg-multimodal-decider, encode-filter) */
     {"docs-disaggregation-md-block5.yaml",
      "plugins[5].type: unknown plugin type 'always-disagg-multimodal-decider'"},
     {"pkg-epp-framework-plugins-datalayer-source-models-README-md-block2.yaml", NULL},
     /* my-pod-extractor: a user-provided plugin the README makes up */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml",
      "plugins[1].type: unknown plugin type 'my-pod-extractor'"},
-    /* endpoint-notification-source is helper N's; then the made-up my-endpoint-extractor */
+    /* endpoint-notification-source; after it, the made-up my-endpoint-extractor */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block1.yaml",
      "plugins[0].type: unknown plugin type 'endpoint-notification-source'"},
     {"pkg-epp-framework-plugins-flowcontrol-usagelimits-README-md-block0.yaml", NULL},
@@ -77,11 +77,12 @@ static const struct {
      "plugins[0].parameters.profiles.decode: profile 'decode' is not in schedulingProfiles"},
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block1.yaml",
      "plugins[0].parameters.profiles.decode: profile 'decode' is not in schedulingProfiles"},
-    /* deciders.encode: the E/P/D encode stage is helper E's */
+    /* deciders.encode: needs the E/P/D encode stage */
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block2.yaml",
      "plugins[0].parameters.deciders.encode: unknown parameter"},
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block3.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block4.yaml", NULL},
+    /* the same: a decider and the handler, no decode profile */
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block5.yaml",
      "plugins[1].parameters.profiles.decode: profile 'decode' is not in schedulingProfiles"},
     {"pkg-epp-framework-plugins-scheduling-scorer-activerequest-README-md-block0.yaml", NULL},
@@ -97,7 +98,7 @@ static const struct {
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block0.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block1.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block3.yaml", NULL},
-    /* endpoint-notification-source is helper N's */
+    /* needs endpoint-notification-source */
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block4.yaml",
      "plugins[0].type: unknown plugin type 'endpoint-notification-source'"},
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block5.yaml", NULL},
