@@ -19,6 +19,8 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_data_parallel_profile_handler, sched_probabilistic_admitter,
     sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer,
     sched_precise_prefix_cache_scorer;
+extern const struct sched_plugin_type sched_endpoint_notification_source,
+    sched_k8s_notification_source;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -68,6 +70,9 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_openai_parser,
     &sched_metrics_data_source,
     &sched_core_metrics_extractor,
+    /* data layer notification sources (sched_notify.c) */
+    &sched_endpoint_notification_source,
+    &sched_k8s_notification_source,
     NULL,
 };
 
@@ -124,6 +129,8 @@ static const struct {
                        "mmTimeout (30s)}"},
     {"metrics-data-source", "scheme (http), path, insecureSkipVerify"},
     {"core-metrics-extractor", "defaultEngine (vllm)"},
+    {"endpoint-notification-source", "(none); extractors: precise-prefix-cache-scorer"},
+    {"k8s-notification-source", "group, version, kind (no tandem extractor takes its events)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

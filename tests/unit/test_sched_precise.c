@@ -397,7 +397,15 @@ static void test_params(void **state)
     expect_error("{tokenProcessorConfig: {hashAlgo: 3}}", "tokenProcessorConfig.hashAlgo");
     expect_error("{tokenProcessorConfig: {blockSize: 16, nope: 1}}", "tokenProcessorConfig.nope");
     expect_error("{kvEventsConfig: {zmqEndpoint: 5}}", "zmqEndpoint");
-    expect_error("{kvEventsConfig: {zmqEndpoint: ''}}", "zmqEndpoint");
+    expect_error("{kvEventsConfig: {concurrency: 0}}", "kvEventsConfig.concurrency");
+    expect_error("{kvEventsConfig: {discoverPods: 'yes'}}", "discoverPods");
+    expect_error("{kvEventsConfig: {podDiscoveryConfig: {socketPort: 0}}}",
+                 "kvEventsConfig.podDiscoveryConfig.socketPort");
+    expect_error("{kvEventsConfig: {podDiscoveryConfig: {nope: 1}}}",
+                 "kvEventsConfig.podDiscoveryConfig.nope");
+    expect_error("{speculativeIndexing: 1}", "speculativeIndexing");
+    expect_error("{speculativeIndexing: true, speculativeTTL: 'soon'}", "speculativeTTL");
+    expect_error("{speculativeTTL: 2}", "speculativeTTL");
     expect_error("{kvEventsConfig: {bogus: 1}}", "kvEventsConfig.bogus");
     expect_error("{blockSize: 16}", "blockSize");
     expect_error("{indexerConfig: 3}", "indexerConfig");
