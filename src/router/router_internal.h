@@ -103,6 +103,7 @@ struct router_config {
     bool ssrf;                  /* --enable-ssrf-protection (default on) */
     const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
     bool prefiller_sampling;    /* --enable-prefiller-sampling */
+    long long sidecar_dp_size;  /* --data-parallel-size: engines "engine", "engine-dp1", ... */
     char *storage;             /* owns strings parsed out of --endpoint values */
     /* Kubernetes: endpoints (router) or allowed prefillers (sidecar) from an InferencePool */
     const char *pool_name;      /* --pool-name / --inference-pool-name */

@@ -42,8 +42,8 @@ def val(port, name, **labels):
 
 # --- processes ----------------------------------------------------------------------------
 
-def sim(name, *extra):
-    s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
+def sim(name, *extra, port=None):
+    s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra, port=port)
     s.name = name
     return s
 
@@ -551,8 +551,48 @@ def test_prefill_decode_url_flags():
     assert val(p.port, "vllm:request_success_total") == 1
 
 
+def test_sidecar_data_parallel_host_port():
+    # llm-d's sidecar with --data-parallel-size 2: rank i's engine listens on the decoder
+    # port + i; x-data-parallel-host-port HOST:(--port + i) sends the request to rank i, a
+    # port that is no rank of this pod is a 400, no header goes to rank 0
+    r0 = r1 = None
+    for _ in range(20):  # two consecutive free ports for the two ranks' engines
+        base = free_port()
+        r0 = sim("rank-0", port=base)
+        try:
+            r1 = sim("rank-1", port=base + 1)
+            break
+        except AssertionError:
+            r0.stop()
+    assert r1, "no two consecutive free ports"
+    port = free_port()
+    sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port", str(base),
+               "--data-parallel-size", "2"], r"tandem sidecar ready on", 20)
+    wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+
+    def pod(hp):
+        h = {"x-data-parallel-host-port": hp} if hp else None
+        r = complete(port, "hello", max_tokens=2, headers=h)
+        return r.status, r.header("x-inference-pod"), r
+    assert pod("127.0.0.1:%d" % port)[:2] == (200, "rank-0")
+    assert pod("127.0.0.1:%d" % (port + 1))[:2] == (200, "rank-1")
+    assert pod(None)[:2] == (200, "rank-0")
+    st, _, r = pod("127.0.0.1:%d" % (port + 2))
+    assert st == 400 and "x-data-parallel-host-port" in r.json()["error"]["message"], r.body
+    assert pod("nonsense")[0] == 400
+    sc.stop()
+    # with POD_IP set (as in a pod) the host must be the pod's
+    sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port", str(base),
+               "--data-parallel-size", "2"], r"tandem sidecar ready on", 20,
+              env={"POD_IP": "10.1.2.3"})
+    wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+    assert pod("10.1.2.3:%d" % (port + 1))[:2] == (200, "rank-1")
+    assert pod("127.0.0.1:%d" % (port + 1))[0] == 400
+
+
 if __name__ == "__main__":
     run([in_mode(c, m) for m in ("sidecar", "router") for c in CORE] +
         [test_sidecar_direct, test_sidecar_ssrf_protection, test_sidecar_ssrf_on_by_default,
          test_router_ignores_client_prefiller_header, test_sidecar_decode_down,
-         test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags])
+         test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags,
+         test_sidecar_data_parallel_host_port])
