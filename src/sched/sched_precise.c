@@ -604,9 +604,10 @@ static void legacy_note(struct precise *st, struct sched_endpoint *const *eps, c
         snprintf(p->addr, sizeof p->addr, "%s", sched_endpoint_addr(e));
         wake = true;
     }
-    pthread_mutex_unlock(&st->pend_mu);
-    if (wake)
+    /* under the mutex: pp_stop clears legacy_ready under it before closing the handle */
+    if (wake && atomic_load(&st->legacy_ready))
         uv_async_send(&st->async);
+    pthread_mutex_unlock(&st->pend_mu);
 }
 
 size_t sched_precise_subscribers(void *state, char names[][128], size_t cap)
@@ -676,7 +677,10 @@ static void pp_stop(struct sched_plugin *self)
     if (st->sock)
         uv_close((uv_handle_t *)&st->poll, NULL);
     uv_close((uv_handle_t *)&st->timer, NULL);
-    if (atomic_exchange(&st->legacy_ready, false))
+    pthread_mutex_lock(&st->pend_mu);
+    bool legacy = atomic_exchange(&st->legacy_ready, false);
+    pthread_mutex_unlock(&st->pend_mu);
+    if (legacy)
         uv_close((uv_handle_t *)&st->async, NULL);
     while (st->n_subs)
         sub_close(st, st->n_subs - 1, false);
