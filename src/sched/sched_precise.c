@@ -792,13 +792,26 @@ static int token_processor(const json_t *tp, const char *path, struct precise *s
     return 0;
 }
 
+/* engineType: vLLM's event format is the one tandem decodes. */
+static int engine_type(const json_t *obj, const char *path, struct sched_perr *err)
+{
+    const json_t *v = json_object_get(obj, "engineType");
+    if (!v || json_is_null(v) || (json_is_string(v) && (!json_string_value(v)[0] ||
+                                                         !strcmp(json_string_value(v), "vllm"))))
+        return 0;
+    sched_perr_set(err, path, "tandem decodes vLLM's KV events only (engineType: vllm)");
+    return -1;
+}
+
 static int pp_create(const json_t *params, void **state, struct sched_perr *err)
 {
     static const char *const keys[] = {"tokenProcessorConfig", "indexerConfig",  "kvEventsConfig",
                                        "speculativeIndexing",  "speculativeTTL", NULL};
     static const char *const tp_keys[] = {"blockSize", "hashSeed", "hashAlgo", NULL};
-    static const char *const ev_keys[] = {"zmqEndpoint",  "topicFilter",        "concurrency",
-                                          "discoverPods", "podDiscoveryConfig", NULL};
+    /* llm-d-kv-cache's kvevents.Config, across its current versions */
+    static const char *const ev_keys[] = {"zmqEndpoint",   "topicFilter", "concurrency",
+                                          "maxQueueDepth", "engineType",  "tracing",
+                                          "discoverPods",  "podDiscoveryConfig", NULL};
     if (!sched_param_check_keys(params, keys, err))
         return -1;
     struct precise *st = xcalloc(1, sizeof *st);
@@ -808,7 +821,7 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
     st->spec_ttl_ns = 2000000000ull; /* llm-d's defaultSpeculativeTTL */
     size_t max_keys = PP_DEFAULT_MAX_KEYS;
     const char *endpoint = "tcp://*:5557", *filter = "kv@";
-    char not_applied[768] = "";
+    char not_applied[1024] = "";
 #define NOTE(s)                                                                                    \
     snprintf(not_applied + strlen(not_applied), sizeof not_applied - strlen(not_applied), "%s%s",  \
              not_applied[0] ? ", " : "", s)
@@ -881,15 +894,35 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
             sched_perr_set(err, "kvEventsConfig.concurrency", "must be at least 1, got %lld", conc);
             goto fail;
         }
-        if (r > 0 && conc > 1)
+        long long depth = 0;
+        r = sched_param_int(ev, "maxQueueDepth", &depth, &sub);
+        if (r < 0) {
+            sub_err(err, "kvEventsConfig", &sub);
+            goto fail;
+        }
+        if (r > 0 && depth < 0) {
+            sched_perr_set(err, "kvEventsConfig.maxQueueDepth", "must not be negative, got %lld",
+                           depth);
+            goto fail;
+        }
+        if (r > 0 && depth > 0)
+            NOTE("kvEventsConfig.maxQueueDepth (no queue: the control loop drains the sockets "
+                 "directly, ZMQ's high-water mark bounds what waits)");
+        if (json_is_true(json_object_get(ev, "tracing")))
+            NOTE("kvEventsConfig.tracing (tandem has no tracing)");
+        if (engine_type(ev, "kvEventsConfig.engineType", err) < 0)
+            goto fail;
+        if (conc > 1)
             NOTE("kvEventsConfig.concurrency (events are applied by one thread, the router's "
                  "control loop, in arrival order per pod)");
         if (sched_param_bool(ev, "discoverPods", &st->discover, &sub) < 0) {
             sub_err(err, "kvEventsConfig", &sub);
             goto fail;
         }
-        static const char *const pd_keys[] = {"socketPort", "podLabelSelector", "podNamespace",
-                                              NULL};
+        static const char *const pd_keys[] = {"socketPort",       "podLabelSelector",
+                                              "podNamespace",     "replaySocketPort",
+                                              "dataParallelSize", "rankPodMapping",
+                                              "engineType",       NULL};
         const json_t *pd;
         if (!sub_obj(ev, "podDiscoveryConfig", "kvEventsConfig.podDiscoveryConfig", pd_keys, &pd,
                      err))
@@ -910,6 +943,14 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
             if (json_object_get(pd, "podLabelSelector") || json_object_get(pd, "podNamespace"))
                 NOTE("podDiscoveryConfig.podLabelSelector/podNamespace (pods are the "
                      "router's endpoints: its InferencePool, endpoints file or --endpoint)");
+            if (json_object_get(pd, "replaySocketPort"))
+                NOTE("podDiscoveryConfig.replaySocketPort (no replay: a restarted router "
+                     "rebuilds its index from new events)");
+            if (json_object_get(pd, "rankPodMapping"))
+                NOTE("podDiscoveryConfig.rankPodMapping (one subscriber per endpoint; give "
+                     "each DP rank its own endpoint)");
+            if (engine_type(pd, "kvEventsConfig.podDiscoveryConfig.engineType", err) < 0)
+                goto fail;
         }
         if (st->discover && !pd) {
             /* llm-d: discoverPods without podDiscoveryConfig subscribes to nothing */

@@ -106,8 +106,10 @@ static const struct {
     {"precise-prefix-cache-scorer",
      "tokenProcessorConfig{blockSize (16), hashSeed (\"\"), hashAlgo (tandem; sha256_cbor: "
      "vLLM's keys)}, kvEventsConfig{zmqEndpoint "
-     "(tcp://*:5557, bound; \"\": none), topicFilter (kv@), concurrency, discoverPods, "
-     "podDiscoveryConfig{socketPort (5557)}}, indexerConfig{kvBlockIndexConfig{"
+     "(tcp://*:5557, bound; \"\": none), topicFilter (kv@), concurrency, maxQueueDepth, "
+     "engineType (vllm), tracing, discoverPods, podDiscoveryConfig{socketPort (5557), "
+     "podLabelSelector, podNamespace, replaySocketPort, dataParallelSize, rankPodMapping}}, "
+     "indexerConfig{kvBlockIndexConfig{"
      "inMemoryConfig{size}, maxPrefixBlocksToMatch, enableMetrics}}, speculativeIndexing, "
      "speculativeTTL (2s)"},
     {"no-hit-lru-scorer", "lruSize, prefixPluginName"},
