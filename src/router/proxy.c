@@ -761,8 +761,9 @@ static int sidecar_dp_rank(const struct router_config *cfg, const char *hp)
     return (int)rank;
 }
 
-/* tandem sidecar: /health here; P/D when the router says so; the rest to the engine. */
-static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
+/* tandem sidecar: /health here; P/D when the router says so; the rest to the engine.
+ * rank >= 0: a DP rank's own listener (the header is not looked at there, as in llm-d). */
+static void sidecar_handle_rank(struct router_worker *w, struct http_exchange *ex, int rank_port)
 {
     struct router *r = w->r;
     const struct http_request *q = http_exchange_request(ex);
@@ -783,8 +784,12 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
     p->path_label = rt ? rt->path : !strcmp(q->path, "/metrics") ? "/metrics" : NULL;
     const char *engine = "engine";
     char rank_name[32];
-    const char *dphp = http_headers_get(&q->headers, "x-data-parallel-host-port");
-    if (dphp && *dphp) {
+    const char *dphp =
+        rank_port >= 0 ? NULL : http_headers_get(&q->headers, "x-data-parallel-host-port");
+    if (rank_port > 0) {
+        snprintf(rank_name, sizeof rank_name, "engine-dp%d", rank_port);
+        engine = rank_name;
+    } else if (dphp && *dphp) {
         /* llm-d's sidecar: the rank listening at that host:port, i.e. the engine at
          * --vllm-port + (PORT - --port); anything else is a 400 */
         int rank = sidecar_dp_rank(&r->cfg, dphp);
@@ -1069,12 +1074,18 @@ static void start_tokenize(struct proxy_req *p, const struct sched_tokenize *tk)
     free(body);
 }
 
+void sidecar_rank_handle(struct http_exchange *ex, void *ctx)
+{
+    struct sidecar_rank *k = ctx;
+    sidecar_handle_rank(k->w, ex, k->rank);
+}
+
 void router_handle(struct http_exchange *ex, void *ctx)
 {
     struct router_worker *w = ctx;
     struct router *r = w->r;
     if (r->cfg.sidecar) {
-        sidecar_handle(w, ex);
+        sidecar_handle_rank(w, ex, -1);
         return;
     }
     if (router_admin(r, ex, w))

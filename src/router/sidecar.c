@@ -2,7 +2,7 @@
  * shape (workers, proxy, keep-alive pools, metrics port) with one endpoint, the local
  * engine, and no scheduling: requests carrying x-prefiller-host-port run the P/D
  * protocol (prefill leg to that host, decode leg here); everything else is proxied to
- * the engine unchanged. The request handling itself is in proxy.c (sidecar_handle). */
+ * the engine unchanged. The request handling itself is in proxy.c (sidecar_handle_rank). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +47,9 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
         {"--data-parallel-size", NULL, FLAG_INT, &cfg->sidecar_dp_size, "N",
-         "engine ranks on --vllm-port + 0..N-1; x-data-parallel-host-port HOST:PORT picks the "
-         "rank at PORT - --port (llm-d's sidecar; default 1)",
+         "engine ranks on --vllm-port + 0..N-1, each also served on --port + rank; on --port, "
+         "x-data-parallel-host-port HOST:PORT picks the rank at PORT - --port (llm-d's "
+         "sidecar; default 1)",
          NULL},
         /* llm-d's sidecar flags that do not apply here. */
         {"--cert-path", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
@@ -90,9 +91,11 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         return -1;
     }
     if (cfg->sidecar_dp_size < 1 || cfg->sidecar_dp_size > 64 ||
-        vllm_port + cfg->sidecar_dp_size - 1 > 65535) {
+        vllm_port + cfg->sidecar_dp_size - 1 > 65535 ||
+        (cfg->sidecar_dp_size > 1 &&
+         (cfg->port <= 0 || cfg->port + cfg->sidecar_dp_size - 1 > 65535))) {
         fprintf(stderr, "tandem sidecar: --data-parallel-size in [1, 64], with --vllm-port + "
-                        "N - 1 a port\n");
+                        "N - 1 and --port + N - 1 ports (--port 0 cannot have rank ports)\n");
         return -1;
     }
     /* rank i's engine: --vllm-port + i (llm-d's sidecar: decoder port + rank) */

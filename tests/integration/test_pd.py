@@ -10,9 +10,10 @@ import json
 import random
 import re
 import socket
+import subprocess
 import time
 
-from harness import Proc, free_port, get, metric, post, run, sse_events, start_sim, stream, \
+from harness import TANDEM, Proc, free_port, get, metric, post, run, sse_events, start_sim, stream, \
     wait_until
 
 # 640 characters: the P/D decider's threshold is 100 uncached characters and the prefix
@@ -551,10 +552,27 @@ def test_prefill_decode_url_flags():
     assert val(p.port, "vllm:request_success_total") == 1
 
 
+def start_dp_sidecar(base, env=None):
+    """A sidecar with --data-parallel-size 2 on two consecutive free ports."""
+    for _ in range(20):
+        port = free_port()
+        try:
+            sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port",
+                       str(base), "--data-parallel-size", "2"], r"tandem sidecar ready on", 20,
+                      env=env)
+        except AssertionError:
+            continue
+        sc.port = port
+        wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+        return sc
+    raise AssertionError("no two consecutive free ports for the sidecar")
+
+
 def test_sidecar_data_parallel_host_port():
     # llm-d's sidecar with --data-parallel-size 2: rank i's engine listens on the decoder
-    # port + i; x-data-parallel-host-port HOST:(--port + i) sends the request to rank i, a
-    # port that is no rank of this pod is a 400, no header goes to rank 0
+    # port + i; on --port, x-data-parallel-host-port HOST:(--port + i) sends the request to
+    # rank i, a port that is no rank of this pod is a 400, no header goes to rank 0; rank
+    # i is also served on --port + i directly (the header is not looked at there)
     r0 = r1 = None
     for _ in range(20):  # two consecutive free ports for the two ranks' engines
         base = free_port()
@@ -565,14 +583,12 @@ def test_sidecar_data_parallel_host_port():
         except AssertionError:
             r0.stop()
     assert r1, "no two consecutive free ports"
-    port = free_port()
-    sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port", str(base),
-               "--data-parallel-size", "2"], r"tandem sidecar ready on", 20)
-    wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+    sc = start_dp_sidecar(base)
+    port = sc.port
 
-    def pod(hp):
+    def pod(hp, at=None):
         h = {"x-data-parallel-host-port": hp} if hp else None
-        r = complete(port, "hello", max_tokens=2, headers=h)
+        r = complete(at or port, "hello", max_tokens=2, headers=h)
         return r.status, r.header("x-inference-pod"), r
     assert pod("127.0.0.1:%d" % port)[:2] == (200, "rank-0")
     assert pod("127.0.0.1:%d" % (port + 1))[:2] == (200, "rank-1")
@@ -580,14 +596,21 @@ def test_sidecar_data_parallel_host_port():
     st, _, r = pod("127.0.0.1:%d" % (port + 2))
     assert st == 400 and "x-data-parallel-host-port" in r.json()["error"]["message"], r.body
     assert pod("nonsense")[0] == 400
+    # rank 1's own port
+    assert get(port + 1, "/health").status == 200
+    assert pod(None, at=port + 1)[:2] == (200, "rank-1")
+    assert pod("127.0.0.1:%d" % port, at=port + 1)[:2] == (200, "rank-1")
     sc.stop()
     # with POD_IP set (as in a pod) the host must be the pod's
-    sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port", str(base),
-               "--data-parallel-size", "2"], r"tandem sidecar ready on", 20,
-              env={"POD_IP": "10.1.2.3"})
-    wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+    sc = start_dp_sidecar(base, env={"POD_IP": "10.1.2.3"})
+    port = sc.port
     assert pod("10.1.2.3:%d" % (port + 1))[:2] == (200, "rank-1")
     assert pod("127.0.0.1:%d" % (port + 1))[0] == 400
+    # --port 0 cannot have rank ports
+    out = subprocess.run([TANDEM, "sidecar", "--port", "0", "--vllm-port", str(base),
+                          "--data-parallel-size", "2"], capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode != 0 and "--data-parallel-size" in out.stderr, out.stderr
 
 
 if __name__ == "__main__":
