@@ -7,6 +7,7 @@ The core checks are functions of a mode and run once per mode; the sidecar-only 
 router-only behaviours (SSRF, the sidecar's 503, pair retries) have their own tests."""
 
 import json
+import os
 import random
 import re
 import socket
@@ -613,9 +614,52 @@ def test_sidecar_data_parallel_host_port():
     assert out.returncode != 0 and "--data-parallel-size" in out.stderr, out.stderr
 
 
+def test_router_data_parallel_through_sidecar():
+    # the whole llm-d DP hop with tandem on both ends: the router's
+    # data-parallel-profile-handler (llm-d's sample config) sends every request to the pod's
+    # primary port (the sidecar) with x-data-parallel-host-port naming the picked rank, and
+    # the sidecar hands it to that rank's engine; the ranks are scraped through the
+    # sidecar's rank ports
+    r0 = r1 = None
+    for _ in range(20):
+        base = free_port()
+        r0 = sim("rank-0", port=base)
+        try:
+            r1 = sim("rank-1", port=base + 1)
+            break
+        except AssertionError:
+            r0.stop()
+    assert r1, "no two consecutive free ports"
+    sc = start_dp_sidecar(base)
+    here = os.path.dirname(os.path.abspath(__file__))
+    text = open(os.path.join(here, "..", "data", "epp-configs", "llm-d-inference-scheduler",
+                             "deploy-config-dp-epp-config.yaml")).read()
+    assert "primaryPort: 8000" in text
+    text = text.replace("primaryPort: 8000", "primaryPort: %d" % sc.port)
+    port = free_port()
+    r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+              "--workers", "1", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
+              "--config-text", text,
+              "--endpoint", "name=rank-0,addr=127.0.0.1:%d,role=decode" % sc.port,
+              "--endpoint", "name=rank-1,addr=127.0.0.1:%d,role=decode" % (sc.port + 1)],
+             r"tandem router ready on", 20)
+    wait_until(lambda: all(e["healthy"] for e in get(port, "/debug/endpoints").json()["endpoints"]),
+               10, what="both ranks scraped through the sidecar")
+    seen = set()
+    for i in range(8):
+        p = long_prompt(200) + " dp %d" % i
+        got = complete(port, p, max_tokens=2)
+        assert got.status == 200, got.body
+        # the prefix-cache-scorer sends the same prompt where it went: the router's pick
+        picked = post(port, "/debug/schedule", {"model": "m", "prompt": p}).json()["picked"][0]
+        assert got.header("x-inference-pod") == picked, (got.headers, picked)
+        seen.add(picked)
+    assert seen, seen
+
+
 if __name__ == "__main__":
     run([in_mode(c, m) for m in ("sidecar", "router") for c in CORE] +
         [test_sidecar_direct, test_sidecar_ssrf_protection, test_sidecar_ssrf_on_by_default,
          test_router_ignores_client_prefiller_header, test_sidecar_decode_down,
          test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags,
-         test_sidecar_data_parallel_host_port])
+         test_sidecar_data_parallel_host_port, test_router_data_parallel_through_sidecar])
