@@ -796,8 +796,8 @@ static int token_processor(const json_t *tp, const char *path, struct precise *s
 static int engine_type(const json_t *obj, const char *path, struct sched_perr *err)
 {
     const json_t *v = json_object_get(obj, "engineType");
-    if (!v || json_is_null(v) || (json_is_string(v) && (!json_string_value(v)[0] ||
-                                                         !strcmp(json_string_value(v), "vllm"))))
+    if (!v || json_is_null(v) ||
+        (json_is_string(v) && (!json_string_value(v)[0] || !strcmp(json_string_value(v), "vllm"))))
         return 0;
     sched_perr_set(err, path, "tandem decodes vLLM's KV events only (engineType: vllm)");
     return -1;
@@ -809,8 +809,8 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
                                        "speculativeIndexing",  "speculativeTTL", NULL};
     static const char *const tp_keys[] = {"blockSize", "hashSeed", "hashAlgo", NULL};
     /* llm-d-kv-cache's kvevents.Config, across its current versions */
-    static const char *const ev_keys[] = {"zmqEndpoint",   "topicFilter", "concurrency",
-                                          "maxQueueDepth", "engineType",  "tracing",
+    static const char *const ev_keys[] = {"zmqEndpoint",   "topicFilter",        "concurrency",
+                                          "maxQueueDepth", "engineType",         "tracing",
                                           "discoverPods",  "podDiscoveryConfig", NULL};
     if (!sched_param_check_keys(params, keys, err))
         return -1;
@@ -919,10 +919,9 @@ static int pp_create(const json_t *params, void **state, struct sched_perr *err)
             sub_err(err, "kvEventsConfig", &sub);
             goto fail;
         }
-        static const char *const pd_keys[] = {"socketPort",       "podLabelSelector",
-                                              "podNamespace",     "replaySocketPort",
-                                              "dataParallelSize", "rankPodMapping",
-                                              "engineType",       NULL};
+        static const char *const pd_keys[] = {
+            "socketPort",       "podLabelSelector", "podNamespace", "replaySocketPort",
+            "dataParallelSize", "rankPodMapping",   "engineType",   NULL};
         const json_t *pd;
         if (!sub_obj(ev, "podDiscoveryConfig", "kvEventsConfig.podDiscoveryConfig", pd_keys, &pd,
                      err))
