@@ -25,6 +25,8 @@ static void on_worker_stop(uv_async_t *a)
 {
     struct router_worker *w = a->data;
     http_server_stop(w->server, NULL, NULL);
+    for (size_t i = 0; i < w->n_ranks; i++)
+        http_server_stop(w->ranks[i].server, NULL, NULL);
     http_client_free(w->client);
     uv_close((uv_handle_t *)a, NULL);
 }
@@ -51,7 +53,27 @@ static int worker_start(struct router *r, struct router_worker *w, int port)
         .conn_limit = &r->conn_limit,
     };
     int err = http_server_start(&w->loop, &hc, &w->server);
+    /* tandem sidecar: DP ranks 1..N-1 listen on --port + rank (llm-d's sidecar) */
+    for (long long i = 1; !err && r->cfg.sidecar && i < r->cfg.sidecar_dp_size; i++) {
+        struct sidecar_rank *k = &w->ranks[w->n_ranks];
+        *k = (struct sidecar_rank){w, (int)i, NULL};
+        struct http_server_config rc = hc;
+        rc.port = port + (int)i;
+        rc.handler = sidecar_rank_handle;
+        rc.handler_ctx = k;
+        err = http_server_start(&w->loop, &rc, &k->server);
+        if (err)
+            fprintf(stderr, "tandem sidecar: cannot listen on %s:%d for DP rank %lld: %s\n",
+                    r->cfg.host, rc.port, i, uv_strerror(err));
+        else
+            w->n_ranks++;
+    }
     if (err) {
+        if (w->server) /* a rank's listener failed: the others go too */
+            http_server_stop(w->server, NULL, NULL);
+        for (size_t i = 0; i < w->n_ranks; i++)
+            http_server_stop(w->ranks[i].server, NULL, NULL);
+        w->n_ranks = 0;
         uv_run(&w->loop, UV_RUN_DEFAULT); /* the failed server frees itself in close callbacks */
         uv_loop_close(&w->loop);
         return err;

@@ -735,8 +735,35 @@ static struct proxy_req *proxy_req_new(struct router_worker *w, struct http_exch
     return p;
 }
 
-/* tandem sidecar: /health here; P/D when the router says so; the rest to the engine. */
-static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
+/* The DP rank x-data-parallel-host-port names (llm-d's map POD_IP:port+i -> rank i): its
+ * port minus --port, in [0, --data-parallel-size); with POD_IP set the host must be it. */
+static int sidecar_dp_rank(const struct router_config *cfg, const char *hp)
+{
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp)
+        return -1;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end)
+        return -1;
+    long rank = port - cfg->port;
+    if (rank < 0 || rank >= cfg->sidecar_dp_size)
+        return -1;
+    const char *pod_ip = getenv("POD_IP");
+    if (pod_ip && *pod_ip) {
+        const char *h = hp;
+        size_t n = (size_t)(colon - hp);
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']')
+            h++, n -= 2;
+        if (strlen(pod_ip) != n || strncmp(pod_ip, h, n) != 0)
+            return -1;
+    }
+    return (int)rank;
+}
+
+/* tandem sidecar: /health here; P/D when the router says so; the rest to the engine.
+ * rank >= 0: a DP rank's own listener (the header is not looked at there, as in llm-d). */
+static void sidecar_handle_rank(struct router_worker *w, struct http_exchange *ex, int rank_port)
 {
     struct router *r = w->r;
     const struct http_request *q = http_exchange_request(ex);
@@ -755,7 +782,33 @@ static void sidecar_handle(struct router_worker *w, struct http_exchange *ex)
     struct proxy_req *p = proxy_req_new(w, ex);
     const struct openai_route_info *rt = openai_route_find(NULL, q->path);
     p->path_label = rt ? rt->path : !strcmp(q->path, "/metrics") ? "/metrics" : NULL;
-    p->ep = sched_ds_find(r->ds, "engine");
+    const char *engine = "engine";
+    char rank_name[32];
+    const char *dphp =
+        rank_port >= 0 ? NULL : http_headers_get(&q->headers, "x-data-parallel-host-port");
+    if (rank_port > 0) {
+        snprintf(rank_name, sizeof rank_name, "engine-dp%d", rank_port);
+        engine = rank_name;
+    } else if (dphp && *dphp) {
+        /* llm-d's sidecar: the rank listening at that host:port, i.e. the engine at
+         * --vllm-port + (PORT - --port); anything else is a 400 */
+        int rank = sidecar_dp_rank(&r->cfg, dphp);
+        if (rank < 0) {
+            router_error(ex, 400, NULL,
+                         "x-data-parallel-host-port: no data parallel rank of this pod at '%s' "
+                         "(ports %d..%lld)",
+                         dphp, r->cfg.port, r->cfg.port + r->cfg.sidecar_dp_size - 1);
+            p->pd_label = "none";
+            count_request(p, 400);
+            proxy_free(p);
+            return;
+        }
+        if (rank > 0) {
+            snprintf(rank_name, sizeof rank_name, "engine-dp%d", rank);
+            engine = rank_name;
+        }
+    }
+    p->ep = sched_ds_find(r->ds, engine);
     if (!p->ep) {
         router_error(ex, 503, NULL, "decode endpoint not ready: no engine configured");
         count_request(p, 503);
@@ -1021,12 +1074,18 @@ static void start_tokenize(struct proxy_req *p, const struct sched_tokenize *tk)
     free(body);
 }
 
+void sidecar_rank_handle(struct http_exchange *ex, void *ctx)
+{
+    struct sidecar_rank *k = ctx;
+    sidecar_handle_rank(k->w, ex, k->rank);
+}
+
 void router_handle(struct http_exchange *ex, void *ctx)
 {
     struct router_worker *w = ctx;
     struct router *r = w->r;
     if (r->cfg.sidecar) {
-        sidecar_handle(w, ex);
+        sidecar_handle_rank(w, ex, -1);
         return;
     }
     if (router_admin(r, ex, w))

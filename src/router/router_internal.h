@@ -103,6 +103,7 @@ struct router_config {
     bool ssrf;                  /* --enable-ssrf-protection (default on) */
     const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
     bool prefiller_sampling;    /* --enable-prefiller-sampling */
+    long long sidecar_dp_size;  /* --data-parallel-size: engines "engine", "engine-dp1", ... */
     char *storage;             /* owns strings parsed out of --endpoint values */
     /* Kubernetes: endpoints (router) or allowed prefillers (sidecar) from an InferencePool */
     const char *pool_name;      /* --pool-name / --inference-pool-name */
@@ -249,6 +250,14 @@ struct router_worker {
     uv_async_t stop;
     struct http_server *server;
     struct http_client *client;
+    /* tandem sidecar --data-parallel-size N: rank i's own listener on --port + i (i >= 1),
+     * as llm-d's sidecar has them; ranks[i - 1] is its handler context */
+    struct sidecar_rank {
+        struct router_worker *w;
+        int rank;
+        struct http_server *server;
+    } ranks[63];
+    size_t n_ranks;
 };
 
 /* config.c */
@@ -306,6 +315,7 @@ int router_parse_body(struct sched_request *s, struct arena *a, const char *meth
 int router_decide(struct router *r, struct sched_request *sreq, struct sched_result *res,
                   size_t *pick, char *msg, size_t cap);
 void router_handle(struct http_exchange *ex, void *ctx); /* ctx = struct router_worker */
+void sidecar_rank_handle(struct http_exchange *ex, void *ctx); /* ctx = struct sidecar_rank */
 /* Whether the sidecar has any allowed prefiller (flag or pool). */
 bool router_prefillers_configured(const struct router *r);
 /* POST /debug/schedule: a dry run of the decision for the body, as JSON. */

@@ -2,7 +2,7 @@
  * shape (workers, proxy, keep-alive pools, metrics port) with one endpoint, the local
  * engine, and no scheduling: requests carrying x-prefiller-host-port run the P/D
  * protocol (prefill leg to that host, decode leg here); everything else is proxied to
- * the engine unchanged. The request handling itself is in proxy.c (sidecar_handle). */
+ * the engine unchanged. The request handling itself is in proxy.c (sidecar_handle_rank). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +20,7 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     long long vllm_port = 8001, metrics_port = 0;
     const char *vllm_host = "127.0.0.1";
     cfg->workers = 1;
+    cfg->sidecar_dp_size = 1;
     cfg->max_retries = 0;
     cfg->connect_timeout_s = 5;
     cfg->read_timeout_s = 30;
@@ -45,6 +46,11 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
          "inference.networking.k8s.io (v1, default) or inference.networking.x-k8s.io", NULL},
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
+        {"--data-parallel-size", NULL, FLAG_INT, &cfg->sidecar_dp_size, "N",
+         "engine ranks on --vllm-port + 0..N-1, each also served on --port + rank; on --port, "
+         "x-data-parallel-host-port HOST:PORT picks the rank at PORT - --port (llm-d's "
+         "sidecar; default 1)",
+         NULL},
         /* llm-d's sidecar flags that do not apply here. */
         {"--cert-path", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
         {"--secure-proxy", NULL, FLAG_IGNORE_VALUE, NULL, NULL, NULL, NULL},
@@ -84,11 +90,22 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
         fprintf(stderr, "tandem sidecar: --workers in [1, 64]\n");
         return -1;
     }
-    struct sched_endpoint_spec *e = &cfg->endpoints[0];
-    e->name = xstrdup("engine");
-    e->host = xstrdup(vllm_host);
-    e->port = (int)vllm_port;
-    cfg->n_endpoints = 1;
+    if (cfg->sidecar_dp_size < 1 || cfg->sidecar_dp_size > 64 ||
+        vllm_port + cfg->sidecar_dp_size - 1 > 65535 ||
+        (cfg->sidecar_dp_size > 1 &&
+         (cfg->port <= 0 || cfg->port + cfg->sidecar_dp_size - 1 > 65535))) {
+        fprintf(stderr, "tandem sidecar: --data-parallel-size in [1, 64], with --vllm-port + "
+                        "N - 1 and --port + N - 1 ports (--port 0 cannot have rank ports)\n");
+        return -1;
+    }
+    /* rank i's engine: --vllm-port + i (llm-d's sidecar: decoder port + rank) */
+    for (long long i = 0; i < cfg->sidecar_dp_size; i++) {
+        struct sched_endpoint_spec *e = &cfg->endpoints[i];
+        e->name = i ? xasprintf("engine-dp%lld", i) : xstrdup("engine");
+        e->host = xstrdup(vllm_host);
+        e->port = (int)(vllm_port + i);
+    }
+    cfg->n_endpoints = (size_t)cfg->sidecar_dp_size;
     cfg->policy = "round_robin";
     cfg->metrics_port = (int)metrics_port;
     cfg->refresh_metrics_s = 1.0; /* health only: nothing is scheduled */

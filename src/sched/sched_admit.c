@@ -109,7 +109,7 @@ struct util_detector {
 };
 
 /* A Go duration ("200ms", "1.5s", "1m30s"); false when malformed or not positive. */
-static bool parse_duration(const char *s, uint64_t *ns)
+bool sched_parse_duration(const char *s, uint64_t *ns)
 {
     static const struct {
         const char *unit;
@@ -169,7 +169,7 @@ static int ud_create(const json_t *params, void **state, struct sched_perr *err)
         return -1;
     }
     struct util_detector *st = xcalloc(1, sizeof *st);
-    if (!parse_duration(stale, &st->stale_ns)) {
+    if (!sched_parse_duration(stale, &st->stale_ns)) {
         free(st);
         sched_perr_set(err, "metricsStalenessThreshold",
                        "must be a positive duration such as 200ms, got '%s'", stale);

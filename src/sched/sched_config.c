@@ -540,13 +540,40 @@ static int load_data_layer(struct sched *s, struct loader *L, const json_t *dl)
             return fail(L, ex, f, "must be a list of {pluginRef}");
         size_t k;
         json_t *x;
+        bool endpoint_src = pl->t == &sched_endpoint_notification_source;
         json_array_foreach(ex, k, x)
         {
             char xp[128];
             snprintf(xp, sizeof xp, "%s.extractors[%zu]", path, k);
             L->ctx = x;
-            if (load_ref(s, L, x, xp, SCHED_PK_EXTRACTOR, NULL) < 0)
+            if (!endpoint_src && pl->t != &sched_k8s_notification_source) {
+                if (load_ref(s, L, x, xp, SCHED_PK_EXTRACTOR, NULL) < 0)
+                    return -1;
+                continue;
+            }
+            /* llm-d checks an extractor's input type against the source's output: an
+             * endpoint source takes EndpointExtractors only, a k8s source GVK extractors
+             * (tandem has none) */
+            static const char *const ref_fields[] = {"pluginRef", NULL};
+            char xf[160];
+            if (!json_is_object(x))
+                return fail(L, x, xp, "must be a mapping with pluginRef");
+            if (check_fields(L, x, xp, ref_fields) < 0)
                 return -1;
+            json_t *xr = json_object_get(x, "pluginRef");
+            snprintf(xf, sizeof xf, "%s.pluginRef", xp);
+            if (!xr || !json_is_string(xr))
+                return fail(L, xr ? xr : x, xf, "required string");
+            struct sched_plugin *xpl = sched_find_plugin(s, json_string_value(xr));
+            if (!xpl)
+                return fail(L, xr, xf, "no plugin named '%s' in plugins", json_string_value(xr));
+            if (!endpoint_src || !xpl->t->extract_endpoint)
+                return fail(L, xr, xf,
+                            "extractor '%s' (%s) input type incompatible with datasource '%s' "
+                            "(%s): it does not take %s",
+                            xpl->name, xpl->t->type, pl->name, pl->t->type,
+                            endpoint_src ? "endpoint events" : "Kubernetes object events");
+            sched_notify_wire(pl, s, xpl);
         }
     }
     return 0;

@@ -118,6 +118,21 @@ struct sched_cycle;
 struct sched_plugin;
 struct sched_profile;
 
+/* An endpoint lifecycle event from endpoint-notification-source (llm-d's EndpointEvent):
+ * strings are borrowed for the call only. */
+enum sched_endpoint_event_type {
+    SCHED_EP_ADD_OR_UPDATE,
+    SCHED_EP_DELETE,
+};
+
+struct sched_endpoint_event {
+    enum sched_endpoint_event_type type;
+    const char *name; /* the datastore name (llm-d's namespaced name) */
+    const char *host;
+    const char *addr; /* "host:port" */
+    int port;
+};
+
 /* Errors from create/bind: the parameter (or "" for the plugin as a whole) and why. */
 struct sched_perr {
     char field[96];
@@ -169,6 +184,11 @@ struct sched_plugin_type {
      * handles; stop closes the handles (the loop then runs their close callbacks). */
     int (*start)(struct sched_plugin *self, uv_loop_t *loop, struct sched_perr *err);
     void (*stop)(struct sched_plugin *self);
+    /* endpoint extractor (llm-d's EndpointExtractor): endpoint add/update/delete events from
+     * an endpoint-notification-source it is wired to, on the router's control loop. A
+     * plugin with this hook may be listed under that source's extractors whatever its
+     * kind; nothing else may. */
+    void (*extract_endpoint)(struct sched_plugin *self, const struct sched_endpoint_event *ev);
 };
 
 struct sched_plugin {
@@ -264,6 +284,9 @@ int sched_param_str(const json_t *params, const char *key, const char **out,
 int sched_param_bool(const json_t *params, const char *key, bool *out, struct sched_perr *err);
 void sched_perr_set(struct sched_perr *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A Go duration ("200ms", "1.5s", "1m30s") in ns; false when malformed or not positive
+ * (sched_admit.c). */
+bool sched_parse_duration(const char *s, uint64_t *ns);
 
 /* token-producer's cached token ids for req's prompt: returns their count with *ids a
  * malloc'd copy (caller frees), or 0 with *ids NULL when none are cached. */
@@ -279,6 +302,26 @@ size_t sched_precise_blocks(void *state);
 void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
                                 const char *const *addrs, const char *const *hosts, size_t n,
                                 double *out);
+
+/* endpoint-notification-source (sched_notify.c). The loader wires extractors to a source
+ * (the caller checked ext has extract_endpoint); wired says whether ext is wired to any
+ * endpoint-notification-source of s. sync diffs the datastore against the source's last
+ * view and dispatches the events now (the source's timer does this on the control loop;
+ * tests call it directly); returns how many events it dispatched. */
+extern const struct sched_plugin_type sched_endpoint_notification_source;
+extern const struct sched_plugin_type sched_k8s_notification_source;
+void sched_notify_wire(struct sched_plugin *src, struct sched *s, struct sched_plugin *ext);
+bool sched_notify_wired(const struct sched *s, const struct sched_plugin *ext);
+size_t sched_notify_sync(struct sched_plugin *src);
+
+/* precise-prefix-cache-scorer, for tests: per-pod subscribers open now (their endpoint
+ * names written to names[0..cap), comma-free), speculative entries expired at now_ns. */
+size_t sched_precise_subscribers(void *state, char names[][128], size_t cap);
+size_t sched_precise_expire(void *state, uint64_t now_ns);
+/* Speculative entries for keys[0..nk) on the endpoints addrs[0..n) ("host:port"), expiring
+ * at now_ns + speculativeTTL (what a pick does with speculativeIndexing). */
+void sched_precise_speculate(void *state, const uint64_t *keys, size_t nk, const char *const *addrs,
+                             size_t n, uint64_t now_ns);
 
 /* token-producer's cached token count for req's prompt (0 when none). */
 uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);

@@ -24,6 +24,7 @@ extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_h
     sched_vllmgrpc_parser, sched_static_usage_limit_policy, sched_latency_slo_admitter,
     sched_slo_headroom_tier_filter, sched_prefix_cache_affinity_filter,
     sched_approx_prefix_cache_producer, sched_models_data_source, sched_models_data_extractor,
+    sched_endpoint_notification_source,
     sched_k8s_notification_source;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
@@ -85,6 +86,8 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_slo_headroom_tier_filter,
     &sched_models_data_source,
     &sched_models_data_extractor,
+    /* data layer notification sources (sched_notify.c) */
+    &sched_endpoint_notification_source,
     &sched_k8s_notification_source,
     NULL,
 };
@@ -119,8 +122,12 @@ static const struct {
     {"precise-prefix-cache-scorer",
      "tokenProcessorConfig{blockSize (16), hashSeed (\"\"), hashAlgo (tandem; sha256_cbor: "
      "vLLM's keys)}, kvEventsConfig{zmqEndpoint "
-     "(tcp://*:5557, bound), topicFilter (kv@)}, indexerConfig{kvBlockIndexConfig{"
-     "inMemoryConfig{size}, maxPrefixBlocksToMatch, enableMetrics}}"},
+     "(tcp://*:5557, bound; \"\": none), topicFilter (kv@), concurrency, maxQueueDepth, "
+     "engineType (vllm), tracing, discoverPods, podDiscoveryConfig{socketPort (5557), "
+     "podLabelSelector, podNamespace, replaySocketPort, dataParallelSize, rankPodMapping}}, "
+     "indexerConfig{kvBlockIndexConfig{"
+     "inMemoryConfig{size}, maxPrefixBlocksToMatch, enableMetrics}}, speculativeIndexing, "
+     "speculativeTTL (2s)"},
     {"no-hit-lru-scorer", "lruSize, prefixPluginName"},
     {"max-score-picker", "maxNumOfEndpoints"},
     {"random-picker", "maxNumOfEndpoints"},
@@ -159,6 +166,7 @@ static const struct {
                            "not polled"},
     {"models-data-extractor", "(none; not applied)"},
     {"k8s-notification-source", "group, version, kind (required); watches nothing"},
+    {"endpoint-notification-source", "(none); extractors: precise-prefix-cache-scorer"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

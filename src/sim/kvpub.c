@@ -213,6 +213,10 @@ struct sim_kvpub *sim_kvpub_new(const struct sim_kvpub_config *cfg, struct sim_e
     int linger = 0;
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (strchr(ep, '[')) { /* an IPv6 literal ("tcp://[::]:5557", "[::ffff:10.0.0.5]") */
+        int one = 1;
+        zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof one);
+    }
     int rc = binds(ep) ? zmq_bind(sock, ep) : zmq_connect(sock, ep);
     if (rc != 0) {
         snprintf(err, errlen, "kv events endpoint '%s': %s", ep, zmq_strerror(zmq_errno()));

@@ -7,12 +7,14 @@ The core checks are functions of a mode and run once per mode; the sidecar-only 
 router-only behaviours (SSRF, the sidecar's 503, pair retries) have their own tests."""
 
 import json
+import os
 import random
 import re
 import socket
+import subprocess
 import time
 
-from harness import Proc, free_port, get, metric, post, run, sse_events, start_sim, stream, \
+from harness import TANDEM, Proc, free_port, get, metric, post, run, sse_events, start_sim, stream, \
     wait_until
 
 # 640 characters: the P/D decider's threshold is 100 uncached characters and the prefix
@@ -42,8 +44,8 @@ def val(port, name, **labels):
 
 # --- processes ----------------------------------------------------------------------------
 
-def sim(name, *extra):
-    s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra)
+def sim(name, *extra, port=None):
+    s = start_sim("--model", "m", "--profile", "fast", "--pod-name", name, *extra, port=port)
     s.name = name
     return s
 
@@ -551,8 +553,113 @@ def test_prefill_decode_url_flags():
     assert val(p.port, "vllm:request_success_total") == 1
 
 
+def start_dp_sidecar(base, env=None):
+    """A sidecar with --data-parallel-size 2 on two consecutive free ports."""
+    for _ in range(20):
+        port = free_port()
+        try:
+            sc = Proc(["sidecar", "--host", "127.0.0.1", "--port", str(port), "--vllm-port",
+                       str(base), "--data-parallel-size", "2"], r"tandem sidecar ready on", 20,
+                      env=env)
+        except AssertionError:
+            continue
+        sc.port = port
+        wait_until(lambda: get(port, "/health").status == 200, 10, what="sidecar health")
+        return sc
+    raise AssertionError("no two consecutive free ports for the sidecar")
+
+
+def test_sidecar_data_parallel_host_port():
+    # llm-d's sidecar with --data-parallel-size 2: rank i's engine listens on the decoder
+    # port + i; on --port, x-data-parallel-host-port HOST:(--port + i) sends the request to
+    # rank i, a port that is no rank of this pod is a 400, no header goes to rank 0; rank
+    # i is also served on --port + i directly (the header is not looked at there)
+    r0 = r1 = None
+    for _ in range(20):  # two consecutive free ports for the two ranks' engines
+        base = free_port()
+        r0 = sim("rank-0", port=base)
+        try:
+            r1 = sim("rank-1", port=base + 1)
+            break
+        except AssertionError:
+            r0.stop()
+    assert r1, "no two consecutive free ports"
+    sc = start_dp_sidecar(base)
+    port = sc.port
+
+    def pod(hp, at=None):
+        h = {"x-data-parallel-host-port": hp} if hp else None
+        r = complete(at or port, "hello", max_tokens=2, headers=h)
+        return r.status, r.header("x-inference-pod"), r
+    assert pod("127.0.0.1:%d" % port)[:2] == (200, "rank-0")
+    assert pod("127.0.0.1:%d" % (port + 1))[:2] == (200, "rank-1")
+    assert pod(None)[:2] == (200, "rank-0")
+    st, _, r = pod("127.0.0.1:%d" % (port + 2))
+    assert st == 400 and "x-data-parallel-host-port" in r.json()["error"]["message"], r.body
+    assert pod("nonsense")[0] == 400
+    # rank 1's own port
+    assert get(port + 1, "/health").status == 200
+    assert pod(None, at=port + 1)[:2] == (200, "rank-1")
+    assert pod("127.0.0.1:%d" % port, at=port + 1)[:2] == (200, "rank-1")
+    sc.stop()
+    # with POD_IP set (as in a pod) the host must be the pod's
+    sc = start_dp_sidecar(base, env={"POD_IP": "10.1.2.3"})
+    port = sc.port
+    assert pod("10.1.2.3:%d" % (port + 1))[:2] == (200, "rank-1")
+    assert pod("127.0.0.1:%d" % (port + 1))[0] == 400
+    # --port 0 cannot have rank ports
+    out = subprocess.run([TANDEM, "sidecar", "--port", "0", "--vllm-port", str(base),
+                          "--data-parallel-size", "2"], capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode != 0 and "--data-parallel-size" in out.stderr, out.stderr
+
+
+def test_router_data_parallel_through_sidecar():
+    # the whole llm-d DP hop with tandem on both ends: the router's
+    # data-parallel-profile-handler (llm-d's sample config) sends every request to the pod's
+    # primary port (the sidecar) with x-data-parallel-host-port naming the picked rank, and
+    # the sidecar hands it to that rank's engine; the ranks are scraped through the
+    # sidecar's rank ports
+    r0 = r1 = None
+    for _ in range(20):
+        base = free_port()
+        r0 = sim("rank-0", port=base)
+        try:
+            r1 = sim("rank-1", port=base + 1)
+            break
+        except AssertionError:
+            r0.stop()
+    assert r1, "no two consecutive free ports"
+    sc = start_dp_sidecar(base)
+    here = os.path.dirname(os.path.abspath(__file__))
+    text = open(os.path.join(here, "..", "data", "epp-configs", "llm-d-inference-scheduler",
+                             "deploy-config-dp-epp-config.yaml")).read()
+    assert "primaryPort: 8000" in text
+    text = text.replace("primaryPort: 8000", "primaryPort: %d" % sc.port)
+    port = free_port()
+    r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+              "--workers", "1", "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
+              "--config-text", text,
+              "--endpoint", "name=rank-0,addr=127.0.0.1:%d,role=decode" % sc.port,
+              "--endpoint", "name=rank-1,addr=127.0.0.1:%d,role=decode" % (sc.port + 1)],
+             r"tandem router ready on", 20)
+    wait_until(lambda: all(e["healthy"] for e in get(port, "/debug/endpoints").json()["endpoints"]),
+               10, what="both ranks scraped through the sidecar")
+    seen = set()
+    for i in range(8):
+        p = long_prompt(200) + " dp %d" % i
+        got = complete(port, p, max_tokens=2)
+        assert got.status == 200, got.body
+        # the prefix-cache-scorer sends the same prompt where it went: the router's pick
+        picked = post(port, "/debug/schedule", {"model": "m", "prompt": p}).json()["picked"][0]
+        assert got.header("x-inference-pod") == picked, (got.headers, picked)
+        seen.add(picked)
+    assert seen, seen
+
+
 if __name__ == "__main__":
     run([in_mode(c, m) for m in ("sidecar", "router") for c in CORE] +
         [test_sidecar_direct, test_sidecar_ssrf_protection, test_sidecar_ssrf_on_by_default,
          test_router_ignores_client_prefiller_header, test_sidecar_decode_down,
-         test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags])
+         test_router_mode_decode_down_pair_retry, test_prefill_decode_url_flags,
+         test_sidecar_data_parallel_host_port, test_router_data_parallel_through_sidecar])

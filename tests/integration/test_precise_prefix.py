@@ -3,11 +3,13 @@
 kv@<ip:port>@m); the router's index follows the sims' real caches, so a prompt one sim
 served routes back to it, and stops doing so once that sim evicted it."""
 
+import http.client
 import json
 import os
 import subprocess
+import tempfile
 
-from harness import TANDEM, Proc, free_port, get, metric, post, run, start_sim, wait_until
+from harness import TANDEM, Proc, free_port, get, metric, post, run, sims, start_sim, wait_until
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
@@ -195,6 +197,164 @@ def test_bind_failure_stops_router():
     assert get(r.port, "/ready").status == 200
 
 
+def notify_config(zport, sport, speculative=False):
+    return """apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: endpoint-notification-source
+- type: metrics-data-source
+- type: core-metrics-extractor
+- type: decode-filter
+- type: max-score-picker
+- type: precise-prefix-cache-scorer
+  parameters:
+    tokenProcessorConfig:
+      blockSize: 16
+    kvEventsConfig:
+      zmqEndpoint: tcp://127.0.0.1:%d
+      topicFilter: "kv@"
+      concurrency: 4
+      discoverPods: true
+      podDiscoveryConfig:
+        socketPort: %d
+    speculativeIndexing: %s
+    speculativeTTL: 1s
+dataLayer:
+  sources:
+  - pluginRef: metrics-data-source
+    extractors:
+    - pluginRef: core-metrics-extractor
+  - pluginRef: endpoint-notification-source
+    extractors:
+    - pluginRef: precise-prefix-cache-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: precise-prefix-cache-scorer
+    weight: 10
+""" % (zport, sport, "true" if speculative else "false")
+
+
+def post_to(ip, port, path, body):
+    c = http.client.HTTPConnection(ip, port, timeout=15)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    assert r.status == 200, (r.status, data)
+    return data
+
+
+def write_endpoints(path, pods):
+    with open(path, "w") as f:
+        f.write("endpoints:\n")
+        for p in pods:
+            f.write("- name: %s\n  address: %s:%d\n  role: decode\n" % (p.name, p.ip, p.port))
+    st = os.stat(path)
+    os.utime(path, (st.st_atime + 5, st.st_mtime + 5))  # a new mtime, whatever the clock
+
+
+def test_notification_source_per_pod_subscribers():
+    # llm-d's recommended precise setup: every engine binds its own PUB socket at the same
+    # port on its own address (tcp://*:5556 in a pod; here [::ffff:127.0.0.X]:S), the
+    # router connects one SUB per endpoint, following endpoint-notification-source. The
+    # topic names nobody: events on a pod's socket belong to that pod.
+    zport, sport = free_port(), free_port()
+    pods = []
+    for i, ip in enumerate(("127.0.0.2", "127.0.0.3")):
+        port = free_port()
+        kv = {"enable_kv_cache_events": True, "publisher": "zmq",
+              "endpoint": "tcp://[::ffff:%s]:%d" % (ip, sport), "topic": "kv@somebody@m"}
+        s = start_sim("--model", "m", "--profile", "fast", "--pod-name", "decode-%d" % i,
+                      "--host", ip, "--num-gpu-blocks", "48", "--block-size", "16",
+                      "--kv-events-config", json.dumps(kv), port=port)
+        s.name, s.ip = "decode-%d" % i, ip
+        pods.append(s)
+    a, b = pods
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        path = f.name
+    try:
+        write_endpoints(path, pods)
+        port = free_port()
+        r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+                  "--workers", "2", "--refresh-metrics-interval", "20",
+                  "--enable-debug-endpoints", "--endpoints-file", path,
+                  "--config-text", notify_config(zport, sport)], r"tandem router ready on", 20)
+        r.port = port
+        for p in pods:
+            assert r.wait_log(r"subscriber for endpoint '%s' connected to tcp://%s:%d"
+                              % (p.name, p.ip, sport), 10), r.output()
+        assert r.wait_log(r"bound at tcp://127.0.0.1:%d" % zport, 1)  # global socket kept
+
+        def sees(pod, tag):
+            n = [0]
+
+            def seen():
+                n[0] += 1
+                w = prompt("%s-%s-%d" % (tag, pod.name, n[0]), 20)
+                post_to(pod.ip, pod.port, "/v1/completions",
+                        {"model": "m", "prompt": w, "max_tokens": 1})
+                return precise_scores(r, w).get(pod.name, 0) > 0 or None
+            wait_until(seen, 10, interval=0.1, what="KV events from %s" % pod.name)
+        for p in pods:
+            sees(p, "warmup")
+        p = prompt("pod-socket", 90)
+        post_to(a.ip, a.port, "/v1/completions", {"model": "m", "prompt": p, "max_tokens": 1})
+        sc = wait_until(lambda: (lambda x: x if x["decode-0"] > 0.5 else None)(
+            precise_scores(r, p)), 10, what="A's blocks in the router's index")
+        assert sc["decode-1"] == 0, sc
+        for i in range(3):
+            assert complete(r.port, p + " then %d" % i).header("x-inference-pod") == "decode-0"
+
+        # A leaves the pool: its subscriber closes and its blocks leave the index
+        mark = r.line_count()
+        write_endpoints(path, [b])
+        m = r.wait_log(r"subscriber for endpoint 'decode-0' \(tcp://127.0.0.2:%d\) closed, "
+                       r"(\d+) blocks dropped" % sport, 10, start=mark)
+        assert m and int(m.group(1)) >= 5, r.output()
+        assert precise_scores(r, p) == {"decode-1": 0}
+        assert complete(r.port, p).header("x-inference-pod") == "decode-1"
+        # and comes back: a new subscriber, fed from what A does from now on
+        mark = r.line_count()
+        write_endpoints(path, pods)
+        assert r.wait_log(r"subscriber for endpoint 'decode-0' connected", 10, start=mark)
+        sees(a, "back")
+    finally:
+        os.unlink(path)
+
+
+def test_speculative_indexing():
+    # speculativeIndexing: a pick counts as cached on the picked pod at once, before (here:
+    # without) any KV event, and for speculativeTTL (1s) only. These sims publish nothing.
+    zport, sport = free_port(), free_port()
+    a, b = sims(2)
+    port = free_port()
+    r = Proc(["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
+              "--workers", "1", "--enable-debug-endpoints", "--config-text",
+              notify_config(zport, sport, speculative=True),
+              "--endpoint", "name=decode-0,addr=127.0.0.1:%d,role=decode" % a.port,
+              "--endpoint", "name=decode-1,addr=127.0.0.1:%d,role=decode" % b.port],
+             r"tandem router ready on", 20)
+    r.port = port
+    wait_until(lambda: all(e["healthy"] for e in
+                           get(port, "/debug/endpoints").json()["endpoints"]),
+               10, what="every endpoint healthy")
+    p = prompt("speculate", 90)
+    assert precise_scores(r, p) == {"decode-0": 0, "decode-1": 0}
+    picked = complete(r.port, p).header("x-inference-pod")
+    other = "decode-1" if picked == "decode-0" else "decode-0"
+    sc = precise_scores(r, p)
+    assert sc[picked] == 1 and sc[other] == 0, sc
+    # the same prefix follows the speculation
+    for i in range(3):
+        assert complete(r.port, p + " again %d" % i).header("x-inference-pod") == picked
+    # nothing confirms it: gone after the TTL (plus the 100 ms sweep)
+    wait_until(lambda: precise_scores(r, p)[picked] == 0, 5, what="speculative entries to expire")
+
+
 if __name__ == "__main__":
     run([test_follows_sim_cache_and_evictions, test_chat_blocks_match,
-         test_vllm_sha256_cbor_keys, test_bind_failure_stops_router])
+         test_vllm_sha256_cbor_keys, test_bind_failure_stops_router,
+         test_notification_source_per_pod_subscribers, test_speculative_indexing])

@@ -34,9 +34,7 @@ static const struct {
     {"deploy-config-dp-epp-config.yaml", NULL},
     {"deploy-config-epp-config.yaml", NULL},
     {"deploy-config-epp-estimate-prefix-cache-config.yaml", NULL},
-    /* token-producer and precise-prefix-cache-scorer load; endpoint-notification-source does not */
-    {"deploy-config-epp-precise-prefix-cache-config.yaml",
-     "unknown plugin type 'endpoint-notification-source'"},
+    {"deploy-config-epp-precise-prefix-cache-config.yaml", NULL},
     {"deploy-config-pd-epp-config.yaml", NULL},
     {"deploy-config-probabilistic-admitter-epp-config.yaml", NULL},
     {"deploy-config-sim-e-p-d-epp-config.yaml", "unknown plugin type 'encode-filter'"},

@@ -397,9 +397,33 @@ static void test_params(void **state)
     expect_error("{tokenProcessorConfig: {hashAlgo: 3}}", "tokenProcessorConfig.hashAlgo");
     expect_error("{tokenProcessorConfig: {blockSize: 16, nope: 1}}", "tokenProcessorConfig.nope");
     expect_error("{kvEventsConfig: {zmqEndpoint: 5}}", "zmqEndpoint");
-    expect_error("{kvEventsConfig: {zmqEndpoint: ''}}", "zmqEndpoint");
+    expect_error("{kvEventsConfig: {concurrency: 0}}", "kvEventsConfig.concurrency");
+    expect_error("{kvEventsConfig: {maxQueueDepth: -1}}", "kvEventsConfig.maxQueueDepth");
+    expect_error("{kvEventsConfig: {engineType: sglang}}", "kvEventsConfig.engineType");
+    expect_error("{kvEventsConfig: {podDiscoveryConfig: {engineType: sglang}}}",
+                 "kvEventsConfig.podDiscoveryConfig.engineType");
+    expect_error("{kvEventsConfig: {discoverPods: 'yes'}}", "discoverPods");
+    expect_error("{kvEventsConfig: {podDiscoveryConfig: {socketPort: 0}}}",
+                 "kvEventsConfig.podDiscoveryConfig.socketPort");
+    expect_error("{kvEventsConfig: {podDiscoveryConfig: {nope: 1}}}",
+                 "kvEventsConfig.podDiscoveryConfig.nope");
+    expect_error("{speculativeIndexing: 1}", "speculativeIndexing");
+    expect_error("{speculativeIndexing: true, speculativeTTL: 'soon'}", "speculativeTTL");
+    expect_error("{speculativeTTL: 2}", "speculativeTTL");
     expect_error("{kvEventsConfig: {bogus: 1}}", "kvEventsConfig.bogus");
     expect_error("{blockSize: 16}", "blockSize");
+    /* every field of llm-d-kv-cache's current kvEventsConfig loads */
+    struct sched_datastore *ds = sched_ds_new();
+    struct sched *s = tu_one(
+        ds, "precise-prefix-cache-scorer",
+        "{kvEventsConfig: {zmqEndpoint: '', topicFilter: 'kv@', concurrency: 8, "
+        "maxQueueDepth: 1000, engineType: vllm, tracing: true, discoverPods: true, "
+        "podDiscoveryConfig: {podLabelSelector: 'llm-d.ai/inferenceServing=true', "
+        "podNamespace: ns, socketPort: 5556, replaySocketPort: 5558, dataParallelSize: 2, "
+        "rankPodMapping: {groupLabelKey: g, rankLabelKey: r}, engineType: vllm}}, "
+        "speculativeIndexing: true, speculativeTTL: 500ms}");
+    sched_free(s);
+    sched_ds_free(ds);
     expect_error("{indexerConfig: 3}", "indexerConfig");
 }
 
