@@ -19,7 +19,7 @@ REFUSED = {
     "pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml":
         "my-pod-extractor",
     "pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block1.yaml":
-        "endpoint-notification-source",
+        "my-endpoint-extractor",
     "pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block0.yaml":
         "profile 'decode' is not in schedulingProfiles",
     "pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block1.yaml":
@@ -30,8 +30,6 @@ REFUSED = {
         "profile 'decode' is not in schedulingProfiles",
     "pkg-epp-framework-plugins-scheduling-scorer-nohitlru-README-md-block0.yaml":
         "plugins[0].weight: unknown field",
-    "pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block4.yaml":
-        "endpoint-notification-source",
     "config-charts-inferencepool-README-md-block6.yaml": "custom-scorer",
 }
 

@@ -55,7 +55,7 @@ static const struct {
      "plugins[1].type: unknown plugin type 'my-pod-extractor'"},
     /* endpoint-notification-source; after it, the made-up my-endpoint-extractor */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block1.yaml",
-     "plugins[0].type: unknown plugin type 'endpoint-notification-source'"},
+     "plugins[1].type: unknown plugin type 'my-endpoint-extractor'"},
     {"pkg-epp-framework-plugins-flowcontrol-usagelimits-README-md-block0.yaml", NULL},
     {"pkg-epp-framework-plugins-requestcontrol-admitter-latencyslo-README-md-block0.yaml", NULL},
     {"pkg-epp-framework-plugins-requestcontrol-admitter-probabilisticadmitter-README-md-block1.yaml", NULL},
@@ -97,8 +97,7 @@ static const struct {
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block1.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block3.yaml", NULL},
     /* needs endpoint-notification-source */
-    {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block4.yaml",
-     "plugins[0].type: unknown plugin type 'endpoint-notification-source'"},
+    {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block4.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-preciseprefixcache-README-md-block5.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-queuedepth-README-md-block0.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-scorer-runningrequests-README-md-block0.yaml", NULL},
