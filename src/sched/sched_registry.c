@@ -19,6 +19,7 @@ extern const struct sched_plugin_type sched_single_profile_handler, sched_pd_pro
     sched_data_parallel_profile_handler, sched_probabilistic_admitter,
     sched_utilization_detector, sched_request_attribute_reporter, sched_token_producer,
     sched_precise_prefix_cache_scorer;
+extern const struct sched_plugin_type sched_encode_filter, sched_always_disagg_mm_decider;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -68,6 +69,9 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_openai_parser,
     &sched_metrics_data_source,
     &sched_core_metrics_extractor,
+    /* E/P/D */
+    &sched_encode_filter,
+    &sched_always_disagg_mm_decider,
     NULL,
 };
 
@@ -88,7 +92,10 @@ static const struct {
     {"pd-profile-handler", "threshold, decodeProfile, prefillProfile, prefixPluginName, "
                            "hashBlockSize, primaryPort"},
     {"data-parallel-profile-handler", "primaryPort (8000)"},
-    {"disagg-profile-handler", "profiles{decode,prefill}, deciders{prefill}"},
+    {"disagg-profile-handler", "profiles{decode,prefill,encode}, deciders{prefill,encode} "
+                               "(or llm-d's flat decodeProfile, prefillProfile, encodeProfile, "
+                               "prefillDeciderPluginName, encodeDeciderPluginName, "
+                               "deciderPluginName)"},
     {"prefix-based-pd-decider", "nonCachedTokens, promptTokens, prefixPluginName"},
     {"by-label", "label, validValues, allowsNoLabel"},
     {"label-selector-filter", "matchLabels, matchExpressions[{key,operator,values}]"},
