@@ -237,7 +237,7 @@ void router_metrics_init(struct router *r)
     m->sc_requests = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_requests_total",
         "Requests by path and P/D handling (disaggregated, decode_only, fallback, "
-        "prefill_error, refused, bad_prefiller, cancelled, none).",
+        "prefill_error, refused, bad_prefiller, cancelled, none, encoded, encode_error).",
         pp, 2,
         NULL, 0);
     m->sc_fallbacks = metrics_family_new(
@@ -252,6 +252,16 @@ void router_metrics_init(struct router *r)
         "Time from the request's arrival to the decode engine's first response byte, "
         "prefill leg included.",
         NULL, 0, metrics_buckets_ttft, metrics_buckets_ttft_n));
+    const char *res_l[] = {"result"};
+    m->sc_encoder_items = metrics_family_new(
+        m->reg, METRICS_COUNTER, "tandem_sidecar_encoder_items_total",
+        "E/P/D: multimodal items sent to encoders (x-encoder-hosts-ports), by result "
+        "(ok, error).",
+        res_l, 1, NULL, 0);
+    m->sc_encode_duration = metrics_series0(metrics_family_new(
+        m->reg, METRICS_HISTOGRAM, "tandem_sidecar_encode_duration_seconds",
+        "E/P/D: duration of the encode stage (all items, concurrently).", NULL, 0,
+        metrics_buckets_request_latency, metrics_buckets_request_latency_n));
 }
 
 static void endpoints_json(struct router *r, struct buf *b)
