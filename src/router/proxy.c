@@ -777,14 +777,18 @@ static struct proxy_req *proxy_req_new(struct router_worker *w, struct http_exch
 
 /* --- E/P/D: the encode stage before the prefill/decode legs (sidecar) ------------------- */
 
+static void route_legs(struct proxy_req *p);
+
 static void on_encode_done(const struct epd_encode_result *res, void *ctx)
 {
     struct proxy_req *p = ctx;
     p->enc = NULL;
-    metrics_histogram_observe(p->r->m.sc_encode_duration, res->seconds);
-    const char *ok = "ok", *bad = "error";
-    metrics_counter_add(metrics_series_get(p->r->m.sc_encoder_items, res->ok ? &ok : &bad),
-                        (double)res->items);
+    if (p->r->cfg.sidecar) {
+        metrics_histogram_observe(p->r->m.sc_encode_duration, res->seconds);
+        const char *ok = "ok", *bad = "error";
+        metrics_counter_add(metrics_series_get(p->r->m.sc_encoder_items, res->ok ? &ok : &bad),
+                            (double)res->items);
+    }
     if (!res->ok) {
         /* llm-d's sidecar answers 502 when any encoder fails: no partial encoding. */
         LOG_W(LOG_C, "request %s: encoder processing failed: %s", p->request_id, res->error);
@@ -800,12 +804,41 @@ static void on_encode_done(const struct epd_encode_result *res, void *ctx)
     memcpy(p->decode_body, res->body, res->body_len);
     p->body = p->decode_body;
     p->body_len = res->body_len;
+    if (!p->r->cfg.sidecar) {
+        route_legs(p); /* --pd-mode router: the prefill leg (if any), then decode */
+        return;
+    }
     if (p->pf_host) {
         start_prefill(p, p->pf_host, p->pf_port);
         return;
     }
     p->pd_label = "encoded";
     start_upstream(p);
+}
+
+/* Starts the encode stage over encs. True when the request is taken care of (the stage
+ * continues it, or a bad body was answered 400 and p freed); false when there is nothing
+ * multimodal to encode. */
+static bool start_encode_stage(struct proxy_req *p, const struct epd_encoder *encs, size_t n)
+{
+    char err[256];
+    int st = epd_encode_start(p->w->client, encs, n, p->body, p->body_len, p->request_id,
+                              (uint64_t)(p->r->cfg.prefill_timeout_s * 1e3), on_encode_done, p,
+                              &p->enc, err, sizeof err);
+    if (st == 1)
+        return false; /* nothing multimodal in it */
+    if (st < 0) {
+        router_error(p->ex, 400, NULL, "%s", err);
+        p->pd_label = "encode_error";
+        count_request(p, 400);
+        proxy_free(p);
+        return true;
+    }
+    if (!p->counted) { /* the decode pod has this request from now on */
+        sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
+        p->counted = true;
+    }
+    return true;
 }
 
 /* x-encoder-hosts-ports: runs the encode stage when --ec-connector is set and some
@@ -856,24 +889,7 @@ static bool sidecar_encode(struct proxy_req *p, const char *header)
               p->request_id, listed, p->pf_host ? "P/D" : "decode");
         return false;
     }
-    char err[256];
-    int st = epd_encode_start(p->w->client, encs, n, p->body, p->body_len, p->request_id,
-                              (uint64_t)(r->cfg.prefill_timeout_s * 1e3), on_encode_done, p,
-                              &p->enc, err, sizeof err);
-    if (st == 1)
-        return false; /* nothing multimodal in it */
-    if (st < 0) {
-        router_error(p->ex, 400, NULL, "%s", err);
-        p->pd_label = "encode_error";
-        count_request(p, 400);
-        proxy_free(p);
-        return true;
-    }
-    if (!p->counted) { /* the decode pod has this request from now on */
-        sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
-        p->counted = true;
-    }
-    return true;
+    return start_encode_stage(p, encs, n);
 }
 
 /* tandem sidecar: /health here; P/D when the router says so; the rest to the engine. */
@@ -1081,6 +1097,28 @@ static void proxy_route(struct proxy_req *p)
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
     vr_inc(r->m.vr.processed, sched_endpoint_name(p->ep));
+    if (p->res.n_encode && r->cfg.pd_router && pd_path(q)) {
+        /* Router-managed E/P/D: the encode stage here too, over the encode profile's picks
+         * (the router's own endpoints: no allowlist needed). */
+        struct epd_encoder encs[SCHED_MAX_PICKS];
+        for (size_t i = 0; i < p->res.n_encode; i++)
+            encs[i] = (struct epd_encoder){arena_strdup(a, sched_endpoint_host(p->res.encode[i])),
+                                           sched_endpoint_port(p->res.encode[i])};
+        LOG_I(LOG_C, "request %s: encode stage on %zu encoder%s, first %s", p->request_id,
+              p->res.n_encode, p->res.n_encode == 1 ? "" : "s",
+              sched_endpoint_name(p->res.encode[0]));
+        if (start_encode_stage(p, encs, p->res.n_encode))
+            return;
+    }
+    route_legs(p);
+}
+
+/* Router-managed P/D's prefill leg when the decision has one, else straight upstream. */
+static void route_legs(struct proxy_req *p)
+{
+    struct router *r = p->r;
+    const struct http_request *q = http_exchange_request(p->ex);
+    struct arena *a = http_exchange_arena(p->ex);
     if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
         /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
         /* A copy: a retry may release res (and the endpoint) while we still log it. */

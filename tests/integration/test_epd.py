@@ -41,12 +41,12 @@ def start_sidecar(engine, allowed):
     return p
 
 
-def start_router(config, eps):
+def start_router(config, eps, *extra):
     """eps: (name, port, llm-d.ai/role label): the role comes from the label only."""
     port = free_port()
     args = ["router", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
             "--refresh-metrics-interval", "20", "--enable-debug-endpoints",
-            "--config-file", config]
+            "--config-file", config] + list(extra)
     for name, p, role in eps:
         args += ["--endpoint", "name=%s,addr=127.0.0.1:%d,label.llm-d.ai/role=%s" %
                  (name, p, role)]
@@ -178,5 +178,28 @@ def test_encoder_failure_is_502():
     assert post(t.r.port, "/v1/chat/completions", text_body(), timeout=20).status == 200
 
 
+def test_router_mode_e_p_d():
+    # --pd-mode router (no sidecar): the router runs the encode stage itself, then both
+    # P/D legs, with the same code.
+    e = sim("encode-0", "--mm-encoder-only")
+    p = sim("prefill-0")
+    d = sim("decode-0")
+    r = start_router(E_P_D, [("encode-0", e.port, "encode"), ("prefill-0", p.port, "prefill"),
+                             ("decode-0", d.port, "decode")], "--pd-mode", "router")
+    resp = post(r.port, "/v1/chat/completions",
+                mm_body(["http://img.example/f.png", "http://img.example/g.png"]),
+                headers={"x-request-id": "rm-1"}, timeout=20)
+    assert resp.status == 200, (resp.status, resp.body)
+    assert val(e.port, "tandem_sim_mm_encoded_items_total") == 2
+    assert e.wait_log(r"request rm-1-enc-1: encoded 1 multimodal item", 5), e.output()
+    assert val(d.port, "tandem_sim_kv_pulls_total", result="ok") == 1
+    assert val(p.port, "tandem_sim_mm_items_total") == 2
+    resp = post(r.port, "/v1/chat/completions", text_body(), timeout=20)
+    assert resp.status == 200
+    assert val(e.port, "tandem_sim_mm_encoded_items_total") == 2
+    assert val(d.port, "tandem_sim_kv_pulls_total", result="ok") == 2
+
+
 if __name__ == "__main__":
-    run([test_e_p_d_multimodal, test_e_pd_multimodal, test_encoder_failure_is_502])
+    run([test_e_p_d_multimodal, test_e_pd_multimodal, test_encoder_failure_is_502,
+         test_router_mode_e_p_d])
