@@ -70,16 +70,6 @@ static size_t collect_items(const json_t *root, const json_t ***out)
     return n;
 }
 
-size_t epd_count_items(const char *body, size_t len)
-{
-    json_t *root = json_loadb(body, len, 0, NULL);
-    const json_t **items;
-    size_t n = json_is_object(root) ? collect_items(root, &items) : 0;
-    if (json_is_object(root))
-        free(items);
-    json_decref(root);
-    return n;
-}
 
 static void finish(struct epd_encode *e)
 {
@@ -116,25 +106,70 @@ static void on_item_done(enum http_call_error err, int status, const char *body,
         finish(e);
 }
 
+int epd_bodies(const char *body, size_t len, struct buf *pd_body, struct buf **items,
+               size_t *n_items, char *err, size_t errlen)
+{
+    *items = NULL;
+    *n_items = 0;
+    struct errinfo je;
+    json_t *root = json_parse(body, len, &je);
+    if (!root || !json_is_object(root)) {
+        snprintf(err, errlen, "%s", root ? "request body must be a JSON object" : je.msg);
+        json_decref(root);
+        return -1;
+    }
+    const json_t **mm;
+    size_t n = collect_items(root, &mm);
+    if (n) {
+        *items = xcalloc(n, sizeof **items);
+        for (size_t i = 0; i < n; i++) {
+            json_t *req = json_copy(root); /* shallow: the item is shared, not changed */
+            json_t *content = json_array();
+            json_array_append(content, (json_t *)mm[i]);
+            json_t *msg = json_object();
+            json_object_set_new(msg, "role", json_string("user"));
+            json_object_set_new(msg, "content", content);
+            json_t *msgs = json_array();
+            json_array_append_new(msgs, msg);
+            json_object_set_new(req, "messages", msgs);
+            json_object_set_new(req, "max_tokens", json_integer(1));
+            json_object_set_new(req, "stream", json_false());
+            json_object_del(req, "stream_options");
+            json_dump_to(&(*items)[i], req);
+            json_decref(req);
+        }
+        /* The prefill/decode legs' body: llm-d turns off the decode-first shortcut, since
+         * the encoders already ran. */
+        json_object_set_new(root, "cache_hit_threshold", json_integer(0));
+        json_dump_to(pd_body, root);
+    }
+    free(mm);
+    json_decref(root);
+    *n_items = n;
+    return (int)(n > 0);
+}
+
+void epd_bodies_free(struct buf *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_free(&items[i]);
+    free(items);
+}
+
 int epd_encode_start(struct http_client *client, const struct epd_encoder *encoders,
                      size_t n_encoders, const char *body, size_t body_len,
                      const char *request_id, uint64_t timeout_ms, epd_encode_done_fn done,
                      void *ctx, struct epd_encode **out, char *err, size_t errlen)
 {
     *out = NULL;
-    struct errinfo je;
-    json_t *root = json_parse(body, body_len, &je);
-    if (!root || !json_is_object(root)) {
-        snprintf(err, errlen, "%s", root ? "request body must be a JSON object" : je.msg);
-        json_decref(root);
+    struct buf pd = BUF_INIT, *items;
+    size_t n;
+    int st = epd_bodies(body, body_len, &pd, &items, &n, err, errlen);
+    if (st < 0)
         return -1;
-    }
-    const json_t **items;
-    size_t n = n_encoders ? collect_items(root, &items) : 0;
-    if (n == 0) {
-        if (n_encoders)
-            free(items);
-        json_decref(root);
+    if (st == 0 || n_encoders == 0) {
+        buf_free(&pd);
+        epd_bodies_free(items, n);
         return 1;
     }
     struct epd_encode *e = xcalloc(1, sizeof *e);
@@ -143,22 +178,8 @@ int epd_encode_start(struct http_client *client, const struct epd_encoder *encod
     e->t0 = clock_monotonic_ns();
     e->done = done;
     e->ctx = ctx;
+    e->pd_body = pd;
     for (size_t i = 0; i < n; i++) {
-        json_t *req = json_copy(root); /* shallow: the item is shared, not changed */
-        json_t *content = json_array();
-        json_array_append(content, (json_t *)items[i]);
-        json_t *msg = json_object();
-        json_object_set_new(msg, "role", json_string("user"));
-        json_object_set_new(msg, "content", content);
-        json_t *msgs = json_array();
-        json_array_append_new(msgs, msg);
-        json_object_set_new(req, "messages", msgs);
-        json_object_set_new(req, "max_tokens", json_integer(1));
-        json_object_set_new(req, "stream", json_false());
-        json_object_del(req, "stream_options");
-        struct buf b = BUF_INIT;
-        json_dump_to(&b, req);
-        json_decref(req);
         char rid[200];
         snprintf(rid, sizeof rid, "%s-enc-%zu", request_id ? request_id : "epd", i);
         const struct http_header hdrs[] = {
@@ -172,20 +193,14 @@ int epd_encode_start(struct http_client *client, const struct epd_encoder *encod
                                        .path = "/v1/chat/completions",
                                        .headers = hdrs,
                                        .n_headers = 2,
-                                       .body = b.data,
-                                       .body_len = b.len,
+                                       .body = items[i].data,
+                                       .body_len = items[i].len,
                                        .timeout_ms = timeout_ms};
         e->calls[i] = (struct epd_item_call){.e = e, .idx = i};
         e->calls[i].call = http_fetch(client, &hr, EPD_MAX_ENCODER_RESPONSE, on_item_done,
                                       &e->calls[i]);
-        buf_free(&b);
     }
-    /* The prefill/decode legs' body: llm-d turns off the decode-first shortcut, since the
-     * encoders already ran. */
-    json_object_set_new(root, "cache_hit_threshold", json_integer(0));
-    json_dump_to(&e->pd_body, root);
-    free(items);
-    json_decref(root);
+    epd_bodies_free(items, n);
     *out = e;
     return 0;
 }

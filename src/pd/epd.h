@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "net/http.h"
 #include "net/http_client.h"
 
@@ -45,9 +46,14 @@ typedef void (*epd_encode_done_fn)(const struct epd_encode_result *res, void *ct
 
 struct epd_encode;
 
-/* Multimodal content parts the encode stage sends (a JSON chat body; 0 when none or not
- * JSON). */
-size_t epd_count_items(const char *body, size_t len);
+/* The stage's bodies, without sending anything: for a client body, the encoder request
+ * of each multimodal item (items[i], item order, URL items deduplicated) and the
+ * prefill/decode body. Returns 1 with *n_items > 0 (free with epd_bodies_free; pd_body
+ * filled), 0 when there is no item (nothing allocated, pd_body untouched), or -1 with err
+ * when the body is not a JSON object. */
+int epd_bodies(const char *body, size_t len, struct buf *pd_body, struct buf **items,
+               size_t *n_items, char *err, size_t errlen);
+void epd_bodies_free(struct buf *items, size_t n);
 
 /* Starts the stage. Returns 0 with *out set (the callback will fire, never synchronously),
  * 1 when the body has no multimodal item (nothing started: go on without encoding), or -1
