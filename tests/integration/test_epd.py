@@ -139,6 +139,32 @@ def test_e_p_d_multimodal():
     assert tr["encode"] == ["encode-0"], tr
 
 
+def test_client_encoder_header_is_dropped():
+    # audio_url is not multimodal to llm-d's decider (image_url, video_url, input_audio)
+    # but its sidecar sends it to encoders: sent straight to the sidecar with the header,
+    # it is encoded; sent through the router with a client-made header, the router drops
+    # the header (only the router sets it) and nothing is encoded.
+    t = Topo(E_PD, with_prefill=False)
+    body = {"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": TEXT},
+        {"type": "audio_url", "audio_url": {"url": "http://snd.example/a.wav"}}]}]}
+    hdr = {"x-encoder-hosts-ports": "127.0.0.1:%d" % t.e.port}
+    r = post(t.sc.port, "/v1/chat/completions", body, headers=hdr, timeout=20)
+    assert r.status == 200, (r.status, r.body)
+    assert val(t.e.port, "tandem_sim_mm_encoded_items_total") == 1
+    r = post(t.r.port, "/v1/chat/completions", body, headers=hdr, timeout=20)
+    assert r.status == 200, (r.status, r.body)
+    assert val(t.e.port, "tandem_sim_mm_encoded_items_total") == 1
+    assert val(t.d.port, "tandem_sim_mm_items_total") == 2  # both reached the decoder
+    # An encoder not on the sidecar's allowlist is removed (SSRF protection), not called.
+    other = sim("encode-x", "--mm-encoder-only")
+    r = post(t.sc.port, "/v1/chat/completions", body, timeout=20,
+             headers={"x-encoder-hosts-ports": "127.0.0.1:%d" % other.port})
+    assert r.status == 200, (r.status, r.body)
+    assert val(other.port, "tandem_sim_mm_encoded_items_total") == 0
+    assert t.sc.wait_log(r"encoder 127\.0\.0\.1:%d not allowed" % other.port, 5)
+
+
 def test_e_pd_multimodal():
     t = Topo(E_PD, with_prefill=False)
     before = t.snap()
@@ -201,5 +227,5 @@ def test_router_mode_e_p_d():
 
 
 if __name__ == "__main__":
-    run([test_e_p_d_multimodal, test_e_pd_multimodal, test_encoder_failure_is_502,
+    run([test_e_p_d_multimodal, test_client_encoder_header_is_dropped, test_e_pd_multimodal, test_encoder_failure_is_502,
          test_router_mode_e_p_d])
