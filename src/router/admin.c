@@ -122,6 +122,12 @@ void router_metrics_init(struct router *r)
                                          "tandem_router_pd_decisions_total",
                                          "P/D decisions: disaggregate or decode-only.", d, 1,
                                          NULL, 0);
+    const char *dd[] = {"model_name", "decision_type"};
+    m->disagg_decisions = metrics_family_new(
+        reg, METRICS_COUNTER, "llm_d_inference_scheduler_disagg_decision_total",
+        "disagg-profile-handler decisions (llm-d's): decode-only, prefill-decode, "
+        "encode-decode, encode-prefill-decode.",
+        dd, 2, NULL, 0);
     const char *tr[] = {"result"};
     m->token_producer = metrics_family_new(
         reg, METRICS_COUNTER, "tandem_router_token_producer_total",
@@ -166,7 +172,8 @@ void router_metrics_init(struct router *r)
     m->role_requests = metrics_family_new(
         reg, METRICS_COUNTER, "tandem_router_role_requests_total",
         "Requests scheduled to a pod of each role: decode (every request's decode pod) and "
-        "prefill (prefill legs); decode minus prefill is the requests that skipped prefill.",
+        "prefill (prefill legs); decode minus prefill is the requests that skipped prefill; "
+        "encode: E/P/D encoders picked (one per encoder a request uses).",
         rl, 1, NULL, 0);
     m->role_queue = metrics_family_new(
         reg, METRICS_GAUGE, "tandem_router_role_queue",

@@ -1038,6 +1038,16 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
             const char *pr = "prefill";
             metrics_counter_inc(metrics_series_get(r->m.role_requests, &pr));
         }
+        if (res->n_encode) {
+            const char *en = "encode";
+            metrics_counter_add(metrics_series_get(r->m.role_requests, &en),
+                                (double)res->n_encode);
+        }
+        if (res->disagg_decision) {
+            const char *dl[] = {sreq->model && *sreq->model ? sreq->model : "unknown",
+                                res->disagg_decision};
+            metrics_counter_inc(metrics_series_get(r->m.disagg_decisions, dl));
+        }
     }
     if (res->pd == SCHED_PD_NO_PREFILL) {
         /* Disaggregation was wanted but no prefill pod is healthy: never silently. */

@@ -164,6 +164,7 @@ struct router_metrics {
     struct metrics_family *upstream_errors; /* {endpoint,kind} */
     struct metrics_series *retries;
     struct metrics_family *pd_decisions;    /* {decision} */
+    struct metrics_family *disagg_decisions; /* llm-d's {model_name,decision_type} */
     struct metrics_family *token_producer;  /* {result}: cached, tokenized, failed */
     struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
     struct metrics_series *prefix_size;

@@ -157,6 +157,9 @@ struct sched_result {
     struct sched_endpoint *encode[SCHED_MAX_PICKS];
     size_t n_encode;
     const char *encode_reason; /* static text: why the encode stage ran or not, or NULL */
+    /* disagg-profile-handler: llm-d's decision_type (decode-only, prefill-decode,
+     * encode-decode, encode-prefill-decode); NULL under other handlers. Static. */
+    const char *disagg_decision;
     enum sched_pd_outcome pd;       /* the same, for code to branch on */
     uint64_t elapsed_ns;
     /* Time spent in each plugin call, on sampled decisions only (1 in 16 per thread: the

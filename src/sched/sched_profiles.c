@@ -344,20 +344,10 @@ static bool run_encode(struct sched_cycle *c, const struct sched_profile *p,
     return true;
 }
 
-static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
-                          struct sched_result *res)
+/* The prefill stage of disagg_handle. */
+static void disagg_prefill(const struct disagg_handler *st, struct sched_cycle *c,
+                           struct sched_result *res)
 {
-    struct disagg_handler *st = self->st;
-    if (!run_decode(c, st->decode, res))
-        return;
-    if (st->encode) {
-        const char *why = "no deciders.encode configured: encode disaggregation disabled";
-        bool go = st->enc_decider &&
-                  st->enc_decider->t->decide(st->enc_decider, c, (uint16_t)c->decode_pick, &why);
-        if (go && !run_encode(c, st->encode, res))
-            why = "no encode endpoint: encoded in place";
-        res->encode_reason = why;
-    }
     if (!st->prefill) {
         res->pd = SCHED_PD_SINGLE;
         res->pd_reason = "no prefill profile: decode only";
@@ -375,6 +365,26 @@ static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
     bool ok = run_prefill(c, st->prefill, res);
     res->pd = ok ? SCHED_PD_DISAGGREGATE : SCHED_PD_NO_PREFILL;
     res->pd_reason = ok ? why : "no prefill endpoint: decode only";
+}
+
+static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
+                          struct sched_result *res)
+{
+    struct disagg_handler *st = self->st;
+    if (!run_decode(c, st->decode, res))
+        return;
+    if (st->encode) {
+        const char *why = "no deciders.encode configured: encode disaggregation disabled";
+        bool go = st->enc_decider &&
+                  st->enc_decider->t->decide(st->enc_decider, c, (uint16_t)c->decode_pick, &why);
+        if (go && !run_encode(c, st->encode, res))
+            why = "no encode endpoint: encoded in place";
+        res->encode_reason = why;
+    }
+    disagg_prefill(st, c, res);
+    res->disagg_decision = res->n_encode ? (res->prefill ? "encode-prefill-decode" : "encode-decode")
+                           : res->prefill ? "prefill-decode"
+                                          : "decode-only";
 }
 
 const struct sched_plugin_type sched_disagg_profile_handler = {

@@ -123,6 +123,10 @@ def test_e_p_d_multimodal():
     assert after["pulls"] - before["pulls"] == 1
     assert after["d_mm"] - before["d_mm"] == 4
     assert val(t.sc.mport, "tandem_sidecar_requests_total", pd="disaggregated") >= 1
+    # llm-d's decision metric and the per-role request count on the router.
+    assert val(t.r.port, "llm_d_inference_scheduler_disagg_decision_total", model_name="m",
+               decision_type="encode-prefill-decode") == 1
+    assert val(t.r.port, "tandem_router_role_requests_total", role="encode") == 1
 
     # A text-only request: no encode stage (the decider says no), P/D still runs.
     before = after
@@ -132,6 +136,8 @@ def test_e_p_d_multimodal():
     assert after["encoded"] == before["encoded"]
     assert after["sc_ok"] == before["sc_ok"]
     assert after["pulls"] - before["pulls"] == 1
+    assert val(t.r.port, "llm_d_inference_scheduler_disagg_decision_total",
+               decision_type="prefill-decode") == 1
     # The router's decision trace says why.
     tr = post(t.r.port, "/debug/schedule", text_body()).json()
     assert "no multimodal content" in tr["encode_reason"], tr
@@ -178,6 +184,8 @@ def test_e_pd_multimodal():
     assert after["d_mm"] - before["d_mm"] == 2
     assert after["pulls"] == before["pulls"]  # no prefill stage in E/PD
     assert val(t.sc.mport, "tandem_sidecar_requests_total", pd="encoded") == 1
+    assert val(t.r.port, "llm_d_inference_scheduler_disagg_decision_total",
+               decision_type="encode-decode") == 1
     before = after
     r = post(t.r.port, "/v1/chat/completions", text_body(), timeout=20)
     assert r.status == 200

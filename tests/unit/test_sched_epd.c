@@ -155,6 +155,7 @@ static void test_e_p_d_config(void **state)
     assert_non_null(r.prefill);
     assert_string_equal(sched_endpoint_name(r.prefill), "prefill-0");
     assert_int_equal(r.pd, SCHED_PD_DISAGGREGATE);
+    assert_string_equal(r.disagg_decision, "encode-prefill-decode");
     assert_non_null(strstr(trace.data, "\"encode\":[\"encode-0\"]"));
     buf_free(&trace);
     sched_result_release(&r);
@@ -168,6 +169,7 @@ static void test_e_p_d_config(void **state)
     assert_int_equal(r.n_encode, 0);
     assert_non_null(strstr(r.encode_reason, "no multimodal content"));
     assert_non_null(r.prefill);
+    assert_string_equal(r.disagg_decision, "prefill-decode");
     assert_string_equal(sched_endpoint_name(r.picks[0]), "decode-0");
     sched_result_release(&r);
 
@@ -201,12 +203,14 @@ static void test_e_pd_config(void **state)
     assert_int_equal(r.n_encode, 1);
     assert_string_equal(sched_endpoint_name(r.encode[0]), "encode-0");
     assert_null(r.prefill);
+    assert_string_equal(r.disagg_decision, "encode-decode");
     sched_result_release(&r);
     req.mm_items = 0;
     memset(&r, 0, sizeof r);
     sched_schedule(s, &req, false, &r, NULL);
     assert_int_equal(r.n_encode, 0);
     assert_null(r.prefill);
+    assert_string_equal(r.disagg_decision, "decode-only");
     assert_string_equal(sched_endpoint_name(r.picks[0]), "decode-0");
     sched_result_release(&r);
     sched_free(s);
