@@ -838,6 +838,7 @@ static bool start_encode_stage(struct proxy_req *p, const struct epd_encoder *en
         sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
         p->counted = true;
     }
+    p->pd_label = "cancelled"; /* until the stage ends: a client gone by then */
     return true;
 }
 

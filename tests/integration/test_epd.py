@@ -212,6 +212,27 @@ def test_encoder_failure_is_502():
     assert post(t.r.port, "/v1/chat/completions", text_body(), timeout=20).status == 200
 
 
+def test_client_gone_during_encode():
+    # A slow encoder (2 s per item) and a client that gives up after 0.3 s: the sidecar
+    # cancels the encoder calls and never starts the decode leg.
+    t = Topo(E_PD, with_prefill=False, encoder_args=("--mm-encode-ms", "2000"))
+    try:
+        post(t.r.port, "/v1/chat/completions", mm_body(["http://img.example/h.png"]),
+             timeout=0.3)
+        raise AssertionError("the request should have timed out")
+    except OSError:
+        pass
+    assert t.sc.wait_log(r"client went away during the encode stage: cancelled", 5), \
+        t.sc.output()
+    wait_until(lambda: val(t.sc.mport, "tandem_sidecar_requests_total", pd="cancelled") == 1,
+               5, what="the request counted as cancelled")
+    assert val(t.e.port, "tandem_sim_mm_encoded_items_total") == 0  # aborted, not encoded
+    assert val(t.d.port, "tandem_sim_mm_items_total") == 0
+    # The encoder is still fine for the next request.
+    r = post(t.r.port, "/v1/chat/completions", text_body(), timeout=20)
+    assert r.status == 200
+
+
 def test_router_mode_e_p_d():
     # --pd-mode router (no sidecar): the router runs the encode stage itself, then both
     # P/D legs, with the same code.
@@ -236,4 +257,4 @@ def test_router_mode_e_p_d():
 
 if __name__ == "__main__":
     run([test_e_p_d_multimodal, test_client_encoder_header_is_dropped, test_e_pd_multimodal, test_encoder_failure_is_502,
-         test_router_mode_e_p_d])
+         test_client_gone_during_encode, test_router_mode_e_p_d])
