@@ -24,7 +24,7 @@ struct epd_item_call {
 struct epd_encode {
     struct epd_item_call *calls;
     size_t n, pending;
-    char *error;    /* the first failure, or NULL */
+    char *error; /* the first failure, or NULL */
     struct buf pd_body;
     uint64_t t0;
     epd_encode_done_fn done;
@@ -70,7 +70,6 @@ static size_t collect_items(const json_t *root, const json_t ***out)
     return n;
 }
 
-
 static void finish(struct epd_encode *e)
 {
     struct epd_encode_result res = {
@@ -99,8 +98,8 @@ static void on_item_done(enum http_call_error err, int status, const char *body,
             e->error = xasprintf("encoder request failed for item %zu: %s", c->idx,
                                  http_call_error_str(err));
         else
-            e->error = xasprintf("encoder request failed for item %zu with status %d: %.*s",
-                                 c->idx, status, (int)(len > 300 ? 300 : len), body ? body : "");
+            e->error = xasprintf("encoder request failed for item %zu with status %d: %.*s", c->idx,
+                                 status, (int)(len > 300 ? 300 : len), body ? body : "");
     }
     if (--e->pending == 0)
         finish(e);
@@ -157,9 +156,9 @@ void epd_bodies_free(struct buf *items, size_t n)
 }
 
 int epd_encode_start(struct http_client *client, const struct epd_encoder *encoders,
-                     size_t n_encoders, const char *body, size_t body_len,
-                     const char *request_id, uint64_t timeout_ms, epd_encode_done_fn done,
-                     void *ctx, struct epd_encode **out, char *err, size_t errlen)
+                     size_t n_encoders, const char *body, size_t body_len, const char *request_id,
+                     uint64_t timeout_ms, epd_encode_done_fn done, void *ctx,
+                     struct epd_encode **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct buf pd = BUF_INIT, *items;
@@ -197,8 +196,8 @@ int epd_encode_start(struct http_client *client, const struct epd_encoder *encod
                                        .body_len = items[i].len,
                                        .timeout_ms = timeout_ms};
         e->calls[i] = (struct epd_item_call){.e = e, .idx = i};
-        e->calls[i].call = http_fetch(client, &hr, EPD_MAX_ENCODER_RESPONSE, on_item_done,
-                                      &e->calls[i]);
+        e->calls[i].call =
+            http_fetch(client, &hr, EPD_MAX_ENCODER_RESPONSE, on_item_done, &e->calls[i]);
     }
     epd_bodies_free(items, n);
     *out = e;

@@ -39,7 +39,7 @@ struct epd_encode_result {
     const char *error; /* !ok: why, for the 502 body and the log */
     const char *body;  /* ok: the prefill/decode body */
     size_t body_len;
-    double seconds;    /* the whole stage */
+    double seconds; /* the whole stage */
 };
 
 typedef void (*epd_encode_done_fn)(const struct epd_encode_result *res, void *ctx);
@@ -59,9 +59,9 @@ void epd_bodies_free(struct buf *items, size_t n);
  * 1 when the body has no multimodal item (nothing started: go on without encoding), or -1
  * with err when the body is not a JSON object (the caller answers 400). */
 int epd_encode_start(struct http_client *client, const struct epd_encoder *encoders,
-                     size_t n_encoders, const char *body, size_t body_len,
-                     const char *request_id, uint64_t timeout_ms, epd_encode_done_fn done,
-                     void *ctx, struct epd_encode **out, char *err, size_t errlen);
+                     size_t n_encoders, const char *body, size_t body_len, const char *request_id,
+                     uint64_t timeout_ms, epd_encode_done_fn done, void *ctx,
+                     struct epd_encode **out, char *err, size_t errlen);
 void epd_encode_cancel(struct epd_encode *e);
 
 #endif

@@ -245,8 +245,7 @@ void router_metrics_init(struct router *r)
         m->reg, METRICS_COUNTER, "tandem_sidecar_requests_total",
         "Requests by path and P/D handling (disaggregated, decode_only, fallback, "
         "prefill_error, refused, bad_prefiller, cancelled, none, encoded, encode_error).",
-        pp, 2,
-        NULL, 0);
+        pp, 2, NULL, 0);
     m->sc_fallbacks = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_pd_fallbacks_total",
         "Requests decoded in place after the prefill leg failed, by reason.", rs, 1, NULL, 0);
@@ -265,10 +264,10 @@ void router_metrics_init(struct router *r)
         "E/P/D: multimodal items sent to encoders (x-encoder-hosts-ports), by result "
         "(ok, error).",
         res_l, 1, NULL, 0);
-    m->sc_encode_duration = metrics_series0(metrics_family_new(
-        m->reg, METRICS_HISTOGRAM, "tandem_sidecar_encode_duration_seconds",
-        "E/P/D: duration of the encode stage (all items, concurrently).", NULL, 0,
-        metrics_buckets_request_latency, metrics_buckets_request_latency_n));
+    m->sc_encode_duration = metrics_series0(
+        metrics_family_new(m->reg, METRICS_HISTOGRAM, "tandem_sidecar_encode_duration_seconds",
+                           "E/P/D: duration of the encode stage (all items, concurrently).", NULL,
+                           0, metrics_buckets_request_latency, metrics_buckets_request_latency_n));
 }
 
 static void endpoints_json(struct router *r, struct buf *b)

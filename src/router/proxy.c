@@ -518,8 +518,8 @@ void router_encoders_header(const struct sched_result *res, char *out, size_t ca
     for (size_t i = 0; i < res->n_encode; i++) {
         const char *host = sched_endpoint_host(res->encode[i]);
         bool v6 = strchr(host, ':') && host[0] != '[';
-        int w = snprintf(out + len, cap - len, "%s%s%s%s:%d", i ? "," : "", v6 ? "[" : "",
-                         host, v6 ? "]" : "", sched_endpoint_port(res->encode[i]));
+        int w = snprintf(out + len, cap - len, "%s%s%s%s:%d", i ? "," : "", v6 ? "[" : "", host,
+                         v6 ? "]" : "", sched_endpoint_port(res->encode[i]));
         if (w < 0 || (size_t)w >= cap - len) {
             out[len] = '\0';
             return;
@@ -798,8 +798,8 @@ static void on_encode_done(const struct epd_encode_result *res, void *ctx)
         proxy_free(p);
         return;
     }
-    LOG_D(LOG_C, "request %s: %zu multimodal item%s encoded in %.1f ms", p->request_id,
-          res->items, res->items == 1 ? "" : "s", res->seconds * 1e3);
+    LOG_D(LOG_C, "request %s: %zu multimodal item%s encoded in %.1f ms", p->request_id, res->items,
+          res->items == 1 ? "" : "s", res->seconds * 1e3);
     p->decode_body = xmalloc(res->body_len + 1);
     memcpy(p->decode_body, res->body, res->body_len);
     p->body = p->decode_body;
@@ -852,8 +852,9 @@ static bool sidecar_encode(struct proxy_req *p, const char *header)
     if (!r->cfg.ec_connector || !*r->cfg.ec_connector) {
         bool expected = false;
         if (atomic_compare_exchange_strong(&r->ec_unconfigured_logged, &expected, true))
-            LOG_W(LOG_C, "request %s: x-encoder-hosts-ports ignored: no --ec-connector "
-                         "(give --ec-connector ec-example for E/P/D; logged once)",
+            LOG_W(LOG_C,
+                  "request %s: x-encoder-hosts-ports ignored: no --ec-connector "
+                  "(give --ec-connector ec-example for E/P/D; logged once)",
                   p->request_id);
         return false;
     }
@@ -878,8 +879,9 @@ static bool sidecar_encode(struct proxy_req *p, const char *header)
         }
         if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port) &&
             !router_discovery_allows(r->discovery, host, port)) {
-            LOG_W(LOG_C, "request %s: encoder %s:%d not allowed (SSRF protection: not on "
-                         "--allowed-prefillers or the InferencePool): removed from the list",
+            LOG_W(LOG_C,
+                  "request %s: encoder %s:%d not allowed (SSRF protection: not on "
+                  "--allowed-prefillers or the InferencePool): removed from the list",
                   p->request_id, host, port);
             continue;
         }
@@ -1041,8 +1043,7 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
         }
         if (res->n_encode) {
             const char *en = "encode";
-            metrics_counter_add(metrics_series_get(r->m.role_requests, &en),
-                                (double)res->n_encode);
+            metrics_counter_add(metrics_series_get(r->m.role_requests, &en), (double)res->n_encode);
         }
         if (res->disagg_decision) {
             const char *dl[] = {sreq->model && *sreq->model ? sreq->model : "unknown",

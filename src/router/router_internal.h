@@ -182,8 +182,8 @@ struct router_metrics {
     struct metrics_family *sc_requests;  /* {path,pd} */
     struct metrics_family *sc_fallbacks; /* {reason} */
     struct metrics_series *sc_prefill_duration, *sc_true_ttft;
-    struct metrics_family *sc_encoder_items;  /* {result}: E/P/D items sent to encoders */
-    struct metrics_series *sc_encode_duration; /* the whole encode stage */
+    struct metrics_family *sc_encoder_items;     /* {result}: E/P/D items sent to encoders */
+    struct metrics_series *sc_encode_duration;   /* the whole encode stage */
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
     /* discovery */
     struct metrics_family *endpoints_by_role;  /* {role} */

@@ -37,8 +37,8 @@ static const char *role_text(const struct sched_endpoint *e)
  * endpoint with no role at all passes (decode only). */
 static const char *const decode_roles[] = {"decode", "prefill-decode", "both",
                                            "encode-prefill-decode", NULL};
-static const char *const prefill_roles[] = {"prefill", "encode-prefill", "prefill-decode",
-                                            "both", "encode-prefill-decode", NULL};
+static const char *const prefill_roles[] = {"prefill", "encode-prefill",        "prefill-decode",
+                                            "both",    "encode-prefill-decode", NULL};
 static const char *const encode_roles[] = {"encode", "encode-prefill", "encode-prefill-decode",
                                            NULL};
 

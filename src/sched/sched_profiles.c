@@ -247,10 +247,14 @@ static int disagg_sub(const json_t *params, const char *key, const char *const *
 static int disagg_create(const json_t *params, void **state, struct sched_perr *err)
 {
     /* The nested form, and llm-d's deprecated flat one (not both at once). */
-    static const char *const keys[] = {"profiles",       "deciders",
-                                       "decodeProfile",  "prefillProfile",
-                                       "encodeProfile",  "prefillDeciderPluginName",
-                                       "encodeDeciderPluginName", "deciderPluginName",
+    static const char *const keys[] = {"profiles",
+                                       "deciders",
+                                       "decodeProfile",
+                                       "prefillProfile",
+                                       "encodeProfile",
+                                       "prefillDeciderPluginName",
+                                       "encodeDeciderPluginName",
+                                       "deciderPluginName",
                                        NULL};
     static const char *const pkeys[] = {"decode", "prefill", "encode", NULL};
     static const char *const dkeys[] = {"prefill", "encode", NULL};
@@ -319,11 +323,9 @@ static int disagg_bind(struct sched_plugin *self, struct sched *s, struct sched_
         return -1;
     st->prefill = sched_find_profile(s, st->prefill_name);
     st->encode = sched_find_profile(s, st->encode_name);
-    return bind_decider(s, st->decider_name, "deciders.prefill", &st->decider, err) < 0 ||
-                   bind_decider(s, st->enc_decider_name, "deciders.encode", &st->enc_decider,
-                                err) < 0
-               ? -1
-               : 0;
+    if (bind_decider(s, st->decider_name, "deciders.prefill", &st->decider, err) < 0)
+        return -1;
+    return bind_decider(s, st->enc_decider_name, "deciders.encode", &st->enc_decider, err);
 }
 
 /* Runs the encode profile: every pick is an encoder (a picker's maxNumOfEndpoints > 1
@@ -382,7 +384,8 @@ static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
         res->encode_reason = why;
     }
     disagg_prefill(st, c, res);
-    res->disagg_decision = res->n_encode ? (res->prefill ? "encode-prefill-decode" : "encode-decode")
+    res->disagg_decision = res->n_encode
+                               ? (res->prefill ? "encode-prefill-decode" : "encode-decode")
                            : res->prefill ? "prefill-decode"
                                           : "decode-only";
 }

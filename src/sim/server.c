@@ -620,18 +620,17 @@ static void on_encode_timer(uv_timer_t *t)
           r->n_mm == 1 ? "" : "s", (double)(clock_monotonic_ns() - r->t_arrival) / 1e6);
     uint32_t prompt = 0;
     for (size_t i = 0; i < r->oreq.n_prompts; i++)
-        prompt += r->oreq.prompts[i].ids ? (uint32_t)r->oreq.prompts[i].n_ids
-                                         : (uint32_t)tok_count(r->oreq.prompts[i].text,
-                                                               r->oreq.prompts[i].text_len);
-    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:s, s:n}], "
-                          "s:{s:I, s:I, s:i}}",
-                          "id", r->id, "object", "chat.completion", "created",
-                          (json_int_t)r->created, "model",
-                          r->oreq.model ? r->oreq.model : s->cfg->model, "choices", "index", 0,
-                          "message", "role", "assistant", "content", "", "logprobs",
-                          "finish_reason", "length", "stop_reason", "usage", "prompt_tokens",
-                          (json_int_t)prompt, "total_tokens", (json_int_t)prompt,
-                          "completion_tokens", 0);
+        prompt += r->oreq.prompts[i].ids
+                      ? (uint32_t)r->oreq.prompts[i].n_ids
+                      : (uint32_t)tok_count(r->oreq.prompts[i].text, r->oreq.prompts[i].text_len);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:s, s:n}], "
+                  "s:{s:I, s:I, s:i}}",
+                  "id", r->id, "object", "chat.completion", "created", (json_int_t)r->created,
+                  "model", r->oreq.model ? r->oreq.model : s->cfg->model, "choices", "index", 0,
+                  "message", "role", "assistant", "content", "", "logprobs", "finish_reason",
+                  "length", "stop_reason", "usage", "prompt_tokens", (json_int_t)prompt,
+                  "total_tokens", (json_int_t)prompt, "completion_tokens", 0);
     struct buf b = BUF_INIT;
     json_dump_to(&b, j);
     json_decref(j);

@@ -217,11 +217,12 @@ static void test_e_pd_config(void **state)
     sched_ds_free(ds);
 }
 
-#define HEAD "plugins:\n- type: encode-filter\n- type: prefill-filter\n- type: decode-filter\n" \
-             "- type: always-disagg-multimodal-decider\n- type: always-disagg-pd-decider\n"
-#define PROFILES                                                                            \
-    "schedulingProfiles:\n- name: enc\n  plugins: [{pluginRef: encode-filter}]\n"           \
-    "- name: pre\n  plugins: [{pluginRef: prefill-filter}]\n"                               \
+#define HEAD                                                                                       \
+    "plugins:\n- type: encode-filter\n- type: prefill-filter\n- type: decode-filter\n"             \
+    "- type: always-disagg-multimodal-decider\n- type: always-disagg-pd-decider\n"
+#define PROFILES                                                                                   \
+    "schedulingProfiles:\n- name: enc\n  plugins: [{pluginRef: encode-filter}]\n"                  \
+    "- name: pre\n  plugins: [{pluginRef: prefill-filter}]\n"                                      \
     "- name: dec\n  plugins: [{pluginRef: decode-filter}]\n"
 
 /* Profile names, llm-d's deprecated flat parameters, and the errors. */
@@ -234,11 +235,12 @@ static void test_handler_parameters(void **state)
                               "    profiles: {decode: dec, prefill: pre, encode: enc}\n"
                               "    deciders: {prefill: always-disagg-pd-decider, "
                               "encode: always-disagg-multimodal-decider}\n" PROFILES;
-    const char *flat = HEAD "- type: disagg-profile-handler\n  parameters:\n"
-                            "    decodeProfile: dec\n    prefillProfile: pre\n"
-                            "    encodeProfile: enc\n"
-                            "    deciderPluginName: always-disagg-pd-decider\n"
-                            "    encodeDeciderPluginName: always-disagg-multimodal-decider\n" PROFILES;
+    const char *flat =
+        HEAD "- type: disagg-profile-handler\n  parameters:\n"
+             "    decodeProfile: dec\n    prefillProfile: pre\n"
+             "    encodeProfile: enc\n"
+             "    deciderPluginName: always-disagg-pd-decider\n"
+             "    encodeDeciderPluginName: always-disagg-multimodal-decider\n" PROFILES;
     const char *cfgs[] = {nested, flat};
     for (size_t i = 0; i < 2; i++) {
         struct sched *s = load_text(ds, cfgs[i], &err);
@@ -269,10 +271,11 @@ static void test_handler_parameters(void **state)
     if (!strstr(err.msg, "deciders.encode: 'encode-filter' is not an encode decider"))
         fail_msg("%s", err.msg);
     /* No deciders: neither stage runs (llm-d: disaggregation disabled). */
-    struct sched *s = load_text(ds,
-                                HEAD "- type: disagg-profile-handler\n  parameters:\n"
-                                     "    profiles: {decode: dec, prefill: pre, encode: enc}\n" PROFILES,
-                                &err);
+    struct sched *s =
+        load_text(ds,
+                  HEAD "- type: disagg-profile-handler\n  parameters:\n"
+                       "    profiles: {decode: dec, prefill: pre, encode: enc}\n" PROFILES,
+                  &err);
     assert_non_null(s);
     struct sched_request req = tu_req(LONG_PROMPT, "m");
     req.mm_items = 3;
