@@ -153,13 +153,13 @@ static const char *kind_name(enum sched_plugin_kind k)
 
 void sched_help_plugins(FILE *out)
 {
-    fprintf(out, "%-30s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
+    fprintf(out, "%-33s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
     for (size_t i = 0; sched_plugin_types[i]; i++) {
         const char *params = "(none)";
         for (size_t k = 0; k < sizeof plugin_params / sizeof *plugin_params; k++)
             if (strcmp(plugin_params[k].type, sched_plugin_types[i]->type) == 0)
                 params = plugin_params[k].params;
-        fprintf(out, "%-30s %-16s %s\n", sched_plugin_types[i]->type,
+        fprintf(out, "%-33s %-16s %s\n", sched_plugin_types[i]->type,
                 kind_name(sched_plugin_types[i]->kind), params);
     }
 }
