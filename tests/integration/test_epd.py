@@ -233,6 +233,43 @@ def test_client_gone_during_encode():
     assert r.status == 200
 
 
+def test_llm_d_e2e_e_pd_sequence():
+    # llm-d's own E/PD e2e scenario (test/e2e/e2e_test.go): two encoders, one
+    # prefill-decode pod; a text completion, two single-image chats, a two-image chat, a
+    # video, an audio and an image_embeds chat -> 2 decode-only and 5 encode-decode
+    # decisions, every response from the prefill-decode pod.
+    encs = [sim("encode-%d" % i, "--mm-encoder-only") for i in range(2)]
+    d = sim("pd-0")
+    sc = start_sidecar(d, encs)
+    r = start_router(E_PD, [("encode-0", encs[0].port, "encode"),
+                            ("encode-1", encs[1].port, "encode"),
+                            ("pd-0", sc.port, "prefill-decode")])
+
+    def chat(parts):
+        body = {"model": "m", "max_tokens": 2, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}] + parts}]}
+        resp = post(r.port, "/v1/chat/completions", body, timeout=20)
+        assert resp.status == 200, (resp.status, resp.body)
+        assert dict(resp.headers).get("x-inference-pod") == "pd-0", resp.headers
+
+    resp = post(r.port, "/v1/completions", {"model": "m", "prompt": "hi", "max_tokens": 2})
+    assert resp.status == 200 and dict(resp.headers).get("x-inference-pod") == "pd-0"
+    img = lambda u: {"type": "image_url", "image_url": {"url": u}}  # noqa: E731
+    chat([img("http://img.example/1.png")])
+    chat([img("http://img.example/1.png")])
+    chat([img("http://img.example/1.png"), img("http://img.example/2.png")])
+    chat([{"type": "video_url", "video_url": {"url": "http://vid.example/1.mp4"}}])
+    chat([{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}])
+    chat([{"type": "image_embeds", "image_embeds": "AAAA"}])
+    dd = lambda t: val(r.port, "llm_d_inference_scheduler_disagg_decision_total",  # noqa: E731
+                       model_name="m", decision_type=t)
+    assert dd("decode-only") == 2 and dd("encode-decode") == 5, (dd("decode-only"),
+                                                                 dd("encode-decode"))
+    # 6 items reached the encoders (1 + 1 + 2 + video + audio).
+    got = [val(e.port, "tandem_sim_mm_encoded_items_total") for e in encs]
+    assert sum(got) == 6, got
+
+
 def test_router_mode_e_p_d():
     # --pd-mode router (no sidecar): the router runs the encode stage itself, then both
     # P/D legs, with the same code.
@@ -257,4 +294,4 @@ def test_router_mode_e_p_d():
 
 if __name__ == "__main__":
     run([test_e_p_d_multimodal, test_client_encoder_header_is_dropped, test_e_pd_multimodal, test_encoder_failure_is_502,
-         test_client_gone_during_encode, test_router_mode_e_p_d])
+         test_client_gone_during_encode, test_llm_d_e2e_e_pd_sequence, test_router_mode_e_p_d])
