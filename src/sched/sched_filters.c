@@ -42,14 +42,16 @@ static const char *const prefill_roles[] = {"prefill", "encode-prefill",        
 static const char *const encode_roles[] = {"encode", "encode-prefill", "encode-prefill-decode",
                                            NULL};
 
-bool sched_role_accepts(const struct sched_endpoint *e, const char *filter_type)
+static const char *const *role_values(const char *filter_type)
 {
-    const char *const *vals = !strcmp(filter_type, "decode-filter")    ? decode_roles
-                              : !strcmp(filter_type, "prefill-filter") ? prefill_roles
-                              : !strcmp(filter_type, "encode-filter")  ? encode_roles
-                                                                       : NULL;
-    if (!vals)
-        return false;
+    return !strcmp(filter_type, "decode-filter")    ? decode_roles
+           : !strcmp(filter_type, "prefill-filter") ? prefill_roles
+           : !strcmp(filter_type, "encode-filter")  ? encode_roles
+                                                    : NULL;
+}
+
+static bool role_in(const struct sched_endpoint *e, const char *const *vals)
+{
     const char *r = role_text(e);
     if (!r)
         return vals == decode_roles;
@@ -59,12 +61,19 @@ bool sched_role_accepts(const struct sched_endpoint *e, const char *filter_type)
     return false;
 }
 
+bool sched_role_accepts(const struct sched_endpoint *e, const char *filter_type)
+{
+    const char *const *vals = role_values(filter_type);
+    return vals && role_in(e, vals);
+}
+
 static size_t role_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
                           size_t n, uint16_t *out)
 {
+    const char *const *vals = role_values(self->t->type);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (sched_role_accepts(c->eps[in[i]], self->t->type))
+        if (role_in(c->eps[in[i]], vals))
             out[m++] = in[i];
     return m;
 }
