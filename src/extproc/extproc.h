@@ -47,6 +47,7 @@ struct extproc_decision {
     char prefiller[300]; /* "" or x-prefiller-host-port (P/D disaggregation) */
     char dp_rank[300];   /* "" or x-data-parallel-host-port (data-parallel-profile-handler) */
     void *token;         /* opaque, handed back to release() when the stream ends */
+    char encoders[1024]; /* "" or x-encoder-hosts-ports (E/P/D: "ip:port[,ip:port...]") */
 };
 
 /* Dynamic metadata a response-phase hook reports (request-attribute-reporter). */

@@ -459,6 +459,7 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     d.reason[sizeof d.reason - 1] = '\0';
     d.endpoint[sizeof d.endpoint - 1] = '\0';
     d.prefiller[sizeof d.prefiller - 1] = '\0';
+    d.encoders[sizeof d.encoders - 1] = '\0';
     d.dp_rank[sizeof d.dp_rank - 1] = '\0';
     if (d.status == 0 && d.token) {
         s->has_token = true;
@@ -488,6 +489,8 @@ static enum xp_action decide_and_reply(struct xp_stream *s, enum route_how how)
     }
     if (d.prefiller[0])
         hmut_set(&h, "x-prefiller-host-port", d.prefiller);
+    if (d.encoders[0])
+        hmut_set(&h, "x-encoder-hosts-ports", d.encoders);
     if (d.dp_rank[0])
         hmut_set(&h, "x-data-parallel-host-port", d.dp_rank);
     if (s->request_id_made)

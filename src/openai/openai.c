@@ -575,3 +575,31 @@ void openai_request_free(struct openai_request *r)
         json_decref(r->root);
     r->root = NULL;
 }
+
+/* --- multimodal content parts ------------------------------------------------------------- */
+
+bool openai_is_mm_part_type(const char *type)
+{
+    return type && (!strcmp(type, "image_url") || !strcmp(type, "video_url") ||
+                    !strcmp(type, "audio_url") || !strcmp(type, "input_audio"));
+}
+
+size_t openai_count_mm_parts(const json_t *messages, bool with_audio_url)
+{
+    size_t n = 0, i, k;
+    const json_t *m, *part;
+    if (!json_is_array(messages))
+        return 0;
+    json_array_foreach(messages, i, m)
+    {
+        const json_t *content = json_object_get(m, "content");
+        if (!json_is_array(content))
+            continue;
+        json_array_foreach(content, k, part)
+        {
+            const char *t = json_string_value(json_object_get(part, "type"));
+            n += openai_is_mm_part_type(t) && (with_audio_url || strcmp(t, "audio_url") != 0);
+        }
+    }
+    return n;
+}

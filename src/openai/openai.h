@@ -133,4 +133,12 @@ void openai_request_free(struct openai_request *r);
  * <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call> (Hermes style). Returns false with err on malformed messages. */
 bool openai_render_chat(const json_t *messages, struct buf *out, struct openai_error *err);
 
+/* Multimodal content parts in chat messages: parts whose "type" is image_url, video_url
+ * or input_audio (llm-d's always-disagg-multimodal-decider), plus audio_url when
+ * with_audio_url (llm-d's sidecar also sends those to encoders). messages is borrowed;
+ * anything that is not a list of messages counts 0. */
+size_t openai_count_mm_parts(const json_t *messages, bool with_audio_url);
+/* Whether a content part type string is one of those. */
+bool openai_is_mm_part_type(const char *type);
+
 #endif

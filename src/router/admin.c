@@ -122,6 +122,12 @@ void router_metrics_init(struct router *r)
                                          "tandem_router_pd_decisions_total",
                                          "P/D decisions: disaggregate or decode-only.", d, 1,
                                          NULL, 0);
+    const char *dd[] = {"model_name", "decision_type"};
+    m->disagg_decisions = metrics_family_new(
+        reg, METRICS_COUNTER, "llm_d_inference_scheduler_disagg_decision_total",
+        "disagg-profile-handler decisions (llm-d's): decode-only, prefill-decode, "
+        "encode-decode, encode-prefill-decode.",
+        dd, 2, NULL, 0);
     const char *tr[] = {"result"};
     m->token_producer = metrics_family_new(
         reg, METRICS_COUNTER, "tandem_router_token_producer_total",
@@ -166,7 +172,8 @@ void router_metrics_init(struct router *r)
     m->role_requests = metrics_family_new(
         reg, METRICS_COUNTER, "tandem_router_role_requests_total",
         "Requests scheduled to a pod of each role: decode (every request's decode pod) and "
-        "prefill (prefill legs); decode minus prefill is the requests that skipped prefill.",
+        "prefill (prefill legs); decode minus prefill is the requests that skipped prefill; "
+        "encode: E/P/D encoders picked (one per encoder a request uses).",
         rl, 1, NULL, 0);
     m->role_queue = metrics_family_new(
         reg, METRICS_GAUGE, "tandem_router_role_queue",
@@ -237,9 +244,8 @@ void router_metrics_init(struct router *r)
     m->sc_requests = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_requests_total",
         "Requests by path and P/D handling (disaggregated, decode_only, fallback, "
-        "prefill_error, refused, bad_prefiller, cancelled, none).",
-        pp, 2,
-        NULL, 0);
+        "prefill_error, refused, bad_prefiller, cancelled, none, encoded, encode_error).",
+        pp, 2, NULL, 0);
     m->sc_fallbacks = metrics_family_new(
         m->reg, METRICS_COUNTER, "tandem_sidecar_pd_fallbacks_total",
         "Requests decoded in place after the prefill leg failed, by reason.", rs, 1, NULL, 0);
@@ -252,6 +258,16 @@ void router_metrics_init(struct router *r)
         "Time from the request's arrival to the decode engine's first response byte, "
         "prefill leg included.",
         NULL, 0, metrics_buckets_ttft, metrics_buckets_ttft_n));
+    const char *res_l[] = {"result"};
+    m->sc_encoder_items = metrics_family_new(
+        m->reg, METRICS_COUNTER, "tandem_sidecar_encoder_items_total",
+        "E/P/D: multimodal items sent to encoders (x-encoder-hosts-ports), by result "
+        "(ok, error).",
+        res_l, 1, NULL, 0);
+    m->sc_encode_duration = metrics_series0(
+        metrics_family_new(m->reg, METRICS_HISTOGRAM, "tandem_sidecar_encode_duration_seconds",
+                           "E/P/D: duration of the encode stage (all items, concurrently).", NULL,
+                           0, metrics_buckets_request_latency, metrics_buckets_request_latency_n));
 }
 
 static void endpoints_json(struct router *r, struct buf *b)

@@ -119,6 +119,8 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
     if (res.prefill && !r->cfg.pd_router) /* the decode pod's sidecar runs the prefill leg */
         snprintf(out->prefiller, sizeof out->prefiller, "%s",
                  sched_endpoint_addr(res.prefill));
+    if (!r->cfg.pd_router) /* E/P/D: the decode pod's sidecar runs the encode stage */
+        router_encoders_header(&res, out->encoders, sizeof out->encoders);
     struct xp_token *t = xcalloc(1, sizeof *t);
     t->report = sched_has_reporters(r->sched);
     t->ep = res.picks[pick];

@@ -20,6 +20,7 @@
 #include "base/jscan.h"
 #include "base/log.h"
 #include "openai/openai.h"
+#include "pd/epd.h"
 #include "router/router_internal.h"
 
 #define LOG_C (p->r->cfg.sidecar ? "sidecar" : "router")
@@ -56,6 +57,10 @@ struct proxy_req {
     bool stream_req; /* the body says "stream": true */
     bool admitted;   /* counted in r->in_flight (--max-concurrent-requests) */
     const char *route; /* vllm_router_* metrics' route label (static) */
+    /* E/P/D (sidecar): the encode stage in flight, and the prefill leg to run after it */
+    struct epd_encode *enc;
+    const char *pf_host; /* arena; NULL: no prefill leg (E/PD) */
+    int pf_port;
 };
 
 void router_error(struct http_exchange *ex, int status, const char *param, const char *fmt, ...)
@@ -158,6 +163,7 @@ static void proxy_free(struct proxy_req *p)
         atomic_fetch_sub(&p->r->in_flight, 1);
     if (p->pf)
         pd_prefill_cancel(p->pf);
+    epd_encode_cancel(p->enc);
     if (p->r->cfg.sidecar) {
         const char *labels[] = {p->path_label ? p->path_label : "other",
                                 p->pd_label ? p->pd_label : "none"};
@@ -434,6 +440,12 @@ static void on_client_abort(struct http_exchange *ex, void *ctx)
         http_call_cancel(p->call);
         p->call = NULL;
     }
+    if (p->enc) {
+        epd_encode_cancel(p->enc); /* the encoders see the disconnect */
+        p->enc = NULL;
+        LOG_I(LOG_C, "request %s: client went away during the encode stage: cancelled",
+              p->request_id);
+    }
     if (p->pf) {
         pd_prefill_cancel(p->pf); /* the prefill engine sees the disconnect and aborts */
         p->pf = NULL;
@@ -451,7 +463,7 @@ static void on_client_abort(struct http_exchange *ex, void *ctx)
  * library sets itself (Host, Content-Length), plus x-request-id and x-forwarded-for. */
 static void build_headers(struct proxy_req *p, const struct http_request *q, struct arena *a)
 {
-    size_t cap = q->headers.n + 3;
+    size_t cap = q->headers.n + 4;
     p->hdrs = arena_alloc(a, cap * sizeof *p->hdrs);
     p->n_hdrs = 0;
     const char *xff = NULL;
@@ -468,6 +480,8 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
         /* The P/D header is for this hop only (sidecar), or ours to set (router). */
         if (h->name_len == 21 && !strncasecmp(h->name, "x-prefiller-host-port", 21))
             continue;
+        if (h->name_len == 21 && !strncasecmp(h->name, "x-encoder-hosts-ports", 21))
+            continue; /* the same for E/P/D's encoders */
         /* With DP ranks the rank is ours to set, per leg. */
         if (p->r->cfg.dp_size > 1 && h->name_len == 20 &&
             !strncasecmp(h->name, "x-data-parallel-rank", 20))
@@ -487,6 +501,30 @@ static void build_headers(struct proxy_req *p, const struct http_request *q, str
         /* Sidecar P/D mode: the decode pod's sidecar runs the prefill leg here. */
         const char *hp = arena_strdup(a, sched_endpoint_addr(p->res.prefill));
         p->hdrs[p->n_hdrs++] = (struct http_header){"x-prefiller-host-port", hp, 0, 0};
+    }
+    if (p->res.n_encode && !p->r->cfg.pd_router && !p->r->cfg.sidecar) {
+        /* E/P/D: the decode pod's sidecar sends the multimodal items to these encoders. */
+        char enc[1024];
+        router_encoders_header(&p->res, enc, sizeof enc);
+        p->hdrs[p->n_hdrs++] =
+            (struct http_header){"x-encoder-hosts-ports", arena_strdup(a, enc), 0, 0};
+    }
+}
+
+void router_encoders_header(const struct sched_result *res, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < res->n_encode; i++) {
+        const char *host = sched_endpoint_host(res->encode[i]);
+        bool v6 = strchr(host, ':') && host[0] != '[';
+        int w = snprintf(out + len, cap - len, "%s%s%s%s:%d", i ? "," : "", v6 ? "[" : "", host,
+                         v6 ? "]" : "", sched_endpoint_port(res->encode[i]));
+        if (w < 0 || (size_t)w >= cap - len) {
+            out[len] = '\0';
+            return;
+        }
+        len += (size_t)w;
     }
 }
 
@@ -533,6 +571,7 @@ int router_parse_body(struct sched_request *s, struct arena *a, const char *meth
         json_t *messages = json_parse(f[F_MESSAGES].v.p, f[F_MESSAGES].v.len, &je);
         struct buf b = BUF_INIT;
         struct openai_error e;
+        s->mm_items = (uint32_t)openai_count_mm_parts(messages, false);
         if (messages && openai_render_chat(messages, &b, &e)) {
             s->prompt = arena_strndup(a, b.data, b.len);
             s->prompt_len = b.len;
@@ -602,6 +641,7 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
         router_breaker_record(p->r, p->prefill_name, true);
         LOG_D(LOG_C, "request %s: prefill on %s done in %.1f ms", p->request_id,
               p->prefill_name, res->seconds * 1e3);
+        free(p->decode_body); /* E/P/D's encoded body: the leg copied it */
         p->decode_body = xmalloc(res->body_len + 1);
         memcpy(p->decode_body, res->body, res->body_len);
         p->body = p->decode_body;
@@ -659,7 +699,7 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
         vr_inc(p->r->m.vr.pd_prefill, p->prefill_name);
     }
     p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, path,
-                             (struct http_header *)hdrs, n_hdrs, q->body, q->body_len,
+                             (struct http_header *)hdrs, n_hdrs, p->body, p->body_len,
                              (uint64_t)(p->r->cfg.prefill_timeout_s * 1e3), on_prefill_done, p);
 }
 
@@ -761,6 +801,126 @@ static int sidecar_dp_rank(const struct router_config *cfg, const char *hp)
     return (int)rank;
 }
 
+/* --- E/P/D: the encode stage before the prefill/decode legs (sidecar) ------------------- */
+
+static void route_legs(struct proxy_req *p);
+
+static void on_encode_done(const struct epd_encode_result *res, void *ctx)
+{
+    struct proxy_req *p = ctx;
+    p->enc = NULL;
+    if (p->r->cfg.sidecar) {
+        metrics_histogram_observe(p->r->m.sc_encode_duration, res->seconds);
+        const char *ok = "ok", *bad = "error";
+        metrics_counter_add(metrics_series_get(p->r->m.sc_encoder_items, res->ok ? &ok : &bad),
+                            (double)res->items);
+    }
+    if (!res->ok) {
+        /* llm-d's sidecar answers 502 when any encoder fails: no partial encoding. */
+        LOG_W(LOG_C, "request %s: encoder processing failed: %s", p->request_id, res->error);
+        router_error(p->ex, 502, NULL, "%s", res->error);
+        p->pd_label = "encode_error";
+        count_request(p, 502);
+        proxy_free(p);
+        return;
+    }
+    LOG_D(LOG_C, "request %s: %zu multimodal item%s encoded in %.1f ms", p->request_id, res->items,
+          res->items == 1 ? "" : "s", res->seconds * 1e3);
+    p->decode_body = xmalloc(res->body_len + 1);
+    memcpy(p->decode_body, res->body, res->body_len);
+    p->body = p->decode_body;
+    p->body_len = res->body_len;
+    if (!p->r->cfg.sidecar) {
+        route_legs(p); /* --pd-mode router: the prefill leg (if any), then decode */
+        return;
+    }
+    if (p->pf_host) {
+        start_prefill(p, p->pf_host, p->pf_port);
+        return;
+    }
+    p->pd_label = "encoded";
+    start_upstream(p);
+}
+
+/* Starts the encode stage over encs. True when the request is taken care of (the stage
+ * continues it, or a bad body was answered 400 and p freed); false when there is nothing
+ * multimodal to encode. */
+static bool start_encode_stage(struct proxy_req *p, const struct epd_encoder *encs, size_t n)
+{
+    char err[256];
+    int st = epd_encode_start(p->w->client, encs, n, p->body, p->body_len, p->request_id,
+                              (uint64_t)(p->r->cfg.prefill_timeout_s * 1e3), on_encode_done, p,
+                              &p->enc, err, sizeof err);
+    if (st == 1)
+        return false; /* nothing multimodal in it */
+    if (st < 0) {
+        router_error(p->ex, 400, NULL, "%s", err);
+        p->pd_label = "encode_error";
+        count_request(p, 400);
+        proxy_free(p);
+        return true;
+    }
+    if (!p->counted) { /* the decode pod has this request from now on */
+        sched_endpoint_inflight_add(p->ep, 1, p->est_tokens);
+        p->counted = true;
+    }
+    p->pd_label = "cancelled"; /* until the stage ends: a client gone by then */
+    return true;
+}
+
+/* x-encoder-hosts-ports: runs the encode stage when --ec-connector is set and some
+ * encoder is allowed. True when the request is taken care of (the stage started and
+ * continues it, or a bad body was answered 400 and p freed); false when it goes on
+ * without encoding. */
+static bool sidecar_encode(struct proxy_req *p, const char *header)
+{
+    struct router *r = p->r;
+    if (!r->cfg.ec_connector || !*r->cfg.ec_connector) {
+        bool expected = false;
+        if (atomic_compare_exchange_strong(&r->ec_unconfigured_logged, &expected, true))
+            LOG_W(LOG_C,
+                  "request %s: x-encoder-hosts-ports ignored: no --ec-connector "
+                  "(give --ec-connector ec-example for E/P/D; logged once)",
+                  p->request_id);
+        return false;
+    }
+    struct arena *a = http_exchange_arena(p->ex);
+    struct epd_encoder encs[SCHED_MAX_PICKS];
+    size_t n = 0, listed = 0;
+    for (const char *s = header; *s && n < SCHED_MAX_PICKS;) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t l = strcspn(s, ",");
+        if (!l)
+            break;
+        char entry[300], host[256];
+        int port = 0;
+        snprintf(entry, sizeof entry, "%.*s", (int)(l < 299 ? l : 299), s);
+        s += l;
+        listed++;
+        if (!pd_parse_prefiller(entry, false, host, sizeof host, &port)) {
+            LOG_W(LOG_C, "request %s: encoder '%s' is not host:port: skipped", p->request_id,
+                  entry);
+            continue;
+        }
+        if (r->cfg.ssrf && !prefiller_allowed(&r->cfg, host, port) &&
+            !router_discovery_allows(r->discovery, host, port)) {
+            LOG_W(LOG_C,
+                  "request %s: encoder %s:%d not allowed (SSRF protection: not on "
+                  "--allowed-prefillers or the InferencePool): removed from the list",
+                  p->request_id, host, port);
+            continue;
+        }
+        encs[n++] = (struct epd_encoder){arena_strdup(a, host), port};
+    }
+    if (!n) {
+        LOG_W(LOG_C, "request %s: none of the %zu encoders is usable: %s without encode",
+              p->request_id, listed, p->pf_host ? "P/D" : "decode");
+        return false;
+    }
+    return start_encode_stage(p, encs, n);
+}
+
 /* tandem sidecar: /health here; P/D when the router says so; the rest to the engine.
  * rank >= 0: a DP rank's own listener (the header is not looked at there, as in llm-d). */
 static void sidecar_handle_rank(struct router_worker *w, struct http_exchange *ex, int rank_port)
@@ -820,9 +980,12 @@ static void sidecar_handle_rank(struct router_worker *w, struct http_exchange *e
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
     const char *hp = http_headers_get(&q->headers, "x-prefiller-host-port");
+    const char *eh = http_headers_get(&q->headers, "x-encoder-hosts-ports");
+    bool encode = eh && *eh && pd_path(q);
     if (!hp || !*hp || !pd_path(q)) {
         p->pd_label = pd_path(q) ? "decode_only" : "none";
-        start_upstream(p);
+        if (!encode || !sidecar_encode(p, eh))
+            start_upstream(p);
         return;
     }
     char host[256];
@@ -871,7 +1034,10 @@ static void sidecar_handle_rank(struct router_worker *w, struct http_exchange *e
     p->prefill_name = arena_sprintf(a, "%s:%d", host, port);
     p->pd_label = "cancelled"; /* until the prefill leg ends: a client gone by then */
     LOG_D(LOG_C, "request %s: prefill on %s, decode here", p->request_id, p->prefill_name);
-    start_prefill(p, host, port);
+    p->pf_host = arena_strdup(a, host);
+    p->pf_port = port;
+    if (!encode || !sidecar_encode(p, eh))
+        start_prefill(p, host, port);
 }
 
 /* Why a pool-fed router has no endpoint at all, or NULL when it has some (or no pool). */
@@ -927,6 +1093,15 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
         if (res->prefill) {
             const char *pr = "prefill";
             metrics_counter_inc(metrics_series_get(r->m.role_requests, &pr));
+        }
+        if (res->n_encode) {
+            const char *en = "encode";
+            metrics_counter_add(metrics_series_get(r->m.role_requests, &en), (double)res->n_encode);
+        }
+        if (res->disagg_decision) {
+            const char *dl[] = {sreq->model && *sreq->model ? sreq->model : "unknown",
+                                res->disagg_decision};
+            metrics_counter_inc(metrics_series_get(r->m.disagg_decisions, dl));
         }
     }
     if (res->pd == SCHED_PD_NO_PREFILL) {
@@ -987,6 +1162,28 @@ static void proxy_route(struct proxy_req *p)
     build_headers(p, q, a);
     http_exchange_on_abort(ex, on_client_abort, p);
     vr_inc(r->m.vr.processed, sched_endpoint_name(p->ep));
+    if (p->res.n_encode && r->cfg.pd_router && pd_path(q)) {
+        /* Router-managed E/P/D: the encode stage here too, over the encode profile's picks
+         * (the router's own endpoints: no allowlist needed). */
+        struct epd_encoder encs[SCHED_MAX_PICKS];
+        for (size_t i = 0; i < p->res.n_encode; i++)
+            encs[i] = (struct epd_encoder){arena_strdup(a, sched_endpoint_host(p->res.encode[i])),
+                                           sched_endpoint_port(p->res.encode[i])};
+        LOG_I(LOG_C, "request %s: encode stage on %zu encoder%s, first %s", p->request_id,
+              p->res.n_encode, p->res.n_encode == 1 ? "" : "s",
+              sched_endpoint_name(p->res.encode[0]));
+        if (start_encode_stage(p, encs, p->res.n_encode))
+            return;
+    }
+    route_legs(p);
+}
+
+/* Router-managed P/D's prefill leg when the decision has one, else straight upstream. */
+static void route_legs(struct proxy_req *p)
+{
+    struct router *r = p->r;
+    const struct http_request *q = http_exchange_request(p->ex);
+    struct arena *a = http_exchange_arena(p->ex);
     if (p->res.prefill && r->cfg.pd_router && pd_path(q)) {
         /* Router-managed P/D: the prefill leg here, then the decode leg to p->ep. */
         /* A copy: a retry may release res (and the endpoint) while we still log it. */

@@ -102,6 +102,7 @@ struct router_config {
     bool sidecar;
     bool ssrf;                  /* --enable-ssrf-protection (default on) */
     const char *allowed_prefillers; /* --allowed-prefillers host[:port],... */
+    const char *ec_connector;       /* sidecar --ec-connector: "" or ec-example (E/P/D) */
     bool prefiller_sampling;    /* --enable-prefiller-sampling */
     long long sidecar_dp_size;  /* --data-parallel-size: engines "engine", "engine-dp1", ... */
     char *storage;             /* owns strings parsed out of --endpoint values */
@@ -164,6 +165,7 @@ struct router_metrics {
     struct metrics_family *upstream_errors; /* {endpoint,kind} */
     struct metrics_series *retries;
     struct metrics_family *pd_decisions;    /* {decision} */
+    struct metrics_family *disagg_decisions; /* llm-d's {model_name,decision_type} */
     struct metrics_family *token_producer;  /* {result}: cached, tokenized, failed */
     struct metrics_family *ep_queue, *ep_running, *ep_kv, *ep_inflight; /* {endpoint} */
     struct metrics_series *prefix_size;
@@ -181,6 +183,8 @@ struct router_metrics {
     struct metrics_family *sc_requests;  /* {path,pd} */
     struct metrics_family *sc_fallbacks; /* {reason} */
     struct metrics_series *sc_prefill_duration, *sc_true_ttft;
+    struct metrics_family *sc_encoder_items;     /* {result}: E/P/D items sent to encoders */
+    struct metrics_series *sc_encode_duration;   /* the whole encode stage */
     _Atomic uint64_t prefix_blocks, prefix_hits; /* of picked endpoints, since start */
     /* discovery */
     struct metrics_family *endpoints_by_role;  /* {role} */
@@ -235,6 +239,7 @@ struct router {
     struct extproc_server *extproc;     /* --grpc-port */
     _Atomic int pool_state;             /* enum router_pool_state */
     _Atomic bool ssrf_unconfigured_logged;
+    _Atomic bool ec_unconfigured_logged; /* sidecar: encoder header without --ec-connector */
     struct router_breakers breakers;
     struct router_resolver *resolver; /* URL workers' host names, on the control loop */
     _Atomic long long in_flight; /* proxied requests, for --max-concurrent-requests */
@@ -316,6 +321,9 @@ int router_decide(struct router *r, struct sched_request *sreq, struct sched_res
                   size_t *pick, char *msg, size_t cap);
 void router_handle(struct http_exchange *ex, void *ctx); /* ctx = struct router_worker */
 void sidecar_rank_handle(struct http_exchange *ex, void *ctx); /* ctx = struct sidecar_rank */
+/* E/P/D: res's encode picks as x-encoder-hosts-ports ("ip:port,ip:port"; IPv6 hosts
+ * bracketed) into out; "" when the encode stage did not run. */
+void router_encoders_header(const struct sched_result *res, char *out, size_t cap);
 /* Whether the sidecar has any allowed prefiller (flag or pool). */
 bool router_prefillers_configured(const struct router *r);
 /* POST /debug/schedule: a dry run of the decision for the body, as JSON. */

@@ -44,6 +44,11 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
          "its namespace (default: the kubeconfig's, or the pod's in a cluster)", NULL},
         {"--inference-pool-group", NULL, FLAG_STRING, &cfg->pool_group, "GROUP",
          "inference.networking.k8s.io (v1, default) or inference.networking.x-k8s.io", NULL},
+        {"--ec-connector", NULL, FLAG_STRING, &cfg->ec_connector, "NAME",
+         "E/P/D: the encoder connector (ec-example); with it, x-encoder-hosts-ports sends a "
+         "chat request's multimodal items to those encoders first (default: none, the "
+         "header is ignored)",
+         NULL},
         {"--enable-prefiller-sampling", NULL, FLAG_BOOL, &cfg->prefiller_sampling, NULL, "pick a random prefiller when the header lists several", NULL},
         {"--workers", NULL, FLAG_INT, &cfg->workers, "N", "worker threads (1)", NULL},
         {"--data-parallel-size", NULL, FLAG_INT, &cfg->sidecar_dp_size, "N",
@@ -82,6 +87,10 @@ int sidecar_config_parse(struct router_config *cfg, int argc, char **argv)
     }
     if (!router_common_apply("sidecar", cfg, &cv))
         return -1;
+    if (cfg->ec_connector && *cfg->ec_connector && strcmp(cfg->ec_connector, "ec-example")) {
+        fprintf(stderr, "tandem sidecar: --ec-connector must be one of: ec-example\n");
+        return -1;
+    }
     if (vllm_port <= 0 || vllm_port > 65535 || metrics_port < 0 || metrics_port > 65535) {
         fprintf(stderr, "tandem sidecar: --vllm-port, --metrics-port must be ports\n");
         return -1;

@@ -353,6 +353,9 @@ void sched_result_release(struct sched_result *r)
     r->n_picks = 0;
     sched_endpoint_unref(r->prefill);
     r->prefill = NULL;
+    for (size_t i = 0; i < r->n_encode; i++)
+        sched_endpoint_unref(r->encode[i]);
+    r->n_encode = 0;
 }
 
 void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_run,
@@ -475,6 +478,16 @@ void sched_schedule(struct sched *s, const struct sched_request *req, bool dry_r
         }
         buf_append_str(trace, "],\"prefill\":");
         trace_str(trace, res->prefill ? res->prefill->name : NULL);
+        if (res->n_encode || res->encode_reason) {
+            buf_append_str(trace, ",\"encode\":[");
+            for (size_t i = 0; i < res->n_encode; i++) {
+                if (i)
+                    buf_append_char(trace, ',');
+                trace_str(trace, res->encode[i]->name);
+            }
+            buf_append_str(trace, "],\"encode_reason\":");
+            trace_str(trace, res->encode_reason);
+        }
         buf_printf(trace, ",\"status\":%d", res->status);
         if (res->status) {
             buf_append_str(trace, ",\"reason\":");

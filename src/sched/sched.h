@@ -85,6 +85,12 @@ const char *sched_endpoint_host(const struct sched_endpoint *e);
 int sched_endpoint_port(const struct sched_endpoint *e);
 const char *sched_endpoint_addr(const struct sched_endpoint *e); /* "host:port" */
 enum sched_role sched_endpoint_role(const struct sched_endpoint *e);
+/* An llm-d.ai/role value as a role: decode, prefill, both (also prefill-decode and
+ * encode-prefill-decode), prefill for encode-prefill; NONE for encode, unknown or NULL. */
+enum sched_role sched_role_from_text(const char *v);
+/* Whether llm-d's role filter filter_type ("decode-filter", "prefill-filter",
+ * "encode-filter") keeps e, by the role label's value (llm-d's lists, roles.go). */
+bool sched_role_accepts(const struct sched_endpoint *e, const char *filter_type);
 const char *sched_endpoint_label(const struct sched_endpoint *e, const char *key); /* or NULL */
 const char *sched_endpoint_source(const struct sched_endpoint *e); /* never NULL */
 /* Consistent copy of the metrics. */
@@ -113,6 +119,9 @@ struct sched_request {
     const char *user;        /* body "user", may be NULL (consistent-hash key) */
     const char *session_id;  /* body "session_id", may be NULL (same) */
     const char *target_lora; /* adapter name when the model is a LoRA, else NULL */
+    /* Chat content parts of type image_url / video_url / input_audio (llm-d's multimodal
+     * test, always-disagg-multimodal-decider); 0 for text-only and completions. */
+    uint32_t mm_items;
     /* The request's InferenceObjective priority (0 default); < 0 = sheddable: admitters
      * and the saturation detector may refuse it with 429. */
     int priority;
@@ -143,6 +152,14 @@ struct sched_result {
     /* P/D: the prefill endpoint when the handler decided to disaggregate. */
     struct sched_endpoint *prefill; /* ref'd, or NULL */
     const char *pd_reason;          /* static text: why P/D was or was not chosen */
+    /* E/P/D: the encode profile's picks when the handler ran it (each ref'd), joined
+     * into x-encoder-hosts-ports; n_encode 0 = no encode stage. */
+    struct sched_endpoint *encode[SCHED_MAX_PICKS];
+    size_t n_encode;
+    const char *encode_reason; /* static text: why the encode stage ran or not, or NULL */
+    /* disagg-profile-handler: llm-d's decision_type (decode-only, prefill-decode,
+     * encode-decode, encode-prefill-decode); NULL under other handlers. Static. */
+    const char *disagg_decision;
     enum sched_pd_outcome pd;       /* the same, for code to branch on */
     uint64_t elapsed_ns;
     /* Time spent in each plugin call, on sampled decisions only (1 in 16 per thread: the

@@ -41,7 +41,7 @@ void sched_ds_free(struct sched_datastore *ds)
     free(ds);
 }
 
-static enum sched_role role_from_text(const char *v)
+enum sched_role sched_role_from_text(const char *v)
 {
     if (!v)
         return SCHED_ROLE_NONE;
@@ -49,9 +49,14 @@ static enum sched_role role_from_text(const char *v)
         return SCHED_ROLE_DECODE;
     if (strcmp(v, "prefill") == 0)
         return SCHED_ROLE_PREFILL;
-    if (strcmp(v, "both") == 0)
+    /* llm-d's combined roles that serve both legs */
+    if (strcmp(v, "both") == 0 || strcmp(v, "prefill-decode") == 0 ||
+        strcmp(v, "encode-prefill-decode") == 0)
         return SCHED_ROLE_BOTH;
-    return SCHED_ROLE_NONE;
+    /* encode-prefill: a prefill pod that also encodes */
+    if (strcmp(v, "encode-prefill") == 0)
+        return SCHED_ROLE_PREFILL;
+    return SCHED_ROLE_NONE; /* encode, or unknown: role filters read the label itself */
 }
 
 static struct sched_endpoint *endpoint_new(const struct sched_endpoint_spec *spec)
@@ -73,7 +78,7 @@ static struct sched_endpoint *endpoint_new(const struct sched_endpoint_spec *spe
     }
     /* The llm-d role label is authoritative when the spec names no role. */
     if (e->role == SCHED_ROLE_NONE)
-        e->role = role_from_text(sched_endpoint_label(e, "llm-d.ai/role"));
+        e->role = sched_role_from_text(sched_endpoint_label(e, "llm-d.ai/role"));
     return e;
 }
 

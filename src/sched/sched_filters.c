@@ -15,27 +15,66 @@ static int no_params_create(const json_t *params, void **state, struct sched_per
     return sched_param_check_keys(params, none, err) ? 0 : -1;
 }
 
-static size_t decode_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
-                            size_t n, uint16_t *out)
+/* The endpoint's llm-d.ai/role value as llm-d's role filters read it: the label when it
+ * is what set the role (extended values such as encode-prefill included), else the role
+ * given by the spec (--prefill/--decode, endpoints file), else NULL (no label). */
+static const char *role_text(const struct sched_endpoint *e)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum sched_role r = c->eps[in[i]]->role;
-        if (r == SCHED_ROLE_DECODE || r == SCHED_ROLE_BOTH || r == SCHED_ROLE_NONE)
-            out[m++] = in[i];
+    const char *label = sched_endpoint_label(e, "llm-d.ai/role");
+    switch (e->role) {
+    case SCHED_ROLE_DECODE:
+        return label && sched_role_from_text(label) == SCHED_ROLE_DECODE ? label : "decode";
+    case SCHED_ROLE_PREFILL:
+        return label && sched_role_from_text(label) == SCHED_ROLE_PREFILL ? label : "prefill";
+    case SCHED_ROLE_BOTH:
+        return label && sched_role_from_text(label) == SCHED_ROLE_BOTH ? label : "both";
+    default:
+        return label;
     }
-    return m;
 }
 
-static size_t prefill_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
-                             size_t n, uint16_t *out)
+/* llm-d's bylabel role filters (roles.go): the values each accepts, and whether an
+ * endpoint with no role at all passes (decode only). */
+static const char *const decode_roles[] = {"decode", "prefill-decode", "both",
+                                           "encode-prefill-decode", NULL};
+static const char *const prefill_roles[] = {"prefill", "encode-prefill",        "prefill-decode",
+                                            "both",    "encode-prefill-decode", NULL};
+static const char *const encode_roles[] = {"encode", "encode-prefill", "encode-prefill-decode",
+                                           NULL};
+
+static const char *const *role_values(const char *filter_type)
 {
+    return !strcmp(filter_type, "decode-filter")    ? decode_roles
+           : !strcmp(filter_type, "prefill-filter") ? prefill_roles
+           : !strcmp(filter_type, "encode-filter")  ? encode_roles
+                                                    : NULL;
+}
+
+static bool role_in(const struct sched_endpoint *e, const char *const *vals)
+{
+    const char *r = role_text(e);
+    if (!r)
+        return vals == decode_roles;
+    for (size_t i = 0; vals[i]; i++)
+        if (!strcmp(vals[i], r))
+            return true;
+    return false;
+}
+
+bool sched_role_accepts(const struct sched_endpoint *e, const char *filter_type)
+{
+    const char *const *vals = role_values(filter_type);
+    return vals && role_in(e, vals);
+}
+
+static size_t role_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
+                          size_t n, uint16_t *out)
+{
+    const char *const *vals = role_values(self->t->type);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum sched_role r = c->eps[in[i]]->role;
-        if (r == SCHED_ROLE_PREFILL || r == SCHED_ROLE_BOTH)
+    for (size_t i = 0; i < n; i++)
+        if (role_in(c->eps[in[i]], vals))
             out[m++] = in[i];
-    }
     return m;
 }
 
@@ -43,14 +82,21 @@ const struct sched_plugin_type sched_decode_filter = {
     .type = "decode-filter",
     .kind = SCHED_PK_FILTER,
     .create = no_params_create,
-    .filter = decode_filter,
+    .filter = role_filter,
 };
 
 const struct sched_plugin_type sched_prefill_filter = {
     .type = "prefill-filter",
     .kind = SCHED_PK_FILTER,
     .create = no_params_create,
-    .filter = prefill_filter,
+    .filter = role_filter,
+};
+
+const struct sched_plugin_type sched_encode_filter = {
+    .type = "encode-filter",
+    .kind = SCHED_PK_FILTER,
+    .create = no_params_create,
+    .filter = role_filter,
 };
 
 /* --- string lists ------------------------------------------------------------------------ */

@@ -197,10 +197,15 @@ const struct sched_plugin_type sched_pd_profile_handler = {
 
 /* --- disagg-profile-handler ---------------------------------------------------------------- */
 
+/* llm-d's unified handler (disagg_profile_handler.go): decode first; then, if the config
+ * has an encode profile and deciders.encode says so, the encode profile (its picks become
+ * x-encoder-hosts-ports); then, if it has a prefill profile and deciders.prefill says so,
+ * the prefill profile. A stage with no decider configured never runs; a missing encode
+ * or prefill profile just means that stage does not exist (E/PD has no prefill). */
 struct disagg_handler {
-    char *decode_name, *prefill_name, *decider_name;
-    struct sched_profile *decode, *prefill;
-    struct sched_plugin *decider;
+    char *decode_name, *prefill_name, *encode_name, *decider_name, *enc_decider_name;
+    struct sched_profile *decode, *prefill, *encode; /* prefill, encode may be NULL */
+    struct sched_plugin *decider, *enc_decider;
 };
 
 static void disagg_destroy(void *state)
@@ -210,79 +215,148 @@ static void disagg_destroy(void *state)
         return;
     free(st->decode_name);
     free(st->prefill_name);
+    free(st->encode_name);
     free(st->decider_name);
+    free(st->enc_decider_name);
     free(st);
+}
+
+/* Reads sub-mapping key of params with the given keys into outs; errors name
+ * "key.field". */
+static int disagg_sub(const json_t *params, const char *key, const char *const *keys,
+                      const char **outs[], struct sched_perr *err)
+{
+    json_t *m = params ? json_object_get(params, key) : NULL;
+    if (!m || json_is_null(m))
+        return 0;
+    struct sched_perr sub;
+    bool ok = sched_param_check_keys(m, keys, &sub);
+    for (size_t i = 0; ok && keys[i]; i++)
+        ok = sched_param_str(m, keys[i], outs[i], &sub) >= 0;
+    if (ok)
+        return 0;
+    char f[128];
+    if (strcmp(sub.field, "parameters") == 0)
+        snprintf(f, sizeof f, "%s", key);
+    else
+        snprintf(f, sizeof f, "%s.%s", key, sub.field);
+    sched_perr_set(err, f, "%s", sub.why);
+    return -1;
 }
 
 static int disagg_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"profiles", "deciders", NULL};
-    static const char *const pkeys[] = {"decode", "prefill", NULL};
-    static const char *const dkeys[] = {"prefill", NULL};
+    /* The nested form, and llm-d's deprecated flat one (not both at once). */
+    static const char *const keys[] = {"profiles",
+                                       "deciders",
+                                       "decodeProfile",
+                                       "prefillProfile",
+                                       "encodeProfile",
+                                       "prefillDeciderPluginName",
+                                       "encodeDeciderPluginName",
+                                       "deciderPluginName",
+                                       NULL};
+    static const char *const pkeys[] = {"decode", "prefill", "encode", NULL};
+    static const char *const dkeys[] = {"prefill", "encode", NULL};
     if (!sched_param_check_keys(params, keys, err))
         return -1;
-    json_t *profiles = params ? json_object_get(params, "profiles") : NULL;
-    json_t *deciders = params ? json_object_get(params, "deciders") : NULL;
-    const char *dp = "decode", *pp = "prefill", *dec = NULL;
-    struct sched_perr sub;
-    if (profiles && !json_is_null(profiles)) {
-        if (!sched_param_check_keys(profiles, pkeys, &sub) ||
-            sched_param_str(profiles, "decode", &dp, &sub) < 0 ||
-            sched_param_str(profiles, "prefill", &pp, &sub) < 0) {
-            char f[128];
-            if (strcmp(sub.field, "parameters") == 0)
-                snprintf(f, sizeof f, "profiles");
-            else
-                snprintf(f, sizeof f, "profiles.%s", sub.field);
-            sched_perr_set(err, f, "%s", sub.why);
-            return -1;
-        }
+    const char *dp = NULL, *pp = NULL, *ep = NULL, *dec = NULL, *edec = NULL;
+    const char **pouts[] = {&dp, &pp, &ep};
+    const char **douts[] = {&dec, &edec};
+    if (disagg_sub(params, "profiles", pkeys, pouts, err) < 0 ||
+        disagg_sub(params, "deciders", dkeys, douts, err) < 0)
+        return -1;
+    bool nested = dp || pp || ep || dec || edec;
+    const char *ldp = NULL, *lpp = NULL, *lep = NULL, *lpd = NULL, *led = NULL, *ld = NULL;
+    if (sched_param_str(params, "decodeProfile", &ldp, err) < 0 ||
+        sched_param_str(params, "prefillProfile", &lpp, err) < 0 ||
+        sched_param_str(params, "encodeProfile", &lep, err) < 0 ||
+        sched_param_str(params, "prefillDeciderPluginName", &lpd, err) < 0 ||
+        sched_param_str(params, "encodeDeciderPluginName", &led, err) < 0 ||
+        sched_param_str(params, "deciderPluginName", &ld, err) < 0)
+        return -1;
+    bool legacy = ldp || lpp || lep || lpd || led || ld;
+    if (nested && legacy) {
+        sched_perr_set(err, "parameters",
+                       "cannot mix deprecated flat parameters (decodeProfile, prefillProfile, "
+                       "encodeProfile, deciderPluginName, prefillDeciderPluginName, "
+                       "encodeDeciderPluginName) with nested parameters (profiles, deciders): "
+                       "use one format or the other");
+        return -1;
     }
-    if (deciders && !json_is_null(deciders)) {
-        if (!sched_param_check_keys(deciders, dkeys, &sub) ||
-            sched_param_str(deciders, "prefill", &dec, &sub) < 0) {
-            char f[128];
-            if (strcmp(sub.field, "parameters") == 0)
-                snprintf(f, sizeof f, "deciders");
-            else
-                snprintf(f, sizeof f, "deciders.%s", sub.field);
-            sched_perr_set(err, f, "%s", sub.why);
-            return -1;
-        }
+    if (legacy) {
+        dp = ldp;
+        pp = lpp;
+        ep = lep;
+        dec = lpd ? lpd : ld;
+        edec = led;
     }
     struct disagg_handler *st = xcalloc(1, sizeof *st);
-    st->decode_name = xstrdup(dp);
-    st->prefill_name = xstrdup(pp);
-    st->decider_name = dec ? xstrdup(dec) : NULL;
+    st->decode_name = xstrdup(dp && *dp ? dp : "decode");
+    st->prefill_name = xstrdup(pp && *pp ? pp : "prefill");
+    st->encode_name = xstrdup(ep && *ep ? ep : "encode");
+    st->decider_name = dec && *dec ? xstrdup(dec) : NULL;
+    st->enc_decider_name = edec && *edec ? xstrdup(edec) : NULL;
     *state = st;
+    return 0;
+}
+
+static int bind_decider(struct sched *s, const char *name, const char *field,
+                        struct sched_plugin **out, struct sched_perr *err)
+{
+    *out = NULL;
+    if (!name)
+        return 0;
+    *out = sched_find_plugin(s, name);
+    if (!*out || (*out)->t->kind != SCHED_PK_DECIDER) {
+        sched_perr_set(err, field, "'%s' is not %s decider plugin", name,
+                       strcmp(field, "deciders.encode") == 0 ? "an encode" : "a P/D");
+        return -1;
+    }
     return 0;
 }
 
 static int disagg_bind(struct sched_plugin *self, struct sched *s, struct sched_perr *err)
 {
     struct disagg_handler *st = self->st;
-    if (bind_profile(s, st->decode_name, "profiles.decode", &st->decode, err) < 0 ||
-        bind_profile(s, st->prefill_name, "profiles.prefill", &st->prefill, err) < 0)
+    if (bind_profile(s, st->decode_name, "profiles.decode", &st->decode, err) < 0)
         return -1;
-    if (st->decider_name) {
-        st->decider = sched_find_plugin(s, st->decider_name);
-        if (!st->decider || st->decider->t->kind != SCHED_PK_DECIDER) {
-            sched_perr_set(err, "deciders.prefill", "'%s' is not a P/D decider plugin",
-                           st->decider_name);
-            return -1;
-        }
-    }
-    return 0;
+    st->prefill = sched_find_profile(s, st->prefill_name);
+    st->encode = sched_find_profile(s, st->encode_name);
+    if (bind_decider(s, st->decider_name, "deciders.prefill", &st->decider, err) < 0)
+        return -1;
+    return bind_decider(s, st->enc_decider_name, "deciders.encode", &st->enc_decider, err);
 }
 
-static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
-                          struct sched_result *res)
+/* Runs the encode profile: every pick is an encoder (a picker's maxNumOfEndpoints > 1
+ * spreads the items over several). False when it found none. */
+static bool run_encode(struct sched_cycle *c, const struct sched_profile *p,
+                       struct sched_result *res)
 {
-    struct disagg_handler *st = self->st;
-    if (!run_decode(c, st->decode, res))
+    uint16_t picks[SCHED_MAX_PICKS];
+    size_t n = 0;
+    char why[256];
+    if (sched_run_profile(c, p, picks, &n, why, sizeof why) != 0 || n == 0)
+        return false;
+    for (size_t i = 0; i < n && i < SCHED_MAX_PICKS; i++) {
+        res->encode[i] = c->eps[picks[i]];
+        sched_endpoint_ref(res->encode[i]);
+    }
+    res->n_encode = n < SCHED_MAX_PICKS ? n : SCHED_MAX_PICKS;
+    return true;
+}
+
+/* The prefill stage of disagg_handle. */
+static void disagg_prefill(const struct disagg_handler *st, struct sched_cycle *c,
+                           struct sched_result *res)
+{
+    if (!st->prefill) {
+        res->pd = SCHED_PD_SINGLE;
+        res->pd_reason = "no prefill profile: decode only";
         return;
-    const char *why = "no decider configured: always disaggregate";
-    bool go = true;
+    }
+    const char *why = "no deciders.prefill configured: P/D disaggregation disabled";
+    bool go = false;
     if (st->decider)
         go = st->decider->t->decide(st->decider, c, (uint16_t)c->decode_pick, &why);
     if (!go) {
@@ -293,6 +367,27 @@ static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
     bool ok = run_prefill(c, st->prefill, res);
     res->pd = ok ? SCHED_PD_DISAGGREGATE : SCHED_PD_NO_PREFILL;
     res->pd_reason = ok ? why : "no prefill endpoint: decode only";
+}
+
+static void disagg_handle(struct sched_plugin *self, struct sched_cycle *c,
+                          struct sched_result *res)
+{
+    struct disagg_handler *st = self->st;
+    if (!run_decode(c, st->decode, res))
+        return;
+    if (st->encode) {
+        const char *why = "no deciders.encode configured: encode disaggregation disabled";
+        bool go = st->enc_decider &&
+                  st->enc_decider->t->decide(st->enc_decider, c, (uint16_t)c->decode_pick, &why);
+        if (go && !run_encode(c, st->encode, res))
+            why = "no encode endpoint: encoded in place";
+        res->encode_reason = why;
+    }
+    disagg_prefill(st, c, res);
+    res->disagg_decision = res->n_encode
+                               ? (res->prefill ? "encode-prefill-decode" : "encode-decode")
+                           : res->prefill ? "prefill-decode"
+                                          : "decode-only";
 }
 
 const struct sched_plugin_type sched_disagg_profile_handler = {
@@ -403,4 +498,26 @@ const struct sched_plugin_type sched_always_disagg_pd_decider = {
     .kind = SCHED_PK_DECIDER,
     .create = no_params_create,
     .decide = always_decide,
+};
+
+/* --- E/P/D: always-disagg-multimodal-decider ------------------------------------------------- */
+
+/* llm-d's encode decider: a chat request with any image_url / video_url / input_audio
+ * content part gets an encode stage; anything else (text, completions) does not. */
+static bool mm_decide(struct sched_plugin *self, struct sched_cycle *c, uint16_t decode,
+                      const char **reason)
+{
+    if (c->req->mm_items) {
+        *reason = "always-disagg-multimodal-decider: multimodal content: encode disaggregated";
+        return true;
+    }
+    *reason = "always-disagg-multimodal-decider: no multimodal content: no encode stage";
+    return false;
+}
+
+const struct sched_plugin_type sched_always_disagg_mm_decider = {
+    .type = "always-disagg-multimodal-decider",
+    .kind = SCHED_PK_DECIDER,
+    .create = no_params_create,
+    .decide = mm_decide,
 };

@@ -26,6 +26,7 @@ extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_h
     sched_approx_prefix_cache_producer, sched_models_data_source, sched_models_data_extractor,
     sched_endpoint_notification_source,
     sched_k8s_notification_source;
+extern const struct sched_plugin_type sched_encode_filter, sched_always_disagg_mm_decider;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -89,6 +90,9 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     /* data layer notification sources (sched_notify.c) */
     &sched_endpoint_notification_source,
     &sched_k8s_notification_source,
+    /* E/P/D */
+    &sched_encode_filter,
+    &sched_always_disagg_mm_decider,
     NULL,
 };
 
@@ -109,7 +113,10 @@ static const struct {
     {"pd-profile-handler", "threshold, decodeProfile, prefillProfile, prefixPluginName, "
                            "hashBlockSize, primaryPort"},
     {"data-parallel-profile-handler", "primaryPort (8000)"},
-    {"disagg-profile-handler", "profiles{decode,prefill}, deciders{prefill}"},
+    {"disagg-profile-handler", "profiles{decode,prefill,encode}, deciders{prefill,encode} "
+                               "(or llm-d's flat decodeProfile, prefillProfile, encodeProfile, "
+                               "prefillDeciderPluginName, encodeDeciderPluginName, "
+                               "deciderPluginName)"},
     {"prefix-based-pd-decider", "nonCachedTokens, promptTokens, prefixPluginName"},
     {"by-label", "label, validValues, allowsNoLabel"},
     {"label-selector-filter", "matchLabels, matchExpressions[{key,operator,values}]"},
@@ -191,13 +198,13 @@ static const char *kind_name(enum sched_plugin_kind k)
 
 void sched_help_plugins(FILE *out)
 {
-    fprintf(out, "%-30s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
+    fprintf(out, "%-33s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
     for (size_t i = 0; sched_plugin_types[i]; i++) {
         const char *params = "(none)";
         for (size_t k = 0; k < sizeof plugin_params / sizeof *plugin_params; k++)
             if (strcmp(plugin_params[k].type, sched_plugin_types[i]->type) == 0)
                 params = plugin_params[k].params;
-        fprintf(out, "%-30s %-16s %s\n", sched_plugin_types[i]->type,
+        fprintf(out, "%-33s %-16s %s\n", sched_plugin_types[i]->type,
                 kind_name(sched_plugin_types[i]->kind), params);
     }
 }

@@ -95,7 +95,7 @@ struct raw_flags {
     long long seed, hash_seed, max_body_bytes;
     const char *served, *mode, *log_level, *failure_types, *profile, *kv_events;
     double time_scale, step_base_ms, prefill_rate, decode_per_seq_ms, decode_per_ctx_us;
-    double kv_bw, kv_latency_ms, kv_bytes_per_token, fault_slow_ms;
+    double kv_bw, kv_latency_ms, kv_bytes_per_token, fault_slow_ms, mm_encode_ms;
     bool log_json, no_details, no_access_log;
 };
 
@@ -190,6 +190,7 @@ static int set_defaults(struct sim_config *cfg, struct raw_flags *raw, int argc,
         .kv_latency_ms = p->kv_transfer_latency_s * 1e3,
         .kv_bytes_per_token = p->kv_bytes_per_token,
         .fault_slow_ms = 2000,
+        .mm_encode_ms = 20,
         .mode = "random",
         .log_level = "info",
     };
@@ -240,6 +241,9 @@ static size_t sim_flags(struct sim_config *cfg, struct raw_flags *r, struct flag
         {"--log-level", NULL, FLAG_STRING, &r->log_level, "LEVEL", "error, warn, info (default), debug", NULL},
         {"--log-json", NULL, FLAG_BOOL, &r->log_json, NULL, "log JSON lines", NULL},
         {"--disable-log-requests", NULL, FLAG_BOOL, &r->no_access_log, NULL, "no log line per request", NULL},
+        {"--mm-encoder-only", NULL, FLAG_BOOL, &cfg->mm_encoder_only, NULL, "E/P/D encoder: chat requests' multimodal items are encoded (--mm-encode-ms each) and answered with an empty 1-token completion", NULL},
+        {"--mm-encode-ms", NULL, FLAG_DOUBLE, &r->mm_encode_ms, "MS", "modelled encoder time per multimodal item, time-scaled (20)", NULL},
+        {"--ec-transfer-config", NULL, FLAG_IGNORE_VALUE, NULL, "JSON", "accepted for vLLM compatibility (E/P/D: encoder outputs are not moved)", NULL},
         {"--kv-transfer-config", NULL, FLAG_IGNORE_VALUE, NULL, "JSON", "accepted for vLLM compatibility (P/D is always on)", NULL},
         /* vLLM flags that do not matter to a simulator: accepted and noted. */
         {"--enforce-eager", NULL, FLAG_IGNORE, NULL, NULL, NULL, NULL},
@@ -383,9 +387,10 @@ static int apply(struct sim_config *cfg, const struct raw_flags *rr)
         return -1;
     }
     if (!(cfg->kv_hold_timeout_s >= 0 && cfg->kv_hold_timeout_s <= 86400 * 7) ||
-        !(r.fault_slow_ms >= 0 && r.fault_slow_ms <= 3600e3)) {
-        fprintf(stderr, "tandem sim: --kv-hold-timeout must be in [0, 604800] s and "
-                        "--fault-slow-ms in [0, 3600000]\n");
+        !(r.fault_slow_ms >= 0 && r.fault_slow_ms <= 3600e3) ||
+        !(r.mm_encode_ms >= 0 && r.mm_encode_ms <= 3600e3)) {
+        fprintf(stderr, "tandem sim: --kv-hold-timeout must be in [0, 604800] s, and "
+                        "--fault-slow-ms and --mm-encode-ms in [0, 3600000]\n");
         return -1;
     }
     if (cfg->failure_rate < 0 || cfg->failure_rate > 1) {
@@ -445,6 +450,7 @@ static int apply(struct sim_config *cfg, const struct raw_flags *rr)
     cfg->kv_transfer_latency_s = r.kv_latency_ms / 1e3;
     cfg->kv_bytes_per_token = r.kv_bytes_per_token;
     cfg->fault_slow_s = r.fault_slow_ms / 1e3;
+    cfg->mm_encode_s = r.mm_encode_ms / 1e3;
     cfg->seed = (uint64_t)r.seed;
     cfg->hash_seed = (uint64_t)r.hash_seed;
     cfg->engine.hash_seed = tok_hash_seed(cfg->model, cfg->hash_seed);

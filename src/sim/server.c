@@ -607,6 +607,47 @@ static struct sim_rank *pick_rank(struct sim_server *s, struct sim_req *r,
     return best;
 }
 
+/* --- E/P/D encoder (--mm-encoder-only) ----------------------------------------------- */
+
+/* The items are encoded: answer an empty one-token completion (what llm-d's sidecar waits
+ * for; the embeddings would go to the EC connector's storage). */
+static void on_encode_timer(uv_timer_t *t)
+{
+    struct sim_req *r = t->data;
+    struct sim_server *s = r->s;
+    metrics_counter_add(s->m.mm_encoded, r->n_mm);
+    LOG_I(LOG_C, "request %s: encoded %u multimodal item%s in %.1f ms", r->request_id, r->n_mm,
+          r->n_mm == 1 ? "" : "s", (double)(clock_monotonic_ns() - r->t_arrival) / 1e6);
+    uint32_t prompt = 0;
+    for (size_t i = 0; i < r->oreq.n_prompts; i++)
+        prompt += r->oreq.prompts[i].ids
+                      ? (uint32_t)r->oreq.prompts[i].n_ids
+                      : (uint32_t)tok_count(r->oreq.prompts[i].text, r->oreq.prompts[i].text_len);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:n, s:s, s:n}], "
+                  "s:{s:I, s:I, s:i}}",
+                  "id", r->id, "object", "chat.completion", "created", (json_int_t)r->created,
+                  "model", r->oreq.model ? r->oreq.model : s->cfg->model, "choices", "index", 0,
+                  "message", "role", "assistant", "content", "", "logprobs", "finish_reason",
+                  "length", "stop_reason", "usage", "prompt_tokens", (json_int_t)prompt,
+                  "total_tokens", (json_int_t)prompt, "completion_tokens", 0);
+    struct buf b = BUF_INIT;
+    json_dump_to(&b, j);
+    json_decref(j);
+    if (r->ex) {
+        respond(s, r->ex, 200, "application/json", b.data, b.len, r->request_id);
+        r->ex = NULL;
+    }
+    buf_free(&b);
+    sim_req_release(r);
+}
+
+static void start_encode(struct sim_server *s, struct sim_req *r)
+{
+    double ms = (double)r->n_mm * s->cfg->mm_encode_s * s->cfg->engine.time_scale * 1e3;
+    uv_timer_start(&r->timer, on_encode_timer, (uint64_t)(ms + 0.5), 0);
+}
+
 static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum openai_api api)
 {
     const struct http_request *hq = http_exchange_request(ex);
@@ -657,6 +698,15 @@ static void handle_generate(struct sim_server *s, struct http_exchange *ex, enum
     r->stream = r->oreq.stream;
     if (inject_fault(s, r, http_headers_get(&hq->headers, "x-fault")))
         return;
+    if (api == OPENAI_CHAT) {
+        r->n_mm = (uint32_t)openai_count_mm_parts(json_object_get(r->oreq.root, "messages"), true);
+        if (r->n_mm)
+            metrics_counter_add(s->m.mm_items, r->n_mm);
+    }
+    if (s->cfg->mm_encoder_only && api == OPENAI_CHAT) {
+        start_encode(s, r);
+        return;
+    }
     if (!sim_pd_prepare(r))
         return;
     if (!sim_shape_prepare(r))

@@ -76,6 +76,11 @@ struct sim_config {
     char *kv_events_topic;    /* owned; "" */
     int kv_events_hwm;        /* 100000 */
     const char *prefix_caching_hash_algo; /* --prefix-caching-hash-algo ALGO (argv); NULL: engine keys */
+    /* E/P/D: --mm-encoder-only (vLLM's flag) makes this sim an encoder: a chat request's
+     * multimodal items are "encoded" (mm_encode_s each, time-scaled) and it answers an
+     * empty one-token completion; --mm-encode-ms sets mm_encode_s (20 ms). */
+    bool mm_encoder_only;
+    double mm_encode_s;
 };
 
 /* Frees what sim_config_parse allocated (safe on a failed parse). */

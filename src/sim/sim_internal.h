@@ -79,6 +79,7 @@ struct sim_req {
     const char *request_id;   /* x-request-id */
     uint64_t created;         /* unix seconds */
     uint64_t t_arrival;       /* monotonic ns */
+    uint32_t n_mm;            /* multimodal content parts (chat) */
     struct sim_choice *choices; /* n_prompts x n, in choice-index order */
     uint32_t n_choices;
     uint32_t n_done;
@@ -128,6 +129,8 @@ struct sim_metrics {
     struct metrics_family *kv_pulls;     /* tandem_sim_kv_pulls_total{result} */
     struct metrics_family *faults;       /* tandem_sim_faults_injected_total{kind} */
     struct metrics_series *pinned;       /* tandem_sim_kv_pinned_requests */
+    struct metrics_series *mm_items;     /* tandem_sim_mm_items_total (chat, any role) */
+    struct metrics_series *mm_encoded;   /* tandem_sim_mm_encoded_items_total (encoder) */
     struct metrics_series *kv_events_published, *kv_events_dropped; /* with kv events on */
     struct sim_engine_stats last;        /* counters already exported */
 };

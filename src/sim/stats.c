@@ -150,6 +150,15 @@ void sim_metrics_init(struct sim_server *s)
     m->pinned = metrics_series0(metrics_family_new(
         r, METRICS_GAUGE, "tandem_sim_kv_pinned_requests",
         "Finished prefills whose KV blocks wait for a decoder.", NULL, 0, NULL, 0));
+    m->mm_items = metrics_series0(metrics_family_new(
+        r, METRICS_COUNTER, "tandem_sim_mm_items_total",
+        "Multimodal content parts (image_url, video_url, audio_url, input_audio) in the "
+        "chat requests accepted.",
+        NULL, 0, NULL, 0));
+    m->mm_encoded = metrics_series0(metrics_family_new(
+        r, METRICS_COUNTER, "tandem_sim_mm_encoded_items_total",
+        "Multimodal items encoded by this sim as an E/P/D encoder (--mm-encoder-only).", NULL, 0,
+        NULL, 0));
     if (cfg->kv_events) {
         COUNTER(kv_events_published, "tandem_sim_kv_events_published_total",
                 "KV events (BlockStored, BlockRemoved) sent on the ZMQ PUB socket.");

@@ -15,7 +15,6 @@ CONFIGS = os.path.join(SRC, "tests", "data", "epp-configs", "llm-d-inference-sch
 
 # Refused at load, and why (tests/unit/test_sched_epp_configs.c has the same table).
 REFUSED = {
-    "docs-disaggregation-md-block5.yaml": "always-disagg-multimodal-decider",
     "pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml":
         "my-pod-extractor",
     "pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block1.yaml":
@@ -25,7 +24,7 @@ REFUSED = {
     "pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block1.yaml":
         "profile 'decode' is not in schedulingProfiles",
     "pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block2.yaml":
-        "deciders.encode",
+        "profile 'decode' is not in schedulingProfiles",
     "pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block5.yaml":
         "profile 'decode' is not in schedulingProfiles",
     "pkg-epp-framework-plugins-scheduling-scorer-nohitlru-README-md-block0.yaml":

@@ -44,7 +44,10 @@ def test_help_plugins():
     assert rows["probabilistic-admitter"] == "admitter"
     assert rows["token-producer"] == "data-producer"
     assert rows["precise-prefix-cache-scorer"] == "scorer" and "zmqEndpoint" in text
-    assert "encode-filter" not in rows
+    assert rows["encode-filter"] == "filter"
+    assert rows["always-disagg-multimodal-decider"] == "pd-decider"
+    assert "deciders{prefill,encode}" in text
+    assert "not-a-plugin-type" not in rows
 
 
 def test_llm_d_configs_route():

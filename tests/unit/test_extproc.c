@@ -353,6 +353,7 @@ static void test_full_duplex(void **state)
     struct rec rec;
     rec_init(&rec);
     snprintf(rec.answer.prefiller, sizeof rec.answer.prefiller, "10.0.0.9:8000");
+    snprintf(rec.answer.encoders, sizeof rec.answer.encoders, "10.0.0.7:8000,10.0.0.8:8000");
     struct xp_stream_cfg cfg;
     cfg_init(&cfg, &rec, EXTPROC_MODE_AUTO, 0);
     struct xp_stream s;
@@ -394,6 +395,9 @@ static void test_full_duplex(void **state)
                         "150000");
     assert_string_equal(set_header(c->header_mutation, "x-prefiller-host-port", tmp, sizeof tmp),
                         "10.0.0.9:8000");
+    /* E/P/D: the encode profile's picks for the decode pod's sidecar */
+    assert_string_equal(set_header(c->header_mutation, "x-encoder-hosts-ports", tmp, sizeof tmp),
+                        "10.0.0.7:8000,10.0.0.8:8000");
     assert_string_equal(set_header(c->header_mutation, "x-request-id", tmp, sizeof tmp),
                         rec.request_id);
     assert_string_equal(lb_endpoint(r), "10.0.0.1:8000,10.0.0.2:8000");
@@ -474,6 +478,7 @@ static void test_duplex_empty_body_and_request_id(void **state)
     const common_t *c = r->request_headers->response;
     assert_null(set_header(c->header_mutation, "x-request-id", tmp, sizeof tmp));
     assert_null(set_header(c->header_mutation, "x-prefiller-host-port", tmp, sizeof tmp));
+    assert_null(set_header(c->header_mutation, "x-encoder-hosts-ports", tmp, sizeof tmp));
     assert_string_equal(set_header(c->header_mutation, "content-length", tmp, sizeof tmp), "0");
     free_resp(r);
     struct buf got = BUF_INIT;

@@ -37,8 +37,8 @@ static const struct {
     {"deploy-config-epp-precise-prefix-cache-config.yaml", NULL},
     {"deploy-config-pd-epp-config.yaml", NULL},
     {"deploy-config-probabilistic-admitter-epp-config.yaml", NULL},
-    {"deploy-config-sim-e-p-d-epp-config.yaml", "unknown plugin type 'encode-filter'"},
-    {"deploy-config-sim-e-pd-epp-config.yaml", "unknown plugin type 'encode-filter'"},
+    {"deploy-config-sim-e-p-d-epp-config.yaml", NULL},
+    {"deploy-config-sim-e-pd-epp-config.yaml", NULL},
     {"deploy-config-sim-epp-config.yaml", NULL},
     {"deploy-config-sim-epp-kvcache-config.yaml", NULL},
     {"deploy-config-sim-epp-no-hit-lru.yaml", NULL},
@@ -47,8 +47,7 @@ static const struct {
     {"docs-architecture-md-block3.yaml", NULL},
     {"docs-disaggregation-md-block4.yaml", NULL},
     /* E/P/D: needs the encode stage (always-disagg-multimodal-decider, encode-filter) */
-    {"docs-disaggregation-md-block5.yaml",
-     "plugins[5].type: unknown plugin type 'always-disagg-multimodal-decider'"},
+    {"docs-disaggregation-md-block5.yaml", NULL},
     {"pkg-epp-framework-plugins-datalayer-source-models-README-md-block2.yaml", NULL},
     /* my-pod-extractor: a user-provided plugin the README makes up */
     {"pkg-epp-framework-plugins-datalayer-source-notifications-README-md-block0.yaml",
@@ -77,7 +76,7 @@ static const struct {
      "plugins[0].parameters.profiles.decode: profile 'decode' is not in schedulingProfiles"},
     /* deciders.encode: needs the E/P/D encode stage */
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block2.yaml",
-     "plugins[0].parameters.deciders.encode: unknown parameter"},
+     "plugins[0].parameters.profiles.decode: profile 'decode' is not in schedulingProfiles"},
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block3.yaml", NULL},
     {"pkg-epp-framework-plugins-scheduling-profilehandler-disagg-README-md-block4.yaml", NULL},
     /* the same: a decider and the handler, no decode profile */
