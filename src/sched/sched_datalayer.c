@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "sched/sched_internal.h"
 
 /* --- openai-parser ---------------------------------------------------------------------- */
@@ -25,6 +26,29 @@ const struct sched_plugin_type sched_openai_parser = {
     .type = "openai-parser",
     .kind = SCHED_PK_PARSER,
     .create = parser_create,
+};
+
+/* --- vertexai-parser -------------------------------------------------------------------- */
+
+/* llm-d's vertexai-parser reads Vertex AI's gRPC PredictionService/ChatCompletions (an h2c
+ * protobuf ChatCompletionsRequest wrapping an OpenAI JSON body in HttpBody) and skips every
+ * other method; tandem's router serves HTTP/1.1 OpenAI JSON only. */
+static int vertexai_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    (void)state;
+    (void)err;
+    LOG_W("sched", "vertexai-parser: not applied: it parses Vertex AI's gRPC (h2c) "
+                   "PredictionService/ChatCompletions, and tandem serves HTTP/1.1 OpenAI "
+                   "JSON only, which it parses as openai-parser does%s",
+          params && json_object_size(params) ? " (its parameters are ignored, as in llm-d)"
+                                             : "");
+    return 0;
+}
+
+const struct sched_plugin_type sched_vertexai_parser = {
+    .type = "vertexai-parser",
+    .kind = SCHED_PK_PARSER,
+    .create = vertexai_create,
 };
 
 /* --- metrics-data-source ---------------------------------------------------------------- */
