@@ -220,6 +220,7 @@ struct sched {
     size_t n_profiles;
     struct sched_plugin *handler;
     struct sched_plugin *saturation; /* the saturationDetector, or NULL (borrowed) */
+    struct sched_plugin *parser;     /* the parser section's plugin, or NULL (borrowed) */
     struct sched_plugin *default_picker; /* owned; used by profiles without a picker */
 };
 

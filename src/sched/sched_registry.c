@@ -30,7 +30,7 @@ extern const struct sched_plugin_type sched_encode_filter, sched_always_disagg_m
 /* the rest of llm-d's production plugin types */
 extern const struct sched_plugin_type sched_by_label_selector, sched_prefill_header_handler,
     sched_tokenizer_legacy, sched_concurrency_detector, sched_inflight_load_producer,
-    sched_vertexai_parser, sched_predicted_latency_producer, sched_latency_scorer,
+    sched_vertexai_parser, sched_raw_parser, sched_predicted_latency_producer, sched_latency_scorer,
     sched_global_strict_fairness_policy, sched_round_robin_fairness_policy,
     sched_fcfs_ordering_policy, sched_edf_ordering_policy, sched_slo_deadline_ordering_policy,
     sched_priority_then_time_eviction_order_policy, sched_sheddable_eviction_filter;
@@ -107,6 +107,7 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_concurrency_detector,
     &sched_inflight_load_producer,
     &sched_vertexai_parser,
+    &sched_raw_parser,
     &sched_predicted_latency_producer,
     &sched_latency_scorer,
     &sched_global_strict_fairness_policy,
@@ -207,6 +208,7 @@ static const struct {
     {"concurrency-detector", "concurrencyMode (requests|tokens), maxConcurrency (100), "
                              "maxTokenConcurrency (1000000), headroom (0)"},
     {"inflight-load-producer", "(none; the router always counts in-flight load)"},
+    {"passthrough-parser", "(none); as the parser: request bodies are not parsed"},
     {"vertexai-parser", "(none; not applied: HTTP/1.1 OpenAI JSON only)"},
     {"predicted-latency-producer", "samplingMean (1000), maxDecodeTokenSamplesForPrediction "
                                    "(0), sloBufferFactor (1), contextTTL (ns), streamingMode, "

@@ -1,7 +1,7 @@
 /* The rest of llm-d's production plugin types (runner.go, plugins/register.go): the
  * deprecated aliases (by-label-selector, prefill-header-handler, tokenizer), the
  * concurrency-detector on the router's in-flight counters, inflight-load-producer,
- * vertexai-parser, the latency plugins without predictions (latency-scorer's composite
+ * passthrough-parser, vertexai-parser, the latency plugins without predictions (latency-scorer's composite
  * fallback, predicted-latency-producer) and the flow-control policies. Each shows its
  * effect, or that it warns exactly once and changes nothing. */
 #include <math.h>
@@ -391,6 +391,40 @@ static void test_latency_scorer(void **state)
                  "plugins[0].parameters.streamingMode");
 }
 
+/* --- passthrough-parser ----------------------------------------------------------------------- */
+
+static void test_passthrough_parser(void **state)
+{
+    (void)state;
+    struct sched_datastore *ds = sched_ds_new();
+    tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
+    /* the config's parser: the router reads no body (tests/integration/test_passthrough_parser.py) */
+    struct sched *s = load_ok(ds, "plugins:\n- type: passthrough-parser\n- type: queue-scorer\n"
+                                  "parser: {pluginRef: passthrough-parser}\n");
+    assert_true(sched_passthrough_parser(s));
+    /* no prompt, no model: still routed, on load */
+    struct sched_request req = tu_req(NULL, NULL);
+    int st = -1;
+    assert_string_equal(pick_req(s, &req, &st), "a");
+    assert_int_equal(st, 0);
+    sched_free(s);
+    /* declared but not the parser (llm-d's default openai-parser stays): bodies are parsed */
+    s = load_ok(ds, "plugins:\n- type: passthrough-parser\n- type: queue-scorer\n");
+    assert_false(sched_passthrough_parser(s));
+    sched_free(s);
+    s = load_ok(ds, "plugins:\n- type: openai-parser\n- type: queue-scorer\n"
+                    "parser: {pluginRef: openai-parser}\n");
+    assert_false(sched_passthrough_parser(s));
+    sched_free(s);
+    sched_ds_free(ds);
+    one_warning("plugins:\n- type: passthrough-parser\n  parameters: {x: 1}\n",
+                "passthrough-parser", "parameters are ignored");
+    bool loaded;
+    char *log = capture_load("plugins:\n- type: passthrough-parser\n", &loaded);
+    assert_true(loaded);
+    assert_string_equal(log, "");
+}
+
 /* --- vertexai-parser, flow-control policies: one WARN each, nothing changed ------------------- */
 
 static void test_inert_plugins(void **state)
@@ -446,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_concurrency_detector),
         cmocka_unit_test(test_latency_scorer),
+        cmocka_unit_test(test_passthrough_parser),
         cmocka_unit_test(test_inert_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
