@@ -12,8 +12,9 @@
  *     it keeps the endpoints whose load is under capacity x (1 + headroom), and nothing
  *     when none is (llm-d's filter has no keep-all fallback).
  * Tokens: the router's in-flight token count is the prompts' estimated tokens
- * (characters / 4); the detector adds llm-d's output estimate (1.5 x input) so that
- * maxTokenConcurrency means what it means in llm-d.
+ * (characters / 4); sched_inflight_tokens adds llm-d's output estimate (1.5 x input), so
+ * maxTokenConcurrency (and token-load-scorer's queueThresholdTokens) mean what they mean
+ * in llm-d.
  *
  * Ownership: a detector instance owns its parameter struct; the producer has no state. */
 #include <math.h>
@@ -81,13 +82,16 @@ static int cd_create(const json_t *params, void **state, struct sched_perr *err)
     return 0;
 }
 
+int64_t sched_inflight_tokens(const struct sched_endpoint_metrics *m)
+{
+    int64_t in = m->inflight_tokens;
+    return in + (int64_t)llround((double)in * OUTPUT_RATIO);
+}
+
 /* An endpoint's in-flight load in the detector's unit. */
 static int64_t cd_load(const struct conc_detector *st, const struct sched_endpoint_metrics *m)
 {
-    if (!st->tokens)
-        return m->inflight_requests;
-    int64_t in = m->inflight_tokens;
-    return in + (int64_t)llround((double)in * OUTPUT_RATIO);
+    return st->tokens ? sched_inflight_tokens(m) : m->inflight_requests;
 }
 
 static size_t cd_filter(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,

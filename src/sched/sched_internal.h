@@ -324,6 +324,11 @@ size_t sched_precise_expire(void *state, uint64_t now_ns);
 void sched_precise_speculate(void *state, const uint64_t *keys, size_t nk, const char *const *addrs,
                              size_t n, uint64_t now_ns);
 
+/* An endpoint's in-flight tokens as llm-d's inflight-load-producer counts them (its
+ * SimpleTokenEstimator: input + round(1.5 x input)), from the router's in-flight prompt
+ * token estimate (sched_concurrency.c). Read by concurrency-detector and token-load-scorer. */
+int64_t sched_inflight_tokens(const struct sched_endpoint_metrics *m);
+
 /* token-producer's cached token count for req's prompt (0 when none). */
 uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);
 
