@@ -64,8 +64,10 @@ static int cd_create(const json_t *params, void **state, struct sched_perr *err)
         return -1;
     }
     if (strcmp(mode, "requests") != 0 && strcmp(mode, "tokens") != 0) {
-        sched_perr_set(err, "concurrencyMode", "unsupported concurrencyMode: \"%s\" (requests "
-                       "or tokens)", mode);
+        sched_perr_set(err, "concurrencyMode",
+                       "unsupported concurrencyMode: \"%s\" (requests "
+                       "or tokens)",
+                       mode);
         return -1;
     }
     if (headroom > 1.0)
@@ -144,8 +146,7 @@ static int ilp_create(const json_t *params, void **state, struct sched_perr *err
           "inflight-load-producer: the router counts in-flight requests and tokens per "
           "endpoint whatever the config says; they feed concurrency-detector, "
           "active-request-scorer and token-load-scorer%s",
-          params && json_object_size(params) ? " (its parameters are ignored, as in llm-d)"
-                                             : "");
+          params && json_object_size(params) ? " (its parameters are ignored, as in llm-d)" : "");
     return 0;
 }
 

@@ -35,26 +35,24 @@ static int flow_create(const char *type, const json_t *params)
 {
     for (size_t i = 0; i < sizeof policies / sizeof *policies; i++)
         if (strcmp(policies[i].type, type) == 0)
-            LOG_W("sched",
-                  "%s: not applied: tandem has no flow-control layer (in llm-d it %s)%s",
+            LOG_W("sched", "%s: not applied: tandem has no flow-control layer (in llm-d it %s)%s",
                   type, policies[i].does,
-                  params && json_object_size(params)
-                      ? "; its parameters are ignored, as in llm-d"
-                      : "");
+                  params && json_object_size(params) ? "; its parameters are ignored, as in llm-d"
+                                                     : "");
     return 0;
 }
 
-#define FLOW_POLICY(sym, name)                                                               \
-    static int sym##_create(const json_t *params, void **state, struct sched_perr *err)     \
-    {                                                                                        \
-        (void)state;                                                                         \
-        (void)err;                                                                           \
-        return flow_create(name, params);                                                    \
-    }                                                                                        \
-    const struct sched_plugin_type sched_##sym = {                                           \
-        .type = name,                                                                        \
-        .kind = SCHED_PK_FLOW,                                                               \
-        .create = sym##_create,                                                              \
+#define FLOW_POLICY(sym, name)                                                                     \
+    static int sym##_create(const json_t *params, void **state, struct sched_perr *err)            \
+    {                                                                                              \
+        (void)state;                                                                               \
+        (void)err;                                                                                 \
+        return flow_create(name, params);                                                          \
+    }                                                                                              \
+    const struct sched_plugin_type sched_##sym = {                                                 \
+        .type = name,                                                                              \
+        .kind = SCHED_PK_FLOW,                                                                     \
+        .create = sym##_create,                                                                    \
     };
 
 FLOW_POLICY(global_strict_fairness_policy, "global-strict-fairness-policy")

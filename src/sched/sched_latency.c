@@ -25,9 +25,10 @@
 
 static int plp_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"samplingMean", "maxDecodeTokenSamplesForPrediction",
-                                       "sloBufferFactor", "contextTTL", "streamingMode",
-                                       "endpointRoleLabel", "predictInProduce", NULL};
+    static const char *const keys[] = {"samplingMean",     "maxDecodeTokenSamplesForPrediction",
+                                       "sloBufferFactor",  "contextTTL",
+                                       "streamingMode",    "endpointRoleLabel",
+                                       "predictInProduce", NULL};
     double mean = 1000, buffer = 1;
     long long max_samples = 0, ttl = 0;
     bool streaming = false, predict = true;
@@ -72,15 +73,19 @@ const struct sched_plugin_type sched_predicted_latency_producer = {
 /* --- latency-scorer ------------------------------------------------------------------------- */
 
 struct latency_scorer {
-    double wkv, wq, wpref; /* normalised */
+    double wkv, wq, wpref;       /* normalised */
     struct sched_plugin *prefix; /* borrowed; NULL: prefix share 0 */
 };
 
 static int ls_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"ttftWeight", "tpotWeight", "headroomSelectionStrategy",
-                                       "compositeKVWeight", "compositeQueueWeight",
-                                       "compositePrefixWeight", NULL};
+    static const char *const keys[] = {"ttftWeight",
+                                       "tpotWeight",
+                                       "headroomSelectionStrategy",
+                                       "compositeKVWeight",
+                                       "compositeQueueWeight",
+                                       "compositePrefixWeight",
+                                       NULL};
     double ttft = 0.8, tpot = 0.2, wkv = 1, wq = 1, wpref = 1;
     const char *strategy = "least";
     if (!sched_param_check_keys(params, keys, err) ||
@@ -125,8 +130,8 @@ static int ls_bind(struct sched_plugin *self, struct sched *s, struct sched_perr
     return 0;
 }
 
-static void ls_score(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in,
-                     size_t n, double *out)
+static void ls_score(struct sched_plugin *self, struct sched_cycle *c, const uint16_t *in, size_t n,
+                     double *out)
 {
     const struct latency_scorer *st = self->st;
     size_t blocks = 0;

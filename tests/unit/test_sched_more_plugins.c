@@ -1,8 +1,8 @@
 /* The rest of llm-d's production plugin types (runner.go, plugins/register.go): the
  * deprecated aliases (by-label-selector, prefill-header-handler, tokenizer), the
  * concurrency-detector on the router's in-flight counters, inflight-load-producer,
- * passthrough-parser, vertexai-parser, the latency plugins without predictions (latency-scorer's composite
- * fallback, predicted-latency-producer) and the flow-control policies. Each shows its
+ * passthrough-parser, vertexai-parser, the latency plugins without predictions (latency-scorer's
+ * composite fallback, predicted-latency-producer) and the flow-control policies. Each shows its
  * effect, or that it warns exactly once and changes nothing. */
 #include <math.h>
 #include <setjmp.h>
@@ -124,8 +124,7 @@ static void fresh(struct sched_datastore *ds, const char *name, double waiting, 
     sched_endpoint_unref(e);
 }
 
-static void inflight(struct sched_datastore *ds, const char *name, int64_t requests,
-                     int64_t tokens)
+static void inflight(struct sched_datastore *ds, const char *name, int64_t requests, int64_t tokens)
 {
     struct sched_endpoint *e = sched_ds_find(ds, name);
     assert_non_null(e);
@@ -195,9 +194,9 @@ static void test_aliases(void **state)
 
 /* --- concurrency-detector, inflight-load-producer -------------------------------------------- */
 
-#define CD_CFG(params)                                                                        \
-    "plugins:\n- type: queue-scorer\n- type: concurrency-detector\n  parameters: " params "\n" \
-    "saturationDetector: {pluginRef: concurrency-detector}\n"                                 \
+#define CD_CFG(params)                                                                             \
+    "plugins:\n- type: queue-scorer\n- type: concurrency-detector\n  parameters: " params "\n"     \
+    "saturationDetector: {pluginRef: concurrency-detector}\n"                                      \
     "schedulingProfiles:\n- name: default\n  plugins: [{pluginRef: queue-scorer}]\n"
 
 static int rejections(struct sched *s, int priority, int n, char *reason, size_t cap)
@@ -301,10 +300,10 @@ static void test_concurrency_detector(void **state)
 
 /* --- latency-scorer (composite fallback), predicted-latency-producer ------------------------- */
 
-#define LS_CFG(params, extra)                                                                 \
-    "plugins:\n- type: latency-scorer\n  parameters: " params "\n" extra                     \
-    "- type: max-score-picker\n"                                                              \
-    "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: latency-scorer}, "               \
+#define LS_CFG(params, extra)                                                                      \
+    "plugins:\n- type: latency-scorer\n  parameters: " params "\n" extra                           \
+    "- type: max-score-picker\n"                                                                   \
+    "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: latency-scorer}, "                    \
     "{pluginRef: max-score-picker}]\n"
 
 static void test_latency_scorer(void **state)
@@ -336,7 +335,8 @@ static void test_latency_scorer(void **state)
     sched_free(s);
     /* all weights 0: KV alone, as llm-d falls back */
     s = load_ok(ds, LS_CFG("{compositeKVWeight: 0, compositeQueueWeight: 0, "
-                           "compositePrefixWeight: 0}", ""));
+                           "compositePrefixWeight: 0}",
+                           ""));
     assert_string_equal(pick_req(s, &req, NULL), "b");
     sched_free(s);
 
@@ -398,7 +398,8 @@ static void test_passthrough_parser(void **state)
     (void)state;
     struct sched_datastore *ds = sched_ds_new();
     tu_add(ds, "a", SCHED_ROLE_BOTH, NULL, NULL);
-    /* the config's parser: the router reads no body (tests/integration/test_passthrough_parser.py) */
+    /* the config's parser: the router reads no body (tests/integration/test_passthrough_parser.py)
+     */
     struct sched *s = load_ok(ds, "plugins:\n- type: passthrough-parser\n- type: queue-scorer\n"
                                   "parser: {pluginRef: passthrough-parser}\n");
     assert_true(sched_passthrough_parser(s));
@@ -434,9 +435,10 @@ static void test_inert_plugins(void **state)
                 "parser: {pluginRef: v}\n",
                 "vertexai-parser", "Vertex AI's gRPC");
     static const char *const flow[] = {
-        "global-strict-fairness-policy", "round-robin-fairness-policy", "fcfs-ordering-policy",
-        "edf-ordering-policy", "slo-deadline-ordering-policy",
-        "priority-then-time-eviction-order-policy", "sheddable-eviction-filter"};
+        "global-strict-fairness-policy", "round-robin-fairness-policy",
+        "fcfs-ordering-policy",          "edf-ordering-policy",
+        "slo-deadline-ordering-policy",  "priority-then-time-eviction-order-policy",
+        "sheddable-eviction-filter"};
     char cfg[256];
     for (size_t i = 0; i < sizeof flow / sizeof *flow; i++) {
         snprintf(cfg, sizeof cfg, "plugins:\n- type: %s\n", flow[i]);
@@ -456,13 +458,13 @@ static void test_inert_plugins(void **state)
     tu_add(ds, "b", SCHED_ROLE_BOTH, NULL, NULL);
     fresh(ds, "a", 3, 0.1);
     fresh(ds, "b", 0, 0.1);
-    struct sched *s = load_ok(
-        ds, "plugins:\n- type: queue-scorer\n- type: max-score-picker\n"
-            "- type: global-strict-fairness-policy\n- type: fcfs-ordering-policy\n"
-            "- type: sheddable-eviction-filter\n- type: vertexai-parser\n"
-            "- type: inflight-load-producer\n- type: predicted-latency-producer\n"
-            "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: queue-scorer}, "
-            "{pluginRef: max-score-picker}, {pluginRef: fcfs-ordering-policy}]\n");
+    struct sched *s =
+        load_ok(ds, "plugins:\n- type: queue-scorer\n- type: max-score-picker\n"
+                    "- type: global-strict-fairness-policy\n- type: fcfs-ordering-policy\n"
+                    "- type: sheddable-eviction-filter\n- type: vertexai-parser\n"
+                    "- type: inflight-load-producer\n- type: predicted-latency-producer\n"
+                    "schedulingProfiles:\n- name: d\n  plugins: [{pluginRef: queue-scorer}, "
+                    "{pluginRef: max-score-picker}, {pluginRef: fcfs-ordering-policy}]\n");
     struct sched_request req = tu_req("x", "m");
     req.priority = -1;
     for (int i = 0; i < 10; i++) {
@@ -477,10 +479,8 @@ static void test_inert_plugins(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aliases),
-        cmocka_unit_test(test_concurrency_detector),
-        cmocka_unit_test(test_latency_scorer),
-        cmocka_unit_test(test_passthrough_parser),
+        cmocka_unit_test(test_aliases),        cmocka_unit_test(test_concurrency_detector),
+        cmocka_unit_test(test_latency_scorer), cmocka_unit_test(test_passthrough_parser),
         cmocka_unit_test(test_inert_plugins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
