@@ -63,7 +63,11 @@ static void xp_decide(void *ctx, const struct extproc_request *req, struct extpr
     };
     struct router_parsed parsed;
     char msg[512];
-    int st = router_parse_body(&s, &a, method ? method : "POST", req->body, req->body_len,
+    int st = 0;
+    if (sched_passthrough_parser(r->sched))
+        router_parse_raw(req->body_len, &parsed);
+    else
+        st = router_parse_body(&s, &a, method ? method : "POST", req->body, req->body_len,
                                &parsed, msg, sizeof msg);
     struct sched_result res;
     memset(&res, 0, sizeof res);

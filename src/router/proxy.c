@@ -585,6 +585,13 @@ int router_parse_body(struct sched_request *s, struct arena *a, const char *meth
     return 0;
 }
 
+void router_parse_raw(size_t body_len, struct router_parsed *out)
+{
+    memset(out, 0, sizeof *out);
+    out->model_label = "";
+    out->est_tokens = (int64_t)(body_len / 4);
+}
+
 /* Fills sreq from the client's body. Returns false after answering 400. */
 static bool parse_body(struct proxy_req *p, const struct http_request *q, struct arena *a)
 {
@@ -592,7 +599,11 @@ static bool parse_body(struct proxy_req *p, const struct http_request *q, struct
     p->sreq.headers = &q->headers;
     struct router_parsed parsed;
     char msg[512];
-    int st = router_parse_body(&p->sreq, a, q->method, q->body, q->body_len, &parsed, msg,
+    int st = 0;
+    if (sched_passthrough_parser(p->r->sched))
+        router_parse_raw(q->body_len, &parsed);
+    else
+        st = router_parse_body(&p->sreq, a, q->method, q->body, q->body_len, &parsed, msg,
                                sizeof msg);
     p->model_label = parsed.model_label;
     p->stream_req = parsed.stream;

@@ -314,6 +314,9 @@ struct router_parsed {
 int router_parse_body(struct sched_request *s, struct arena *a, const char *method,
                       const char *body, size_t body_len, struct router_parsed *out, char *msg,
                       size_t cap);
+/* The config's parser is passthrough-parser: nothing is read from the body (no model,
+ * prompt or stream flag); in-flight tokens are its size / 4, as llm-d estimates them. */
+void router_parse_raw(size_t body_len, struct router_parsed *out);
 /* The decision (scheduler, its metrics and decision log, P/D fallback accounting, the
  * in-flight bound): 0 with res filled and *pick the index to use, or an HTTP status
  * (503, 429) with msg. res must be released by the caller either way. */

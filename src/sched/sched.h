@@ -232,6 +232,9 @@ void sched_tokens_put(const struct sched *s, const struct sched_request *req,
                       const uint32_t *ids, size_t n);
 void sched_tokens_stats(const struct sched *s, uint64_t *hits, uint64_t *misses);
 bool sched_has_token_producer(const struct sched *s);
+/* Whether the config's parser is passthrough-parser: the router then parses no request
+ * body (no model, prompt or stream flag; the body goes to the engine as it came). */
+bool sched_passthrough_parser(const struct sched *s);
 /* Starts the plugins' own I/O on loop (the router's control loop; today the
  * precise-prefix-cache-scorer's KV events socket). 0, or -1 with err naming the plugin and
  * field. sched_stop (on the same loop thread, before the loop's last run) closes the

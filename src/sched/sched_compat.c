@@ -1,8 +1,9 @@
 /* Plugin types that llm-d's docs and READMEs configure and that tandem either runs with
  * llm-d's semantics here (prefix-cache-affinity-filter) or loads so the config works
  * unchanged while saying, in exactly one WARN line at load, why it has nothing to do:
- *   - disagg-headers-handler (deprecated in llm-d): tandem always sets
- *     x-prefiller-host-port from the P/D decision itself;
+ *   - disagg-headers-handler (deprecated in llm-d) and its older name
+ *     prefill-header-handler: tandem always sets x-prefiller-host-port from the P/D
+ *     decision itself;
  *   - vllmgrpc-parser: tandem parses OpenAI JSON bodies only;
  *   - static-usage-limit-policy: tandem has no flow-control layer;
  *   - latency-slo-admitter, slo-headroom-tier-filter: they act on latency predictions
@@ -43,6 +44,25 @@ static int headers_create(const json_t *params, void **state, struct sched_perr 
           "disagg-headers-handler: nothing to add: tandem itself sets "
           "x-prefiller-host-port to the prefill pick whenever its P/D handler "
           "disaggregates (prefillProfile '%s' and encodeProfile '%s' are not read)",
+          pre, enc);
+    return 0;
+}
+
+/* prefill-header-handler: llm-d's older name of disagg-headers-handler (same factory). */
+static int prefill_headers_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    static const char *const keys[] = {"prefillProfile", "encodeProfile", NULL};
+    const char *pre = "prefill", *enc = "encode";
+    if (!sched_param_check_keys(params, keys, err) ||
+        sched_param_str(params, "prefillProfile", &pre, err) < 0 ||
+        sched_param_str(params, "encodeProfile", &enc, err) < 0)
+        return -1;
+    (void)state;
+    LOG_W("sched",
+          "prefill-header-handler: deprecated alias of disagg-headers-handler, nothing to "
+          "add: tandem itself sets x-prefiller-host-port to the prefill pick whenever its "
+          "P/D handler disaggregates (prefillProfile '%s' and encodeProfile '%s' are not "
+          "read)",
           pre, enc);
     return 0;
 }
@@ -272,6 +292,12 @@ const struct sched_plugin_type sched_disagg_headers_handler = {
     .type = "disagg-headers-handler",
     .kind = SCHED_PK_PREREQUEST,
     .create = headers_create,
+};
+
+const struct sched_plugin_type sched_prefill_header_handler = {
+    .type = "prefill-header-handler",
+    .kind = SCHED_PK_PREREQUEST,
+    .create = prefill_headers_create,
 };
 
 const struct sched_plugin_type sched_vllmgrpc_parser = {

@@ -613,7 +613,7 @@ static int load_sections(struct sched *s, struct loader *L, const json_t *root)
         return -1;
     v = json_object_get(root, "parser");
     L->ctx = root;
-    if (v && !json_is_null(v) && load_ref(s, L, v, "parser", SCHED_PK_PARSER, NULL) < 0)
+    if (v && !json_is_null(v) && load_ref(s, L, v, "parser", SCHED_PK_PARSER, &s->parser) < 0)
         return -1;
     v = json_object_get(root, "dataLayer");
     /* `data` is the section's name before llm-d renamed it (GAIE #2639, April 2026);

@@ -1,5 +1,6 @@
 /* The EndpointPickerConfig's non-scheduling plugin types that tandem really has: the
- * request parser (openai-parser: tandem's OpenAI body parsing, the only one it has) and the
+ * request parsers (openai-parser: tandem's OpenAI body parsing; passthrough-parser: none,
+ * the body forwarded unread; vertexai-parser loads with a WARN: gRPC is not served) and the
  * data layer's metrics source and extractor (metrics-data-source: where the router scrapes
  * each engine's Prometheus text; core-metrics-extractor: the vLLM metric names it reads).
  * They are referenced from the config's parser / dataLayer sections; the loader checks
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "sched/sched_internal.h"
 
 /* --- openai-parser ---------------------------------------------------------------------- */
@@ -25,6 +27,54 @@ const struct sched_plugin_type sched_openai_parser = {
     .type = "openai-parser",
     .kind = SCHED_PK_PARSER,
     .create = parser_create,
+};
+
+/* --- passthrough-parser ----------------------------------------------------------------- */
+
+/* llm-d's passthrough-parser keeps the body as raw bytes: no model, no prompt, nothing for
+ * the prefix or token plugins; the request is routed on what is left (load, headers).
+ * As the config's parser, the router does the same (sched_passthrough_parser). */
+static int passthrough_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    (void)state;
+    (void)err;
+    if (params && json_object_size(params))
+        LOG_W("sched", "passthrough-parser: its parameters are ignored, as in llm-d");
+    return 0;
+}
+
+const struct sched_plugin_type sched_raw_parser = {
+    .type = "passthrough-parser",
+    .kind = SCHED_PK_PARSER,
+    .create = passthrough_create,
+};
+
+bool sched_passthrough_parser(const struct sched *s)
+{
+    return s && s->parser && s->parser->t == &sched_raw_parser;
+}
+
+/* --- vertexai-parser -------------------------------------------------------------------- */
+
+/* llm-d's vertexai-parser reads Vertex AI's gRPC PredictionService/ChatCompletions (an h2c
+ * protobuf ChatCompletionsRequest wrapping an OpenAI JSON body in HttpBody) and skips every
+ * other method; tandem's router serves HTTP/1.1 OpenAI JSON only. */
+static int vertexai_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    (void)state;
+    (void)err;
+    LOG_W("sched", "vertexai-parser: not applied: it parses Vertex AI's gRPC (h2c) "
+                   "PredictionService/ChatCompletions, and tandem serves HTTP/1.1 OpenAI "
+                   "JSON only, which it parses as openai-parser does%s",
+          params && json_object_size(params) ? " (its parameters are ignored, as in llm-d)"
+                                             : "");
+    return 0;
+}
+
+const struct sched_plugin_type sched_vertexai_parser = {
+    .type = "vertexai-parser",
+    .kind = SCHED_PK_PARSER,
+    .create = vertexai_create,
 };
 
 /* --- metrics-data-source ---------------------------------------------------------------- */

@@ -1,11 +1,13 @@
 /* Filters: keep the candidates a profile may use. Role filters read the endpoint's role
  * (from the spec, else its llm-d.ai/role label); label filters read its labels. All
  * endpoint fields read here are immutable, so filters take no locks. Parameters are
- * parsed once into plain arrays. */
+ * parsed once into plain arrays. by-label-selector is llm-d's deprecated name of
+ * label-selector-filter (the same filter, one WARN at load). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "sched/sched_internal.h"
 
 static int no_params_create(const json_t *params, void **state, struct sched_perr *err)
@@ -400,6 +402,25 @@ const struct sched_plugin_type sched_label_selector_filter = {
     .type = "label-selector-filter",
     .kind = SCHED_PK_FILTER,
     .create = selector_create,
+    .destroy = selector_destroy,
+    .filter = selector_filter,
+};
+
+/* by-label-selector: llm-d's deprecated name for label-selector-filter (same parameters,
+ * same filter); llm-d logs the deprecation at load, so does tandem. */
+static int deprecated_selector_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    if (selector_create(params, state, err) < 0)
+        return -1;
+    LOG_W("sched", "by-label-selector: deprecated, use 'label-selector-filter' (same "
+                   "parameters, same filter)");
+    return 0;
+}
+
+const struct sched_plugin_type sched_by_label_selector = {
+    .type = "by-label-selector",
+    .kind = SCHED_PK_FILTER,
+    .create = deprecated_selector_create,
     .destroy = selector_destroy,
     .filter = selector_filter,
 };

@@ -220,6 +220,7 @@ struct sched {
     size_t n_profiles;
     struct sched_plugin *handler;
     struct sched_plugin *saturation; /* the saturationDetector, or NULL (borrowed) */
+    struct sched_plugin *parser;     /* the parser section's plugin, or NULL (borrowed) */
     struct sched_plugin *default_picker; /* owned; used by profiles without a picker */
 };
 
@@ -322,6 +323,11 @@ size_t sched_precise_expire(void *state, uint64_t now_ns);
  * at now_ns + speculativeTTL (what a pick does with speculativeIndexing). */
 void sched_precise_speculate(void *state, const uint64_t *keys, size_t nk, const char *const *addrs,
                              size_t n, uint64_t now_ns);
+
+/* An endpoint's in-flight tokens as llm-d's inflight-load-producer counts them (its
+ * SimpleTokenEstimator: input + round(1.5 x input)), from the router's in-flight prompt
+ * token estimate (sched_concurrency.c). Read by concurrency-detector and token-load-scorer. */
+int64_t sched_inflight_tokens(const struct sched_endpoint_metrics *m);
 
 /* token-producer's cached token count for req's prompt (0 when none). */
 uint32_t sched_tokens_count(const struct sched *s, const struct sched_request *req);

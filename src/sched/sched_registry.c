@@ -27,6 +27,13 @@ extern const struct sched_plugin_type sched_context_length_aware, sched_disagg_h
     sched_endpoint_notification_source,
     sched_k8s_notification_source;
 extern const struct sched_plugin_type sched_encode_filter, sched_always_disagg_mm_decider;
+/* the rest of llm-d's production plugin types */
+extern const struct sched_plugin_type sched_by_label_selector, sched_prefill_header_handler,
+    sched_tokenizer_legacy, sched_concurrency_detector, sched_inflight_load_producer,
+    sched_vertexai_parser, sched_raw_parser, sched_predicted_latency_producer, sched_latency_scorer,
+    sched_global_strict_fairness_policy, sched_round_robin_fairness_policy,
+    sched_fcfs_ordering_policy, sched_edf_ordering_policy, sched_slo_deadline_ordering_policy,
+    sched_priority_then_time_eviction_order_policy, sched_sheddable_eviction_filter;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -93,6 +100,23 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     /* E/P/D */
     &sched_encode_filter,
     &sched_always_disagg_mm_decider,
+    /* the rest of llm-d's production plugin types */
+    &sched_by_label_selector,
+    &sched_prefill_header_handler,
+    &sched_tokenizer_legacy,
+    &sched_concurrency_detector,
+    &sched_inflight_load_producer,
+    &sched_vertexai_parser,
+    &sched_raw_parser,
+    &sched_predicted_latency_producer,
+    &sched_latency_scorer,
+    &sched_global_strict_fairness_policy,
+    &sched_round_robin_fairness_policy,
+    &sched_fcfs_ordering_policy,
+    &sched_edf_ordering_policy,
+    &sched_slo_deadline_ordering_policy,
+    &sched_priority_then_time_eviction_order_policy,
+    &sched_sheddable_eviction_filter,
     NULL,
 };
 
@@ -174,6 +198,31 @@ static const struct {
     {"models-data-extractor", "(none; not applied)"},
     {"k8s-notification-source", "group, version, kind (required); watches nothing"},
     {"endpoint-notification-source", "(none); extractors: precise-prefix-cache-scorer"},
+    /* the rest of llm-d's production plugin types */
+    {"by-label-selector", "(deprecated alias of label-selector-filter) matchLabels, "
+                          "matchExpressions[{key,operator,values}]"},
+    {"prefill-header-handler", "(deprecated alias of disagg-headers-handler) prefillProfile, "
+                               "encodeProfile (not applied)"},
+    {"tokenizer", "(deprecated alias of token-producer) modelName, vllm{http, timeout, "
+                  "mmTimeout}"},
+    {"concurrency-detector", "concurrencyMode (requests|tokens), maxConcurrency (100), "
+                             "maxTokenConcurrency (1000000), headroom (0)"},
+    {"inflight-load-producer", "(none; the router always counts in-flight load)"},
+    {"passthrough-parser", "(none); as the parser: request bodies are not parsed"},
+    {"vertexai-parser", "(none; not applied: HTTP/1.1 OpenAI JSON only)"},
+    {"predicted-latency-producer", "samplingMean (1000), maxDecodeTokenSamplesForPrediction "
+                                   "(0), sloBufferFactor (1), contextTTL (ns), streamingMode, "
+                                   "endpointRoleLabel, predictInProduce; produces nothing"},
+    {"latency-scorer", "compositeKVWeight (1), compositeQueueWeight (1), "
+                       "compositePrefixWeight (1); ttftWeight (0.8), tpotWeight (0.2), "
+                       "headroomSelectionStrategy (least) need predictions"},
+    {"global-strict-fairness-policy", "(none; not applied: no flow control)"},
+    {"round-robin-fairness-policy", "(none; not applied: no flow control)"},
+    {"fcfs-ordering-policy", "(none; not applied: no flow control)"},
+    {"edf-ordering-policy", "(none; not applied: no flow control)"},
+    {"slo-deadline-ordering-policy", "(none; not applied: no flow control)"},
+    {"priority-then-time-eviction-order-policy", "(none; not applied: no flow control)"},
+    {"sheddable-eviction-filter", "(none; not applied: no flow control)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)
@@ -198,13 +247,13 @@ static const char *kind_name(enum sched_plugin_kind k)
 
 void sched_help_plugins(FILE *out)
 {
-    fprintf(out, "%-33s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
+    fprintf(out, "%-40s %-16s %s\n", "TYPE", "KIND", "PARAMETERS");
     for (size_t i = 0; sched_plugin_types[i]; i++) {
         const char *params = "(none)";
         for (size_t k = 0; k < sizeof plugin_params / sizeof *plugin_params; k++)
             if (strcmp(plugin_params[k].type, sched_plugin_types[i]->type) == 0)
                 params = plugin_params[k].params;
-        fprintf(out, "%-33s %-16s %s\n", sched_plugin_types[i]->type,
+        fprintf(out, "%-40s %-16s %s\n", sched_plugin_types[i]->type,
                 kind_name(sched_plugin_types[i]->kind), params);
     }
 }

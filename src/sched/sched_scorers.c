@@ -206,7 +206,7 @@ static void token_load_score(struct sched_plugin *self, struct sched_cycle *c, c
 {
     double t = ST(self, struct token_load)->threshold;
     for (size_t i = 0; i < n; i++)
-        out[i] = 1.0 - fmin(1.0, fmax(0.0, (double)c->m[in[i]].inflight_tokens) / t);
+        out[i] = 1.0 - fmin(1.0, fmax(0.0, (double)sched_inflight_tokens(&c->m[in[i]])) / t);
 }
 
 const struct sched_plugin_type sched_token_load_scorer = {

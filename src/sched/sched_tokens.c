@@ -5,6 +5,7 @@
  * (sched_tokenize_needed, then sched_tokens_put) and the scheduler uses the cached ids of
  * a prompt for its prompt_tokens. The cache is direct-mapped, 4096 prompts, keyed by
  * xxh64(modelName, prompt text); a slot is replaced by the next prompt that maps to it.
+ * `tokenizer`, llm-d's deprecated name of the type, is the same plugin (one WARN at load).
  *
  * Ownership: an instance owns its configuration strings and the cache (ids arrays). */
 #include <pthread.h>
@@ -13,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "base/hash.h"
+#include "base/log.h"
 #include "net/url.h"
 #include "sched/sched_internal.h"
 
@@ -135,10 +137,29 @@ const struct sched_plugin_type sched_token_producer = {
     .destroy = tp_destroy,
 };
 
+/* tokenizer: llm-d's deprecated name of token-producer (same parameters, same plugin);
+ * llm-d logs the deprecation at load, so does tandem. */
+static int tokenizer_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    if (tp_create(params, state, err) < 0)
+        return -1;
+    LOG_W("sched", "tokenizer: deprecated, use 'token-producer' (same parameters, same "
+                   "plugin)");
+    return 0;
+}
+
+const struct sched_plugin_type sched_tokenizer_legacy = {
+    .type = "tokenizer",
+    .kind = SCHED_PK_PRODUCER,
+    .create = tokenizer_create,
+    .destroy = tp_destroy,
+};
+
 static struct token_producer *producer(const struct sched *s)
 {
     for (size_t i = 0; s && i < s->n_plugins; i++)
-        if (s->plugins[i]->t == &sched_token_producer)
+        if (s->plugins[i]->t == &sched_token_producer ||
+            s->plugins[i]->t == &sched_tokenizer_legacy)
             return s->plugins[i]->st;
     return NULL;
 }

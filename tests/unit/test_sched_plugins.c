@@ -98,7 +98,7 @@ static void test_active_and_token_load(void **state)
 {
     struct sched_datastore *ds = three();
     inflight(ds, "a", 0, 0);
-    inflight(ds, "b", 2, 500);
+    inflight(ds, "b", 2, 200); /* 200 prompt tokens + llm-d's 1.5 x output estimate: 500 */
     inflight(ds, "c", 4, 2000);
     struct sched *s = tu_one(ds, "active-request-scorer", "{idleThreshold: 1, maxBusyScore: 0.8}");
     json_t *j = dry(s, "x");
