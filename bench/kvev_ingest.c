@@ -143,8 +143,8 @@ static void build_run(struct payloads *pl, size_t batches, size_t n_stored, size
     pl->blocks = batches * (n_stored * per_event + RUN_BLOCKS);
 }
 
-static void run_shape(void *st, const char *name, size_t batches, size_t n_stored,
-                      size_t per_event, uint64_t *store, uint64_t *remove)
+static void run_shape(void *st, const char *name, size_t batches, size_t n_stored, size_t per_event,
+                      uint64_t *store, uint64_t *remove)
 {
     double eps[REPS], bps[REPS];
     size_t bytes = 0;
@@ -164,9 +164,8 @@ static void run_shape(void *st, const char *name, size_t batches, size_t n_store
     }
     qsort(eps, REPS, sizeof *eps, cmp_double);
     qsort(bps, REPS, sizeof *bps, cmp_double);
-    printf("| %s | %zu | %zu B | %.0f | %.0f | %.0f-%.0f | %zu |\n", name,
-           batches * (n_stored + 1), bytes, eps[REPS / 2], bps[REPS / 2], eps[0], eps[REPS - 1],
-           sched_precise_blocks(st));
+    printf("| %s | %zu | %zu B | %.0f | %.0f | %.0f-%.0f | %zu |\n", name, batches * (n_stored + 1),
+           bytes, eps[REPS / 2], bps[REPS / 2], eps[0], eps[REPS - 1], sched_precise_blocks(st));
 }
 
 int main(int argc, char **argv)
@@ -206,8 +205,8 @@ int main(int argc, char **argv)
     printf("\n| shape | events per run | payload / batch | events/s (median of %d) | blocks/s "
            "| events/s range | blocks held |\n|---|---|---|---|---|---|---|\n",
            REPS);
-    run_shape(st, "prefill: 1 x BlockStored(32) + BlockRemoved(32)", batches, 1, RUN_BLOCKS,
-              store, remove);
+    run_shape(st, "prefill: 1 x BlockStored(32) + BlockRemoved(32)", batches, 1, RUN_BLOCKS, store,
+              remove);
     run_shape(st, "decode: 32 x BlockStored(1) + BlockRemoved(32)", batches / 4, RUN_BLOCKS, 1,
               store, remove);
     t->destroy(st);
