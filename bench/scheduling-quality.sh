@@ -32,7 +32,7 @@
 # 10x the rates of real ones.
 #
 # usage: bench/scheduling-quality.sh [BUILD_DIR]   (env: WORKLOAD PODS SCALE STAGE
-#        OUTPUT_LEN OUT; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
+#        OUTPUT_LEN OUT PROBE PRECISE_WEIGHTS PRECISE_LOAD; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
 #        KV_NGROUPS KV_PER_GROUP KV_LADDER KV_POLICIES KV_BLOCKS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,6 +115,9 @@ YAML
 # weights, without its data-layer wiring (endpoint-notification-source) and token-producer
 # (the sims tokenize as the router does), and without decode-filter (pods unlabelled);
 # blockSize is the sims' --block-size (16; llm-d's sample says 64 for its vLLM pods).
+# PRECISE_WEIGHTS="P K Q" changes the precise, kv-cache and queue weights (2 1 1);
+# PRECISE_LOAD=active-request-scorer replaces queue-scorer (load from the router's own
+# in-flight counts instead of the scraped queue).
 precise_yaml() {
   cat <<YAML
 apiVersion: llm-d.ai/v1alpha1
@@ -132,17 +135,17 @@ plugins:
       kvBlockIndexConfig:
         enableMetrics: true
 - type: kv-cache-utilization-scorer
-- type: queue-scorer
+- type: $5
 - type: max-score-picker
 schedulingProfiles:
 - name: default
   plugins:
   - pluginRef: precise-prefix-cache-scorer
-    weight: 2.0
+    weight: $2
   - pluginRef: kv-cache-utilization-scorer
-    weight: 1.0
-  - pluginRef: queue-scorer
-    weight: 1.0
+    weight: $3
+  - pluginRef: $5
+    weight: $4
   - pluginRef: max-score-picker
 YAML
 }
@@ -171,7 +174,7 @@ run_one() {
   case "$policy" in
     load) pol=(--config-file "$tmp/load.yaml") ;;
     llm-d) pol=(--config-file "$tmp/llm-d.yaml") ;;
-    precise) precise_yaml "$Z" >"$tmp/precise.yaml"; pol=(--config-file "$tmp/precise.yaml") ;;
+    precise) precise_yaml "$Z" ${PRECISE_WEIGHTS:-2.0 1.0 1.0} "${PRECISE_LOAD:-queue-scorer}" >"$tmp/precise.yaml"; pol=(--config-file "$tmp/precise.yaml") ;;
     *) pol=(--policy "$policy") ;;
   esac
   "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers 1 --log-level warn \
@@ -200,10 +203,11 @@ run_one() {
   done
   # precise: how long the scorer is blind to a new prompt (sent through the router, until
   # the router's index holds its first block: queueing + prefill + event delivery), one
-  # probe of ~60 tokens (max_tokens 1) a second, in the background; approximate
+  # probe of ~60 tokens (max_tokens 1) a second, in the background (PROBE=0: none); approximate
   # routing records a prompt at the routing decision, so it has no such window.
   local probe=
-  if [ "$policy" = precise ]; then
+  rm -f "$OUT/$name.lag.txt"
+  if [ "$policy" = precise ] && [ "${PROBE:-1}" != 0 ]; then
     python3 - "$R" "$OUT/$name.lag.txt" <<'PY' &
 import json, sys, threading, time, urllib.request
 port, path = int(sys.argv[1]), sys.argv[2]
@@ -235,7 +239,7 @@ with open(path, "w") as out:
                 if max(sc.values()) > 0:
                     lag = time.time() - t0
                     break
-                time.sleep(0.01)
+                time.sleep(0.02)
         except Exception:
             break
         out.write("%.3f %s\n" % (t0 - t_start, "%.3f" % lag if lag is not None else "-"))
@@ -265,7 +269,7 @@ PY
     if [ "$policy" = precise ]; then
       echo "router index: admissions=$(metric "$R" kvcache_index_admissions_total) evictions=$(metric "$R" kvcache_index_evictions_total) lookups=$(metric "$R" kvcache_index_lookup_requests_total)"
       # blind window per stage (real seconds): median / p90 / max of the probes
-      python3 - "$OUT/$name.lag.txt" "$STAGE" "$ladder" <<'PY'
+      if [ -f "$OUT/$name.lag.txt" ]; then python3 - "$OUT/$name.lag.txt" "$STAGE" "$ladder" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 stage, rates = float(sys.argv[2]), sys.argv[3].split(",")
@@ -275,6 +279,7 @@ for k, rate in enumerate(rates):
         print("stage %s req/s: precise scorer blind for median %.3f s, p90 %.3f s, max %.3f s real (%d probes)"
               % (rate, v[len(v) // 2], v[int(len(v) * 0.9)], v[-1], len(v)))
 PY
+      fi
     fi
   } | tee "$OUT/$name.pods.txt"
   kill "$rpid" "${sims[@]}" 2>/dev/null || true
