@@ -32,7 +32,8 @@
 # 10x the rates of real ones.
 #
 # usage: bench/scheduling-quality.sh [BUILD_DIR]   (env: WORKLOAD PODS SCALE STAGE
-#        OUTPUT_LEN OUT PROBE PRECISE_WEIGHTS PRECISE_LOAD; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
+#        OUTPUT_LEN OUT PROBE PRECISE_WEIGHTS PRECISE_LOAD
+#        PRECISE_SPECULATIVE; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
 #        KV_NGROUPS KV_PER_GROUP KV_LADDER KV_POLICIES KV_BLOCKS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,7 +118,8 @@ YAML
 # blockSize is the sims' --block-size (16; llm-d's sample says 64 for its vLLM pods).
 # PRECISE_WEIGHTS="P K Q" changes the precise, kv-cache and queue weights (2 1 1);
 # PRECISE_LOAD=active-request-scorer replaces queue-scorer (load from the router's own
-# in-flight counts instead of the scraped queue).
+# in-flight counts instead of the scraped queue); PRECISE_SPECULATIVE=true sets llm-d's
+# speculativeIndexing (index entries at the routing decision, before the KV events).
 precise_yaml() {
   cat <<YAML
 apiVersion: llm-d.ai/v1alpha1
@@ -134,6 +136,7 @@ plugins:
     indexerConfig:
       kvBlockIndexConfig:
         enableMetrics: true
+    speculativeIndexing: $6
 - type: kv-cache-utilization-scorer
 - type: $5
 - type: max-score-picker
@@ -174,7 +177,7 @@ run_one() {
   case "$policy" in
     load) pol=(--config-file "$tmp/load.yaml") ;;
     llm-d) pol=(--config-file "$tmp/llm-d.yaml") ;;
-    precise) precise_yaml "$Z" ${PRECISE_WEIGHTS:-2.0 1.0 1.0} "${PRECISE_LOAD:-queue-scorer}" >"$tmp/precise.yaml"; pol=(--config-file "$tmp/precise.yaml") ;;
+    precise) precise_yaml "$Z" ${PRECISE_WEIGHTS:-2.0 1.0 1.0} "${PRECISE_LOAD:-queue-scorer}" "${PRECISE_SPECULATIVE:-false}" >"$tmp/precise.yaml"; pol=(--config-file "$tmp/precise.yaml") ;;
     *) pol=(--policy "$policy") ;;
   esac
   "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers 1 --log-level warn \
