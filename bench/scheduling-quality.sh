@@ -208,7 +208,11 @@ run_one() {
   # the router's index holds its first block: queueing + prefill + event delivery), one
   # probe of ~60 tokens (max_tokens 1) a second, in the background (PROBE=0: none); approximate
   # routing records a prompt at the routing decision, so it has no such window.
-  local probe=
+  local probe= label=$policy
+  # a precise variant names its knobs in the table
+  [ "$policy" = precise ] && [ -n "${PRECISE_WEIGHTS:-}${PRECISE_LOAD:-}${PRECISE_SPECULATIVE:-}" ] &&
+    label="precise (${PRECISE_WEIGHTS:+weights $PRECISE_WEIGHTS }${PRECISE_LOAD:+$PRECISE_LOAD }${PRECISE_SPECULATIVE:+speculative $PRECISE_SPECULATIVE})" &&
+    label=${label/ )/)}
   rm -f "$OUT/$name.lag.txt"
   if [ "$policy" = precise ] && [ "${PROBE:-1}" != 0 ]; then
     python3 - "$R" "$OUT/$name.lag.txt" <<'PY' &
@@ -256,7 +260,7 @@ PY
     --gsp-num-groups "$ng" --gsp-prompts-per-group "$pg" \
     --gsp-system-prompt-len 6000 --gsp-question-len 1200 --gsp-output-len "$OUTPUT_LEN" \
     --ignore-eos --rate-ladder "$ladder" --stage-duration "$STAGE" --seed 7 \
-    --label "$policy" --save-result --save-detailed --result-dir "$OUT" \
+    --label "$label" --save-result --save-detailed --result-dir "$OUT" \
     --result-filename "$name.json" > "$OUT/$name.txt" 2>&1 || true
   [ -n "$probe" ] && { kill "$probe" 2>/dev/null; wait "$probe" 2>/dev/null || true; }
   tail -n 30 "$OUT/$name.txt" | grep -E "Successful|Failed|P90 TTFT|Prefix cache" || true
@@ -303,28 +307,37 @@ for wl in "${workloads[@]}"; do
     run_one "$wl" "$policy" "$ng" "$pg" "$ladder"
   done
   # The comparison table, per stage, from the result files.
-  python3 - "$SCALE" "${RECORD:-1}" "$machine" "$params" "$wl" "${results[@]}" <<'PY'
+  python3 - "$SCALE" "${RECORD:-1}" "$machine" "$params" "$wl" "$STAGE" "$PODS" "${results[@]}" <<'PY'
 import datetime, io, json, sys
 scale = float(sys.argv[1])
 record, machine, params, wl = sys.argv[2] != "0", sys.argv[3], sys.argv[4], sys.argv[5]
-runs = [json.load(open(p)) for p in sys.argv[6:]]
+stage, pods_n = float(sys.argv[6]), int(sys.argv[7])
+runs = [json.load(open(p)) for p in sys.argv[8:]]
 out = io.StringIO()
 def print(*a):
     out.write(" ".join(str(x) for x in a) + "\n")
 print()
-print("| policy | stage (req/s, real) | completed | failed | output tok/s (real) | TTFT mean (s) | TTFT p90 (s) | ITL mean (ms) | cache hit ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| policy | stage (req/s, real) | completed | failed | output tok/s (real) | TTFT mean (s) | TTFT p90 (s) | ITL mean (ms) | cache hit ratio | same pod as previous |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     stages = r.get("stages") or [r]
-    for s in stages:
+    pods, starts = r.get("pods") or [], r.get("start_times") or []
+    for k, s in enumerate(stages):
         chr_ = s.get("cache_hit_ratio")
+        # Herding: how often a request went to the same pod as the request sent before it
+        # (1 / pods when picks are independent), over the requests sent in this stage.
+        seq = [p for _, p in sorted((t, p) for t, p in zip(starts, pods)
+                                    if k * stage <= t < (k + 1) * stage)]
+        same = sum(a == b for a, b in zip(seq, seq[1:])) / (len(seq) - 1) if len(seq) > 1 else None
         # Latencies in modeled H100 time: real / scale.
-        print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.1f | %s |" % (
+        print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.1f | %s | %s |" % (
             r["label"], s["request_rate"], s["completed"], s["failed"], s["output_throughput"],
             s["mean_ttft_ms"] / 1000 / scale, s["p90_ttft_ms"] / 1000 / scale,
-            s["mean_itl_ms"] / scale, "%.2f" % chr_ if chr_ is not None else "-"))
+            s["mean_itl_ms"] / scale, "%.2f" % chr_ if chr_ is not None else "-",
+            "%.2f" % same if same is not None else "-"))
 print()
-print("(TTFT and ITL in modeled H100 time, i.e. measured / %g; rates and throughput are real)" % scale)
+print("(TTFT and ITL in modeled H100 time, i.e. measured / %g; rates and throughput are real;"
+      " same pod as previous: 1/%d when picks are independent)" % (scale, pods_n))
 sys.stdout.write(out.getvalue())
 if record:
     with open("bench/RESULTS.md", "a") as f:
