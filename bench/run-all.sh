@@ -7,6 +7,8 @@ echo "== bench/sim-throughput"
 bench/sim-throughput.sh build
 echo "== sched_bench"
 build/sched_bench
+echo "== kvev_ingest"
+build/kvev_ingest
 echo "== bench/router"
 bench/router.sh build
 echo "== bench/router-rss"

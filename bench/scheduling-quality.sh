@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
 # bench/scheduling-quality: does prefix-aware routing pay off on llm-d's shared-prefix
-# workload? Starts PODS decode sims (--profile h100-32b, time-scaled by SCALE so a run
-# takes minutes) behind `tandem router`, once per policy, and drives the same
-# shared-prefix workload (many groups sharing long system prompts) up a rate ladder with
-# `tandem bench`. Prints a comparison table, appends it with the machine, date and
-# parameters to bench/RESULTS.md (RECORD=0 to skip), and writes per-policy result JSON,
-# the bench output and one HTML report (`tandem bench compare --html`) into OUT.
+# workload, and does precise routing (KV events) beat approximate routing (the router's
+# own guess) when the pods' KV caches are under pressure? Starts PODS decode sims
+# (--profile h100-32b, time-scaled by SCALE so a run takes minutes) behind `tandem
+# router`, once per policy and workload, and drives the same workload up a rate ladder
+# with `tandem bench`. Prints a comparison table, appends it with the machine, date and
+# parameters to bench/RESULTS.md (RECORD=0 to skip), and writes per-run result JSON, the
+# bench output, per-pod counts and one HTML report per workload into OUT.
 #
-# Scale-down of llm-d's run (8 pods, 150 groups x 5 prompts, 6000/1200/1000 tokens):
-# 4 pods and 75 groups keep its ratio of system-prompt tokens to KV cache (each pod
-# holds ~51 system prompts: prefix-aware routing places ~19 groups per pod, so they fit;
-# spreading every group over every pod needs 450k tokens per pod, so they thrash).
+# Workloads (WORKLOAD=shared-prefix|kv-pressure|both, default both):
+#  shared-prefix: scale-down of llm-d's run (8 pods, 150 groups x 5 prompts,
+#   6000/1200/1000 tokens): 4 pods and 75 groups keep its ratio of system-prompt tokens
+#   to KV cache (each pod holds ~42 prompts of 7,200 tokens: prefix-aware routing places
+#   ~19 groups per pod, so they fit; spreading every group over every pod needs 450k
+#   tokens per pod, so they thrash).
+#  kv-pressure: KV_NGROUPS (300) groups, KV_PER_GROUP (10) prompts each, same lengths:
+#   1.8M tokens of system prompts against 4 x 307k of KV cache, so even a perfect
+#   partition (75 groups per pod, 450k tokens) cannot keep every group cached: pods evict
+#   all the time, and the approximate scorer's history (routing decisions, 256 blocks of
+#   each prompt, an LRU as large as the pod's KV cache) keeps saying "pod A has it" after
+#   A evicted it. The precise scorer follows the sims' BlockStored/BlockRemoved events.
+# Policies: random, round_robin, consistent_hash, load (queue + kv-cache scorers),
+#  llm-d (approximate: llm-d's default profile, prefix-cache-scorer 3, queue 2, kv 2,
+#  lruCapacityPerServer = the sims' KV blocks as llm-d's autoTune sets it), cache_aware
+#  (vllm-router's), precise (llm-d's epp-precise-prefix-cache-config: precise scorer 2,
+#  kv-cache 1, queue 1, max-score-picker; KV events from every sim over ZMQ).
+# Every sim publishes KV events (vLLM's --kv-events-config, connecting to the router's
+# SUB socket) under every policy, so the sims do the same work whichever policy runs.
 # Outputs are cut to OUTPUT_LEN tokens to keep the run short; rates are in real time
 # (modeled time runs 1/SCALE faster), so 4 pods of modeled H100s at SCALE 0.1 take
 # 10x the rates of real ones.
 #
-# usage: bench/scheduling-quality.sh [BUILD_DIR]   (env: PODS NGROUPS PER_GROUP SCALE
-#        LADDER STAGE OUTPUT_LEN POLICIES OUT)
+# usage: bench/scheduling-quality.sh [BUILD_DIR]   (env: WORKLOAD PODS SCALE STAGE
+#        OUTPUT_LEN OUT PROBE PRECISE_WEIGHTS PRECISE_LOAD
+#        PRECISE_SPECULATIVE; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
+#        KV_NGROUPS KV_PER_GROUP KV_LADDER KV_POLICIES KV_BLOCKS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${1:-build}"
 BIN="$BUILD/tandem"
+WORKLOAD="${WORKLOAD:-both}"
 PODS="${PODS:-4}"
 NGROUPS="${NGROUPS:-75}"
 PER_GROUP="${PER_GROUP:-48}"
@@ -28,8 +47,18 @@ SCALE="${SCALE:-0.1}"
 LADDER="${LADDER:-30,60,90,120}"
 STAGE="${STAGE:-10}"
 OUTPUT_LEN="${OUTPUT_LEN:-100}"
-POLICIES="${POLICIES:-random round_robin consistent_hash load llm-d cache_aware}"
+POLICIES="${POLICIES:-random round_robin consistent_hash load llm-d cache_aware precise}"
+KV_NGROUPS="${KV_NGROUPS:-300}"
+KV_PER_GROUP="${KV_PER_GROUP:-10}"
+KV_LADDER="${KV_LADDER:-30,60,90,120}"
+KV_POLICIES="${KV_POLICIES:-random round_robin llm-d precise}"
+KV_BLOCKS="${KV_BLOCKS:-19200}" # the h100-32b profile's KV blocks (16 tokens each)
 OUT="${OUT:-bench/out/scheduling-quality}"
+case "$WORKLOAD" in
+  shared-prefix | kv-pressure) workloads=("$WORKLOAD") ;;
+  both) workloads=(shared-prefix kv-pressure) ;;
+  *) echo "WORKLOAD must be shared-prefix, kv-pressure or both" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 tmp=$(mktemp -d)
 pids=()
@@ -37,6 +66,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 200); do curl -fs "http://127.0.0.1:$1$2" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no answer on :$1$2" >&2; return 1; }
+# metric PORT NAME: the sum of a counter's samples on :PORT/metrics (0 when absent)
+metric() { curl -fs "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%d\n", s }'; }
 
 # Load only: llm-d's scorers without the prefix scorer.
 cat >"$tmp/load.yaml" <<'YAML'
@@ -56,74 +87,266 @@ schedulingProfiles:
   - pluginRef: max-score-picker
 YAML
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); date: $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "pods=$PODS groups=$NGROUPS per_group=$PER_GROUP scale=$SCALE ladder=$LADDER stage=${STAGE}s output=$OUTPUT_LEN"
-results=()
-for policy in $POLICIES; do
-  sims=()
-  eps=()
+# Approximate: `--policy llm-d` (tandem's preset of llm-d's default profile) with the
+# LRU sized as llm-d's autoTune sizes it (the engines' num_gpu_blocks).
+cat >"$tmp/llm-d.yaml" <<YAML
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: single-profile-handler
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+  parameters:
+    lruCapacityPerServer: $KV_BLOCKS
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+  - pluginRef: max-score-picker
+YAML
+
+# Precise: llm-d's deploy/config/epp-precise-prefix-cache-config.yaml, same scorers and
+# weights, without its data-layer wiring (endpoint-notification-source) and token-producer
+# (the sims tokenize as the router does), and without decode-filter (pods unlabelled);
+# blockSize is the sims' --block-size (16; llm-d's sample says 64 for its vLLM pods).
+# PRECISE_WEIGHTS="P K Q" changes the precise, kv-cache and queue weights (2 1 1);
+# PRECISE_LOAD=active-request-scorer replaces queue-scorer (load from the router's own
+# in-flight counts instead of the scraped queue); PRECISE_SPECULATIVE=true sets llm-d's
+# speculativeIndexing (index entries at the routing decision, before the KV events).
+precise_yaml() {
+  cat <<YAML
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: single-profile-handler
+- type: precise-prefix-cache-scorer
+  parameters:
+    tokenProcessorConfig:
+      blockSize: 16
+    kvEventsConfig:
+      zmqEndpoint: tcp://127.0.0.1:$1
+      topicFilter: "kv@"
+    indexerConfig:
+      kvBlockIndexConfig:
+        enableMetrics: true
+    speculativeIndexing: $6
+- type: kv-cache-utilization-scorer
+- type: $5
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: precise-prefix-cache-scorer
+    weight: $2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: $3
+  - pluginRef: $5
+    weight: $4
+  - pluginRef: max-score-picker
+YAML
+}
+
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "machine: $machine; date: $(date -u +%Y-%m-%dT%H:%MZ)"
+
+# run_one WORKLOAD POLICY NGROUPS PER_GROUP LADDER: one router + PODS sims, one bench run.
+run_one() {
+  local wl=$1 policy=$2 ng=$3 pg=$4 ladder=$5 name="$1-$2"
+  local Z sims=() eps=() ports=() p R rpid i
+  Z=$(port)
   for i in $(seq 0 $((PODS - 1))); do
     p=$(port)
     "$BIN" sim --model m --profile h100-32b --time-scale "$SCALE" --host 127.0.0.1 --port "$p" \
-      --pod-name "decode-$i" --disable-log-requests --stats-interval 0 --log-level warn &
+      --pod-name "decode-$i" --num-gpu-blocks "$KV_BLOCKS" --block-size 16 \
+      --kv-events-config "{\"enable_kv_cache_events\":true,\"publisher\":\"zmq\",\"endpoint\":\"tcp://127.0.0.1:$Z\",\"topic\":\"kv@127.0.0.1:$p@m\"}" \
+      --disable-log-requests --stats-interval 0 --log-level warn &
     sims+=($!)
+    pids+=($!)
+    ports+=("$p")
     eps+=(--endpoint "name=decode-$i,addr=127.0.0.1:$p")
     wait_http "$p" /health
   done
   R=$(port)
   case "$policy" in
     load) pol=(--config-file "$tmp/load.yaml") ;;
+    llm-d) pol=(--config-file "$tmp/llm-d.yaml") ;;
+    precise) precise_yaml "$Z" ${PRECISE_WEIGHTS:-2.0 1.0 1.0} "${PRECISE_LOAD:-queue-scorer}" "${PRECISE_SPECULATIVE:-false}" >"$tmp/precise.yaml"; pol=(--config-file "$tmp/precise.yaml") ;;
     *) pol=(--policy "$policy") ;;
   esac
   "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers 1 --log-level warn \
-    "${pol[@]}" "${eps[@]}" &
+    --enable-debug-endpoints "${pol[@]}" "${eps[@]}" &
   rpid=$!
+  pids+=($rpid)
   wait_http "$R" /ready
+  # ZMQ drops what a PUB sends before its connection is up (the sims connect every
+  # 100 ms): a small prompt straight to each sim, a new one each try, until the router's
+  # index counts its blocks (precise only; the others get the same warm-up, unchecked).
+  for p in "${ports[@]}"; do
+    for i in $(seq 50); do
+      local before=0
+      [ "$policy" = precise ] && before=$(metric "$R" kvcache_index_admissions_total)
+      curl -fs "http://127.0.0.1:$p/v1/completions" -H 'content-type: application/json' \
+        -d "{\"model\":\"m\",\"prompt\":\"warm-up $p $i: a few words of text that fill two blocks of sixteen tokens or more, and then some\",\"max_tokens\":1}" >/dev/null
+      [ "$policy" = precise ] || break
+      local ok=
+      for _ in $(seq 10); do
+        [ "$(metric "$R" kvcache_index_admissions_total)" -gt "$before" ] && { ok=1; break; }
+        sleep 0.02
+      done
+      [ -n "$ok" ] && break
+      [ "$i" = 50 ] && { echo "no KV events from the sim on :$p" >&2; exit 1; }
+    done
+  done
+  # precise: how long the scorer is blind to a new prompt (sent through the router, until
+  # the router's index holds its first block: queueing + prefill + event delivery), one
+  # probe of ~60 tokens (max_tokens 1) a second, in the background (PROBE=0: none); approximate
+  # routing records a prompt at the routing decision, so it has no such window.
+  local probe= label=$policy
+  # a precise variant names its knobs in the table
+  [ "$policy" = precise ] && [ -n "${PRECISE_WEIGHTS:-}${PRECISE_LOAD:-}${PRECISE_SPECULATIVE:-}" ] &&
+    label="precise (${PRECISE_WEIGHTS:+weights $PRECISE_WEIGHTS }${PRECISE_LOAD:+$PRECISE_LOAD }${PRECISE_SPECULATIVE:+speculative $PRECISE_SPECULATIVE})" &&
+    label=${label/ )/)}
+  rm -f "$OUT/$name.lag.txt"
+  if [ "$policy" = precise ] && [ "${PROBE:-1}" != 0 ]; then
+    python3 - "$R" "$OUT/$name.lag.txt" <<'PY' &
+import json, sys, threading, time, urllib.request
+port, path = int(sys.argv[1]), sys.argv[2]
+def post(p, body):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, p), json.dumps(body).encode(),
+                                 {"content-type": "application/json"})
+    return urllib.request.urlopen(req, timeout=60).read()
+def served():  # requests the router took (the bench's first one starts the clock)
+    m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    return sum(float(l.split()[-1]) for l in m.splitlines()
+               if l.startswith("tandem_router_requests_total"))
+while served() == 0:
+    time.sleep(0.02)
+t_start, i = time.time(), 0
+with open(path, "w") as out:
+    while True:
+        i += 1
+        text = "probe %d: " % i + " ".join("w%d" % ((i * 31 + k * 7) % 9973) for k in range(60))
+        t0 = time.time()
+        done = []
+        threading.Thread(target=lambda: (post("/v1/completions", {"model": "m", "prompt": text,
+                         "max_tokens": 1}), done.append(time.time())), daemon=True).start()
+        lag = None
+        try:
+            while time.time() - t0 < 30:
+                t = json.loads(post("/debug/schedule", {"model": "m", "prompt": text}))
+                sc = [s for s in t["profiles"][0]["scorers"]
+                      if s["name"] == "precise-prefix-cache-scorer"][0]["scores"]
+                if max(sc.values()) > 0:
+                    lag = time.time() - t0
+                    break
+                time.sleep(0.02)
+        except Exception:
+            break
+        out.write("%.3f %s\n" % (t0 - t_start, "%.3f" % lag if lag is not None else "-"))
+        out.flush()
+        time.sleep(max(0, 1 - (time.time() - t0)))
+PY
+    probe=$!
+    pids+=($probe)
+  fi
   "$BIN" bench --disable-tqdm --port "$R" --model m --dataset-name shared-prefix \
-    --gsp-num-groups "$NGROUPS" --gsp-prompts-per-group "$PER_GROUP" \
+    --gsp-num-groups "$ng" --gsp-prompts-per-group "$pg" \
     --gsp-system-prompt-len 6000 --gsp-question-len 1200 --gsp-output-len "$OUTPUT_LEN" \
-    --ignore-eos --rate-ladder "$LADDER" --stage-duration "$STAGE" --seed 7 \
-    --label "$policy" --save-result --save-detailed --result-dir "$OUT" \
-    --result-filename "$policy.json" > "$OUT/$policy.txt" 2>&1 || true
-  tail -n 30 "$OUT/$policy.txt" | grep -E "Successful|Failed|Mean TTFT|P90 TTFT|Prefix cache" || true
-  results+=("$OUT/$policy.json")
+    --ignore-eos --rate-ladder "$ladder" --stage-duration "$STAGE" --seed 7 \
+    --label "$label" --save-result --save-detailed --result-dir "$OUT" \
+    --result-filename "$name.json" > "$OUT/$name.txt" 2>&1 || true
+  [ -n "$probe" ] && { kill "$probe" 2>/dev/null; wait "$probe" 2>/dev/null || true; }
+  tail -n 30 "$OUT/$name.txt" | grep -E "Successful|Failed|P90 TTFT|Prefix cache" || true
+  # Per pod: requests served and prefix-cache hit ratio (the sims' vLLM counters); for
+  # precise, the router's index counters.
+  {
+    for i in "${!ports[@]}"; do
+      local q h
+      q=$(metric "${ports[$i]}" vllm:prefix_cache_queries_total)
+      h=$(metric "${ports[$i]}" vllm:prefix_cache_hits_total)
+      echo "decode-$i requests=$(metric "${ports[$i]}" vllm:request_success_total) hit_ratio=$(awk -v h="$h" -v q="$q" 'BEGIN { printf "%.2f", q ? h / q : 0 }') preemptions=$(metric "${ports[$i]}" vllm:num_preemptions_total)"
+    done
+    if [ "$policy" = precise ]; then
+      echo "router index: admissions=$(metric "$R" kvcache_index_admissions_total) evictions=$(metric "$R" kvcache_index_evictions_total) lookups=$(metric "$R" kvcache_index_lookup_requests_total)"
+      # blind window per stage (real seconds): median / p90 / max of the probes
+      if [ -f "$OUT/$name.lag.txt" ]; then python3 - "$OUT/$name.lag.txt" "$STAGE" "$ladder" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+stage, rates = float(sys.argv[2]), sys.argv[3].split(",")
+for k, rate in enumerate(rates):
+    v = sorted(float(b) if b != "-" else 30.0 for a, b in rows if k * stage <= float(a) < (k + 1) * stage)
+    if v:
+        print("stage %s req/s: precise scorer blind for median %.3f s, p90 %.3f s, max %.3f s real (%d probes)"
+              % (rate, v[len(v) // 2], v[int(len(v) * 0.9)], v[-1], len(v)))
+PY
+      fi
+    fi
+  } | tee "$OUT/$name.pods.txt"
   kill "$rpid" "${sims[@]}" 2>/dev/null || true
   wait "$rpid" "${sims[@]}" 2>/dev/null || true
-done
+  results+=("$OUT/$name.json")
+}
 
-# The comparison table, per stage, from the result files.
-machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-params="pods=$PODS groups=$NGROUPS per_group=$PER_GROUP scale=$SCALE ladder=$LADDER stage=${STAGE}s output=$OUTPUT_LEN"
-python3 - "$SCALE" "${RECORD:-1}" "$machine" "$params" "${results[@]}" <<'PY'
+for wl in "${workloads[@]}"; do
+  results=()
+  if [ "$wl" = shared-prefix ]; then
+    ng=$NGROUPS pg=$PER_GROUP ladder=$LADDER pols=$POLICIES
+  else
+    ng=$KV_NGROUPS pg=$KV_PER_GROUP ladder=$KV_LADDER pols=$KV_POLICIES
+  fi
+  params="workload=$wl pods=$PODS kv_blocks=$KV_BLOCKS groups=$ng per_group=$pg scale=$SCALE ladder=$ladder stage=${STAGE}s output=$OUTPUT_LEN"
+  echo "== $params"
+  for policy in $pols; do
+    run_one "$wl" "$policy" "$ng" "$pg" "$ladder"
+  done
+  # The comparison table, per stage, from the result files.
+  python3 - "$SCALE" "${RECORD:-1}" "$machine" "$params" "$wl" "$STAGE" "$PODS" "${results[@]}" <<'PY'
 import datetime, io, json, sys
 scale = float(sys.argv[1])
-record, machine, params = sys.argv[2] != "0", sys.argv[3], sys.argv[4]
-runs = [json.load(open(p)) for p in sys.argv[5:]]
+record, machine, params, wl = sys.argv[2] != "0", sys.argv[3], sys.argv[4], sys.argv[5]
+stage, pods_n = float(sys.argv[6]), int(sys.argv[7])
+runs = [json.load(open(p)) for p in sys.argv[8:]]
 out = io.StringIO()
 def print(*a):
     out.write(" ".join(str(x) for x in a) + "\n")
 print()
-print("| policy | stage (req/s, real) | completed | failed | output tok/s (real) | TTFT mean (s) | TTFT p90 (s) | ITL mean (ms) | cache hit ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| policy | stage (req/s, real) | completed | failed | output tok/s (real) | TTFT mean (s) | TTFT p90 (s) | ITL mean (ms) | cache hit ratio | same pod as previous |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     stages = r.get("stages") or [r]
-    for s in stages:
+    pods, starts = r.get("pods") or [], r.get("start_times") or []
+    for k, s in enumerate(stages):
         chr_ = s.get("cache_hit_ratio")
+        # Herding: how often a request went to the same pod as the request sent before it
+        # (1 / pods when picks are independent), over the requests sent in this stage.
+        seq = [p for _, p in sorted((t, p) for t, p in zip(starts, pods)
+                                    if k * stage <= t < (k + 1) * stage)]
+        same = sum(a == b for a, b in zip(seq, seq[1:])) / (len(seq) - 1) if len(seq) > 1 else None
         # Latencies in modeled H100 time: real / scale.
-        print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.1f | %s |" % (
+        print("| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.1f | %s | %s |" % (
             r["label"], s["request_rate"], s["completed"], s["failed"], s["output_throughput"],
             s["mean_ttft_ms"] / 1000 / scale, s["p90_ttft_ms"] / 1000 / scale,
-            s["mean_itl_ms"] / scale, "%.2f" % chr_ if chr_ is not None else "-"))
+            s["mean_itl_ms"] / scale, "%.2f" % chr_ if chr_ is not None else "-",
+            "%.2f" % same if same is not None else "-"))
 print()
-print("(TTFT and ITL in modeled H100 time, i.e. measured / %g; rates and throughput are real)" % scale)
+print("(TTFT and ITL in modeled H100 time, i.e. measured / %g; rates and throughput are real;"
+      " same pod as previous: 1/%d when picks are independent)" % (scale, pods_n))
 sys.stdout.write(out.getvalue())
 if record:
     with open("bench/RESULTS.md", "a") as f:
-        f.write("\n## scheduling-quality run (recorded by the script)\n\n")
-        f.write("- **Command:** `make build && bench/scheduling-quality.sh build`\n")
-        f.write("- **Machine:** %s; **date:** %s\n" % (machine, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")))
+        f.write("\n## scheduling-quality run, %s workload (recorded by the script)\n\n" % wl)
+        f.write("- **Command:** `make build && WORKLOAD=%s bench/scheduling-quality.sh build`\n" % wl)
+        f.write("- **Machine:** %s; **date:** %s\n" % (machine, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
         f.write("- **Parameters:** %s\n" % params)
         f.write(out.getvalue())
 PY
-"$BIN" bench compare --html "$OUT/report.html" "${results[@]}" > "$OUT/compare.txt" 2>&1 || true
-echo "HTML report: $OUT/report.html"
+  "$BIN" bench compare --html "$OUT/$wl-report.html" "${results[@]}" > "$OUT/$wl-compare.txt" 2>&1 || true
+  echo "HTML report: $OUT/$wl-report.html"
+done
