@@ -31,7 +31,9 @@ static bool no_params(const json_t *params, struct sched_perr *err)
 
 /* --- disagg-headers-handler ---------------------------------------------------------------- */
 
-static int headers_create(const json_t *params, void **state, struct sched_perr *err)
+/* disagg-headers-handler and prefill-header-handler (llm-d's older name, same factory):
+ * parameters checked, then one WARN line naming the profiles that are not read. */
+static int headers_check(const char *type, const json_t *params, struct sched_perr *err)
 {
     static const char *const keys[] = {"prefillProfile", "encodeProfile", NULL};
     const char *pre = "prefill", *enc = "encode";
@@ -39,32 +41,27 @@ static int headers_create(const json_t *params, void **state, struct sched_perr 
         sched_param_str(params, "prefillProfile", &pre, err) < 0 ||
         sched_param_str(params, "encodeProfile", &enc, err) < 0)
         return -1;
-    (void)state;
     LOG_W("sched",
-          "disagg-headers-handler: nothing to add: tandem itself sets "
-          "x-prefiller-host-port to the prefill pick whenever its P/D handler "
-          "disaggregates (prefillProfile '%s' and encodeProfile '%s' are not read)",
+          "%s: %snothing to add: tandem itself sets x-prefiller-host-port to the prefill "
+          "pick whenever its P/D handler disaggregates (prefillProfile '%s' and "
+          "encodeProfile '%s' are not read)",
+          type,
+          strcmp(type, "disagg-headers-handler") ? "deprecated alias of disagg-headers-handler, "
+                                                 : "",
           pre, enc);
     return 0;
 }
 
-/* prefill-header-handler: llm-d's older name of disagg-headers-handler (same factory). */
+static int headers_create(const json_t *params, void **state, struct sched_perr *err)
+{
+    (void)state;
+    return headers_check("disagg-headers-handler", params, err);
+}
+
 static int prefill_headers_create(const json_t *params, void **state, struct sched_perr *err)
 {
-    static const char *const keys[] = {"prefillProfile", "encodeProfile", NULL};
-    const char *pre = "prefill", *enc = "encode";
-    if (!sched_param_check_keys(params, keys, err) ||
-        sched_param_str(params, "prefillProfile", &pre, err) < 0 ||
-        sched_param_str(params, "encodeProfile", &enc, err) < 0)
-        return -1;
     (void)state;
-    LOG_W("sched",
-          "prefill-header-handler: deprecated alias of disagg-headers-handler, nothing to "
-          "add: tandem itself sets x-prefiller-host-port to the prefill pick whenever its "
-          "P/D handler disaggregates (prefillProfile '%s' and encodeProfile '%s' are not "
-          "read)",
-          pre, enc);
-    return 0;
+    return headers_check("prefill-header-handler", params, err);
 }
 
 /* --- vllmgrpc-parser ------------------------------------------------------------------------- */
