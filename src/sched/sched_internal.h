@@ -300,6 +300,8 @@ size_t sched_tokens_ids(const struct sched *s, const struct sched_request *req, 
 int sched_precise_apply(void *state, const char *topic, size_t topic_len, const uint8_t *payload,
                         size_t n, char *err, size_t errlen);
 size_t sched_precise_blocks(void *state);
+/* The index's (block, pod) entries and its table's bytes (kvev_ingest reports them). */
+void sched_precise_index_size(void *state, size_t *entries, size_t *table_bytes);
 void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
                                 const char *const *addrs, const char *const *hosts, size_t n,
                                 double *out);
