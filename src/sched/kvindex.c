@@ -58,21 +58,34 @@ static inline bool same_block(uint64_t x, uint64_t fp)
     return x && (x & ~KVIX_POD_BITS) == fp;
 }
 
-/* The slot holding e (*found) or where e belongs. */
+/* The slot holding e (*found) or where e belongs: the first slot of e's run that is empty,
+ * holds e, or holds an entry that goes after e. Since home is monotone in the value, a
+ * run is sorted by value except where it wraps past the end of the table, so most
+ * entries are passed by comparing values; home is computed only to tell a wrapped
+ * entry (one whose home is past its slot) from one that really comes after e. */
 static size_t probe(const uint64_t *tab, size_t cap, uint64_t e, bool *found)
 {
-    size_t i = home_of(cap, e);
+    size_t h = home_of(cap, e), i = h;
+    bool wrapped = false; /* i < h: the probe went past the end */
     *found = false;
-    for (size_t d = 0;; d++, i = next_of(cap, i)) {
+    for (;;) {
         uint64_t x = tab[i];
         if (!x)
             return i;
-        size_t dx = dist_at(cap, i, x);
-        if (dx < d)
+        if (x == e) {
+            *found = true;
             return i;
-        if (dx == d && x >= e) {
-            *found = x == e;
-            return i;
+        }
+        if (!wrapped) {
+            /* x < e: homed at or before h, so before e. x > e: after e unless x wrapped */
+            if (x > e && home_of(cap, x) <= i)
+                return i;
+        } else if (home_of(cap, x) <= i || x > e) {
+            return i; /* homed after the wrap (later than e), or a later wrapped entry */
+        }
+        if (++i == cap) {
+            i = 0;
+            wrapped = true;
         }
     }
 }
@@ -80,17 +93,11 @@ static size_t probe(const uint64_t *tab, size_t cap, uint64_t e, bool *found)
 /* Puts e at slot i, moving the run from i up to its first empty slot one slot on. */
 static void put_at(uint64_t *tab, size_t cap, size_t i, uint64_t e)
 {
-    size_t j = i;
-    while (tab[j])
-        j = next_of(cap, j);
-    if (j >= i) {
-        memmove(&tab[i + 1], &tab[i], (j - i) * sizeof *tab);
-    } else { /* the run wraps past the end */
-        memmove(&tab[1], &tab[0], j * sizeof *tab);
-        tab[0] = tab[cap - 1];
-        memmove(&tab[i + 1], &tab[i], (cap - 1 - i) * sizeof *tab);
+    for (uint64_t carry = e; carry; i = next_of(cap, i)) {
+        uint64_t t = tab[i];
+        tab[i] = carry;
+        carry = t;
     }
-    tab[i] = e;
 }
 
 /* An empty slot of a table that has one (every table: it is never full). */
@@ -174,7 +181,7 @@ bool kvix_remove(struct kvix *ix, uint64_t hash, int pod)
     bool others = same_block(ix->tab[j], fp) || same_block(ix->tab[prev_of(cap, i)], fp);
     /* backward shift: the run after i moves back one slot, up to an empty slot or an
      * entry already at its home */
-    while (ix->tab[j] && dist_at(cap, j, ix->tab[j]) > 0) {
+    while (ix->tab[j] && home_of(cap, ix->tab[j]) != j) {
         ix->tab[i] = ix->tab[j];
         i = j;
         j = next_of(cap, j);
@@ -189,23 +196,13 @@ uint64_t kvix_pods(const struct kvix *ix, uint64_t hash)
 {
     if (!ix->n)
         return 0;
+    /* the block's entries are adjacent, from where its pod-0 entry belongs */
     uint64_t fp = kvix_fp(hash), pods = 0;
-    size_t cap = ix->cap, i = home_of(cap, fp);
-    for (size_t d = 0;; d++, i = next_of(cap, i)) {
-        uint64_t x = ix->tab[i];
-        if (!x)
-            break;
-        size_t dx = dist_at(cap, i, x);
-        if (dx < d)
-            break;
-        if (dx == d) {
-            uint64_t xf = x & ~KVIX_POD_BITS;
-            if (xf == fp)
-                pods |= 1ull << (x & KVIX_POD_BITS);
-            else if (xf > fp)
-                break;
-        }
-    }
+    bool found;
+    size_t cap = ix->cap;
+    for (size_t i = probe(ix->tab, cap, fp, &found); same_block(ix->tab[i], fp);
+         i = next_of(cap, i))
+        pods |= 1ull << (ix->tab[i] & KVIX_POD_BITS);
     return pods;
 }
 
