@@ -86,9 +86,15 @@ void prefix_index_match_many(struct prefix_index *ix, const uint32_t *ids, size_
 /* Inserts (or refreshes) the hashes for pod id unless e is marked removed. */
 void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e,
                          const uint64_t *hashes, size_t n);
+/* The same with pod id's own capacity (0: the index's): the first insert sets it, a
+ * different one later replaces it (a lower one evicts down to it at once). */
+void prefix_index_insert_cap(struct prefix_index *ix, const struct sched_endpoint *e,
+                             const uint64_t *hashes, size_t n, size_t capacity);
 void prefix_index_purge(struct prefix_index *ix, uint32_t id);
 size_t prefix_index_size(struct prefix_index *ix);
 size_t prefix_index_pod_size(struct prefix_index *ix, uint32_t id);
+/* Pod id's capacity (0: no such pod). */
+size_t prefix_index_pod_capacity(struct prefix_index *ix, uint32_t id);
 
 /* Chained block hashes: h_0 = xxh64(model), h_i = xxh64(block_i || le64(h_{i-1})) over
  * block_size-byte blocks, trailing partial block dropped. Returns how many (<= max). */
