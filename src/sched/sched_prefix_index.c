@@ -25,6 +25,10 @@
  * words, so many scheduler threads proceed in parallel; an insert blocks only lookups
  * of that one pod.
  *
+ * Capacity is per pod: the index's default, or what the caller passes with the insert
+ * (prefix-cache-scorer's autoTune: the engine's num_gpu_blocks); a later insert with
+ * another capacity replaces it, evicting down to a lower one at once.
+ *
  * Memory: per pod at most capacity ring entries of 4 bytes plus a table of at most
  * 5/4 * capacity + 8 4-byte slots (load <= 0.8); both grow on demand. That is ~9 bytes
  * per block: full, with llm-d's default 31,250 blocks per pod, ~275 KiB per pod
@@ -47,8 +51,8 @@ struct px_pod {
     uint32_t *ring; /* fingerprints in CLOCK order; ring[hand] is the next candidate */
     uint32_t n, cap_ring, hand;
     uint32_t capacity; /* this pod's bound: the engine's num_gpu_blocks, or the default */
-    uint32_t *slots; /* fp << 1 | referenced, 0 = empty */
-    size_t n_slots;  /* any size: slots are picked by multiply-shift, not a mask */
+    uint32_t *slots;   /* fp << 1 | referenced, 0 = empty */
+    size_t n_slots;    /* any size: slots are picked by multiply-shift, not a mask */
 };
 
 struct prefix_index {

@@ -314,8 +314,9 @@ struct sched_prefix_scorer {
  * first candidate's scraped cache_config_info block_size, and each endpoint's index
  * capacity its num_gpu_blocks), maxPrefixBlocksToMatch (256), maxPrefixTokensToMatch
  * (wins when > 0: blocks = tokens / blockSizeTokens), lruCapacityPerServer (31250: the
- * capacity of an endpoint that reports no num_gpu_blocks, or of all without autoTune). blockSize / hashBlockSize are tandem's older spelling, in
- * characters; they fix the block size (no auto-tuning). */
+ * capacity of an endpoint that reports no num_gpu_blocks, or of all without autoTune).
+ * blockSize / hashBlockSize are tandem's older spelling, in characters; they fix the
+ * block size (no auto-tuning). */
 #define PREFIX_CHARS_PER_TOKEN 4
 
 static int prefix_create(const json_t *params, void **state, struct sched_perr *err)

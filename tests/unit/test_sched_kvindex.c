@@ -245,9 +245,9 @@ static void test_random_model(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_pods),  cmocka_unit_test(test_backward_shift),
-        cmocka_unit_test(test_growth),     cmocka_unit_test(test_clear_pod),
-        cmocka_unit_test(test_bound),      cmocka_unit_test(test_random_model),
+        cmocka_unit_test(test_many_pods), cmocka_unit_test(test_backward_shift),
+        cmocka_unit_test(test_growth),    cmocka_unit_test(test_clear_pod),
+        cmocka_unit_test(test_bound),     cmocka_unit_test(test_random_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,17 +71,19 @@ static void capacities(const char *params, size_t *cap_a, size_t *cap_b, size_t 
     set_cache_config(ds, "a", 4, 8);
     set_cache_config(ds, "b", 4, 0);
     struct sched *s = tu_one(ds, "prefix-cache-scorer", params);
-    struct prefix_index *ix = sched_prefix_plugin_index(sched_find_plugin(s, "prefix-cache-scorer"));
+    struct prefix_index *ix =
+        sched_prefix_plugin_index(sched_find_plugin(s, "prefix-cache-scorer"));
     struct sched_endpoint *a = sched_ds_find(ds, "a"), *b = sched_ds_find(ds, "b");
     char prompt[1025];
-    for (int k = 0; k < 200 && !(prefix_index_pod_capacity(ix, a->id) &&
-                                 prefix_index_pod_capacity(ix, b->id));
+    for (int k = 0;
+         k < 200 && !(prefix_index_pod_capacity(ix, a->id) && prefix_index_pod_capacity(ix, b->id));
          k++) {
         for (size_t i = 0; i < 1024; i++)
             prompt[i] = (char)('a' + (i * 7 + (size_t)k * 13 + i / 16) % 26);
         prompt[1024] = 0;
-        snprintf(prompt, 16, "req %d --------", k);
-        prompt[15] = '-';
+        char tag[32];
+        int len = snprintf(tag, sizeof tag, "req %d ", k);
+        memcpy(prompt, tag, (size_t)len); /* each prompt distinct from its first block */
         struct sched_request r = tu_req(prompt, "m");
         struct sched_result res;
         sched_schedule(s, &r, false, &res, NULL);
@@ -107,8 +109,7 @@ static void test_scorer_capacity(void **unused)
     assert_int_equal(sa, 8);
     assert_int_equal(cb, 1000);
     /* without autoTune every endpoint gets lruCapacityPerServer */
-    capacities("{lruCapacityPerServer: 1000, autoTune: false, blockSizeTokens: 4}", &ca, &cb,
-               &sa);
+    capacities("{lruCapacityPerServer: 1000, autoTune: false, blockSizeTokens: 4}", &ca, &cb, &sa);
     assert_int_equal(ca, 1000);
     assert_true(sa >= 64);
     assert_int_equal(cb, 1000);
