@@ -5,15 +5,21 @@
  *
  *   1. memory: BlockStored batches (32 blocks of 16 tokens each, token ids included, as
  *      vLLM sends them) from 8 pods until the index holds BLOCKS distinct blocks (default
- *      1,000,000); the process RSS grown / blocks held, and the index table's own size.
+ *      1,000,000); the process RSS grown / blocks held, and the index table's own size
+ *      per (block, pod) entry (here one pod per block, so entries = blocks).
  *   2. throughput, index kept at that size: each batch stores new blocks and removes as
  *      many old ones (the steady state of engines that evict). Two shapes:
  *        prefill: 1 BlockStored of 32 blocks (512 tokens) + 1 BlockRemoved of 32 blocks
  *        decode:  32 BlockStored of 1 block (one per running sequence, as a decode step
  *                 that completes a block in each) + 1 BlockRemoved of 32 blocks
  *      events/s and blocks/s, median of 5 runs of EVENTS events each.
+ *   3. scoring, index at that size: sched_precise_score_hashes (what a router worker runs
+ *      per request) for 32-block prompts against 8 candidate endpoints, half of them
+ *      prefixes some pod holds, half blocks nobody holds (scoring stops at the first
+ *      block no candidate holds); request blocks scored/s, median of 5.
  *
  * usage: kvev_ingest [BLOCKS] [BATCHES_PER_RUN] */
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +174,45 @@ static void run_shape(void *st, const char *name, size_t batches, size_t n_store
            bytes, eps[REPS / 2], bps[REPS / 2], eps[0], eps[REPS - 1], sched_precise_blocks(st));
 }
 
+static void run_score(void *st, const uint64_t *store)
+{
+    static const char *addrs[PODS], *hosts[PODS];
+    static char hostbuf[PODS][32], addrbuf[PODS][32];
+    for (size_t p = 0; p < PODS; p++) {
+        snprintf(hostbuf[p], sizeof hostbuf[p], "10.0.0.%zu", p + 1);
+        snprintf(addrbuf[p], sizeof addrbuf[p], "10.0.0.%zu:8000", p + 1);
+        hosts[p] = hostbuf[p];
+        addrs[p] = addrbuf[p];
+    }
+    const size_t calls = 100000;
+    double lps[REPS];
+    uint64_t rng = 12345, hits = 0;
+    uint64_t *hs = malloc(calls * RUN_BLOCKS * sizeof *hs);
+    for (int r = 0; r < REPS; r++) {
+        for (size_t c = 0; c < calls; c++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t pod = (rng >> 33) % PODS, k0 = (rng >> 8) % (store[pod] - RUN_BLOCKS);
+            for (size_t j = 0; j < RUN_BLOCKS; j++)
+                hs[c * RUN_BLOCKS + j] =
+                    c % 2 ? block_hash(pod, k0 + j) : block_hash(pod + PODS, k0 + j);
+        }
+        double out[PODS];
+        double t0 = now_s();
+        for (size_t c = 0; c < calls; c++) {
+            sched_precise_score_hashes(st, hs + c * RUN_BLOCKS, RUN_BLOCKS, addrs, hosts, PODS,
+                                       out);
+            hits += out[0] > 0;
+        }
+        lps[r] = (double)(calls * RUN_BLOCKS) / (now_s() - t0);
+    }
+    free(hs);
+    qsort(lps, REPS, sizeof *lps, cmp_double);
+    printf("\nscoring: %.0f request blocks scored/s = %.0f prompts/s (median of %d; range "
+           "%.0f-%.0f blocks/s), %zu x 32-block prompts per run, half held by one pod, half by "
+           "none (pod 0 matched %" PRIu64 ")\n",
+           lps[REPS / 2], lps[REPS / 2] / RUN_BLOCKS, REPS, lps[0], lps[REPS - 1], calls, hits);
+}
+
 int main(int argc, char **argv)
 {
     size_t target = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
@@ -192,14 +237,15 @@ int main(int argc, char **argv)
     }
     buf_free(&one);
     long rss1 = rss_kib();
-    size_t held = sched_precise_blocks(st);
-    size_t cap = 1024;
-    while (cap * 3 < held * 4)
-        cap *= 2;
-    printf("index memory: %zu blocks held; RSS +%ld KiB = %.1f B/block (table: %zu slots x "
-           "16 B = %.1f B/block at load %.2f)\n",
-           held, rss1 - rss0, (double)(rss1 - rss0) * 1024.0 / (double)held, cap,
-           16.0 * (double)cap / (double)held, (double)held / (double)cap);
+    size_t held = sched_precise_blocks(st), entries, table;
+    sched_precise_index_size(st, &entries, &table);
+    printf("index memory: %zu blocks held (%zu (block, pod) entries); RSS +%ld KiB = %.1f "
+           "B/block; table %zu B = %.1f B/entry\n",
+           held, entries, rss1 - rss0, (double)(rss1 - rss0) * 1024.0 / (double)held, table,
+           (double)table / (double)entries);
+
+    /* 3. scoring (before the throughput runs evict the start of every pod's range) */
+    run_score(st, store);
 
     /* 2. throughput */
     printf("\n| shape | events per run | payload / batch | events/s (median of %d) | blocks/s "

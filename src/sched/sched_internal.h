@@ -86,9 +86,15 @@ void prefix_index_match_many(struct prefix_index *ix, const uint32_t *ids, size_
 /* Inserts (or refreshes) the hashes for pod id unless e is marked removed. */
 void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e,
                          const uint64_t *hashes, size_t n);
+/* The same with pod id's own capacity (0: the index's): the first insert sets it, a
+ * different one later replaces it (a lower one evicts down to it at once). */
+void prefix_index_insert_cap(struct prefix_index *ix, const struct sched_endpoint *e,
+                             const uint64_t *hashes, size_t n, size_t capacity);
 void prefix_index_purge(struct prefix_index *ix, uint32_t id);
 size_t prefix_index_size(struct prefix_index *ix);
 size_t prefix_index_pod_size(struct prefix_index *ix, uint32_t id);
+/* Pod id's capacity (0: no such pod). */
+size_t prefix_index_pod_capacity(struct prefix_index *ix, uint32_t id);
 
 /* Chained block hashes: h_0 = xxh64(model), h_i = xxh64(block_i || le64(h_{i-1})) over
  * block_size-byte blocks, trailing partial block dropped. Returns how many (<= max). */
@@ -300,6 +306,8 @@ size_t sched_tokens_ids(const struct sched *s, const struct sched_request *req, 
 int sched_precise_apply(void *state, const char *topic, size_t topic_len, const uint8_t *payload,
                         size_t n, char *err, size_t errlen);
 size_t sched_precise_blocks(void *state);
+/* The index's (block, pod) entries and its table's bytes (kvev_ingest reports them). */
+void sched_precise_index_size(void *state, size_t *entries, size_t *table_bytes);
 void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
                                 const char *const *addrs, const char *const *hosts, size_t n,
                                 double *out);

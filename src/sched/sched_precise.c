@@ -3,11 +3,12 @@
  * the router's own guess of past routing.
  *
  * It owns three things:
- *  - an index block hash -> set of pods: an open-addressing table (linear probing,
- *    backward-shift deletion) of {hash, 64-bit pod mask}, 16 bytes per block, growing by
- *    doubling up to indexerConfig.kvBlockIndexConfig.inMemoryConfig.size keys (beyond
- *    that, new blocks are dropped and counted). A pod is a slot (at most 64) named by the
- *    pod part of the event topic "kv@<pod>@<model>" ("10.0.0.5" or "10.0.0.5:8000").
+ *  - an index block hash -> set of pods (kvindex.h: one 8-byte entry per (block, pod),
+ *    Robin Hood table 0.6-0.9 full, growing by 1.5x), holding up to
+ *    indexerConfig.kvBlockIndexConfig.inMemoryConfig.size distinct blocks (beyond that,
+ *    new blocks are dropped and counted; a block already held takes more pods). A pod is
+ *    a slot (at most 64) named by the pod part of the event topic "kv@<pod>@<model>"
+ *    ("10.0.0.5" or "10.0.0.5:8000").
  *  - a ZMQ SUB socket BOUND at kvEventsConfig.zmqEndpoint (engines' PUB sockets connect
  *    to it), subscribed to topicFilter. It is opened by sched_start on the router's control
  *    loop and drained there (uv_poll on ZMQ_FD, edge-triggered, so every wake-up drains
@@ -52,25 +53,16 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "sched/kvevents.h"
+#include "sched/kvindex.h"
 #include "sched/sched_internal.h"
 #include "tokenize/tokenize.h"
 
-#define PP_MAX_PODS 64
+#define PP_MAX_PODS KVIX_MAX_PODS
 #define PP_POD_ID_MAX 128
 #define PP_DEFAULT_MAX_KEYS 100000000ull /* llm-d's inMemoryConfig.size default */
-#define PP_MIN_CAP 1024u
-
-struct pp_slot {
-    uint64_t key; /* 0 = empty (a real hash of 0 is stored as 1) */
-    uint64_t pods;
-};
 
 struct pp_index {
-    struct pp_slot *tab;
-    size_t cap; /* power of two */
-    size_t n;
-    size_t max_keys;
-    uint64_t dropped; /* inserts refused at max_keys */
+    struct kvix t; /* (block, pod) entries */
     char pods[PP_MAX_PODS][PP_POD_ID_MAX];
     size_t n_pods;
     uint64_t pods_refused;
@@ -137,128 +129,33 @@ struct pp_sub {
 
 /* --- index --------------------------------------------------------------------------------- */
 
-static inline uint64_t pp_key(uint64_t h)
-{
-    return h ? h : 1;
-}
-
-static inline size_t pp_home(const struct pp_index *ix, uint64_t key)
-{
-    /* hashes are already uniform (xxh64 / sha256); mix anyway for hand-made ones */
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdull;
-    key ^= key >> 33;
-    return (size_t)key & (ix->cap - 1);
-}
-
 static void pp_index_init(struct pp_index *ix, size_t max_keys)
 {
     memset(ix, 0, sizeof *ix);
-    ix->max_keys = max_keys;
+    kvix_init(&ix->t, max_keys);
 }
 
 static void pp_index_free(struct pp_index *ix)
 {
-    free(ix->tab);
-    ix->tab = NULL;
-    ix->cap = ix->n = 0;
-}
-
-static struct pp_slot *pp_find(const struct pp_index *ix, uint64_t key)
-{
-    if (!ix->cap)
-        return NULL;
-    for (size_t i = pp_home(ix, key);; i = (i + 1) & (ix->cap - 1)) {
-        if (ix->tab[i].key == key)
-            return &ix->tab[i];
-        if (!ix->tab[i].key)
-            return NULL;
-    }
-}
-
-static void pp_put_raw(struct pp_index *ix, uint64_t key, uint64_t pods)
-{
-    size_t i = pp_home(ix, key);
-    while (ix->tab[i].key && ix->tab[i].key != key)
-        i = (i + 1) & (ix->cap - 1);
-    if (!ix->tab[i].key) {
-        ix->tab[i].key = key;
-        ix->n++;
-    }
-    ix->tab[i].pods |= pods;
-}
-
-static void pp_rehash(struct pp_index *ix, size_t cap, int drop_pod)
-{
-    struct pp_slot *old = ix->tab;
-    size_t old_cap = ix->cap;
-    ix->tab = xcalloc(cap, sizeof *ix->tab);
-    ix->cap = cap;
-    ix->n = 0;
-    for (size_t i = 0; i < old_cap; i++) {
-        uint64_t pods = old[i].pods;
-        if (drop_pod >= 0)
-            pods &= ~(1ull << drop_pod);
-        if (old[i].key && pods)
-            pp_put_raw(ix, old[i].key, pods);
-    }
-    free(old);
+    kvix_free(&ix->t);
 }
 
 /* Returns whether the pod was not holding the block yet. */
 static bool pp_add(struct pp_index *ix, uint64_t hash, int pod)
 {
-    uint64_t key = pp_key(hash);
-    struct pp_slot *s = pp_find(ix, key);
-    if (s) {
-        bool fresh = !(s->pods & (1ull << pod));
-        s->pods |= 1ull << pod;
-        return fresh;
-    }
-    if (ix->n >= ix->max_keys) {
-        ix->dropped++;
-        return false;
-    }
-    if (!ix->cap)
-        pp_rehash(ix, PP_MIN_CAP, -1);
-    else if ((ix->n + 1) * 4 > ix->cap * 3)
-        pp_rehash(ix, ix->cap * 2, -1);
-    pp_put_raw(ix, key, 1ull << pod);
-    return true;
+    return kvix_add(&ix->t, hash, pod);
 }
 
 /* Returns whether the pod was holding the block. */
 static bool pp_remove(struct pp_index *ix, uint64_t hash, int pod)
 {
-    struct pp_slot *s = pp_find(ix, pp_key(hash));
-    if (!s || !(s->pods & (1ull << pod)))
-        return false;
-    s->pods &= ~(1ull << pod);
-    if (s->pods)
-        return true;
-    /* backward-shift deletion keeps every probe chain unbroken without tombstones */
-    size_t mask = ix->cap - 1, i = (size_t)(s - ix->tab);
-    for (size_t j = (i + 1) & mask; ix->tab[j].key; j = (j + 1) & mask) {
-        size_t k = pp_home(ix, ix->tab[j].key);
-        if (((j - k) & mask) >= ((j - i) & mask)) {
-            ix->tab[i] = ix->tab[j];
-            i = j;
-        }
-    }
-    ix->tab[i] = (struct pp_slot){0, 0};
-    ix->n--;
-    return true;
+    return kvix_remove(&ix->t, hash, pod);
 }
 
 /* Returns how many blocks the pod held. */
 static uint64_t pp_clear_pod(struct pp_index *ix, int pod)
 {
-    uint64_t held = 0;
-    for (size_t i = 0; i < ix->cap; i++)
-        held += (ix->tab[i].pods >> pod) & 1;
-    if (held)
-        pp_rehash(ix, ix->cap, pod);
-    return held;
+    return kvix_clear_pod(&ix->t, pod);
 }
 
 /* The pod slot named id (len bytes), created when create is set; -1 if none / full. */
@@ -325,7 +222,7 @@ static int apply_pod(struct precise *st, const char *pod, size_t plen, const uin
         case KVEV_BLOCK_STORED:
             for (uint32_t j = 0; j < e->n_hashes; j++) {
                 added += pp_add(&st->ix, e->hashes[j], slot);
-                if (st->spec.n) /* confirmed: the real entry replaces the speculative one */
+                if (st->spec.t.n) /* confirmed: the real entry replaces the speculative one */
                     pp_remove(&st->spec, e->hashes[j], slot);
             }
             break;
@@ -357,11 +254,20 @@ int sched_precise_apply(void *state, const char *topic, size_t topic_len, const 
     return apply_pod(state, pod, plen, payload, n, err, errlen);
 }
 
+void sched_precise_index_size(void *state, size_t *entries, size_t *table_bytes)
+{
+    struct precise *st = state;
+    pthread_rwlock_rdlock(&st->lock);
+    *entries = st->ix.t.n;
+    *table_bytes = kvix_bytes(&st->ix.t);
+    pthread_rwlock_unlock(&st->lock);
+}
+
 size_t sched_precise_blocks(void *state)
 {
     struct precise *st = state;
     pthread_rwlock_rdlock(&st->lock);
-    size_t n = st->ix.n;
+    size_t n = st->ix.t.n_blocks;
     pthread_rwlock_unlock(&st->lock);
     return n;
 }
@@ -1041,13 +947,10 @@ void sched_precise_score_hashes(void *state, const uint64_t *hashes, size_t nb,
     }
     uint64_t hits = 0;
     for (size_t b = 0; b < nb && live; b++) {
-        const struct pp_slot *sl = pp_find(&st->ix, pp_key(hashes[b]));
-        uint64_t have = sl ? sl->pods : 0;
-        hits += sl != NULL;
-        if (st->spec.n) {
-            const struct pp_slot *sp = pp_find(&st->spec, pp_key(hashes[b]));
-            have |= sp ? sp->pods : 0;
-        }
+        uint64_t have = kvix_pods(&st->ix.t, hashes[b]);
+        hits += have != 0;
+        if (st->spec.t.n)
+            have |= kvix_pods(&st->spec.t, hashes[b]);
         live = 0;
         for (size_t i = 0; i < n; i++)
             if (run[i] == b && (cmask[i] & have)) {

@@ -25,6 +25,10 @@
  * words, so many scheduler threads proceed in parallel; an insert blocks only lookups
  * of that one pod.
  *
+ * Capacity is per pod: the index's default, or what the caller passes with the insert
+ * (prefix-cache-scorer's autoTune: the engine's num_gpu_blocks); a later insert with
+ * another capacity replaces it, evicting down to a lower one at once.
+ *
  * Memory: per pod at most capacity ring entries of 4 bytes plus a table of at most
  * 5/4 * capacity + 8 4-byte slots (load <= 0.8); both grow on demand. That is ~9 bytes
  * per block: full, with llm-d's default 31,250 blocks per pod, ~275 KiB per pod
@@ -46,8 +50,9 @@ struct px_pod {
     pthread_rwlock_t lock;
     uint32_t *ring; /* fingerprints in CLOCK order; ring[hand] is the next candidate */
     uint32_t n, cap_ring, hand;
-    uint32_t *slots; /* fp << 1 | referenced, 0 = empty */
-    size_t n_slots;  /* any size: slots are picked by multiply-shift, not a mask */
+    uint32_t capacity; /* this pod's bound: the engine's num_gpu_blocks, or the default */
+    uint32_t *slots;   /* fp << 1 | referenced, 0 = empty */
+    size_t n_slots;    /* any size: slots are picked by multiply-shift, not a mask */
 };
 
 struct prefix_index {
@@ -214,8 +219,9 @@ static uint32_t pod_evict(struct px_pod *p)
 }
 
 /* Returns how many new entries were added (0 or 1). */
-static int pod_insert(struct px_pod *p, uint32_t capacity, uint64_t h)
+static int pod_insert(struct px_pod *p, uint64_t h)
 {
+    uint32_t capacity = p->capacity;
     uint32_t fp = fp_of(h);
     if (p->slots) {
         size_t s = pod_find_slot(p, fp);
@@ -282,11 +288,38 @@ void prefix_index_match_many(struct prefix_index *ix, const uint32_t *ids, size_
     pthread_rwlock_unlock(&ix->dir);
 }
 
+/* A new bound for p: a lower one evicts (CLOCK) down to it, moving the ring's last
+ * entry into each freed position. Returns how many entries went. */
+static size_t pod_set_capacity(struct px_pod *p, uint32_t capacity)
+{
+    size_t gone = 0;
+    p->capacity = capacity;
+    while (p->n > capacity) {
+        uint32_t k = pod_evict(p);
+        p->ring[k] = p->ring[p->n - 1];
+        p->n--;
+        if (p->hand >= p->n)
+            p->hand = 0;
+        gone++;
+    }
+    return gone;
+}
+
 void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e,
                          const uint64_t *hashes, size_t n)
 {
+    prefix_index_insert_cap(ix, e, hashes, n, 0);
+}
+
+void prefix_index_insert_cap(struct prefix_index *ix, const struct sched_endpoint *e,
+                             const uint64_t *hashes, size_t n, size_t capacity)
+{
     if (n == 0)
         return;
+    if (capacity == 0)
+        capacity = ix->capacity;
+    if (capacity > (1u << 28))
+        capacity = 1u << 28;
     pthread_rwlock_rdlock(&ix->dir);
     struct px_pod *p = dir_find(ix, e->id);
     if (!p) {
@@ -298,6 +331,7 @@ void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e
         if (!p && !atomic_load(&e->removed)) {
             p = xcalloc(1, sizeof *p);
             p->id = e->id;
+            p->capacity = (uint32_t)capacity;
             pthread_rwlock_init(&p->lock, NULL);
             if (ix->n_pods == ix->cap_pods) {
                 ix->cap_pods = ix->cap_pods ? ix->cap_pods * 2 : 8;
@@ -312,9 +346,11 @@ void prefix_index_insert(struct prefix_index *ix, const struct sched_endpoint *e
     if (p && !atomic_load(&e->removed)) {
         size_t added = 0;
         pthread_rwlock_wrlock(&p->lock);
+        if (p->capacity != capacity)
+            atomic_fetch_sub(&ix->size, pod_set_capacity(p, (uint32_t)capacity));
         /* Deepest first, so the leading blocks end most recent and are evicted last. */
         for (size_t i = n; i-- > 0;)
-            added += (size_t)pod_insert(p, ix->capacity, hashes[i]);
+            added += (size_t)pod_insert(p, hashes[i]);
         pthread_rwlock_unlock(&p->lock);
         atomic_fetch_add(&ix->size, added);
     }
@@ -349,6 +385,20 @@ size_t prefix_index_pod_size(struct prefix_index *ix, uint32_t id)
     if (p) {
         pthread_rwlock_rdlock(&p->lock);
         n = p->n;
+        pthread_rwlock_unlock(&p->lock);
+    }
+    pthread_rwlock_unlock(&ix->dir);
+    return n;
+}
+
+size_t prefix_index_pod_capacity(struct prefix_index *ix, uint32_t id)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&ix->dir);
+    struct px_pod *p = dir_find(ix, id);
+    if (p) {
+        pthread_rwlock_rdlock(&p->lock);
+        n = p->capacity;
         pthread_rwlock_unlock(&p->lock);
     }
     pthread_rwlock_unlock(&ix->dir);

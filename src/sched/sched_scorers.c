@@ -304,16 +304,19 @@ struct sched_prefix_scorer {
     size_t block_size; /* characters (blockSizeTokens x 4, or the legacy blockSize) */
     size_t max_blocks;
     size_t lru_capacity;
-    bool auto_tune; /* block size from the engines' vllm:cache_config_info when known */
+    bool auto_tune; /* block size (first candidate's) and each endpoint's LRU capacity
+                       from the engines' vllm:cache_config_info when known */
     struct prefix_index *ix;
 };
 
 /* llm-d's approximate prefix parameters: blockSizeTokens (default 16, hashed as 4
  * characters per token, like llm-d), autoTune (default true: the block size follows the
- * first candidate's scraped cache_config_info block_size), maxPrefixBlocksToMatch (256),
- * maxPrefixTokensToMatch (wins when > 0: blocks = tokens / blockSizeTokens),
- * lruCapacityPerServer (31250). blockSize / hashBlockSize are tandem's older spelling, in
- * characters; they fix the block size (no auto-tuning). */
+ * first candidate's scraped cache_config_info block_size, and each endpoint's index
+ * capacity its num_gpu_blocks), maxPrefixBlocksToMatch (256), maxPrefixTokensToMatch
+ * (wins when > 0: blocks = tokens / blockSizeTokens), lruCapacityPerServer (31250: the
+ * capacity of an endpoint that reports no num_gpu_blocks, or of all without autoTune).
+ * blockSize / hashBlockSize are tandem's older spelling, in characters; they fix the
+ * block size (no auto-tuning). */
 #define PREFIX_CHARS_PER_TOKEN 4
 
 static int prefix_create(const json_t *params, void **state, struct sched_perr *err)
@@ -439,15 +442,36 @@ static void prefix_score(struct sched_plugin *self, struct sched_cycle *c, const
         out[i] = total ? (double)c->px_matched[in[i]] / (double)total : 0.0;
 }
 
+/* The LRU capacity of endpoint e's index entries: with autoTune, the num_gpu_blocks its
+ * engine reports in vllm:cache_config_info (llm-d's CacheNumBlocks), else
+ * lruCapacityPerServer. */
+static size_t prefix_capacity(const struct sched_prefix_scorer *ps, const struct sched_cycle *c,
+                              const struct sched_endpoint *e)
+{
+    if (!ps->auto_tune)
+        return ps->lru_capacity;
+    struct sched_endpoint_metrics m;
+    size_t i = 0;
+    while (i < c->n && c->eps[i] != e)
+        i++;
+    if (i < c->n)
+        m = c->m[i];
+    else
+        sched_endpoint_snapshot(e, &m);
+    return m.num_blocks > 0 ? m.num_blocks : ps->lru_capacity;
+}
+
 static void prefix_post_pick(struct sched_plugin *self, struct sched_cycle *c,
                              const struct sched_result *res)
 {
     const struct sched_prefix_scorer *ps = self->st;
     prefix_hashes_ensure(c, ps);
     if (res->n_picks)
-        prefix_index_insert(ps->ix, res->picks[0], c->px_hashes, c->px_n);
+        prefix_index_insert_cap(ps->ix, res->picks[0], c->px_hashes, c->px_n,
+                                prefix_capacity(ps, c, res->picks[0]));
     if (res->prefill)
-        prefix_index_insert(ps->ix, res->prefill, c->px_hashes, c->px_n);
+        prefix_index_insert_cap(ps->ix, res->prefill, c->px_hashes, c->px_n,
+                                prefix_capacity(ps, c, res->prefill));
 }
 
 const struct sched_plugin_type sched_prefix_cache_scorer = {
