@@ -77,10 +77,9 @@ static int tp_create(const json_t *params, void **state, struct sched_perr *err)
         sched_perr_set(err, "modelName", "must be specified");
         return -1;
     }
-    if (params && json_object_get(params, "udsTokenizerConfig")) {
-        sched_perr_set(err, "udsTokenizerConfig",
-                       "tandem has no UDS tokenizer sidecar: use vllm.http (the engine's "
-                       "/tokenize)");
+    const json_t *uds = params ? json_object_get(params, "udsTokenizerConfig") : NULL;
+    if (uds && !json_is_null(uds) && !json_is_object(uds)) {
+        sched_perr_set(err, "udsTokenizerConfig", "must be a mapping");
         return -1;
     }
     const json_t *v = params ? json_object_get(params, "vllm") : NULL;
@@ -123,6 +122,13 @@ static int tp_create(const json_t *params, void **state, struct sched_perr *err)
     size_t pl = strlen(st->url.path);
     while (pl > 0 && st->url.path[pl - 1] == '/')
         st->url.path[--pl] = 0;
+    if (uds && !json_is_null(uds))
+        LOG_W("sched",
+              "token-producer: udsTokenizerConfig not applied: tandem does not speak "
+              "llm-d-kv-cache's UDS tokenizer protocol; it tokenizes through the engine's "
+              "/tokenize at vllm.http (%s) instead, and falls back to its own estimate when "
+              "that fails",
+              http);
     st->model = xstrdup(model);
     pthread_mutex_init(&st->mu, NULL);
     st->cache = xcalloc(TP_CACHE, sizeof *st->cache);

@@ -751,8 +751,12 @@ static void test_token_producer(void **state)
 
     expect_error(TP_CFG("{vllm: {http: 'http://x:1'}}"),
                  "c.yaml:3: plugins[0].parameters.modelName: must be specified");
-    expect_error(TP_CFG("{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}"),
-                 "plugins[0].parameters.udsTokenizerConfig: tandem has no UDS tokenizer");
+    /* udsTokenizerConfig loads (one WARN line: tokenized through vllm.http instead) */
+    struct sched_datastore *ds2 = sched_ds_new();
+    sched_free(load_ok(ds2, TP_CFG("{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}")));
+    sched_ds_free(ds2);
+    expect_error(TP_CFG("{modelName: m, udsTokenizerConfig: /tmp/s}"),
+                 "plugins[0].parameters.udsTokenizerConfig: must be a mapping");
     expect_error(TP_CFG("{modelName: m, vllm: {http: 'https://x:1'}}"),
                  "plugins[0].parameters.vllm.http: 'https://x:1': https is not supported");
     expect_error(TP_CFG("{modelName: m, vllm: {timeout: soon}}"),
