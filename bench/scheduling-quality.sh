@@ -137,7 +137,7 @@ YAML
 # scorer connects to every pod (discoverPods, endpoint-notification-source wired to it
 # as in the sample) and binds nothing.
 precise_yaml() {
-  local ev="zmqEndpoint: tcp://127.0.0.1:$1" dp= dl=
+  local ev="zmqEndpoint: tcp://127.0.0.1:$1" dp="" dl=""
   if [ -n "${7:-}" ]; then
     ev="zmqEndpoint: \"\"
       discoverPods: true
@@ -196,8 +196,8 @@ echo "machine: $machine; date: $(date -u +%Y-%m-%dT%H:%MZ)"
 # several) + PODS sims, one bench run.
 run_one() {
   local wl=$1 policy=$2 ng=$3 pg=$4 ladder=$5 name="$1-$2"
-  local Z S= sims=() eps=() addrs=() rports=() rpids=() p a host R F= D i k
-  local precise= spec=
+  local Z S="" sims=() eps=() addrs=() rports=() rpids=() p a host R F="" D i k
+  local precise="" spec=""
   case "$policy" in precise) precise=1 spec=${PRECISE_SPECULATIVE:-true} ;; precise-nospec) precise=1 spec=false ;; esac
   [ "$ROUTERS" -gt 1 ] && name="$name-r$ROUTERS"
   Z=$(port)
@@ -284,7 +284,7 @@ run_one() {
   # with speculative indexing, ~0 when that router routed it), one probe of ~60 tokens
   # (max_tokens 1) a second, in the background (PROBE=0: none); approximate routing
   # records a prompt at the routing decision, so it has no such window.
-  local probe= label=$policy
+  local probe="" label=$policy
   # a precise variant names its knobs in the table
   [ "$policy" = precise ] && [ -n "${PRECISE_WEIGHTS:-}${PRECISE_LOAD:-}${PRECISE_SPECULATIVE:-}" ] &&
     label="precise (${PRECISE_WEIGHTS:+weights $PRECISE_WEIGHTS }${PRECISE_LOAD:+$PRECISE_LOAD }${PRECISE_SPECULATIVE:+speculative $PRECISE_SPECULATIVE})" &&
@@ -331,7 +331,7 @@ with open(path, "w") as out:
         time.sleep(max(0, 1 - (time.time() - t0)))
 PY
     probe=$!
-    pids+=($probe)
+    pids+=("$probe")
   fi
   "$BIN" bench --disable-tqdm --port "$F" --model m --dataset-name shared-prefix \
     --gsp-num-groups "$ng" --gsp-prompts-per-group "$pg" \
