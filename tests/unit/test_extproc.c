@@ -125,7 +125,7 @@ static void hook_on_response_headers(void *ctx, void *token, const struct extpro
     snprintf(r->lb_served, sizeof r->lb_served, "%s", lb->served ? lb->served : "(null)");
     snprintf(out->h[0].key, sizeof out->h[0].key, "x-conformance-test-served-endpoint");
     snprintf(out->h[0].value, sizeof out->h[0].value, "%s",
-             !lb->has_lb ? "fail: missing envoy lb metadata"
+             !lb->has_lb  ? "fail: missing envoy lb metadata"
              : lb->served ? lb->served
                           : "fail: missing destination endpoint served metadata");
     out->n = 1;
