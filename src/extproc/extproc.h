@@ -61,6 +61,25 @@ struct extproc_attrs {
     size_t n;
 };
 
+/* Envoy's dynamic metadata on the response_headers message (its metadata_context):
+ * whether filter_metadata has namespace "envoy.lb", and that namespace's
+ * "x-gateway-destination-endpoint-served" string (NULL when absent or not a string). */
+struct extproc_lb_meta {
+    bool has_lb;
+    const char *served;
+};
+
+/* Headers a response-headers hook sets on the response (header mutation of the
+ * response_headers reply). */
+#define EXTPROC_MAX_RESP_HEADERS 4
+struct extproc_resp_headers {
+    struct {
+        char key[64];
+        char value[512];
+    } h[EXTPROC_MAX_RESP_HEADERS];
+    size_t n;
+};
+
 struct extproc_hooks {
     /* Picks an endpoint for the request. Called once per stream that reaches EOS (or
      * trailers, or headers with end_of_stream). Fills *out. */
@@ -75,6 +94,10 @@ struct extproc_hooks {
      * message. May be NULL. */
     void (*on_response)(void *ctx, void *token, int status, const char *chunk, size_t len,
                         bool end_of_stream, struct extproc_attrs *md);
+    /* Response phase, optional: the response headers arrived, with Envoy's envoy.lb
+     * metadata; headers added to out are set on the response (overwriting). May be NULL. */
+    void (*on_response_headers)(void *ctx, void *token, const struct extproc_lb_meta *lb,
+                                struct extproc_resp_headers *out);
     void *ctx;
 };
 

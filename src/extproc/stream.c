@@ -51,6 +51,7 @@ static const char SUBSET_NS[] = "envoy.lb.subset_hint";
 static const char SUBSET_KEY[] = "x-gateway-destination-endpoint-subset";
 static const char LB_NS[] = "envoy.lb";
 static const char ENDPOINT_KEY[] = "x-gateway-destination-endpoint";
+static const char SERVED_KEY[] = "x-gateway-destination-endpoint-served";
 
 void xp_stream_init(struct xp_stream *s, struct xp_stream_cfg *cfg)
 {
@@ -686,8 +687,64 @@ static void notify_response(struct xp_stream *s, const char *chunk, size_t len, 
     }
 }
 
+/* The envoy.lb namespace of a message's metadata_context (borrowed from md). */
+static void lb_meta(const metadata_t *md, struct extproc_lb_meta *out)
+{
+    out->has_lb = false;
+    out->served = NULL;
+    for (size_t i = 0; md && i < md->n_filter_metadata; i++) {
+        const Envoy__Config__Core__V3__Metadata__FilterMetadataEntry *e = md->filter_metadata[i];
+        if (!e || !e->key || strcmp(e->key, LB_NS) || !e->value)
+            continue;
+        out->has_lb = true;
+        for (size_t j = 0; j < e->value->n_fields; j++) {
+            const pfield_t *f = e->value->fields[j];
+            if (f && f->key && !strcmp(f->key, SERVED_KEY) && f->value &&
+                f->value->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
+                f->value->string_value)
+                out->served = f->value->string_value;
+        }
+        return;
+    }
+}
+
+/* The response_headers reply: CONTINUE, with the hook's headers as a mutation. */
+static void reply_response_headers(struct xp_stream *s, const metadata_t *md)
+{
+    struct extproc_resp_headers rh;
+    rh.n = 0;
+    if (s->cfg->hooks.on_response_headers) {
+        struct extproc_lb_meta lb;
+        lb_meta(md, &lb);
+        s->cfg->hooks.on_response_headers(s->cfg->hooks.ctx, s->token, &lb, &rh);
+    }
+    if (rh.n == 0 || rh.n > EXTPROC_MAX_RESP_HEADERS) {
+        emit_continue(s, RESP(RESPONSE_HEADERS));
+        return;
+    }
+    struct hmut h;
+    hmut_init(&h);
+    for (size_t i = 0; i < rh.n; i++) {
+        rh.h[i].key[sizeof rh.h[i].key - 1] = '\0';
+        rh.h[i].value[sizeof rh.h[i].value - 1] = '\0';
+        hmut_set(&h, rh.h[i].key, rh.h[i].value);
+    }
+    common_t c;
+    envoy__service__ext_proc__v3__common_response__init(&c);
+    c.header_mutation = &h.m;
+    headers_resp_t hr;
+    envoy__service__ext_proc__v3__headers_response__init(&hr);
+    hr.response = &c;
+    presp_t r;
+    envoy__service__ext_proc__v3__processing_response__init(&r);
+    r.response_case = RESP(RESPONSE_HEADERS);
+    r.response_headers = &hr;
+    emit(s, &r);
+}
+
 static enum xp_action on_response_headers(struct xp_stream *s,
-                                          const Envoy__Service__ExtProc__V3__HttpHeaders *h)
+                                          const Envoy__Service__ExtProc__V3__HttpHeaders *h,
+                                          const metadata_t *md)
 {
     if (s->phase != XP_PH_RESPONSE)
         return fail(s, "response_headers before the request was answered");
@@ -708,7 +765,7 @@ static enum xp_action on_response_headers(struct xp_stream *s,
         break;
     }
     notify_response(s, NULL, 0, h && h->end_of_stream);
-    emit_continue(s, RESP(RESPONSE_HEADERS));
+    reply_response_headers(s, md);
     return XP_CONTINUE;
 }
 
@@ -761,7 +818,7 @@ enum xp_action xp_stream_feed(struct xp_stream *s, const uint8_t *msg, size_t le
         a = on_request_trailers(s);
         break;
     case REQ(RESPONSE_HEADERS):
-        a = on_response_headers(s, r->response_headers);
+        a = on_response_headers(s, r->response_headers, r->metadata_context);
         break;
     case REQ(RESPONSE_BODY):
         a = on_response_body(s, r->response_body);

@@ -207,6 +207,25 @@ static void xp_on_response(void *ctx, void *token, int status, const char *chunk
     buf_free(&t->resp);
 }
 
+/* Response headers: the config's response-header plugins (destination-endpoint-served-
+ * verifier) over Envoy's envoy.lb metadata; their headers go onto the response. */
+static void xp_on_response_headers(void *ctx, void *token, const struct extproc_lb_meta *lb,
+                                   struct extproc_resp_headers *out)
+{
+    struct router *r = ctx;
+    (void)token;
+    if (!sched_has_response_headers(r->sched))
+        return;
+    struct sched_lb_meta m = {.has_lb = lb->has_lb, .served = lb->served};
+    struct sched_resp_header h[SCHED_MAX_RESP_HEADERS];
+    size_t n = sched_response_headers(r->sched, &m, h, SCHED_MAX_RESP_HEADERS);
+    for (size_t i = 0; i < n && out->n < EXTPROC_MAX_RESP_HEADERS; i++) {
+        snprintf(out->h[out->n].key, sizeof out->h[out->n].key, "%s", h[i].name);
+        snprintf(out->h[out->n].value, sizeof out->h[out->n].value, "%s", h[i].value);
+        out->n++;
+    }
+}
+
 static void xp_release(void *ctx, void *token, bool cancelled)
 {
     struct xp_token *t = token;
@@ -230,7 +249,11 @@ bool router_extproc_start(struct router *r, char *err, size_t errlen)
         .max_body_bytes = (size_t)c->max_body_bytes,
     };
     struct extproc_hooks hooks = {
-        .decide = xp_decide, .release = xp_release, .on_response = xp_on_response, .ctx = r};
+        .decide = xp_decide,
+        .release = xp_release,
+        .on_response = xp_on_response,
+        .on_response_headers = xp_on_response_headers,
+        .ctx = r};
     if (!extproc_server_start(&xc, &hooks, &r->extproc, err, errlen))
         return false;
     LOG_I(LOG_C, "ext_proc on %s:%d (%s), gRPC health on %d", c->host,

@@ -236,6 +236,15 @@ static void on_head(struct http_call *c, int status, const struct http_headers *
     }
     if (!http_headers_get(h, "x-request-id"))
         http_add_header(p->ex, "x-request-id", p->request_id);
+    if (!p->r->cfg.sidecar && sched_has_response_headers(p->r->sched)) {
+        /* destination-endpoint-served-verifier: no Envoy, so no envoy.lb metadata; it
+         * reports that, as llm-d's would ("fail: missing envoy lb metadata") */
+        struct sched_lb_meta lb = {.has_lb = false, .served = NULL};
+        struct sched_resp_header rh[SCHED_MAX_RESP_HEADERS];
+        size_t n = sched_response_headers(p->r->sched, &lb, rh, SCHED_MAX_RESP_HEADERS);
+        for (size_t i = 0; i < n; i++)
+            http_add_header(p->ex, rh[i].name, rh[i].value);
+    }
     if (!p->r->cfg.sidecar) {
         char token[512]; /* base64 of a name of up to 253 characters */
         sched_session_token(p->ep, token, sizeof token);

@@ -210,6 +210,25 @@ size_t sched_report_response(const struct sched *s, const json_t *usage,
                              struct sched_attribute *out, size_t max);
 /* Whether the config has response reporters (so the caller keeps response bodies). */
 bool sched_has_reporters(const struct sched *s);
+/* Envoy's dynamic metadata on a response (ext_proc: the metadata_context of the
+ * response_headers message), as destination-endpoint-served-verifier reads it: whether
+ * namespace envoy.lb is there (a struct), and its x-gateway-destination-endpoint-served
+ * string (NULL when absent or not a string). The HTTP proxy has no Envoy: has_lb false. */
+struct sched_lb_meta {
+    bool has_lb;
+    const char *served;
+};
+/* One response header a response-header plugin sets (name static, value copied). */
+struct sched_resp_header {
+    const char *name;
+    char value[512];
+};
+#define SCHED_MAX_RESP_HEADERS 4
+/* Runs the config's response-header plugins (destination-endpoint-served-verifier) when a
+ * response's headers arrive; returns how many headers were written to out (<= max). */
+size_t sched_response_headers(const struct sched *s, const struct sched_lb_meta *lb,
+                              struct sched_resp_header *out, size_t max);
+bool sched_has_response_headers(const struct sched *s);
 /* token-producer: where to tokenize a prompt before scheduling (the engine's vLLM
  * /tokenize under path_prefix). Strings are owned by the scheduler. */
 struct sched_tokenize {

@@ -186,6 +186,10 @@ struct sched_plugin_type {
     /* reporter: from a finished response's usage object, one attribute; false when
      * none (condition false, evaluation error, zero value). */
     bool (*report)(struct sched_plugin *self, const json_t *usage, struct sched_attribute *out);
+    /* response-header plugin: on the response's headers, one header to set; false when
+     * none. */
+    bool (*response_header)(struct sched_plugin *self, const struct sched_lb_meta *lb,
+                            struct sched_resp_header *out);
     /* I/O on the router's control loop (sched_start / sched_stop): open sockets and
      * handles; stop closes the handles (the loop then runs their close callbacks). */
     int (*start)(struct sched_plugin *self, uv_loop_t *loop, struct sched_perr *err);

@@ -34,6 +34,9 @@ extern const struct sched_plugin_type sched_by_label_selector, sched_prefill_hea
     sched_global_strict_fairness_policy, sched_round_robin_fairness_policy,
     sched_fcfs_ordering_policy, sched_edf_ordering_policy, sched_slo_deadline_ordering_policy,
     sched_priority_then_time_eviction_order_policy, sched_sheddable_eviction_filter;
+/* GAIE conformance-test plugins (sched_testing.c) */
+extern const struct sched_plugin_type sched_header_based_testing_filter,
+    sched_destination_endpoint_served_verifier;
 
 const struct sched_plugin_type *const sched_plugin_types[] = {
     /* profile handlers */
@@ -117,6 +120,9 @@ const struct sched_plugin_type *const sched_plugin_types[] = {
     &sched_slo_deadline_ordering_policy,
     &sched_priority_then_time_eviction_order_policy,
     &sched_sheddable_eviction_filter,
+    /* GAIE conformance-test plugins */
+    &sched_header_based_testing_filter,
+    &sched_destination_endpoint_served_verifier,
     NULL,
 };
 
@@ -223,6 +229,10 @@ static const struct {
     {"slo-deadline-ordering-policy", "(none; not applied: no flow control)"},
     {"priority-then-time-eviction-order-policy", "(none; not applied: no flow control)"},
     {"sheddable-eviction-filter", "(none; not applied: no flow control)"},
+    {"header-based-testing-filter", "(none; GAIE conformance tests: header "
+                                    "test-epp-endpoint-selection)"},
+    {"destination-endpoint-served-verifier", "(none; GAIE conformance tests: response header "
+                                             "x-conformance-test-served-endpoint)"},
 };
 
 static const char *kind_name(enum sched_plugin_kind k)

@@ -103,6 +103,20 @@ static void check_replies(struct xp_stream *s, bool duplex, bool *headers_seen)
     }
 }
 
+/* The verifier's path: reads the envoy.lb metadata, sets a header from it. */
+static void fz_on_response_headers(void *ctx, void *tok, const struct extproc_lb_meta *lb,
+                                   struct extproc_resp_headers *out)
+{
+    (void)ctx;
+    (void)tok;
+    if (lb->served && !lb->has_lb)
+        abort();
+    snprintf(out->h[0].key, sizeof out->h[0].key, "x-conformance-test-served-endpoint");
+    snprintf(out->h[0].value, sizeof out->h[0].value, "%s",
+             lb->served ? lb->served : "fail: missing envoy lb metadata");
+    out->n = 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -117,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.hooks.decide = fz_decide;
     cfg.hooks.release = fz_release;
     cfg.hooks.on_response = fz_on_response;
+    cfg.hooks.on_response_headers = fz_on_response_headers;
     cfg.mode = modes[opt & 3];
     cfg.max_body_bytes = (opt & 16) ? 4096 : 0;
     decision_kind = (opt >> 2) & 3;

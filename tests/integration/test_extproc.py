@@ -6,11 +6,13 @@ the P/D header, the gateway's subset hint, reply ordering, 1 MB and 20 MB bodies
 body modes, SSE response streaming, cancels, errors as ImmediateResponse, gRPC health,
 TLS and plaintext."""
 
+import base64
 import json
 import os
 import subprocess
 
-from harness import Proc, free_port, get, metric, run, run_setup, sims, wait_until
+from harness import (Proc, free_port, get, metric, post, run, run_setup, sims,
+                     wait_until)
 
 SRC = os.environ.get("TANDEM_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
 CLIENT = None
@@ -30,7 +32,7 @@ PROMPT_2 = ("I am working on learning to run benchmarks in my openshift cluster.
 def build_client():
     global CLIENT
     r = run_setup([os.path.join(SRC, "tests", "extproc", "build-client.sh")],
-                  "ext_proc tests", 9)
+                  "ext_proc tests", 12)
     CLIENT = r.stdout.strip().splitlines()[-1]
 
 
@@ -233,6 +235,64 @@ def test_data_parallel_destination_and_header():
     assert dest(out).split(",")[0] == "127.0.0.1:8123", dest(out)
 
 
+CONFORMANCE = """apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: header-based-testing-filter
+- type: destination-endpoint-served-verifier
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: header-based-testing-filter
+  - pluginRef: max-score-picker
+"""
+SEL = "test-epp-endpoint-selection"
+SERVED = "x-conformance-test-served-endpoint"
+
+
+def test_conformance_plugins():
+    """GAIE's conformance-test plugins: header-based-testing-filter steers each request to
+    the pod named in test-epp-endpoint-selection (ext_proc and HTTP proxy), and
+    destination-endpoint-served-verifier copies Envoy's envoy.lb
+    x-gateway-destination-endpoint-served metadata (sent on response_headers) into the
+    response header x-conformance-test-served-endpoint, or says what was missing."""
+    a, b = sims(2)
+    r = start_router([a, b], "--config-text", CONFORMANCE)
+    for s in (a, b, a, b):
+        out = xp(r.gport, "-prompt", "steer", "-model", "m", "-H", "%s:%s" % (SEL, addr(s)),
+                 "-resp-status", "200", "-resp-lb", "served=" + addr(s))
+        assert dest(out).split(",") == [addr(s)], dest(out)
+        assert out["response_set_headers"].get(SERVED) == addr(s), out["response_set_headers"]
+        assert out["response_equal"] and out["grpc_code"] == "OK"
+    # the envoy.lb namespace without the key, then no metadata at all
+    out = xp(r.gport, "-prompt", "steer", "-model", "m", "-H", "%s:%s" % (SEL, addr(b)),
+             "-resp-status", "200", "-resp-lb", "empty")
+    assert out["response_set_headers"].get(SERVED) == \
+        "fail: missing destination endpoint served metadata", out["response_set_headers"]
+    out = xp(r.gport, "-prompt", "steer", "-model", "m", "-H", "%s:%s" % (SEL, addr(b)),
+             "-resp-status", "200")
+    assert out["response_set_headers"].get(SERVED) == "fail: missing envoy lb metadata", \
+        out["response_set_headers"]
+    # no selection header: the filter keeps nothing -> 503 ImmediateResponse
+    out = xp(r.gport, "-prompt", "steer", "-model", "m")
+    assert out["immediate"]["status"] == 503, out
+    # a port that no pod listens on: nothing either
+    out = xp(r.gport, "-prompt", "steer", "-model", "m", "-H", "%s:127.0.0.1:1" % SEL)
+    assert out["immediate"]["status"] == 503, out
+    wait_until(lambda: inflight_zero(r), 5, what="in-flight released")
+    # the HTTP proxy: the same filter; no Envoy, so the verifier reports the missing metadata
+    for s in (a, b):
+        resp = post(r.port, "/v1/completions", {"model": "m", "prompt": "steer", "max_tokens": 2},
+                    headers={SEL: " 10.9.9.9:80 , %s" % addr(s)})
+        assert resp.status == 200, resp.body
+        assert resp.header(SERVED) == "fail: missing envoy lb metadata", resp.headers
+        name = base64.b64decode(resp.header("x-session-token")).decode()
+        assert name == s.name, (name, s.name)
+    resp = post(r.port, "/v1/completions", {"model": "m", "prompt": "steer", "max_tokens": 2})
+    assert resp.status == 503, resp.body
+
+
 if __name__ == "__main__":
     build_client()
     run([test_decision_headers_and_metadata, test_similar_prompt_same_pod_and_load_spreads,
@@ -240,4 +300,4 @@ if __name__ == "__main__":
          test_large_bodies_both_modes, test_response_phase_sse_and_trailers,
          test_cancel_mid_stream_releases, test_errors_as_immediate_response,
          test_health_tls_and_plaintext, test_request_attribute_reporter_metadata,
-         test_data_parallel_destination_and_header])
+         test_data_parallel_destination_and_header, test_conformance_plugins])

@@ -58,6 +58,9 @@ struct rec {
     struct buf resp_body;
     bool resp_eos;
     bool add_attr; /* at the end of the response: report envoy.lb.cost = 42 */
+    int resp_header_calls;
+    bool lb_has;
+    char lb_served[64]; /* "(null)" when NULL */
 };
 
 static void hook_decide(void *ctx, const struct extproc_request *req, struct extproc_decision *out)
@@ -108,6 +111,24 @@ static void hook_on_response(void *ctx, void *token, int status, const char *chu
     if (len)
         buf_append(&r->resp_body, chunk, len);
     r->resp_eos = eos;
+}
+
+/* As the router does with destination-endpoint-served-verifier: the served endpoint, or
+ * what was missing, as x-conformance-test-served-endpoint. */
+static void hook_on_response_headers(void *ctx, void *token, const struct extproc_lb_meta *lb,
+                                     struct extproc_resp_headers *out)
+{
+    struct rec *r = ctx;
+    assert_non_null(token);
+    r->resp_header_calls++;
+    r->lb_has = lb->has_lb;
+    snprintf(r->lb_served, sizeof r->lb_served, "%s", lb->served ? lb->served : "(null)");
+    snprintf(out->h[0].key, sizeof out->h[0].key, "x-conformance-test-served-endpoint");
+    snprintf(out->h[0].value, sizeof out->h[0].value, "%s",
+             !lb->has_lb  ? "fail: missing envoy lb metadata"
+             : lb->served ? lb->served
+                          : "fail: missing destination endpoint served metadata");
+    out->n = 1;
 }
 
 static int the_token;
@@ -758,6 +779,136 @@ static void test_subset_hint(void **state)
     rec_free(&rec);
 }
 
+/* response_headers with metadata_context {"envoy.lb": {served key: served}} when lb (served
+ * NULL: the namespace without the key; a number instead of a string when as_number). */
+static void enc_resp_headers_lb(struct buf *out, bool lb, const char *served, bool as_number)
+{
+    hv_t hv;
+    hv_t *hp = &hv;
+    envoy__config__core__v3__header_value__init(&hv);
+    hv.key = (char *)":status";
+    hv.raw_value.data = (uint8_t *)"200";
+    hv.raw_value.len = 3;
+    Envoy__Config__Core__V3__HeaderMap hm;
+    envoy__config__core__v3__header_map__init(&hm);
+    hm.n_headers = 1;
+    hm.headers = &hp;
+    Envoy__Service__ExtProc__V3__HttpHeaders h;
+    envoy__service__ext_proc__v3__http_headers__init(&h);
+    h.headers = &hm;
+    preq_t r;
+    envoy__service__ext_proc__v3__processing_request__init(&r);
+    r.request_case = REQ(RESPONSE_HEADERS);
+    r.response_headers = &h;
+    Google__Protobuf__Value v;
+    Google__Protobuf__Struct__FieldsEntry fe, *fep = &fe;
+    Google__Protobuf__Struct st;
+    Envoy__Config__Core__V3__Metadata__FilterMetadataEntry other, me, *mep[2] = {&other, &me};
+    Google__Protobuf__Struct empty;
+    Envoy__Config__Core__V3__Metadata md;
+    if (lb) {
+        google__protobuf__struct__init(&st);
+        if (served) {
+            google__protobuf__value__init(&v);
+            if (as_number) {
+                v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+                v.number_value = 7;
+            } else {
+                v.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+                v.string_value = (char *)served;
+            }
+            google__protobuf__struct__fields_entry__init(&fe);
+            fe.key = (char *)"x-gateway-destination-endpoint-served";
+            fe.value = &v;
+            st.n_fields = 1;
+            st.fields = &fep;
+        }
+        /* another namespace first: only envoy.lb counts */
+        google__protobuf__struct__init(&empty);
+        envoy__config__core__v3__metadata__filter_metadata_entry__init(&other);
+        other.key = (char *)"envoy.lb.subset_hint";
+        other.value = &empty;
+        envoy__config__core__v3__metadata__filter_metadata_entry__init(&me);
+        me.key = (char *)"envoy.lb";
+        me.value = &st;
+        envoy__config__core__v3__metadata__init(&md);
+        md.n_filter_metadata = 2;
+        md.filter_metadata = mep;
+        r.metadata_context = &md;
+    }
+    pack_req(&r, out);
+}
+
+/* destination-endpoint-served-verifier's path: the response_headers message's envoy.lb
+ * metadata reaches the hook, and its header goes out as a mutation on the
+ * response_headers reply; without the hook the reply stays a plain CONTINUE. */
+static void test_response_headers_lb_metadata(void **state)
+{
+    (void)state;
+    static const struct {
+        bool lb;
+        const char *served;
+        bool as_number;
+        bool want_has;
+        const char *want_served, *want_header;
+    } cases[] = {
+        {true, "10.0.0.1:8000", false, true, "10.0.0.1:8000", "10.0.0.1:8000"},
+        {true, NULL, false, true, "(null)", "fail: missing destination endpoint served metadata"},
+        {true, "x", true, true, "(null)", "fail: missing destination endpoint served metadata"},
+        {false, NULL, false, false, "(null)", "fail: missing envoy lb metadata"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct rec rec;
+        rec_init(&rec);
+        struct xp_stream_cfg cfg;
+        cfg_init(&cfg, &rec, EXTPROC_MODE_AUTO, 0);
+        cfg.hooks.on_response_headers = hook_on_response_headers;
+        struct xp_stream s;
+        xp_stream_init(&s, &cfg);
+        struct buf m = BUF_INIT;
+        enc_headers(&m, false, REQ_HEADERS, true, -1, -1, NULL);
+        assert_int_equal(feed(&s, &m), XP_CONTINUE);
+        free_resp(pop_resp(&s));
+        enc_resp_headers_lb(&m, cases[i].lb, cases[i].served, cases[i].as_number);
+        assert_int_equal(feed(&s, &m), XP_CONTINUE);
+        assert_int_equal(rec.resp_header_calls, 1);
+        assert_int_equal(rec.lb_has, cases[i].want_has);
+        assert_string_equal(rec.lb_served, cases[i].want_served);
+        presp_t *r = pop_resp(&s);
+        assert_int_equal(r->response_case, RESP(RESPONSE_HEADERS));
+        char tmp[128];
+        const char *v = set_header(r->response_headers->response->header_mutation,
+                                   "x-conformance-test-served-endpoint", tmp, sizeof tmp);
+        assert_non_null(v);
+        assert_string_equal(v, cases[i].want_header);
+        free_resp(r);
+        assert_null(s.out_head);
+        xp_stream_free(&s);
+        buf_free(&m);
+        rec_free(&rec);
+    }
+    /* no hook: CONTINUE without a mutation, whatever the metadata */
+    struct rec rec;
+    rec_init(&rec);
+    struct xp_stream_cfg cfg;
+    cfg_init(&cfg, &rec, EXTPROC_MODE_AUTO, 0);
+    struct xp_stream s;
+    xp_stream_init(&s, &cfg);
+    struct buf m = BUF_INIT;
+    enc_headers(&m, false, REQ_HEADERS, true, -1, -1, NULL);
+    feed(&s, &m);
+    free_resp(pop_resp(&s));
+    enc_resp_headers_lb(&m, true, "10.0.0.1:8000", false);
+    assert_int_equal(feed(&s, &m), XP_CONTINUE);
+    presp_t *r = pop_resp(&s);
+    assert_int_equal(r->response_case, RESP(RESPONSE_HEADERS));
+    assert_null(r->response_headers->response->header_mutation);
+    free_resp(r);
+    xp_stream_free(&s);
+    buf_free(&m);
+    rec_free(&rec);
+}
+
 static void test_protocol_errors(void **state)
 {
     (void)state;
@@ -1013,7 +1164,7 @@ static void test_server(void **state)
     (void)state;
     struct rec rec;
     rec_init(&rec);
-    struct extproc_hooks hooks = {hook_decide, hook_release, NULL, &rec};
+    struct extproc_hooks hooks = {.decide = hook_decide, .release = hook_release, .ctx = &rec};
     struct extproc_config cfg = {.host = "127.0.0.1",
                                  .port = 0,
                                  .health_port = 0,
@@ -1160,7 +1311,7 @@ static void test_server_tls(void **state)
     (void)state;
     struct rec rec;
     rec_init(&rec);
-    struct extproc_hooks hooks = {hook_decide, hook_release, NULL, &rec};
+    struct extproc_hooks hooks = {.decide = hook_decide, .release = hook_release, .ctx = &rec};
     struct extproc_config cfg = {
         .host = "127.0.0.1", .port = 0, .health_port = -1, .tls = true, .workers = 1};
     struct extproc_server *srv;
@@ -1182,6 +1333,7 @@ int main(void)
         cmocka_unit_test(test_immediate_response),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_subset_hint),
+        cmocka_unit_test(test_response_headers_lb_metadata),
         cmocka_unit_test(test_protocol_errors),
         cmocka_unit_test(test_streamed_mode_and_no_endpoint),
         cmocka_unit_test(test_server),

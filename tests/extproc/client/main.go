@@ -96,6 +96,7 @@ type options struct {
 	metaEvery     bool
 	respStatus    int
 	respSSE       bool
+	respLB        string
 	respChunks    int
 	respLockstep  bool
 	cancelAfter   int
@@ -144,6 +145,7 @@ func run() int {
 	fs.BoolVar(&o.metaEvery, "metadata-every", false, "attach metadata_context to every request-phase message, not only the first")
 	fs.IntVar(&o.respStatus, "resp-status", 0, "run the response phase with this :status (0: none)")
 	fs.BoolVar(&o.respSSE, "resp-sse", false, "response is text/event-stream (SSE) instead of JSON")
+	fs.StringVar(&o.respLB, "resp-lb", "", "metadata_context on response_headers: 'served=V' (envoy.lb x-gateway-destination-endpoint-served V), 'empty' (envoy.lb with no key), '' (none)")
 	fs.IntVar(&o.respChunks, "resp-chunks", 3, "number of response_body chunks (SSE: the last is data: [DONE])")
 	fs.BoolVar(&o.respLockstep, "resp-lockstep", false, "full mode: wait for each response chunk to be echoed before sending the next")
 	fs.IntVar(&o.cancelAfter, "cancel-after", -1, "cancel the stream after sending N request_body chunks (0: right after the headers)")
@@ -336,6 +338,20 @@ func metadataContext(o *options) *corev3.Metadata {
 		"envoy.lb.subset_hint": {Fields: map[string]*structpb.Value{
 			"x-gateway-destination-endpoint-subset": structpb.NewListValue(&structpb.ListValue{Values: vals}),
 		}},
+	}}
+}
+
+// respLBMetadata: Envoy's envoy.lb namespace on the response_headers message (-resp-lb).
+func respLBMetadata(o *options) *corev3.Metadata {
+	if o.respLB == "" {
+		return nil
+	}
+	fields := map[string]*structpb.Value{}
+	if v, ok := strings.CutPrefix(o.respLB, "served="); ok {
+		fields["x-gateway-destination-endpoint-served"] = structpb.NewStringValue(v)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		"envoy.lb": {Fields: fields},
 	}}
 }
 
@@ -932,7 +948,9 @@ func runSingle(o *options, body []byte) int {
 			e.respHeadersSent = true
 			e.mu.Unlock()
 			waiting = "response_headers reply"
-			if !send(respHeadersMsg(rh), false) {
+			rhm := respHeadersMsg(rh)
+			rhm.MetadataContext = respLBMetadata(o)
+			if !send(rhm, false) {
 				return
 			}
 			var all []byte
