@@ -37,13 +37,15 @@
 # port, and precise routers connect to every pod (kvEventsConfig.discoverPods with
 # endpoint-notification-source, llm-d's setup for active-active replicas), so every
 # replica sees every pod's events; approximate routers each see only their share.
+# ROUTER_ARGS: extra flags for every scheduling router (e.g. --raw-scraped-load: load
+# scorers without the router's sent-since-scrape estimate, as llm-d's).
 # Outputs are cut to OUTPUT_LEN tokens to keep the run short; rates are in real time
 # (modeled time runs 1/SCALE faster), so 4 pods of modeled H100s at SCALE 0.1 take
 # 10x the rates of real ones.
 #
 # usage: bench/scheduling-quality.sh [BUILD_DIR]   (env: WORKLOAD PODS SCALE STAGE
 #        OUTPUT_LEN OUT PROBE PRECISE_WEIGHTS PRECISE_LOAD
-#        PRECISE_SPECULATIVE ROUTERS; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
+#        PRECISE_SPECULATIVE ROUTERS ROUTER_ARGS; shared-prefix: NGROUPS PER_GROUP LADDER POLICIES; kv-pressure:
 #        KV_NGROUPS KV_PER_GROUP KV_LADDER KV_POLICIES KV_BLOCKS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -232,7 +234,7 @@ run_one() {
   for k in $(seq "$ROUTERS"); do
     R=$(port)
     "$BIN" router --host 127.0.0.1 --port "$R" --metrics-port 0 --workers 1 --log-level warn \
-      --enable-debug-endpoints "${pol[@]}" "${eps[@]}" &
+      --enable-debug-endpoints ${ROUTER_ARGS:-} "${pol[@]}" "${eps[@]}" &
     rpids+=($!)
     pids+=($!)
     rports+=("$R")
@@ -395,7 +397,7 @@ for wl in "${workloads[@]}"; do
   # The comparison table, per stage, from the result files.
   # the command that reruns it: the knobs this invocation was given
   cmd="WORKLOAD=$wl"
-  for v in ROUTERS PODS SCALE STAGE OUTPUT_LEN PROBE PRECISE_WEIGHTS PRECISE_LOAD PRECISE_SPECULATIVE \
+  for v in ROUTERS ROUTER_ARGS PODS SCALE STAGE OUTPUT_LEN PROBE PRECISE_WEIGHTS PRECISE_LOAD PRECISE_SPECULATIVE \
     NGROUPS PER_GROUP LADDER POLICIES KV_NGROUPS KV_PER_GROUP KV_LADDER KV_POLICIES KV_BLOCKS; do
     val=$(printenv "$v" || true)
     [ -z "$val" ] && continue

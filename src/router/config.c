@@ -309,6 +309,10 @@ int router_config_parse_as(struct router_config *cfg, int argc, char **argv, boo
          "engine metrics scrape interval (50)", NULL},
         {"--metrics-staleness-threshold", NULL, FLAG_DOUBLE, &stale_ms, "MS",
          "scraped metrics older than this are stale (2000)", NULL},
+        {"--raw-scraped-load", NULL, FLAG_BOOL, &cfg->raw_scraped_load, NULL,
+         "queue/KV scorers rank by scraped values only, as llm-d (default: plus what was sent "
+         "since the scrape)",
+         NULL},
         {"--max-retries", NULL, FLAG_INT, &cfg->max_retries, "N",
          "retries on another endpoint before the first byte (2)", NULL},
         {"--max-inflight-per-endpoint", NULL, FLAG_INT, &cfg->max_inflight, "N",

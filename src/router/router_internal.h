@@ -81,6 +81,7 @@ struct router_config {
     size_t n_objectives;
     double refresh_metrics_s;
     double staleness_s;
+    bool raw_scraped_load; /* scorers rank by the scraped values only (no dispatch estimate) */
     long long max_body_bytes;
     long long max_retries;
     long long max_inflight; /* per endpoint, 0 = unbounded: past it, 429 */

@@ -21,6 +21,8 @@
 struct scrape {
     struct router *r;
     struct sched_endpoint *ep; /* ref'd */
+    uint64_t sent_requests;    /* the endpoint's sent totals when this scrape was requested */
+    uint64_t sent_tokens;
 };
 
 /* Endpoints never scraped successfully get one warning, not one per scrape (the control
@@ -169,6 +171,8 @@ static void on_scraped(enum http_call_error err, int status, const char *body, s
         p.m.healthy = true;
         p.m.stale = false;
         p.m.scraped_at_ns = clock_monotonic_ns();
+        p.m.sent_base_requests = r->cfg.raw_scraped_load ? UINT64_MAX : sc->sent_requests;
+        p.m.sent_base_tokens = sc->sent_tokens;
         if (!before.healthy)
             LOG_I(LOG_C, "endpoint %s (%s) is healthy", name, sched_endpoint_addr(sc->ep));
         sched_endpoint_set_scraped(sc->ep, &p.m);
@@ -219,6 +223,7 @@ static void on_tick(uv_timer_t *t)
         sc->r = r;
         sc->ep = eps[i];
         sched_endpoint_ref(sc->ep);
+        sched_endpoint_sent(sc->ep, &sc->sent_requests, &sc->sent_tokens);
         busy_add(&r->scraper, sc);
         uint64_t timeout = (uint64_t)(r->cfg.refresh_metrics_s * 1e3) * 20;
         struct http_call_request req = {

@@ -62,7 +62,33 @@ struct sched_endpoint_metrics {
     uint64_t scraped_at_ns;    /* monotonic */
     int64_t inflight_requests; /* router's own: sent, not finished */
     int64_t inflight_tokens;   /* router's own: prompt tokens of those */
+    /* Dispatch-since-scrape estimate. The scraper stores the endpoint's sent counters
+     * (sched_endpoint_sent) as they were when it requested this scrape; UINT64_MAX: no
+     * estimate (--raw-scraped-load). The snapshot fills pending_*: what the router sent
+     * since then and is still in flight (min of the two), which the scraped values
+     * cannot show yet (0 without an estimate). */
+    uint64_t sent_base_requests;
+    uint64_t sent_base_tokens;
+    double pending_requests;
+    double pending_tokens;
 };
+
+/* The load the queue and KV scorers rank by: the scraped value plus what this router sent
+ * since that scrape was requested (a request arrives waiting and takes KV blocks for its
+ * prompt), so consecutive picks between two scrapes do not all land on the endpoint that
+ * looked idlest at the last one. With --raw-scraped-load these are the scraped values. */
+static inline double sched_m_waiting_est(const struct sched_endpoint_metrics *m)
+{
+    return m->waiting + m->pending_requests;
+}
+
+static inline double sched_m_kv_usage_est(const struct sched_endpoint_metrics *m)
+{
+    double cap = (double)m->num_blocks * m->block_size, u = m->kv_usage;
+    if (cap > 0)
+        u += m->pending_tokens / cap;
+    return u < 1.0 ? u : 1.0;
+}
 
 struct sched_endpoint; /* opaque, refcounted, owned by the datastore */
 struct sched_datastore;
@@ -103,8 +129,12 @@ void sched_endpoint_set_health(struct sched_endpoint *e, bool healthy);
  * an unhealthy one, but health scraping does not unblock it; only the router does. */
 void sched_endpoint_set_blocked(struct sched_endpoint *e, bool blocked);
 bool sched_endpoint_blocked(const struct sched_endpoint *e);
-/* Router side: +1/-1 request and +/- prompt tokens when a proxied request starts/ends. */
+/* Router side: +1/-1 request and +/- prompt tokens when a proxied request starts/ends.
+ * A start (requests > 0) also counts in the sent totals. */
 void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int64_t tokens);
+/* Monotonic totals of requests and prompt tokens sent to the endpoint (scraper side:
+ * stored as sent_base_* with each scrape). */
+void sched_endpoint_sent(const struct sched_endpoint *e, uint64_t *requests, uint64_t *tokens);
 
 /* --- scheduling ---------------------------------------------------------------------- */
 

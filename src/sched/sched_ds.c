@@ -293,6 +293,25 @@ void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoi
     pthread_mutex_unlock(&st->mu);
     out->inflight_requests = atomic_load_explicit(&st->inflight_requests, memory_order_relaxed);
     out->inflight_tokens = atomic_load_explicit(&st->inflight_tokens, memory_order_relaxed);
+    out->pending_requests = out->pending_tokens = 0;
+    if (out->have && out->sent_base_requests != UINT64_MAX) {
+        uint64_t rq = atomic_load_explicit(&st->sent_requests, memory_order_relaxed);
+        uint64_t tk = atomic_load_explicit(&st->sent_tokens, memory_order_relaxed);
+        /* sent since the scrape and not finished: at most what is in flight now (the
+         * totals only grow, so the base is never above them; guard all the same) */
+        double sr = rq > out->sent_base_requests ? (double)(rq - out->sent_base_requests) : 0;
+        double st_ = tk > out->sent_base_tokens ? (double)(tk - out->sent_base_tokens) : 0;
+        double ir = out->inflight_requests > 0 ? (double)out->inflight_requests : 0;
+        double it = out->inflight_tokens > 0 ? (double)out->inflight_tokens : 0;
+        out->pending_requests = sr < ir ? sr : ir;
+        out->pending_tokens = st_ < it ? st_ : it;
+    }
+}
+
+void sched_endpoint_sent(const struct sched_endpoint *e, uint64_t *requests, uint64_t *tokens)
+{
+    *requests = atomic_load_explicit(&e->st->sent_requests, memory_order_relaxed);
+    *tokens = atomic_load_explicit(&e->st->sent_tokens, memory_order_relaxed);
 }
 
 void sched_endpoint_set_scraped(struct sched_endpoint *e, const struct sched_endpoint_metrics *m)
@@ -326,6 +345,11 @@ void sched_endpoint_inflight_add(struct sched_endpoint *e, int64_t requests, int
 {
     atomic_fetch_add_explicit(&e->st->inflight_requests, requests, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->st->inflight_tokens, tokens, memory_order_relaxed);
+    if (requests > 0) {
+        atomic_fetch_add_explicit(&e->st->sent_requests, (uint64_t)requests, memory_order_relaxed);
+        if (tokens > 0)
+            atomic_fetch_add_explicit(&e->st->sent_tokens, (uint64_t)tokens, memory_order_relaxed);
+    }
 }
 
 const char *sched_endpoint_source(const struct sched_endpoint *e)

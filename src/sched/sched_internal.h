@@ -22,6 +22,8 @@ struct sched_endpoint_state {
     struct sched_endpoint_metrics m;
     _Atomic int64_t inflight_requests;
     _Atomic int64_t inflight_tokens;
+    _Atomic uint64_t sent_requests; /* monotonic: every start counted by inflight_add */
+    _Atomic uint64_t sent_tokens;
     atomic_bool blocked; /* the router's circuit breaker is open: not a candidate */
 };
 

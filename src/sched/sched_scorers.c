@@ -40,7 +40,7 @@ static void queue_score(struct sched_plugin *self, struct sched_cycle *c, const 
                         size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++)
-        out[i] = c->m[in[i]].waiting;
+        out[i] = sched_m_waiting_est(&c->m[in[i]]);
     minmax_score(out, n, out);
 }
 
@@ -72,7 +72,7 @@ static void kv_score(struct sched_plugin *self, struct sched_cycle *c, const uin
                      double *out)
 {
     for (size_t i = 0; i < n; i++)
-        out[i] = 1.0 - c->m[in[i]].kv_usage;
+        out[i] = 1.0 - sched_m_kv_usage_est(&c->m[in[i]]);
 }
 
 const struct sched_plugin_type sched_kv_scorer = {
@@ -111,7 +111,7 @@ static void load_aware_score(struct sched_plugin *self, struct sched_cycle *c, c
 {
     double t = ST(self, struct load_aware)->threshold;
     for (size_t i = 0; i < n; i++) {
-        double q = c->m[in[i]].waiting;
+        double q = sched_m_waiting_est(&c->m[in[i]]);
         out[i] = q <= 0 ? 0.5 : 0.5 * (1.0 - fmin(q, t) / t);
     }
 }

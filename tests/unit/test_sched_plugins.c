@@ -94,6 +94,90 @@ static void inflight(struct sched_datastore *ds, const char *name, int64_t req, 
     sched_endpoint_unref(e);
 }
 
+/* Scraped metrics as the router's scraper stores them: base = the endpoint's sent totals
+ * now (the scrape was just requested), or UINT64_MAX for --raw-scraped-load. */
+static void scraped(struct sched_datastore *ds, const char *name, double waiting, double kv,
+                    bool raw)
+{
+    struct sched_endpoint *e = sched_ds_find(ds, name);
+    struct sched_endpoint_metrics m;
+    memset(&m, 0, sizeof m);
+    m.have = m.healthy = true;
+    m.waiting = waiting;
+    m.kv_usage = kv;
+    m.block_size = 10;
+    m.num_blocks = 100; /* 1,000 tokens of KV cache */
+    sched_endpoint_sent(e, &m.sent_base_requests, &m.sent_base_tokens);
+    if (raw)
+        m.sent_base_requests = UINT64_MAX;
+    sched_endpoint_set_scraped(e, &m);
+    sched_endpoint_unref(e);
+}
+
+/* Between two scrapes the queue and KV scorers count what was sent since the last one:
+ * without it the next picks would all go to "a" again. */
+static void test_sent_since_scrape(void **state)
+{
+    struct sched_datastore *ds = three();
+    for (int raw = 0; raw < 2; raw++) {
+        scraped(ds, "a", 2, 0.5, raw);
+        scraped(ds, "b", 2, 0.5, raw);
+        scraped(ds, "c", 4, 0.5, raw);
+        inflight(ds, "a", 1, 100); /* one request of 100 prompt tokens sent to a */
+        struct sched *q = tu_one(ds, "queue-scorer", NULL);
+        struct sched *kv = tu_one(ds, "kv-cache-utilization-scorer", NULL);
+        struct sched *la = tu_one(ds, "load-aware-scorer", "{threshold: 10}");
+        json_t *jq = dry(q, "x"), *jk = dry(kv, "x"), *jl = dry(la, "x");
+        if (raw) { /* the scraped values as they are */
+            NEAR(tu_score(jq, 0, 0, "a"), 1.0);
+            NEAR(tu_score(jk, 0, 0, "a"), 0.5);
+            NEAR(tu_score(jl, 0, 0, "a"), 0.4);
+        } else { /* a: 3 waiting, 0.5 + 100 / 1000 KV */
+            NEAR(tu_score(jq, 0, 0, "a"), 0.5);
+            NEAR(tu_score(jq, 0, 0, "b"), 1.0);
+            NEAR(tu_score(jk, 0, 0, "a"), 0.4);
+            NEAR(tu_score(jk, 0, 0, "b"), 0.5);
+            NEAR(tu_score(jl, 0, 0, "a"), 0.35);
+        }
+        json_decref(jq);
+        json_decref(jk);
+        json_decref(jl);
+        struct sched_endpoint *e = sched_ds_find(ds, "a");
+        struct sched_endpoint_metrics m;
+        sched_endpoint_snapshot(e, &m);
+        NEAR(m.pending_requests, raw ? 0.0 : 1.0);
+        NEAR(m.pending_tokens, raw ? 0.0 : 100.0);
+        NEAR(m.waiting, 2.0); /* the scraped value itself is untouched */
+        /* the next scrape shows it: sent before that scrape, it no longer counts */
+        scraped(ds, "a", 2, 0.5, raw);
+        sched_endpoint_snapshot(e, &m);
+        NEAR(m.pending_requests, 0.0);
+        NEAR(m.pending_tokens, 0.0);
+        /* in flight from before the scrape does not count either; finished does not */
+        inflight(ds, "a", 1, 100);
+        sched_endpoint_snapshot(e, &m);
+        NEAR(m.pending_requests, raw ? 0.0 : 1.0);
+        inflight(ds, "a", -2, -200);
+        sched_endpoint_snapshot(e, &m);
+        NEAR(m.pending_requests, 0.0);
+        NEAR(m.pending_tokens, 0.0);
+        sched_endpoint_unref(e);
+        jq = dry(q, "x");
+        NEAR(tu_score(jq, 0, 0, "a"), 1.0);
+        json_decref(jq);
+        /* the KV estimate is capped at full */
+        inflight(ds, "b", 1, 5000);
+        jk = dry(kv, "x");
+        NEAR(tu_score(jk, 0, 0, "b"), raw ? 0.5 : 0.0);
+        json_decref(jk);
+        inflight(ds, "b", -1, -5000);
+        sched_free(q);
+        sched_free(kv);
+        sched_free(la);
+    }
+    sched_ds_free(ds);
+}
+
 static void test_active_and_token_load(void **state)
 {
     struct sched_datastore *ds = three();
@@ -775,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_queue_and_running_scorers),
         cmocka_unit_test(test_kv_and_load_aware),
         cmocka_unit_test(test_active_and_token_load),
+        cmocka_unit_test(test_sent_since_scrape),
         cmocka_unit_test(test_lora_affinity),
         cmocka_unit_test(test_no_hit_lru_spreads_cold_requests),
         cmocka_unit_test(test_role_filters),
