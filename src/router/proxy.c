@@ -43,6 +43,8 @@ struct proxy_req {
     int status;
     bool streaming;     /* response head sent to the client */
     bool counted;       /* inflight accounting added to ep */
+    /* router-mode P/D: the prefill pod, ref'd and counted in flight during the prefill leg */
+    struct sched_endpoint *pf_counted;
     int64_t est_tokens; /* prompt tokens, estimated, for in-flight accounting */
     /* The body sent upstream: the client's, or the decode leg's after a prefill. */
     const char *body;
@@ -156,9 +158,19 @@ static void uncount(struct proxy_req *p)
     }
 }
 
+static void uncount_prefill(struct proxy_req *p)
+{
+    if (p->pf_counted) {
+        sched_endpoint_inflight_add(p->pf_counted, -1, -p->est_tokens);
+        sched_endpoint_unref(p->pf_counted);
+        p->pf_counted = NULL;
+    }
+}
+
 static void proxy_free(struct proxy_req *p)
 {
     uncount(p);
+    uncount_prefill(p);
     if (p->admitted)
         atomic_fetch_sub(&p->r->in_flight, 1);
     if (p->pf)
@@ -654,6 +666,7 @@ static void on_prefill_done(const struct pd_prefill_result *res, void *ctx)
 {
     struct proxy_req *p = ctx;
     p->pf = NULL;
+    uncount_prefill(p);
     if (p->r->cfg.sidecar)
         metrics_histogram_observe(p->r->m.sc_prefill_duration, res->seconds);
     switch (res->outcome) {
@@ -717,6 +730,12 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
     if (!p->r->cfg.sidecar && p->res.prefill) {
         hdrs = leg_headers(p, p->res.prefill, &n_hdrs);
         vr_inc(p->r->m.vr.pd_prefill, p->prefill_name);
+        /* the prefill pod has the request during its leg (load scoring of prefill picks,
+         * tandem_router_role_inflight{role="prefill"}) */
+        uncount_prefill(p);
+        p->pf_counted = p->res.prefill;
+        sched_endpoint_ref(p->pf_counted);
+        sched_endpoint_inflight_add(p->pf_counted, 1, p->est_tokens);
     }
     p->pf = pd_prefill_start(p->w->client, p->r->cfg.connector, host, port, path,
                              (struct http_header *)hdrs, n_hdrs, p->body, p->body_len,

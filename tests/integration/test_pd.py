@@ -257,6 +257,7 @@ def check_short_and_repeated_prompts_decode_in_place(mode):
     rr = lambda role: val(t.router.port, "tandem_router_role_requests_total", role=role)
     assert (rr("decode"), rr("prefill")) == (4, 1)
     assert val(t.router.port, "tandem_router_role_inflight", role="decode") == 0
+    assert val(t.router.port, "tandem_router_role_inflight", role="prefill") == 0
     for g in ("tandem_router_role_queue", "tandem_router_role_running"):
         wait_until(lambda: val(t.router.port, g, role="decode") == 0, 5, what=g + " idle")
 
@@ -328,11 +329,18 @@ def check_client_disconnect_cancels_prefill(mode):
     wait_until(lambda: val(p.port, "vllm:num_requests_running") == 1, 5,
                what="the prefill leg to run on P")
     assert t.decisions("disaggregate") == 1  # a prefill leg, not the request itself on P
+    # In flight during the leg: the decode pod has the request from the prefill leg on;
+    # in router mode the router runs the leg, so P has it too (load scoring of prefill
+    # picks, autoscaling on the prefill role); in sidecar mode the sidecar runs it.
+    inflight = lambda role: val(t.router.port, "tandem_router_role_inflight", role=role)
+    assert (inflight("decode"), inflight("prefill")) == (1, 1 if mode == "router" else 0)
     c.close()
     t0 = time.monotonic()
     wait_until(lambda: val(p.port, "vllm:num_requests_running") == 0, 5,
                what="P to stop the prefill")
     assert time.monotonic() - t0 < 1.0  # well before the prefill would have finished
+    wait_until(lambda: (inflight("decode"), inflight("prefill")) == (0, 0), 2,
+               what="nothing in flight after the cancel")
     wait_until(lambda: val(p.port, "vllm:request_success_total", finished_reason="abort") == 1,
                2, what="P to count the abort")
     wait_until(lambda: val(p.port, "tandem_sim_kv_pinned_requests") == 0, 2.5,
