@@ -140,6 +140,47 @@ def test_queue_scorer_steers_away_from_a_long_queue():
     assert pods == ["decode-0"] * 8, pods
 
 
+def test_load_scorers_count_what_was_sent_since_the_scrape():
+    # One scrape (the interval is ten minutes), so only what the router itself sent can
+    # tell the pods apart: a request in flight on one makes queue-scorer and
+    # kv-cache-utilization-scorer prefer the other; --raw-scraped-load sees equal pods.
+    cfg = ("plugins:\n- type: queue-scorer\n- type: kv-cache-utilization-scorer\n"
+           "- type: max-score-picker\nschedulingProfiles:\n- name: default\n  plugins:\n"
+           "  - pluginRef: queue-scorer\n  - pluginRef: kv-cache-utilization-scorer\n"
+           "  - pluginRef: max-score-picker\n")
+    for raw in (False, True):
+        pods = sims(2, "--time-scale", "200")  # a 200-token answer takes seconds
+        r = start_router(pods, "--config-text", cfg, "--refresh-metrics-interval", "600000",
+                         *(["--raw-scraped-load"] if raw else []))
+
+        def long_request():
+            try:
+                post(r.port, "/v1/completions", {"model": "m", "prompt": "x " * 400,
+                                                 "max_tokens": 200, "ignore_eos": True},
+                     timeout=60)
+            except OSError:
+                pass  # stopped with the test
+
+        threading.Thread(target=long_request, daemon=True).start()
+        busy = []
+        wait_until(lambda: busy.extend(e["name"] for e in
+                                       get(r.port, "/debug/endpoints").json()["endpoints"]
+                                       if e["inflight_requests"] == 1) or busy, 10,
+                   what="the request in flight")
+        idle = [p.name for p in pods if p.name != busy[0]][0]
+        t = post(r.port, "/debug/schedule", {"model": "m", "prompt": "y"}).json()
+        sc = {s["name"]: s["scores"] for s in t["profiles"][0]["scorers"]}
+        q, kv = sc["queue-scorer"], sc["kv-cache-utilization-scorer"]
+        if raw:
+            assert q[busy[0]] == q[idle] == 1 and kv[busy[0]] == kv[idle], sc
+        else:
+            assert (q[busy[0]], q[idle]) == (0, 1) and kv[busy[0]] < kv[idle], sc
+            assert t["profiles"][0]["picked"] in (idle, [idle]), t["profiles"][0]
+        r.stop()
+        for p in pods:
+            p.stop()
+
+
 def test_session_affinity():
     a, b = sims(2)
     cfg = ("apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n"
@@ -519,7 +560,8 @@ def test_llm_d_example_config_loads():
 
 if __name__ == "__main__":
     run([test_proxy_streaming_and_headers, test_prefix_cache_scorer_keeps_similar_prompts_together,
-         test_queue_scorer_steers_away_from_a_long_queue, test_session_affinity,
+         test_queue_scorer_steers_away_from_a_long_queue,
+         test_load_scorers_count_what_was_sent_since_the_scrape, test_session_affinity,
          test_consistent_hash_stable_and_moves_few_keys, test_role_filters,
          test_killed_sim_is_unhealthy_and_traffic_moves, test_debug_schedule_trace,
          test_client_disconnect_stops_generation, test_endpoints_file_and_metrics_port,
