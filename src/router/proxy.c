@@ -731,8 +731,8 @@ static void start_prefill(struct proxy_req *p, const char *host, int port)
         hdrs = leg_headers(p, p->res.prefill, &n_hdrs);
         vr_inc(p->r->m.vr.pd_prefill, p->prefill_name);
         /* the prefill pod has the request during its leg (load scoring of prefill picks,
-         * tandem_router_role_inflight{role="prefill"}) */
-        uncount_prefill(p);
+         * tandem_router_role_inflight{role="prefill"}); on_prefill_done or proxy_free
+         * uncounts it */
         p->pf_counted = p->res.prefill;
         sched_endpoint_ref(p->pf_counted);
         sched_endpoint_inflight_add(p->pf_counted, 1, p->est_tokens);

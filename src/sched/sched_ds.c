@@ -285,6 +285,15 @@ const char *sched_endpoint_label(const struct sched_endpoint *e, const char *key
     return NULL;
 }
 
+/* min(total - base, in flight), never below 0 (the total only grows, so it is never below
+ * a base read from it; guarded all the same) */
+static double since_base(const _Atomic uint64_t *total, uint64_t base, int64_t inflight)
+{
+    uint64_t t = atomic_load_explicit(total, memory_order_relaxed);
+    double sent = t > base ? (double)(t - base) : 0, in = inflight > 0 ? (double)inflight : 0;
+    return sent < in ? sent : in;
+}
+
 void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoint_metrics *out)
 {
     struct sched_endpoint_state *st = e->st;
@@ -295,16 +304,11 @@ void sched_endpoint_snapshot(const struct sched_endpoint *e, struct sched_endpoi
     out->inflight_tokens = atomic_load_explicit(&st->inflight_tokens, memory_order_relaxed);
     out->pending_requests = out->pending_tokens = 0;
     if (out->have && out->sent_base_requests != UINT64_MAX) {
-        uint64_t rq = atomic_load_explicit(&st->sent_requests, memory_order_relaxed);
-        uint64_t tk = atomic_load_explicit(&st->sent_tokens, memory_order_relaxed);
-        /* sent since the scrape and not finished: at most what is in flight now (the
-         * totals only grow, so the base is never above them; guard all the same) */
-        double sr = rq > out->sent_base_requests ? (double)(rq - out->sent_base_requests) : 0;
-        double st_ = tk > out->sent_base_tokens ? (double)(tk - out->sent_base_tokens) : 0;
-        double ir = out->inflight_requests > 0 ? (double)out->inflight_requests : 0;
-        double it = out->inflight_tokens > 0 ? (double)out->inflight_tokens : 0;
-        out->pending_requests = sr < ir ? sr : ir;
-        out->pending_tokens = st_ < it ? st_ : it;
+        /* sent since the scrape and not finished: at most what is in flight now */
+        out->pending_requests =
+            since_base(&st->sent_requests, out->sent_base_requests, out->inflight_requests);
+        out->pending_tokens =
+            since_base(&st->sent_tokens, out->sent_base_tokens, out->inflight_tokens);
     }
 }
 

@@ -161,12 +161,13 @@ def test_load_scorers_count_what_was_sent_since_the_scrape():
             except OSError:
                 pass  # stopped with the test
 
+        def in_flight():
+            return [e["name"] for e in get(r.port, "/debug/endpoints").json()["endpoints"]
+                    if e["inflight_requests"] == 1]
+
         threading.Thread(target=long_request, daemon=True).start()
-        busy = []
-        wait_until(lambda: busy.extend(e["name"] for e in
-                                       get(r.port, "/debug/endpoints").json()["endpoints"]
-                                       if e["inflight_requests"] == 1) or busy, 10,
-                   what="the request in flight")
+        wait_until(in_flight, 10, what="the request in flight")
+        busy = in_flight()
         idle = [p.name for p in pods if p.name != busy[0]][0]
         t = post(r.port, "/debug/schedule", {"model": "m", "prompt": "y"}).json()
         sc = {s["name"]: s["scores"] for s in t["profiles"][0]["scorers"]}
